@@ -1,0 +1,24 @@
+import type { EngineName, Scorer } from './base-scorer.js';
+import { FactorizedScorer, type FactorizedOptions } from './factorized-scorer.js';
+import type { Head } from './head.js';
+import { ReferenceScorer } from './reference-scorer.js';
+import { YocoScorer, type YocoOptions } from './yoco-scorer.js';
+
+export interface ScorerOptions extends YocoOptions, FactorizedOptions {
+  engine?: EngineName;
+}
+
+/** Compiles a head into a scorer; `factorized` unless told otherwise. */
+export async function createScorer(head: Head, options: ScorerOptions = {}): Promise<Scorer> {
+  const engine = options.engine ?? 'factorized';
+  switch (engine) {
+    case 'reference':
+      return new ReferenceScorer(head);
+    case 'yoco':
+      return YocoScorer.create(head, options);
+    case 'factorized':
+      return FactorizedScorer.create(head, options);
+    default:
+      throw new RangeError(`unknown engine '${engine as string}'; expected reference, yoco or factorized`);
+  }
+}

@@ -1,0 +1,2 @@
+export { HeadFormatError } from './head-format-error.js';
+export { RowIndexError } from './row-index-error.js';

@@ -1,0 +1,106 @@
+import { availableParallelism } from 'node:os';
+import { GraphBuilder } from '@yoco/onnx';
+import { Tensor, type InferenceSession } from 'onnxruntime-node';
+import { BaseScorer } from './base-scorer.js';
+import type { Head } from './head.js';
+import { createSession, type RuntimeOptions } from './ort-session.js';
+import { ReluDotKernel } from './relu-dot-kernel.js';
+
+export interface FactorizedOptions extends RuntimeOptions {
+  /** Gallery rows projected per ORT run when adding (bounds the temporary [n, D] tensor). */
+  projectBatch?: number;
+  /** Threads scanning P per query (the caller's plus helpers); default: every core. */
+  kernelThreads?: number;
+}
+
+/** [n, D] -> [n, H] = X · Wᵀ (+ b): one GEMM in ORT. */
+function projectionModel(dim: number, hidden: number, w1: Float32Array, half: 0 | 1, bias?: Float32Array): Uint8Array {
+  const wt = new Float32Array(dim * hidden);
+  const off = half * dim;
+  for (let h = 0; h < hidden; h++) {
+    const row = h * 2 * dim + off;
+    for (let c = 0; c < dim; c++) wt[c * hidden + h] = w1[row + c];
+  }
+  const g = new GraphBuilder(half === 0 ? 'project_query' : 'project_rows');
+  const x = g.input('x', ['n', dim]);
+  let y = g.op('MatMul', [x, g.initializer('wt', wt, [dim, hidden])], {}, bias ? {} : { output: 'y' });
+  if (bias) y = g.op('Add', [y, g.initializer('b', bias, [hidden])], {}, { output: 'y' });
+  g.output(y, ['n', hidden]);
+  return g.toBytes({ opset: 17 });
+}
+
+/**
+ * C1 is linear in concat(q, g): C1·[q; g] = A·q + B·g + b1. Each row is
+ * stored as P = B·g + b1 (H floats, computed once in ORT when it is added);
+ * a query costs u = A·q once, then w2 · relu(P + u) + b2 per row: O(H)
+ * instead of O(2D·H), and exactly the head's function. The raw vectors are
+ * not kept.
+ */
+export class FactorizedScorer extends BaseScorer {
+  readonly engine = 'factorized' as const;
+  private readonly kernel: ReluDotKernel;
+  private pending: Promise<void> = Promise.resolve();
+
+  private constructor(
+    head: Head,
+    private readonly projectRows: InferenceSession,
+    private readonly projectQuery: InferenceSession,
+    private readonly projectBatch: number,
+    kernelThreads: number,
+  ) {
+    super(head);
+    this.kernel = new ReluDotKernel(head.hidden, head.w2, kernelThreads);
+  }
+
+  static async create(head: Head, options: FactorizedOptions = {}): Promise<FactorizedScorer> {
+    const batch = options.projectBatch ?? 1024;
+    if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`projectBatch must be a positive integer, got ${batch}`);
+    const threads = options.kernelThreads ?? availableParallelism();
+    if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`kernelThreads must be a positive integer, got ${threads}`);
+    const { dim, hidden, w1, b1 } = head;
+    const [rows, query] = await Promise.all([
+      createSession(projectionModel(dim, hidden, w1, 1, b1), options),
+      createSession(projectionModel(dim, hidden, w1, 0), options),
+    ]);
+    return new FactorizedScorer(head, rows, query, batch, threads);
+  }
+
+  protected appendRows(rows: Float32Array, n: number): void {
+    const copy = rows.slice(0, n * this.head.dim);
+    this.enqueue(async () => {
+      const D = this.head.dim;
+      for (let start = 0; start < n; start += this.projectBatch) {
+        const m = Math.min(this.projectBatch, n - start);
+        const x = new Tensor('float32', copy.subarray(start * D, (start + m) * D), [m, D]);
+        const { y } = await this.projectRows.run({ x });
+        this.kernel.append(y.data as Float32Array, m);
+      }
+    });
+  }
+
+  protected clearRow(index: number): void {
+    this.enqueue(async () => this.kernel.clear(index));
+  }
+
+  override async flush(): Promise<void> {
+    await this.pending;
+  }
+
+  protected async computeLogits(query: Float32Array, count: number): Promise<Float32Array> {
+    const { y } = await this.projectQuery.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
+    const out = new Float32Array(count);
+    this.kernel.run(y.data as Float32Array, out);
+    const b2 = this.head.b2;
+    for (let i = 0; i < count; i++) out[i] += b2;
+    return out;
+  }
+
+  private enqueue(task: () => Promise<void>): void {
+    this.pending = this.pending.then(task);
+  }
+
+  protected override async release(): Promise<void> {
+    await this.pending.catch(() => undefined);
+    await Promise.all([this.projectRows.release(), this.projectQuery.release(), this.kernel.close()]);
+  }
+}

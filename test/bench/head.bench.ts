@@ -1,0 +1,233 @@
+/**
+ * The head benchmark: every way of scoring one probe against a gallery, side
+ * by side in one run. `npm run bench:head` (N = 1491 and 50000) or
+ * `npm run bench:head -- --quick` (N = 1491 only). Writes
+ * test/bench/results/head.json and prints a table.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Rng } from '@yoco/common';
+import { createScorer, headToOnnx, loadHead, metricHead, ReferenceScorer, type Head, type Scorer } from '@yoco/head';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { machineInfo, median, percentile, printTable } from './bench-util.js';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const headPath = args.find((a) => a.startsWith('--head='))?.slice('--head='.length);
+const SIZES = quick ? [1491] : [1491, 50000];
+const QUERIES = 20;
+const BATCH = 256;
+const BLOCK = 1024;
+/** Pairs timed per query for the per-pair loop at large N; the rest is extrapolated. */
+const LOOP_SAMPLE = 400;
+
+type Method = 'loop' | 'batched' | 'yoco' | 'yoco-blocks' | 'factorized';
+
+interface Row {
+  method: Method;
+  n: number;
+  d: number;
+  h: number;
+  median_ms: number;
+  p95_ms: number;
+  speedup_vs_yoco: number;
+  max_abs_diff: number;
+  top10_match: boolean | null;
+  note?: string;
+}
+
+/** Probabilities a method produced for the rows it scored (all rows, or a sample for the extrapolated loop). */
+type Scores = Map<number, number>;
+
+interface Timed {
+  times: number[];
+  /** Scores for the check query (the first timed one). */
+  scores: Scores;
+  top10: number[] | null;
+  note?: string;
+}
+
+function sigmoid(x: number): number {
+  return 1 / (1 + Math.exp(-x));
+}
+
+function top10(scores: Scores): number[] {
+  return [...scores.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, 10).map(([i]) => i);
+}
+
+async function timeQueries(queries: Float32Array[], warmup: number, run: (q: Float32Array) => Promise<Scores>): Promise<Timed> {
+  for (let i = 0; i < warmup; i++) await run(queries[i % queries.length]);
+  const times: number[] = [];
+  let scores: Scores = new Map();
+  for (let i = 0; i < queries.length; i++) {
+    const t = performance.now();
+    const s = await run(queries[i]);
+    times.push(performance.now() - t);
+    if (i === 0) scores = s;
+  }
+  return { times, scores, top10: top10(scores) };
+}
+
+/** Figs. 4 and 5: the head in its dense form over [pairs, 2D]; loop = one pair per run. */
+async function pairSession(head: Head): Promise<InferenceSession> {
+  return InferenceSession.create(headToOnnx(head, { form: 'dense', sigmoid: true }), {
+    intraOpNumThreads: 0,
+    graphOptimizationLevel: 'all',
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  });
+}
+
+async function runPairs(session: InferenceSession, q: Float32Array, rows: Float32Array, ids: number[], batch: number, d: number): Promise<Scores> {
+  const out: Scores = new Map();
+  const buf = new Float32Array(batch * 2 * d);
+  for (let start = 0; start < ids.length; start += batch) {
+    const m = Math.min(batch, ids.length - start);
+    for (let j = 0; j < m; j++) {
+      const i = ids[start + j];
+      buf.set(q, j * 2 * d);
+      buf.set(rows.subarray(i * d, (i + 1) * d), j * 2 * d + d);
+    }
+    const r = await session.run({ pair: new Tensor('float32', buf.subarray(0, m * 2 * d), [m, 2 * d]) });
+    const s = r.score.data as Float32Array;
+    for (let j = 0; j < m; j++) out.set(ids[start + j], s[j]);
+  }
+  return out;
+}
+
+async function scorerScores(scorer: Scorer, q: Float32Array): Promise<Scores> {
+  const logits = await scorer.logits(q);
+  const out: Scores = new Map();
+  for (let i = 0; i < logits.length; i++) out.set(i, sigmoid(logits[i]));
+  return out;
+}
+
+async function benchSize(head: Head, n: number): Promise<Row[]> {
+  const d = head.dim;
+  const rng = new Rng(n);
+  // Unit-norm gallery rows; probes are noisy copies of gallery rows, as a gate camera's would be.
+  const rows = rng.normals(n * d, 1 / Math.sqrt(d));
+  const queries = Array.from({ length: QUERIES }, () => {
+    const src = rng.int(n);
+    const q = rows.slice(src * d, (src + 1) * d);
+    for (let c = 0; c < d; c++) q[c] += 0.3 * rng.normal() / Math.sqrt(d);
+    return q;
+  });
+  const all = Array.from({ length: n }, (_, i) => i);
+  const results = new Map<Method, Timed>();
+  const log = (m: string) => process.stderr.write(`[N=${n}] ${m}\n`);
+
+  const pairs = await pairSession(head);
+  {
+    const sample = n <= 2000 ? all : Array.from({ length: LOOP_SAMPLE }, () => rng.int(n));
+    log(`loop over ${sample.length} pairs per query${sample.length < n ? ` (extrapolated to ${n})` : ''}`);
+    const timed = await timeQueries(queries, 2, (q) => runPairs(pairs, q, rows, sample, 1, d));
+    if (sample.length < n) {
+      timed.times = timed.times.map((t) => (t * n) / sample.length);
+      timed.top10 = null;
+      timed.note = `timed on ${sample.length} random pairs per query, extrapolated to N`;
+    }
+    results.set('loop', timed);
+  }
+  log(`batched, ${BATCH} pairs per run`);
+  results.set('batched', await timeQueries(queries, 2, (q) => runPairs(pairs, q, rows, all, BATCH, d)));
+  await pairs.release();
+
+  for (const [method, blockSize] of [
+    ['yoco', Infinity],
+    ['yoco-blocks', BLOCK],
+  ] as const) {
+    log(`${method}`);
+    const scorer = await createScorer(head, { engine: 'yoco', blockSize });
+    scorer.add(rows);
+    results.set(method, await timeQueries(queries, 2, (q) => scorerScores(scorer, q)));
+    await scorer.close();
+  }
+
+  log('factorized');
+  const factorized = await createScorer(head, { engine: 'factorized' });
+  factorized.add(rows);
+  await factorized.flush();
+  // Time search() (the product path: top-k included); take the check query's scores separately.
+  const timed = await timeQueries(queries, 10, async (q) => {
+    await factorized.search(q, 10);
+    return new Map();
+  });
+  timed.scores = await scorerScores(factorized, queries[0]);
+  timed.top10 = top10(timed.scores);
+  results.set('factorized', timed);
+  await factorized.close();
+
+  // The reference (plain TS, float64, one pair at a time) on the check query: on every row at
+  // small N; at large N on the union of every method's top 50 plus a random sample.
+  const candidates = new Set<number>();
+  if (n <= 2000) all.forEach((i) => candidates.add(i));
+  else {
+    for (const t of results.values()) [...t.scores.entries()].sort((a, b) => b[1] - a[1]).slice(0, 50).forEach(([i]) => candidates.add(i));
+    for (let i = 0; i < 500; i++) candidates.add(rng.int(n));
+  }
+  log(`reference on ${candidates.size} rows`);
+  const q0 = queries[0];
+  const truth: Scores = new Map();
+  for (const i of candidates) truth.set(i, sigmoid(ReferenceScorer.pairLogit(head, q0, rows.subarray(i * d, (i + 1) * d))));
+  const truthTop = top10(truth);
+
+  const yocoMedian = median(results.get('yoco')!.times);
+  const out: Row[] = [];
+  for (const [method, t] of results) {
+    let diff = 0;
+    for (const [i, p] of truth) {
+      const got = t.scores.get(i);
+      if (got !== undefined) diff = Math.max(diff, Math.abs(got - p));
+    }
+    const med = median(t.times);
+    out.push({
+      method,
+      n,
+      d,
+      h: head.hidden,
+      median_ms: med,
+      p95_ms: percentile(t.times, 95),
+      speedup_vs_yoco: yocoMedian / med,
+      max_abs_diff: diff,
+      top10_match: t.top10 ? t.top10.join() === truthTop.join() : null,
+      ...(t.note ? { note: t.note } : {}),
+    });
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const head = headPath ? await loadHead(headPath) : metricHead();
+  const results: Row[] = [];
+  for (const n of SIZES) results.push(...(await benchSize(head, n)));
+  const report = {
+    machine: machineInfo(),
+    head: { id: head.id, dim: head.dim, hidden: head.hidden, form: head.form, source: headPath ?? 'metricHead() default' },
+    queries: QUERIES,
+    batch: BATCH,
+    block: BLOCK,
+    reference_check:
+      'max_abs_diff and top10_match compare against the per-pair float64 reference on the first query: every row at N <= 2000; at larger N the union of every method\'s top 50 and 500 random rows',
+    results,
+  };
+  const file = fileURLToPath(new URL('./results/head.json', import.meta.url));
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  printTable(
+    ['method', 'n', 'median ms', 'p95 ms', 'x vs yoco', 'max |diff|', 'top10'],
+    results.map((r) => [
+      r.method + (r.note ? '*' : ''),
+      String(r.n),
+      r.median_ms.toFixed(3),
+      r.p95_ms.toFixed(3),
+      r.speedup_vs_yoco.toFixed(1),
+      r.max_abs_diff.toExponential(1),
+      r.top10_match === null ? 'n/a' : r.top10_match ? 'same' : 'DIFFERENT',
+    ]),
+  );
+  if (results.some((r) => r.note)) console.log('* per-pair loop at large N: timed on a sample of pairs and extrapolated');
+  console.log(`wrote ${file}`);
+}
+
+await main();
