@@ -1,0 +1,74 @@
+import { ConfigError } from './errors/index.js';
+
+/** How one environment variable is read: its parser gets the raw string and throws a message when it is unusable. */
+export interface EnvVar<T> {
+  default: T | (() => T);
+  parse: (raw: string) => T;
+  /** Shown by --help style listings and the README. */
+  doc: string;
+}
+
+export type EnvSpec<C> = { [K in keyof C]: EnvVar<C[K]> & { name: string } };
+
+/**
+ * Reads a typed config from the environment. Every variable is validated at
+ * once; the first unusable one throws a ConfigError naming it.
+ */
+export function readEnv<C>(spec: EnvSpec<C>, env: NodeJS.ProcessEnv = process.env): C {
+  const out = {} as C;
+  for (const key of Object.keys(spec) as (keyof C)[]) {
+    const v = spec[key];
+    const raw = env[v.name];
+    if (raw === undefined || raw === '') {
+      out[key] = typeof v.default === 'function' ? (v.default as () => C[keyof C])() : v.default;
+      continue;
+    }
+    try {
+      out[key] = v.parse(raw);
+    } catch (err) {
+      throw new ConfigError(v.name, `${(err as Error).message} (got '${raw}')`);
+    }
+  }
+  return out;
+}
+
+export const parse = {
+  int(min: number, max = Number.MAX_SAFE_INTEGER) {
+    return (raw: string): number => {
+      if (!/^-?\d+$/.test(raw.trim())) throw new Error('expected an integer');
+      const n = Number(raw);
+      if (n < min || n > max) throw new Error(`expected an integer from ${min} to ${max}`);
+      return n;
+    };
+  },
+  number(min: number, max: number) {
+    return (raw: string): number => {
+      const n = Number(raw);
+      if (!Number.isFinite(n) || raw.trim() === '') throw new Error('expected a number');
+      if (n < min || n > max) throw new Error(`expected a number from ${min} to ${max}`);
+      return n;
+    };
+  },
+  string(raw: string): string {
+    return raw;
+  },
+  bool(raw: string): boolean {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new Error('expected true or false');
+  },
+  oneOf<T extends string>(...values: T[]) {
+    return (raw: string): T => {
+      if (!values.includes(raw as T)) throw new Error(`expected one of ${values.join(', ')}`);
+      return raw as T;
+    };
+  },
+  list(raw: string): string[] {
+    return raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  },
+  /** host:port; port 0 allowed (bind any free port). */
+  address(raw: string): string {
+    if (!/^[^\s:]+:\d{1,5}$/.test(raw) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(raw)) throw new Error('expected host:port');
+    return raw;
+  },
+};

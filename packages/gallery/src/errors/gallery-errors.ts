@@ -1,0 +1,21 @@
+import { YocoError } from '@yoco/common';
+
+export class InvalidSubjectIdError extends YocoError {
+  constructor(id: unknown) {
+    const shown = typeof id === 'string' ? (id.length > 40 ? `'${id.slice(0, 40)}...' (${id.length} chars)` : `'${id}'`) : String(id);
+    super('SUBJECT_ID', `subject id ${shown} is invalid: use 1-128 characters of A-Z a-z 0-9 . _ : @ -`);
+  }
+}
+
+export class SubjectNotFoundError extends YocoError {
+  constructor(readonly subjectId: string) {
+    super('SUBJECT_NOT_FOUND', `subject '${subjectId}' is not enrolled`);
+  }
+}
+
+/** The store was written for another vector width (or head) than the caller's. */
+export class StoreMismatchError extends YocoError {
+  constructor(message: string) {
+    super('STORE_MISMATCH', message);
+  }
+}

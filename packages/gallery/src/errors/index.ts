@@ -1,0 +1,1 @@
+export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError } from './gallery-errors.js';

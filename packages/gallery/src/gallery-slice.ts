@@ -1,0 +1,158 @@
+import { sigmoid, topK, type Scorer } from '@yoco/head';
+import type { Template } from './template-record.js';
+
+export interface SubjectMatch {
+  subjectId: string;
+  /** The subject's best template. */
+  templateId: string;
+  score: number;
+  logit: number;
+}
+
+/**
+ * The part of the gallery one shard serves: the scorer's rows plus which
+ * subject and template each row is. Subjects are ranked by their best
+ * template, so a subject never appears twice in a result.
+ */
+export class GallerySlice {
+  private readonly templateRow = new Map<string, number>();
+  private rowTemplate: string[] = [];
+  /** Subject ordinal per row (-1 once removed). */
+  private rowSubject = new Int32Array(1024).fill(-1);
+  private readonly subjectOrd = new Map<string, number>();
+  private subjectIds: string[] = [];
+  /** Live rows per subject ordinal. */
+  private subjectRows: Set<number>[] = [];
+  private freeOrds: number[] = [];
+
+  constructor(readonly scorer: Scorer) {}
+
+  get templates(): number {
+    return this.templateRow.size;
+  }
+
+  get subjects(): number {
+    return this.subjectOrd.size;
+  }
+
+  has(templateId: string): boolean {
+    return this.templateRow.has(templateId);
+  }
+
+  subjectTemplates(subjectId: string): string[] {
+    const ord = this.subjectOrd.get(subjectId);
+    if (ord === undefined) return [];
+    return [...this.subjectRows[ord]].map((r) => this.rowTemplate[r]);
+  }
+
+  /** Adds templates not already present (a replayed change is a no-op); returns how many were new. */
+  add(templates: Template[]): number {
+    const seen = new Set<string>();
+    const fresh = templates.filter((t) => {
+      if (this.templateRow.has(t.templateId) || seen.has(t.templateId)) return false;
+      seen.add(t.templateId);
+      return true;
+    });
+    if (fresh.length === 0) return 0;
+    const dim = this.scorer.head.dim;
+    const rows = new Float32Array(fresh.length * dim);
+    fresh.forEach((t, i) => rows.set(t.vector, i * dim));
+    const first = this.scorer.add(rows);
+    this.ensureRows(first + fresh.length);
+    fresh.forEach((t, i) => {
+      const row = first + i;
+      const ord = this.ordinal(t.subjectId);
+      this.templateRow.set(t.templateId, row);
+      this.rowTemplate[row] = t.templateId;
+      this.rowSubject[row] = ord;
+      this.subjectRows[ord].add(row);
+    });
+    return fresh.length;
+  }
+
+  /** Removes templates by id (unknown ids are skipped); returns how many were removed. */
+  remove(templateIds: string[]): number {
+    let n = 0;
+    for (const id of templateIds) {
+      const row = this.templateRow.get(id);
+      if (row === undefined) continue;
+      this.scorer.remove(row);
+      this.templateRow.delete(id);
+      this.rowTemplate[row] = '';
+      const ord = this.rowSubject[row];
+      this.rowSubject[row] = -1;
+      const rows = this.subjectRows[ord];
+      rows.delete(row);
+      if (rows.size === 0) {
+        this.subjectOrd.delete(this.subjectIds[ord]);
+        this.subjectIds[ord] = '';
+        this.freeOrds.push(ord);
+      }
+      n++;
+    }
+    return n;
+  }
+
+  /** Removes every template of a subject. */
+  removeSubject(subjectId: string): number {
+    return this.remove(this.subjectTemplates(subjectId));
+  }
+
+  /** The k best subjects for a query, best first; ties broken by the lower row. */
+  async search(query: Float32Array, k: number): Promise<SubjectMatch[]> {
+    const logits = await this.scorer.logits(query);
+    const nSubjects = this.subjectIds.length;
+    const best = new Float64Array(nSubjects).fill(-Infinity);
+    const bestRow = new Int32Array(nSubjects).fill(-1);
+    for (let row = 0; row < logits.length; row++) {
+      const ord = this.rowSubject[row];
+      if (ord < 0) continue;
+      const l = logits[row];
+      if (l > best[ord]) {
+        best[ord] = l;
+        bestRow[ord] = row;
+      }
+    }
+    const alive = new Uint8Array(nSubjects);
+    for (let o = 0; o < nSubjects; o++) alive[o] = bestRow[o] >= 0 ? 1 : 0;
+    return topK(best, alive, nSubjects, k).map((m) => ({
+      subjectId: this.subjectIds[m.index],
+      templateId: this.rowTemplate[bestRow[m.index]],
+      score: m.score,
+      logit: m.logit,
+    }));
+  }
+
+  /** The subject's best template against a query, or null when this slice does not hold it. */
+  async scoreSubject(subjectId: string, query: Float32Array): Promise<SubjectMatch | null> {
+    const ord = this.subjectOrd.get(subjectId);
+    if (ord === undefined) return null;
+    const logits = await this.scorer.logits(query);
+    let bestRow = -1;
+    for (const row of this.subjectRows[ord]) if (bestRow < 0 || logits[row] > logits[bestRow]) bestRow = row;
+    return { subjectId, templateId: this.rowTemplate[bestRow], logit: logits[bestRow], score: sigmoid(logits[bestRow]) };
+  }
+
+  /** Every template id with its subject (tests compare this with Redis). */
+  entries(): Array<{ subjectId: string; templateId: string }> {
+    return [...this.templateRow.entries()].map(([templateId, row]) => ({ templateId, subjectId: this.subjectIds[this.rowSubject[row]] }));
+  }
+
+  private ordinal(subjectId: string): number {
+    let ord = this.subjectOrd.get(subjectId);
+    if (ord === undefined) {
+      ord = this.freeOrds.pop() ?? this.subjectIds.length;
+      this.subjectOrd.set(subjectId, ord);
+      this.subjectIds[ord] = subjectId;
+      this.subjectRows[ord] = new Set();
+    }
+    return ord;
+  }
+
+  private ensureRows(n: number): void {
+    if (n <= this.rowSubject.length) return;
+    const grown = new Int32Array(Math.max(n, this.rowSubject.length * 2)).fill(-1);
+    grown.set(this.rowSubject);
+    this.rowSubject = grown;
+  }
+}

@@ -1,0 +1,46 @@
+import { createHash } from 'node:crypto';
+
+/** One enrolled image's vector, owned by a subject. */
+export interface Template {
+  subjectId: string;
+  templateId: string;
+  vector: Float32Array;
+}
+
+const VERSION = 1;
+
+/**
+ * Stable template id: a digest of the subject and the vector's bytes. A retried
+ * enrolment job recomputes the same ids, so it can never add duplicates.
+ */
+export function templateIdOf(subjectId: string, vector: Float32Array): string {
+  const h = createHash('sha256');
+  h.update(subjectId, 'utf8');
+  h.update(Buffer.from([0]));
+  h.update(Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength));
+  return h.digest('hex').slice(0, 20);
+}
+
+/** [version u8][subject length u16 LE][subject UTF-8][vector float32 LE]. */
+export function encodeTemplate(subjectId: string, vector: Float32Array): Buffer {
+  const subject = Buffer.from(subjectId, 'utf8');
+  const out = Buffer.allocUnsafe(3 + subject.length + vector.length * 4);
+  out.writeUInt8(VERSION, 0);
+  out.writeUInt16LE(subject.length, 1);
+  subject.copy(out, 3);
+  const body = 3 + subject.length;
+  for (let i = 0; i < vector.length; i++) out.writeFloatLE(vector[i], body + i * 4);
+  return out;
+}
+
+export function decodeTemplate(templateId: string, bytes: Buffer): Template {
+  if (bytes.length < 3 || bytes.readUInt8(0) !== VERSION) throw new Error(`template ${templateId}: unknown record format`);
+  const len = bytes.readUInt16LE(1);
+  const subjectId = bytes.toString('utf8', 3, 3 + len);
+  const body = 3 + len;
+  const n = (bytes.length - body) / 4;
+  if (!Number.isInteger(n)) throw new Error(`template ${templateId}: truncated vector`);
+  const vector = new Float32Array(n);
+  for (let i = 0; i < n; i++) vector[i] = bytes.readFloatLE(body + i * 4);
+  return { subjectId, templateId, vector };
+}

@@ -1,0 +1,45 @@
+import { status as Status, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { YocoError } from '@yoco/common';
+
+/** Every YocoError code that is not INTERNAL, mapped to its gRPC status in one place. */
+const BY_CODE: Record<string, Status> = {
+  INVALID_ARGUMENT: Status.INVALID_ARGUMENT,
+  VECTOR_LENGTH: Status.INVALID_ARGUMENT,
+  VECTOR_NOT_FINITE: Status.INVALID_ARGUMENT,
+  SUBJECT_ID: Status.INVALID_ARGUMENT,
+  TOP_K: Status.INVALID_ARGUMENT,
+  PROBE: Status.INVALID_ARGUMENT,
+  IMAGE: Status.INVALID_ARGUMENT,
+  TOKEN: Status.INVALID_ARGUMENT,
+  NOT_FOUND: Status.NOT_FOUND,
+  SUBJECT_NOT_FOUND: Status.NOT_FOUND,
+  UNAVAILABLE: Status.UNAVAILABLE,
+  LOADING: Status.UNAVAILABLE,
+  SHARDS_UNAVAILABLE: Status.UNAVAILABLE,
+  STORE_UNAVAILABLE: Status.UNAVAILABLE,
+  DEADLINE_EXCEEDED: Status.DEADLINE_EXCEEDED,
+  UNIMPLEMENTED: Status.UNIMPLEMENTED,
+  STORE_MISMATCH: Status.FAILED_PRECONDITION,
+  RESOURCE_EXHAUSTED: Status.RESOURCE_EXHAUSTED,
+};
+
+export function isServiceError(err: unknown): err is ServiceError {
+  return typeof err === 'object' && err !== null && typeof (err as ServiceError).code === 'number' && 'details' in err;
+}
+
+/** The status a failure goes out with; the YocoError code travels in the `yoco-error-code` trailer. */
+export function toServiceError(err: unknown): Partial<ServiceError> {
+  if (isServiceError(err)) return { code: err.code, details: err.details, metadata: err.metadata };
+  if (err instanceof YocoError) {
+    const metadata = new Metadata();
+    metadata.set('yoco-error-code', err.code);
+    return { code: BY_CODE[err.code] ?? Status.INTERNAL, details: err.message, metadata };
+  }
+  return { code: Status.INTERNAL, details: `internal error: ${(err as Error)?.message ?? String(err)}` };
+}
+
+export function statusName(code: number): string {
+  return Status[code] ?? String(code);
+}
+
+export { Status };
