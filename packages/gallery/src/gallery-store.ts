@@ -34,9 +34,11 @@ export interface PutResult {
 export interface StreamInfo {
   /** The newest id ever added ('0-0' for a new stream). */
   lastId: string;
-  /** Ids at or below this were trimmed away; a reader behind it has lost changes. */
-  maxDeletedId: string;
+  /** The oldest entry still in the stream ('0-0' when empty). */
+  firstId: string;
   length: number;
+  /** Entries ever added; more than `length` means some were trimmed. */
+  entriesAdded: number;
 }
 
 // KEYS: slot hash, subject set, stream. ARGV: subject, slot, replace, maxlen, (templateId, record)*.
@@ -213,11 +215,12 @@ export class GalleryStore {
       for (let i = 0; i + 1 < raw.length; i += 2) info[String(raw[i])] = raw[i + 1];
       return {
         lastId: String(info['last-generated-id'] ?? STREAM_START),
-        maxDeletedId: String(info['max-deleted-entry-id'] ?? STREAM_START),
+        firstId: Array.isArray(info['first-entry']) ? String(info['first-entry'][0]) : STREAM_START,
         length: Number(info['length'] ?? 0),
+        entriesAdded: Number(info['entries-added'] ?? info['length'] ?? 0),
       };
     } catch (err) {
-      if (/no such key/i.test((err as Error).message)) return { lastId: STREAM_START, maxDeletedId: STREAM_START, length: 0 };
+      if (/no such key/i.test((err as Error).message)) return { lastId: STREAM_START, firstId: STREAM_START, length: 0, entriesAdded: 0 };
       throw err;
     }
   }
@@ -259,8 +262,13 @@ export class GalleryStore {
     }, 0);
   }
 
-  /** True when a change id is behind the stream's trimmed start (its reader must reload). */
+  /**
+   * True when a reader at `watermark` may have missed trimmed changes: the
+   * stream was trimmed and its oldest entry is past the watermark. Redis does
+   * not keep the trimmed ids, so a reader exactly one entry behind also
+   * reloads: safe, and rare with a long stream.
+   */
   static lostChanges(watermark: string, info: StreamInfo): boolean {
-    return compareStreamIds(watermark, info.maxDeletedId) < 0 && info.maxDeletedId !== STREAM_START;
+    return info.entriesAdded > info.length && info.length > 0 && compareStreamIds(watermark, info.firstId) < 0;
   }
 }

@@ -4,3 +4,4 @@ export { GallerySlice, type SubjectMatch } from './gallery-slice.js';
 export { templateIdOf, encodeTemplate, decodeTemplate, type Template } from './template-record.js';
 export { compareStreamIds, isStreamId, STREAM_START } from './stream-id.js';
 export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError } from './errors/index.js';
+export { SliceFollower, type SliceFollowerOptions, type SliceState } from './slice-follower.js';
