@@ -72,3 +72,9 @@ export const parse = {
     return raw;
   },
 };
+
+/** 'host:port' -> [host, port]; IPv6 in brackets keeps its brackets off. */
+export function splitAddress(address: string): [string, number] {
+  const i = address.lastIndexOf(':');
+  return [address.slice(0, i).replace(/^\[(.*)\]$/, '$1'), Number(address.slice(i + 1))];
+}

@@ -1,6 +1,8 @@
 export * from './errors/index.js';
 export { assertVectors } from './vector.js';
 export { Rng } from './random.js';
-export { readEnv, parse, type EnvSpec, type EnvVar } from './env-config.js';
+export { readEnv, parse, splitAddress, type EnvSpec, type EnvVar } from './env-config.js';
 export { freePort } from './free-port.js';
 export { startRedisServer, RedisBinaryMissingError, type RedisServerHandle, type RedisServerOptions } from './redis-server.js';
+export { LatencyWindow } from './latency-window.js';
+export { msUntil, sleep } from './deadline.js';

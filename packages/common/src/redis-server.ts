@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,8 @@ export interface RedisServerOptions {
   dir?: string;
   /** Turn on the append-only file (durability across restarts). */
   appendonly?: boolean;
+  /** fsync policy of the append-only file (default everysec; always = no completed write is ever lost). */
+  appendfsync?: 'always' | 'everysec';
   binary?: string;
 }
 
@@ -52,9 +54,10 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const port = options.port ?? (await freePort());
   const ownDir = options.dir === undefined;
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'yoco-redis-'));
+  mkdirSync(dir, { recursive: true });
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--daemonize', 'no', '--loglevel', 'warning'];
   args.push('--appendonly', options.appendonly ? 'yes' : 'no');
-  if (options.appendonly) args.push('--appendfsync', 'always');
+  if (options.appendonly) args.push('--appendfsync', options.appendfsync ?? 'everysec');
   const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'inherit'] });
   let exited = false;
   child.once('exit', () => (exited = true));

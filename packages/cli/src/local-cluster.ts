@@ -1,0 +1,188 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, sleep, startRedisServer, type RedisServerHandle } from '@yoco/common';
+import { loadProtos, makeClient, unary } from '@yoco/rpc';
+import type * as grpc from '@grpc/grpc-js';
+
+const SERVICE_MAIN = (name: string) => fileURLToPath(new URL(`../../../services/${name}/dist/main.js`, import.meta.url));
+
+export interface LocalClusterOptions {
+  /** Number of shard indexes k. */
+  shards: number;
+  /** Replicas per shard index (one number for all, or one per index). */
+  replicas?: number | number[];
+  /** Use this Redis; otherwise a redis-server is spawned (and stopped with the cluster). */
+  redisUrl?: string;
+  /** Data dir and durability of a spawned Redis. */
+  redisDir?: string;
+  redisAppendonly?: boolean;
+  prefix?: string;
+  /** Where the Matcher listens; a free loopback port when omitted. */
+  coordinatorAddress?: string;
+  /** Extra environment for every process (YOCO_DIM, YOCO_HIDDEN, ...). */
+  env?: Record<string, string>;
+  /** Extra environment for one shard replica. */
+  shardEnv?: (index: number, replica: number) => Record<string, string>;
+  coordinatorEnv?: Record<string, string>;
+  /** Each process's stdout/stderr go to <logDir>/<name>.log. */
+  logDir: string;
+  /** How long start() waits for every replica to serve. */
+  readyTimeoutMs?: number;
+}
+
+export interface ProcessInfo {
+  name: string;
+  address: string;
+  process: ChildProcess;
+  env: Record<string, string>;
+  script: string;
+}
+
+/**
+ * A whole YOCO cluster on one machine, each service its own process: what
+ * `npm start` runs and what the integration tests start and kill.
+ */
+export class LocalCluster {
+  readonly shards = new Map<string, ProcessInfo & { index: number; replica: number }>();
+  coordinator!: ProcessInfo;
+  redisUrl = '';
+  private redis: RedisServerHandle | undefined;
+  private matcher: grpc.Client | undefined;
+  private stopping: Promise<void> | undefined;
+
+  private constructor(readonly options: LocalClusterOptions) {}
+
+  static async start(options: LocalClusterOptions): Promise<LocalCluster> {
+    const cluster = new LocalCluster(options);
+    try {
+      await cluster.boot();
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    return cluster;
+  }
+
+  get address(): string {
+    return this.coordinator.address;
+  }
+
+  replicaCount(index: number): number {
+    const r = this.options.replicas ?? 1;
+    return typeof r === 'number' ? r : (r[index] ?? 1);
+  }
+
+  private baseEnv(): Record<string, string> {
+    return {
+      REDIS_URL: this.redisUrl,
+      YOCO_PREFIX: this.options.prefix ?? 'yoco:',
+      METRICS_ADDRESS: '127.0.0.1:0',
+      SHUTDOWN_GRACE_MS: '2000',
+      ...this.options.env,
+    };
+  }
+
+  private async boot(): Promise<void> {
+    mkdirSync(this.options.logDir, { recursive: true });
+    if (this.options.redisUrl) this.redisUrl = this.options.redisUrl;
+    else {
+      this.redis = await startRedisServer({ dir: this.options.redisDir, appendonly: this.options.redisAppendonly });
+      this.redisUrl = this.redis.url;
+    }
+    const addresses: string[] = [];
+    for (let index = 0; index < this.options.shards; index++) {
+      for (let replica = 0; replica < this.replicaCount(index); replica++) {
+        const address = `127.0.0.1:${await freePort()}`;
+        const env = {
+          ...this.baseEnv(),
+          SHARD_INDEX: String(index),
+          SHARD_COUNT: String(this.options.shards),
+          GRPC_ADDRESS: address,
+          ...this.options.shardEnv?.(index, replica),
+        };
+        const name = `shard-${index}${String.fromCharCode(97 + replica)}`;
+        this.shards.set(name, { name, index, replica, address, env, script: SERVICE_MAIN('shard'), process: this.spawn(name, SERVICE_MAIN('shard'), env) });
+        addresses.push(address);
+      }
+    }
+    const address = this.options.coordinatorAddress ?? `127.0.0.1:${await freePort()}`;
+    const env = { ...this.baseEnv(), GRPC_ADDRESS: address, SHARD_ADDRESSES: addresses.join(','), SHARD_REFRESH_MS: '250', ...this.options.coordinatorEnv };
+    this.coordinator = { name: 'coordinator', address, env, script: SERVICE_MAIN('coordinator'), process: this.spawn('coordinator', SERVICE_MAIN('coordinator'), env) };
+    await this.waitReady(this.options.readyTimeoutMs ?? 60_000);
+  }
+
+  private spawn(name: string, script: string, env: Record<string, string>): ChildProcess {
+    const log = createWriteStream(join(this.options.logDir, `${name}.log`), { flags: 'a' });
+    const child = spawn(process.execPath, [script], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.pipe(log, { end: false });
+    child.stderr!.pipe(log, { end: false });
+    child.once('exit', () => log.end());
+    return child;
+  }
+
+  matcherClient(): grpc.Client {
+    this.matcher ??= makeClient(loadProtos().Matcher, this.address);
+    return this.matcher;
+  }
+
+  /** Resolves when the coordinator reports every expected replica SERVING. */
+  async waitReady(timeoutMs = 60_000, expect?: (index: number) => number): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    let last = 'no answer yet';
+    while (Date.now() < until) {
+      if (this.coordinator.process.exitCode !== null) throw new Error(`coordinator exited (code ${this.coordinator.process.exitCode}); see ${this.options.logDir}/coordinator.log`);
+      for (const s of this.shards.values()) {
+        if (s.process.exitCode !== null && s.process.signalCode === null) throw new Error(`${s.name} exited (code ${s.process.exitCode}); see ${this.options.logDir}/${s.name}.log`);
+      }
+      try {
+        const status = await unary<object, any>(this.matcherClient(), 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
+        const ok =
+          status.shardCount === this.options.shards &&
+          status.shards.every((s: any) => s.replicas.filter((r: any) => r.healthy).length >= (expect ?? ((i) => this.replicaCount(i)))(s.index));
+        if (ok) return;
+        last = JSON.stringify(status.shards.map((s: any) => [s.index, s.replicas.map((r: any) => r.state)]));
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      await sleep(100);
+    }
+    throw new Error(`cluster not ready after ${timeoutMs} ms: ${last}`);
+  }
+
+  /** Kills one shard replica (SIGKILL by default) and waits for it to exit. */
+  async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const s = this.shards.get(name);
+    if (!s) throw new Error(`no shard ${name}`);
+    await stopChild(s.process, signal);
+  }
+
+  /** Starts a killed replica again on the same address. */
+  restart(name: string): void {
+    const s = this.shards.get(name);
+    if (!s) throw new Error(`no shard ${name}`);
+    s.process = this.spawn(s.name, s.script, s.env);
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.matcher?.close();
+      const all = [...this.shards.values()].map((s) => s.process);
+      if (this.coordinator) all.push(this.coordinator.process);
+      await Promise.all(all.map((p) => stopChild(p, 'SIGTERM')));
+      await this.redis?.stop();
+    })();
+    return this.stopping;
+  }
+}
+
+/** Sends `signal`, then SIGKILL if the process is still there after 5 s. */
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}

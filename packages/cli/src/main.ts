@@ -1,0 +1,80 @@
+import { parseArgs } from 'node:util';
+import { YocoError } from '@yoco/common';
+import { isServiceError, statusName } from '@yoco/rpc';
+import { identify } from './commands/identify.js';
+import { importFile } from './commands/import.js';
+import { status } from './commands/status.js';
+import { up } from './commands/up.js';
+
+const HELP = `yoco <command> [options]
+
+  up                         start Redis, the shards and the coordinator (what npm start runs)
+  import FILE                bulk-load subjects from JSON Lines {"subject_id", "vector"|"vectors"}
+      --concurrency N        parallel writes (default 16)
+      --dim D                vector width, for a new store (default: the store's, else YOCO_DIM)
+  identify --vector-file F   identify a vector (JSON array, or raw float32 .f32/.bin)
+      --top-k N --threshold T --json
+  status [--json]            topology and health of every shard
+
+  --address host:port        the Matcher (default YOCO_ADDRESS or 127.0.0.1:50051)
+  REDIS_URL, YOCO_PREFIX     where import writes (default redis://127.0.0.1:6379, yoco:)
+`;
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      address: { type: 'string', default: process.env.YOCO_ADDRESS ?? '127.0.0.1:50051' },
+      'vector-file': { type: 'string' },
+      'top-k': { type: 'string', default: '10' },
+      threshold: { type: 'string', default: '0' },
+      concurrency: { type: 'string', default: '16' },
+      dim: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const [command, ...rest] = positionals;
+  if (values.help || !command) {
+    console.log(HELP);
+    return command || values.help ? 0 : 2;
+  }
+  switch (command) {
+    case 'up':
+      await up();
+      return -1;
+    case 'identify':
+      if (!values['vector-file']) throw new Error('identify needs --vector-file');
+      await identify(values.address!, values['vector-file'], Number(values['top-k']), Number(values.threshold), values.json!);
+      return 0;
+    case 'status':
+      await status(values.address!, values.json!);
+      return 0;
+    case 'import': {
+      if (!rest[0]) throw new Error('import needs a FILE');
+      const dim = values.dim ?? process.env.YOCO_DIM;
+      const [, failed] = await importFile(rest[0], {
+        redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+        prefix: process.env.YOCO_PREFIX ?? 'yoco:',
+        dim: dim ? Number(dim) : undefined,
+        concurrency: Number(values.concurrency),
+      });
+      return failed > 0 ? 1 : 0;
+    }
+    default:
+      console.error(`unknown command '${command}'\n\n${HELP}`);
+      return 2;
+  }
+}
+
+main().then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (err: unknown) => {
+    if (isServiceError(err)) console.error(`error: ${statusName(err.code)}: ${err.details}`);
+    else if (err instanceof YocoError) console.error(`error: ${err.message}`);
+    else console.error(`error: ${(err as Error).message}`);
+    process.exit(1);
+  },
+);

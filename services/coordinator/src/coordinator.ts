@@ -1,0 +1,51 @@
+import { GalleryStore } from '@yoco/gallery';
+import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger } from '@yoco/rpc';
+import { Redis } from 'ioredis';
+import type { CoordinatorConfig } from './config.js';
+import { MatcherService } from './matcher-service.js';
+import { ShardDirectory } from './shard-directory.js';
+
+/** The coordinator process's parts: shard directory, Redis, the Matcher server. */
+export class Coordinator {
+  readonly metrics = new ServiceMetrics('coordinator');
+  readonly directory: ShardDirectory;
+  private readonly redis: Redis;
+  private server: RpcServer | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly config: CoordinatorConfig, private readonly logger: Logger) {
+    this.directory = new ShardDirectory({ addresses: config.shardAddresses, dns: config.shardDns, refreshMs: config.refreshMs, logger });
+    // Fail fast when Redis is down (callers get UNAVAILABLE) instead of queueing commands.
+    this.redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+    this.redis.on('error', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+  }
+
+  get port(): number {
+    return this.server?.port ?? 0;
+  }
+
+  async start(): Promise<void> {
+    await this.directory.start();
+    const dim = this.directory.dim;
+    // The store's dim is only used to validate writes; reads need none.
+    const store = new GalleryStore(this.redis, { prefix: this.config.prefix, dim: dim || 1 });
+    const matcher = new MatcherService({ config: this.config, directory: this.directory, store, registry: this.metrics.registry });
+    this.server = new RpcServer({
+      address: this.config.grpcAddress,
+      logger: this.logger,
+      metrics: this.metrics,
+      services: [{ name: SERVICE_NAMES.Matcher, definition: loadProtos().Matcher.service, handlers: matcher.handlers() }],
+    });
+    await this.server.start();
+    this.server.setServing(true);
+  }
+
+  stop(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.server?.shutdown(this.config.shutdownGraceMs);
+      this.directory.stop();
+      this.redis.disconnect();
+    })();
+    return this.closing;
+  }
+}

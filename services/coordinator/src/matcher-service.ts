@@ -1,0 +1,242 @@
+import type * as grpc from '@grpc/grpc-js';
+import {
+  assertVectors,
+  DeadlineError,
+  InvalidArgumentError,
+  NotImplementedError,
+  UnavailableError,
+} from '@yoco/common';
+import { assertSubjectId, GalleryStore, isStreamId, shardOfSlot, slotOf, SubjectNotFoundError } from '@yoco/gallery';
+import { Histogram, type Registry } from 'prom-client';
+import type { CoordinatorConfig } from './config.js';
+import { ShardCaller, ShardUnavailableError } from './shard-caller.js';
+import type { Replica, ShardDirectory } from './shard-directory.js';
+
+export const MAX_TOP_K = 1000;
+export const DEFAULT_TOP_K = 10;
+/** Kept back from the caller's deadline so a partial answer still reaches it in time. */
+const DEADLINE_MARGIN_MS = 20;
+
+interface Probe {
+  image?: Buffer;
+  vector?: { values: number[] };
+  kind?: 'image' | 'vector';
+}
+
+interface ShardMatch {
+  subjectId: string;
+  templateId: string;
+  score: number;
+  logit: number;
+}
+
+interface ShardSearchResponse {
+  results: { matches: ShardMatch[] }[];
+  shardIndex: number;
+  templates: number;
+  watermark: string;
+}
+
+type Call = grpc.ServerUnaryCall<unknown, unknown>;
+
+/** What the replica said of itself at the last poll, or UNREACHABLE when it did not answer. */
+function replicaState(r: Replica): string {
+  if (!r.status || (r.lastError !== undefined && !r.lastError.startsWith('state '))) return 'UNREACHABLE';
+  return r.status.state;
+}
+
+export interface MatcherDeps {
+  config: CoordinatorConfig;
+  directory: ShardDirectory;
+  store: GalleryStore;
+  registry: Registry;
+}
+
+/** The public Matcher service: validation, fan-out, merge, thresholds. */
+export class MatcherService {
+  private readonly caller: ShardCaller;
+  private readonly fanout: Histogram;
+
+  constructor(private readonly deps: MatcherDeps) {
+    this.caller = new ShardCaller(deps.directory, deps.registry);
+    this.fanout = new Histogram({
+      name: 'yoco_coordinator_fanout_shards',
+      help: 'shard indexes asked per Identify',
+      buckets: [1, 2, 4, 8, 16, 32, 64],
+      registers: [deps.registry],
+    });
+  }
+
+  handlers() {
+    return {
+      Identify: (req: any, call: Call) => this.identify(req, call),
+      Verify: (req: any, call: Call) => this.verify(req, call),
+      Enrol: async () => {
+        throw new NotImplementedError('Enrol arrives with the enrolment queue (step 3)');
+      },
+      Remove: async () => {
+        throw new NotImplementedError('Remove arrives with the enrolment queue (step 3)');
+      },
+      GetSubject: (req: any) => this.getSubject(req),
+      ClusterStatus: async () => this.clusterStatus(),
+    };
+  }
+
+  private deadline(call: Call): number {
+    const d = call.getDeadline();
+    const t = d instanceof Date ? d.getTime() : d;
+    return (Number.isFinite(t) ? t : Date.now() + this.deps.config.defaultTimeoutMs) - DEADLINE_MARGIN_MS;
+  }
+
+  private hedgeDelay(index: number): number | undefined {
+    const h = this.deps.config.hedgeDelay;
+    if (h === 0) return undefined;
+    if (h !== 'auto') return h;
+    // Until there is a history, wait long enough not to double every call of a cold cluster.
+    return Math.max(1, this.deps.directory.p95(index) ?? 50);
+  }
+
+  /** The cluster's topology, or UNAVAILABLE when no shard has answered yet. */
+  private topology(): { k: number; dim: number } {
+    const { count: k, dim } = this.deps.directory;
+    if (k === 0) throw new UnavailableError('no shard replica has answered yet; the cluster is starting or unreachable', 'SHARDS_UNAVAILABLE');
+    return { k, dim };
+  }
+
+  private vectorOf(probe: Probe | null | undefined, dim: number): Float32Array {
+    if (!probe || (!probe.vector && !probe.image)) throw new InvalidArgumentError('probe is empty: set an image or a vector', 'PROBE');
+    if (probe.kind === 'image' || (probe.image && !probe.vector)) {
+      throw new NotImplementedError('image probes need the embedder (step 4); send a vector');
+    }
+    const v = Float32Array.from(probe.vector?.values ?? []);
+    assertVectors(v, dim, 'probe vector', 1);
+    return v;
+  }
+
+  private threshold(requested: number | undefined): number {
+    const t = requested ?? 0;
+    if (!Number.isFinite(t) || t < 0 || t > 1) throw new InvalidArgumentError(`threshold ${t} is outside [0, 1] (0 = the default)`);
+    return t > 0 ? t : this.deps.config.defaultThreshold;
+  }
+
+  private token(token: string | undefined): string {
+    if (token && !isStreamId(token)) throw new InvalidArgumentError(`consistency_token '${token}' is not a token Enrol or Remove returned`, 'TOKEN');
+    return token ?? '';
+  }
+
+  async identify(req: { probe?: Probe; topK?: number; threshold?: number; consistencyToken?: string; allowPartial?: boolean }, call: Call) {
+    const { k, dim } = this.topology();
+    const vector = this.vectorOf(req.probe, dim);
+    const topK = req.topK || DEFAULT_TOP_K;
+    if (topK > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${topK} is above ${MAX_TOP_K}`, 'TOP_K');
+    const threshold = this.threshold(req.threshold);
+    const consistencyToken = this.token(req.consistencyToken);
+    const deadline = this.deadline(call);
+    const request = { queries: Array.from(vector), topK, consistencyToken };
+    this.fanout.observe(k);
+    const settled = await Promise.allSettled(
+      Array.from({ length: k }, (_, i) =>
+        this.caller.call<ShardSearchResponse>(i, 'Search', request, { deadline, hedgeAfterMs: this.hedgeDelay(i) }),
+      ),
+    );
+    const matches: ShardMatch[] = [];
+    const missing: number[] = [];
+    const reasons: string[] = [];
+    let gallerySize = 0;
+    settled.forEach((s, i) => {
+      if (s.status === 'fulfilled') {
+        matches.push(...(s.value.response.results[0]?.matches ?? []));
+        gallerySize += s.value.response.templates;
+        return;
+      }
+      const err = s.reason as Error;
+      // The request itself is wrong (a shard refused it as such): no replica will do better.
+      if (!(err instanceof ShardUnavailableError) && !(err instanceof DeadlineError)) throw err;
+      missing.push(i);
+      reasons.push(err.message);
+    });
+    if (missing.length > 0 && !req.allowPartial) {
+      if (settled.every((s) => s.status === 'rejected' && s.reason instanceof DeadlineError)) {
+        throw new DeadlineError(`no shard answered before the deadline: ${reasons.join('; ')}`);
+      }
+      throw new UnavailableError(`shards [${missing.join(', ')}] unavailable (set allow_partial for what the others found): ${reasons.join('; ')}`, 'SHARDS_UNAVAILABLE');
+    }
+    matches.sort((a, b) => b.logit - a.logit || (a.subjectId < b.subjectId ? -1 : a.subjectId > b.subjectId ? 1 : 0));
+    const seen = new Set<string>();
+    const top = [];
+    for (const m of matches) {
+      if (seen.has(m.subjectId)) continue;
+      seen.add(m.subjectId);
+      top.push({ subjectId: m.subjectId, score: m.score, templateId: m.templateId, accepted: m.score >= threshold });
+      if (top.length === topK) break;
+    }
+    return { matches: top, partial: missing.length > 0, missingShards: missing, gallerySize, threshold };
+  }
+
+  async verify(req: { subjectId?: string; probe?: Probe; threshold?: number; consistencyToken?: string }, call: Call) {
+    const { k, dim } = this.topology();
+    assertSubjectId(req.subjectId);
+    const vector = this.vectorOf(req.probe, dim);
+    const threshold = this.threshold(req.threshold);
+    const index = shardOfSlot(slotOf(req.subjectId), k);
+    const { response } = await this.caller.call<{ found: boolean; best?: ShardMatch }>(
+      index,
+      'ScoreSubject',
+      { subjectId: req.subjectId, query: Array.from(vector), consistencyToken: this.token(req.consistencyToken) },
+      { deadline: this.deadline(call), hedgeAfterMs: this.hedgeDelay(index) },
+    );
+    if (!response.found || !response.best) throw new SubjectNotFoundError(req.subjectId);
+    return { match: response.best.score >= threshold, score: response.best.score, templateId: response.best.templateId, threshold };
+  }
+
+  async getSubject(req: { subjectId?: string }) {
+    assertSubjectId(req.subjectId);
+    let ids: string[];
+    try {
+      ids = await this.deps.store.templateIds(req.subjectId);
+    } catch (err) {
+      throw new UnavailableError(`Redis unavailable: ${(err as Error).message}`, 'STORE_UNAVAILABLE');
+    }
+    if (ids.length === 0) throw new SubjectNotFoundError(req.subjectId);
+    const slot = slotOf(req.subjectId);
+    const k = this.deps.directory.count;
+    return { subjectId: req.subjectId, templateIds: ids, slot, shard: k > 0 ? shardOfSlot(slot, k) : 0 };
+  }
+
+  clusterStatus() {
+    const { directory, config } = this.deps;
+    const k = directory.count;
+    const shards = Array.from({ length: k }, (_, index) => {
+      const replicas = directory.all().filter((r) => r.status?.index === index);
+      return {
+        index,
+        healthy: replicas.some((r) => r.healthy),
+        replicas: replicas.map((r) => ({
+          address: r.address,
+          healthy: r.healthy,
+          state: replicaState(r),
+          templates: r.status?.templates ?? 0,
+          subjects: r.status?.subjects ?? 0,
+          ownedSlots: r.status?.ownedSlots ?? 0,
+          watermark: r.status?.watermark ?? '',
+          headId: r.status?.headId ?? '',
+          modelId: r.status?.modelId ?? '',
+          engine: r.status?.engine ?? '',
+          p95Ms: r.status?.p95Ms ?? 0,
+        })),
+      };
+    });
+    const gallerySize = shards.reduce((sum, s) => sum + Math.max(0, ...s.replicas.map((r) => r.templates)), 0);
+    return {
+      dim: directory.dim,
+      shardCount: k,
+      epoch: directory.epoch,
+      shards,
+      gallerySize,
+      headId: directory.headId,
+      modelId: directory.modelId,
+      defaultThreshold: config.defaultThreshold,
+      failedJobs: 0,
+    };
+  }
+}

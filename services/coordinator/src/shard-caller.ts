@@ -1,0 +1,113 @@
+import type * as grpc from '@grpc/grpc-js';
+import { DeadlineError, UnavailableError } from '@yoco/common';
+import { isServiceError, Status, unary } from '@yoco/rpc';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Replica, ShardDirectory } from './shard-directory.js';
+
+/** Codes after which another replica may well succeed. */
+const RETRYABLE = new Set<number>([Status.UNAVAILABLE, Status.INTERNAL, Status.UNKNOWN, Status.CANCELLED, Status.RESOURCE_EXHAUSTED, Status.ABORTED]);
+
+/** One shard index could not answer; carries what each replica said. */
+export class ShardUnavailableError extends UnavailableError {
+  constructor(readonly index: number, readonly reasons: string[]) {
+    super(`shard ${index} unavailable: ${reasons.length ? reasons.join('; ') : 'no replica known'}`, 'SHARDS_UNAVAILABLE');
+  }
+}
+
+export interface CallOptions {
+  deadline: number;
+  /** ms before a second replica is asked too; undefined = no hedging. */
+  hedgeAfterMs: number | undefined;
+}
+
+/**
+ * Calls one shard index: the best replica first; a hedge to the next one
+ * after hedgeAfterMs if the first has not answered; failover at once on a
+ * retryable error. The first success wins and the others are cancelled.
+ */
+export class ShardCaller {
+  readonly hedges: Counter<'shard'>;
+  readonly failovers: Counter<'shard'>;
+  readonly latency: Histogram<'shard'>;
+
+  constructor(private readonly directory: ShardDirectory, registry: Registry) {
+    const registers = [registry];
+    this.hedges = new Counter({ name: 'yoco_coordinator_hedges_total', help: 'hedged shard requests sent', labelNames: ['shard'], registers });
+    this.failovers = new Counter({ name: 'yoco_coordinator_failovers_total', help: 'shard requests retried on another replica after an error', labelNames: ['shard'], registers });
+    this.latency = new Histogram({
+      name: 'yoco_coordinator_shard_duration_seconds',
+      help: 'latency of the winning replica per shard index',
+      labelNames: ['shard'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+  }
+
+  call<Res>(index: number, method: string, request: object, options: CallOptions): Promise<{ response: Res; replica: Replica; hedged: boolean }> {
+    const candidates = this.directory.candidates(index);
+    const label = { shard: String(index) };
+    if (candidates.length === 0) return Promise.reject(new ShardUnavailableError(index, []));
+    return new Promise((resolve, reject) => {
+      const controllers: AbortController[] = [];
+      const reasons: string[] = [];
+      let next = 0;
+      let running = 0;
+      let settled = false;
+      let hedgeTimer: NodeJS.Timeout | undefined;
+      const started = performance.now();
+
+      const finish = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        if (hedgeTimer) clearTimeout(hedgeTimer);
+        for (const c of controllers) c.abort();
+        fn();
+      };
+
+      const launch = (hedge: boolean): boolean => {
+        if (next >= candidates.length || settled) return false;
+        const replica = candidates[next++];
+        const controller = new AbortController();
+        controllers.push(controller);
+        running++;
+        replica.inflight++;
+        if (hedge) this.hedges.inc(label);
+        unary<object, Res>(replica.client, method, request, { deadline: options.deadline, signal: controller.signal }).then(
+          (response) => {
+            replica.inflight--;
+            this.directory.markOk(replica);
+            const ms = performance.now() - started;
+            this.directory.recordLatency(index, ms);
+            this.latency.observe(label, ms / 1000);
+            finish(() => resolve({ response, replica, hedged: hedge }));
+          },
+          (err: unknown) => {
+            replica.inflight--;
+            running--;
+            if (settled) return;
+            const code = isServiceError(err) ? err.code : Status.UNKNOWN;
+            const detail = isServiceError(err) ? err.details : (err as Error).message;
+            if (code === Status.DEADLINE_EXCEEDED || Date.now() >= options.deadline) {
+              finish(() => reject(new DeadlineError(`shard ${index} did not answer before the deadline (${replica.address})`)));
+              return;
+            }
+            if (!RETRYABLE.has(code)) {
+              finish(() => reject(err as grpc.ServiceError));
+              return;
+            }
+            if (code === Status.UNAVAILABLE) this.directory.markFailed(replica, detail);
+            reasons.push(`${replica.address}: ${detail}`);
+            if (launch(false)) this.failovers.inc(label);
+            else if (running === 0) finish(() => reject(new ShardUnavailableError(index, reasons)));
+          },
+        );
+        return true;
+      };
+
+      launch(false);
+      if (options.hedgeAfterMs !== undefined && candidates.length > 1) {
+        hedgeTimer = setTimeout(() => launch(true), options.hedgeAfterMs);
+      }
+    });
+  }
+}

@@ -1,0 +1,48 @@
+import { hostname } from 'node:os';
+import { parse, readEnv, type EnvSpec } from '@yoco/common';
+import { HEAD_ENV, type HeadConfig } from '@yoco/head';
+
+export interface ShardConfig extends HeadConfig {
+  index: number;
+  count: number;
+  redisUrl: string;
+  prefix: string;
+  grpcAddress: string;
+  metricsAddress: string;
+  engine: 'factorized' | 'yoco' | 'reference';
+  kernelThreads: number;
+  executionProviders: string[];
+  modelId: string;
+  shutdownGraceMs: number;
+  /** Test-only: sleep this long in every Search (to exercise hedging). */
+  testDelayMs: number;
+}
+
+/** In a StatefulSet the pod is named <set>-<ordinal>: the ordinal is the shard index. */
+function ordinalFromHostname(): number {
+  const m = /-(\d+)$/.exec(hostname());
+  if (!m) throw new Error('SHARD_INDEX is not set and the hostname has no -<ordinal> suffix');
+  return Number(m[1]);
+}
+
+export const SHARD_ENV: EnvSpec<ShardConfig> = {
+  ...HEAD_ENV,
+  index: { name: 'SHARD_INDEX', default: ordinalFromHostname, parse: parse.int(0, 4095), doc: 'this shard index (default: the StatefulSet ordinal in the hostname)' },
+  count: { name: 'SHARD_COUNT', default: 1, parse: parse.int(1, 4096), doc: 'number of shard indexes k' },
+  redisUrl: { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', parse: parse.string, doc: 'Redis (store of record)' },
+  prefix: { name: 'YOCO_PREFIX', default: 'yoco:', parse: parse.string, doc: 'key prefix in Redis' },
+  grpcAddress: { name: 'GRPC_ADDRESS', default: '0.0.0.0:50061', parse: parse.address, doc: 'host:port the Shard service binds' },
+  metricsAddress: { name: 'METRICS_ADDRESS', default: '0.0.0.0:9464', parse: parse.address, doc: 'host:port of /metrics' },
+  engine: { name: 'SHARD_ENGINE', default: 'factorized', parse: parse.oneOf('factorized', 'yoco', 'reference'), doc: 'scoring engine' },
+  kernelThreads: { name: 'KERNEL_THREADS', default: 0, parse: parse.int(0, 256), doc: 'threads scanning P per query (0 = one per core)' },
+  executionProviders: { name: 'ORT_PROVIDERS', default: [], parse: parse.list, doc: 'ONNX Runtime execution providers, e.g. cuda,cpu' },
+  modelId: { name: 'YOCO_MODEL_ID', default: 'vectors', parse: parse.string, doc: 'embedding model the vectors come from (reported in status)' },
+  shutdownGraceMs: { name: 'SHUTDOWN_GRACE_MS', default: 10_000, parse: parse.int(0, 600_000), doc: 'time in-flight calls get on SIGTERM' },
+  testDelayMs: { name: 'YOCO_TEST_DELAY_MS', default: 0, parse: parse.int(0, 600_000), doc: 'test only: delay every Search' },
+};
+
+export function readShardConfig(env: NodeJS.ProcessEnv = process.env): ShardConfig {
+  const c = readEnv(SHARD_ENV, env);
+  if (c.index >= c.count) throw new Error(`SHARD_INDEX ${c.index} must be below SHARD_COUNT ${c.count}`);
+  return c;
+}

@@ -1,0 +1,2 @@
+export { ShardWorker, MAX_TOP_K } from './shard-worker.js';
+export { readShardConfig, SHARD_ENV, type ShardConfig } from './config.js';
