@@ -1,0 +1,114 @@
+import { Rng } from '@yoco/common';
+import type { LocalCluster } from '@yoco/cli';
+import { freePort } from '@yoco/common';
+import { isServiceError, Status } from '@yoco/rpc';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { identify, startCluster, unitVector, writeGallery, type IdentifyReply } from '../support/cluster.js';
+import { connect, flushPrefix, testPrefix } from '../support/redis.js';
+
+const prefix = testPrefix('failover');
+let cluster: LocalCluster | undefined;
+
+beforeAll(async () => {
+  await writeGallery(prefix, 500, 2);
+});
+afterEach(async () => {
+  await cluster?.stop();
+  cluster = undefined;
+});
+afterAll(async () => {
+  const redis = connect();
+  await flushPrefix(redis, prefix);
+  redis.disconnect();
+});
+
+type Outcome = { ok: IdentifyReply } | { code: number; details: string; ms: number };
+
+/** Runs `total` Identify calls, `parallel` at a time; `during(i)` runs before call i starts. */
+async function stream(c: LocalCluster, total: number, extra: Record<string, unknown>, during: (i: number) => Promise<void>, deadlineMs = 2000): Promise<{ outcomes: Outcome[]; slowest: number }> {
+  const rng = new Rng(5);
+  const client = c.matcherClient();
+  const outcomes: Outcome[] = [];
+  let slowest = 0;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      while (next < total) {
+        const i = next++;
+        await during(i);
+        const t = Date.now();
+        try {
+          outcomes.push({ ok: await identify(client, unitVector(rng), extra, deadlineMs) });
+        } catch (err) {
+          if (!isServiceError(err)) throw err;
+          outcomes.push({ code: err.code, details: err.details, ms: Date.now() - t });
+        }
+        slowest = Math.max(slowest, Date.now() - t);
+      }
+    }),
+  );
+  return { outcomes, slowest };
+}
+
+describe('a shard replica killed with SIGKILL during 200 Identify calls', () => {
+  it('with 2 replicas per shard every call succeeds', async () => {
+    cluster = await startCluster(prefix, { shards: 2, replicas: 2 });
+    const c = cluster;
+    const { outcomes, slowest } = await stream(c, 200, {}, async (i) => {
+      if (i === 60) await c.kill('shard-1a');
+    });
+    expect(outcomes.filter((o) => !('ok' in o))).toEqual([]);
+    expect(outcomes.every((o) => 'ok' in o && !o.ok.partial && o.ok.matches.length === 10)).toBe(true);
+    expect(slowest).toBeLessThan(2000);
+  });
+
+  it('with 1 replica calls fail with UNAVAILABLE naming the shard, or come back partial when allowed; none hangs', async () => {
+    cluster = await startCluster(prefix, { shards: 2, replicas: 1 });
+    const c = cluster;
+    const strict = await stream(c, 100, {}, async (i) => {
+      if (i === 30) await c.kill('shard-1a');
+    });
+    const failed = strict.outcomes.filter((o): o is Extract<Outcome, { code: number }> => !('ok' in o));
+    expect(failed.length).toBeGreaterThan(50);
+    for (const f of failed) {
+      expect(f.code).toBe(Status.UNAVAILABLE);
+      expect(f.details).toMatch(/shards \[1\] unavailable/);
+    }
+    expect(strict.slowest).toBeLessThan(2500);
+
+    const partial = await stream(c, 100, { allowPartial: true }, async () => {});
+    for (const o of partial.outcomes) {
+      expect('ok' in o).toBe(true);
+      if ('ok' in o) {
+        expect(o.ok.partial).toBe(true);
+        expect(o.ok.missingShards).toEqual([1]);
+        expect(o.ok.matches.length).toBe(10);
+      }
+    }
+    expect(partial.slowest).toBeLessThan(2500);
+  });
+});
+
+describe('hedging', () => {
+  it('a slow replica triggers a hedge and the fast answer is used', async () => {
+    const metricsPort = await freePort();
+    cluster = await startCluster(prefix, {
+      shards: 1,
+      replicas: 2,
+      shardEnv: (_, replica): Record<string, string> => (replica === 0 ? { YOCO_TEST_DELAY_MS: '1500' } : {}),
+      coordinatorEnv: { HEDGE_DELAY_MS: '30', METRICS_ADDRESS: `127.0.0.1:${metricsPort}` },
+    });
+    const rng = new Rng(9);
+    const client = cluster.matcherClient();
+    for (let i = 0; i < 10; i++) {
+      const t = Date.now();
+      const r = await identify(client, unitVector(rng), {}, 5000);
+      expect(r.matches).toHaveLength(10);
+      // Without the hedge, every other call would wait out the 1.5 s delay.
+      expect(Date.now() - t).toBeLessThan(1000);
+    }
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const hedges = Number(/yoco_coordinator_hedges_total\{[^}]*shard="0"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
+    expect(hedges).toBeGreaterThanOrEqual(3);
+  });
+});

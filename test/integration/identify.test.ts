@@ -1,0 +1,71 @@
+import { Rng } from '@yoco/common';
+import type { LocalCluster } from '@yoco/cli';
+import { GallerySlice, type Template } from '@yoco/gallery';
+import { createScorer, metricHead } from '@yoco/head';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DIM, HIDDEN, identify, startCluster, unitVector, writeGallery, type Gallery } from '../support/cluster.js';
+import { connect, flushPrefix, testPrefix } from '../support/redis.js';
+
+const prefix = testPrefix('identify');
+let gallery: Gallery;
+let reference: GallerySlice;
+
+beforeAll(async () => {
+  gallery = await writeGallery(prefix, 5000, 1);
+  // The truth: one process, the whole gallery, the per-pair float64 engine.
+  reference = new GallerySlice(await createScorer(metricHead({ dim: DIM, hidden: HIDDEN }), { engine: 'reference' }));
+  const all: Template[] = [];
+  for (const [subjectId, vectors] of gallery.subjects) {
+    vectors.forEach((vector, i) => all.push({ subjectId, templateId: `${subjectId}/${i}`, vector }));
+  }
+  reference.add(all);
+});
+
+afterAll(async () => {
+  const redis = connect();
+  await flushPrefix(redis, prefix);
+  redis.disconnect();
+});
+
+function probes(seed: number, n: number): Float32Array[] {
+  const rng = new Rng(seed);
+  const ids = [...gallery.subjects.keys()];
+  return Array.from({ length: n }, (_, i) => {
+    if (i % 2 === 1) return unitVector(rng);
+    // Half the probes are noisy copies of an enrolled template.
+    const v = gallery.subjects.get(ids[rng.int(ids.length)])![0].map((x) => x + 0.05 * rng.normal() / Math.sqrt(DIM));
+    return v;
+  });
+}
+
+describe.each([
+  { k: 1, replicas: 1 },
+  { k: 2, replicas: 2 },
+  { k: 3, replicas: 1 },
+])('Identify over 5000 subjects with k=$k shards x $replicas replicas', ({ k, replicas }) => {
+  let cluster: LocalCluster;
+  beforeAll(async () => {
+    cluster = await startCluster(prefix, { shards: k, replicas });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('returns exactly the single-process reference top-k, each subject once', async () => {
+    const client = cluster.matcherClient();
+    let templates = 0;
+    for (const v of gallery.subjects.values()) templates += v.length;
+    for (const [i, q] of probes(10 + k, 12).entries()) {
+      const topK = [1, 10, 37][i % 3];
+      const got = await identify(client, q, { topK });
+      const want = await reference.search(q, topK);
+      expect(got.matches.map((m) => m.subjectId)).toEqual(want.map((m) => m.subjectId));
+      for (let j = 0; j < want.length; j++) expect(Math.abs(got.matches[j].score - want[j].score)).toBeLessThanOrEqual(1e-5);
+      expect(new Set(got.matches.map((m) => m.subjectId)).size).toBe(got.matches.length);
+      expect(got.gallerySize).toBe(templates);
+      expect(got.partial).toBe(false);
+      // accepted follows the threshold in force (the deployment default, 0.5).
+      for (const m of got.matches) expect(m.accepted).toBe(m.score >= 0.5);
+    }
+  });
+});

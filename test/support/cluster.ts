@@ -1,0 +1,69 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Rng } from '@yoco/common';
+import { LocalCluster, type LocalClusterOptions } from '@yoco/cli';
+import { GalleryStore } from '@yoco/gallery';
+import { unary } from '@yoco/rpc';
+import type * as grpc from '@grpc/grpc-js';
+import { Redis } from 'ioredis';
+import { redisUrl } from './redis.js';
+
+/** Small vectors keep 5000-subject galleries quick to load; the cluster runs the same code at any D. */
+export const DIM = 64;
+export const HIDDEN = 32;
+export const HEAD_ENV = { YOCO_DIM: String(DIM), YOCO_HIDDEN: String(HIDDEN), KERNEL_THREADS: '1' };
+
+export async function startCluster(prefix: string, options: Partial<LocalClusterOptions> & { shards: number }): Promise<LocalCluster> {
+  return LocalCluster.start({
+    redisUrl: redisUrl(),
+    prefix,
+    logDir: mkdtempSync(join(tmpdir(), 'yoco-test-logs-')),
+    ...options,
+    env: { ...HEAD_ENV, ...options.env },
+  });
+}
+
+export function unitVector(rng: Rng, dim = DIM): Float32Array {
+  const v = rng.normals(dim);
+  const n = Math.hypot(...v);
+  return v.map((x) => x / n);
+}
+
+export interface Gallery {
+  subjects: Map<string, Float32Array[]>;
+}
+
+/** Writes `count` random subjects (1-3 unit templates each) through the store, `concurrency` at a time. */
+export async function writeGallery(prefix: string, count: number, seed: number, concurrency = 32): Promise<Gallery> {
+  const rng = new Rng(seed);
+  const subjects = new Map<string, Float32Array[]>();
+  for (let i = 0; i < count; i++) subjects.set(`p${seed}-${i}`, Array.from({ length: 1 + rng.int(3) }, () => unitVector(rng)));
+  const redis = new Redis(redisUrl());
+  const store = new GalleryStore(redis, { prefix, dim: DIM });
+  await store.checkMeta();
+  const entries = [...subjects.entries()];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < entries.length) {
+        const [id, vectors] = entries[next++];
+        await store.put(id, vectors);
+      }
+    }),
+  );
+  redis.disconnect();
+  return { subjects };
+}
+
+export interface IdentifyReply {
+  matches: { subjectId: string; score: number; templateId: string; accepted: boolean }[];
+  partial: boolean;
+  missingShards: number[];
+  gallerySize: number;
+  threshold: number;
+}
+
+export function identify(client: grpc.Client, vector: Float32Array | number[], extra: Record<string, unknown> = {}, timeoutMs = 10_000): Promise<IdentifyReply> {
+  return unary(client, 'Identify', { probe: { vector: { values: Array.from(vector) } }, ...extra }, { deadline: Date.now() + timeoutMs });
+}
