@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -42,3 +44,11 @@ export const SERVICE_NAMES = {
   Shard: 'yoco.v1.Shard',
   Embedder: 'yoco.v1.Embedder',
 } as const;
+
+/** Our protos plus grpc.health.v1, so reflection can describe the health service too. */
+export function reflectionDefinition(): protoLoader.PackageDefinition {
+  const require = createRequire(import.meta.url);
+  const healthDir = join(dirname(require.resolve('grpc-health-check/package.json')), 'proto');
+  const health = protoLoader.loadSync('health/v1/health.proto', { ...LOADER_OPTIONS, includeDirs: [healthDir] });
+  return { ...loadProtos().packageDefinition, ...health };
+}

@@ -3,7 +3,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { ServiceMetrics } from './metrics.js';
-import { loadProtos } from './proto.js';
+import { reflectionDefinition } from './proto.js';
 import { statusName, toServiceError } from './status.js';
 
 export type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
@@ -45,7 +45,8 @@ export class RpcServer {
       this.health.setStatus(s.name, 'NOT_SERVING');
     }
     this.health.addToServer(this.server);
-    new ReflectionService(loadProtos().packageDefinition).addToServer(this.server);
+    // Reflection describes what this server serves: its own services and health.
+    new ReflectionService(reflectionDefinition(), { services: [...options.services.map((s) => s.name), 'grpc.health.v1.Health'] }).addToServer(this.server);
   }
 
   async start(): Promise<number> {

@@ -16,6 +16,8 @@ export interface ShardConfig extends HeadConfig {
   shutdownGraceMs: number;
   /** Test-only: sleep this long in every Search (to exercise hedging). */
   testDelayMs: number;
+  /** Test-only: sleep this long before loading (to observe the LOADING state). */
+  testLoadDelayMs: number;
 }
 
 /** In a StatefulSet the pod is named <set>-<ordinal>: the ordinal is the shard index. */
@@ -39,6 +41,7 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   modelId: { name: 'YOCO_MODEL_ID', default: 'vectors', parse: parse.string, doc: 'embedding model the vectors come from (reported in status)' },
   shutdownGraceMs: { name: 'SHUTDOWN_GRACE_MS', default: 10_000, parse: parse.int(0, 600_000), doc: 'time in-flight calls get on SIGTERM' },
   testDelayMs: { name: 'YOCO_TEST_DELAY_MS', default: 0, parse: parse.int(0, 600_000), doc: 'test only: delay every Search' },
+  testLoadDelayMs: { name: 'YOCO_TEST_LOAD_DELAY_MS', default: 0, parse: parse.int(0, 600_000), doc: 'test only: delay the initial load' },
 };
 
 export function readShardConfig(env: NodeJS.ProcessEnv = process.env): ShardConfig {

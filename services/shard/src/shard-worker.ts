@@ -92,6 +92,7 @@ export class ShardWorker {
       ],
     });
     await this.server.start();
+    if (this.config.testLoadDelayMs > 0) await sleep(this.config.testLoadDelayMs);
     await this.store.checkMeta();
     const scorer = await createScorer(this.head, {
       engine: this.config.engine,

@@ -1,0 +1,63 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '@yoco/common';
+import { stopChild } from '@yoco/cli';
+import { PROTO_DIR } from '@yoco/rpc';
+import { afterAll, describe, expect, it } from 'vitest';
+import { HEAD_ENV } from '../support/cluster.js';
+import { connect, flushPrefix, redisUrl, testPrefix } from '../support/redis.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+// Debian's interpreter: python3-grpcio and python3-grpc-tools live there, not in other pythons on PATH.
+const PYTHON = '/usr/bin/python3';
+const prefix = testPrefix('python');
+
+afterAll(async () => {
+  const redis = connect();
+  await flushPrefix(redis, prefix);
+  redis.disconnect();
+});
+
+describe('an external Python gRPC client against the cluster npm start runs', () => {
+  it('gets SERVING from grpc.health.v1 and the right subject from Identify', async () => {
+    const stubs = mkdtempSync(join(tmpdir(), 'yoco-py-'));
+    const healthProto = join(ROOT, 'node_modules/grpc-health-check/proto');
+    execFileSync(PYTHON, ['-m', 'grpc_tools.protoc', `-I${PROTO_DIR}`, `-I${healthProto}`, `--python_out=${stubs}`, `--grpc_python_out=${stubs}`,
+      'yoco/v1/matcher.proto', 'health/v1/health.proto']);
+
+    const dataDir = mkdtempSync(join(tmpdir(), 'yoco-up-'));
+    const address = `127.0.0.1:${await freePort()}`;
+    // Exactly what `npm start` runs after building.
+    const up = spawn(process.execPath, [join(ROOT, 'packages/cli/bin/yoco.js'), 'up'], {
+      env: { ...process.env, ...HEAD_ENV, REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, YOCO_DATA_DIR: dataDir, YOCO_DEMO_SUBJECTS: '300' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    up.stdout!.on('data', (d) => (output += d));
+    up.stderr!.on('data', (d) => (output += d));
+    try {
+      const started = Date.now();
+      while (!output.includes('YOCO Matcher listening on')) {
+        if (up.exitCode !== null) throw new Error(`yoco up exited: ${output}`);
+        if (Date.now() - started > 90_000) throw new Error(`yoco up did not come up: ${output}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(output).toContain(`listening on ${address}`);
+      const probe = JSON.parse(readFileSync(join(dataDir, 'demo-probe.json'), 'utf8')) as { subject_id: string };
+      const out = execFileSync(PYTHON, [join(ROOT, 'test/e2e/python_client.py'), stubs, address, join(dataDir, 'demo-probe.json')], { encoding: 'utf8' });
+      const res = JSON.parse(out) as { health: Record<string, string>; matches: { subject_id: string; accepted: boolean }[]; gallery_size: number; bad_vector: string };
+      expect(res.health).toEqual({ '(server)': 'SERVING', 'yoco.v1.Matcher': 'SERVING' });
+      expect(res.matches).toHaveLength(5);
+      expect(res.matches[0]).toMatchObject({ subject_id: probe.subject_id, accepted: true });
+      expect(res.gallery_size).toBe(450);
+      expect(res.bad_vector).toBe('INVALID_ARGUMENT');
+    } finally {
+      await stopChild(up, 'SIGTERM');
+    }
+    // Ctrl-C (SIGTERM here) stopped every child: nothing listens any more.
+    expect(output).toContain('stopping');
+  });
+});

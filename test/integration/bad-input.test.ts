@@ -1,0 +1,90 @@
+import { Rng } from '@yoco/common';
+import type { LocalCluster } from '@yoco/cli';
+import { isServiceError, Status, statusName, unary } from '@yoco/rpc';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DIM, identify, startCluster, unitVector, writeGallery, type Gallery } from '../support/cluster.js';
+import { connect, flushPrefix, testPrefix } from '../support/redis.js';
+
+const prefix = testPrefix('bad');
+let cluster: LocalCluster;
+let gallery: Gallery;
+
+beforeAll(async () => {
+  gallery = await writeGallery(prefix, 300, 3);
+  cluster = await startCluster(prefix, { shards: 2, replicas: 1 });
+});
+afterAll(async () => {
+  await cluster?.stop();
+  const redis = connect();
+  await flushPrefix(redis, prefix);
+  redis.disconnect();
+});
+
+async function code(p: Promise<unknown>): Promise<[string, string]> {
+  try {
+    await p;
+    return ['OK', ''];
+  } catch (err) {
+    if (!isServiceError(err)) throw err;
+    return [statusName(err.code), err.details];
+  }
+}
+
+const call = (method: string, req: object) => unary(cluster.matcherClient(), method, req, { deadline: Date.now() + 5000 });
+
+describe('bad input gets its documented status and the cluster keeps serving', () => {
+  const rng = new Rng(1);
+  const good = () => unitVector(rng);
+
+  it('Identify: vector length, NaN, infinities, top_k, threshold, probe, token', async () => {
+    expect(await code(identify(cluster.matcherClient(), new Float32Array(DIM - 1)))).toEqual(['INVALID_ARGUMENT', `probe vector has ${DIM - 1} values, expected ${DIM}`]);
+    expect((await code(identify(cluster.matcherClient(), new Float32Array(DIM + 7))))[0]).toBe('INVALID_ARGUMENT');
+    const nan = good();
+    nan[3] = NaN;
+    expect(await code(identify(cluster.matcherClient(), nan))).toEqual(['INVALID_ARGUMENT', 'probe vector holds a non-finite value (NaN) at position 3']);
+    for (const bad of [Infinity, -Infinity]) {
+      const v = good();
+      v[0] = bad;
+      expect((await code(identify(cluster.matcherClient(), v)))[1]).toMatch(/non-finite value \(-?Infinity\) at position 0/);
+    }
+    expect(await code(identify(cluster.matcherClient(), good(), { topK: 1001 }))).toEqual(['INVALID_ARGUMENT', 'top_k 1001 is above 1000']);
+    expect((await code(identify(cluster.matcherClient(), good(), { threshold: 1.5 })))[0]).toBe('INVALID_ARGUMENT');
+    expect((await code(identify(cluster.matcherClient(), good(), { consistencyToken: 'yesterday' })))[0]).toBe('INVALID_ARGUMENT');
+    expect((await code(call('Identify', { topK: 3 })))).toEqual(['INVALID_ARGUMENT', 'probe is empty: set an image or a vector']);
+    // Valid edge cases: top_k 0 means 10, 1000 is allowed.
+    expect((await identify(cluster.matcherClient(), good(), { topK: 0 })).matches).toHaveLength(10);
+    expect((await identify(cluster.matcherClient(), good(), { topK: 1000 })).matches).toHaveLength(300);
+  });
+
+  it('Verify: empty, oversized or malformed subject id; unknown subject; a match', async () => {
+    const v = good();
+    const verify = (subjectId: string, vector = v, extra = {}) => call('Verify', { subjectId, probe: { vector: { values: Array.from(vector) } }, ...extra });
+    expect((await code(verify('')))[0]).toBe('INVALID_ARGUMENT');
+    expect((await code(verify('x'.repeat(129))))[1]).toMatch(/subject id .* is invalid/);
+    expect((await code(verify('spaces are bad')))[0]).toBe('INVALID_ARGUMENT');
+    expect(await code(verify('nobody-here'))).toEqual(['NOT_FOUND', "subject 'nobody-here' is not enrolled"]);
+    expect((await code(verify('p3-0', new Float32Array(3))))[0]).toBe('INVALID_ARGUMENT');
+    const [id, vectors] = [...gallery.subjects.entries()][7];
+    const res = (await verify(id, vectors[0])) as { match: boolean; score: number };
+    expect(res.match).toBe(true);
+    expect(res.score).toBeGreaterThan(0.99);
+    const other = (await verify(id, good(), { threshold: 0.999 })) as { match: boolean };
+    expect(other.match).toBe(false);
+  });
+
+  it('GetSubject, Enrol and Remove before the enrolment queue exists', async () => {
+    const [id, vectors] = [...gallery.subjects.entries()][11];
+    const s = (await call('GetSubject', { subjectId: id })) as { templateIds: string[]; slot: number; shard: number };
+    expect(s.templateIds).toHaveLength(vectors.length);
+    expect(s.shard).toBeLessThan(2);
+    expect((await code(call('GetSubject', { subjectId: 'nobody-here' })))[0]).toBe('NOT_FOUND');
+    expect((await code(call('Enrol', { subjectId: 'a', probes: [] })))[0]).toBe('UNIMPLEMENTED');
+    expect((await code(call('Remove', { subjectId: 'a' })))[0]).toBe('UNIMPLEMENTED');
+  });
+
+  it('after all that, Identify still answers', async () => {
+    const r = await identify(cluster.matcherClient(), good());
+    expect(r.matches).toHaveLength(10);
+    expect(Status.OK).toBe(0);
+  });
+});

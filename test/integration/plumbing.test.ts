@@ -1,0 +1,149 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { freePort, Rng } from '@yoco/common';
+import { stopChild, type LocalCluster } from '@yoco/cli';
+import { loadProtos, makeClient, unary } from '@yoco/rpc';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DIM, HEAD_ENV, identify, startCluster, unitVector, writeGallery } from '../support/cluster.js';
+import { connect, flushPrefix, redisUrl, testPrefix } from '../support/redis.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const prefix = testPrefix('plumbing');
+let cluster: LocalCluster;
+
+beforeAll(async () => {
+  await writeGallery(prefix, 100, 4);
+  cluster = await startCluster(prefix, { shards: 1, replicas: 2, shardEnv: (_, r): Record<string, string> => (r === 1 ? { YOCO_TEST_DELAY_MS: '800' } : {}), coordinatorEnv: { HEDGE_DELAY_MS: '0' } });
+});
+afterAll(async () => {
+  await cluster?.stop();
+  const redis = connect();
+  await flushPrefix(redis, prefix);
+  redis.disconnect();
+});
+
+function reflectionClient(address: string): grpc.Client {
+  const def = protoLoader.loadSync('grpc/reflection/v1/reflection.proto', {
+    includeDirs: [`${ROOT}/node_modules/@grpc/reflection/build/proto`],
+    keepCase: true,
+  });
+  const pkg = grpc.loadPackageDefinition(def) as any;
+  return new pkg.grpc.reflection.v1.ServerReflection(address, grpc.credentials.createInsecure());
+}
+
+function listServices(address: string): Promise<string[]> {
+  const client = reflectionClient(address) as any;
+  return new Promise((resolve, reject) => {
+    const stream = client.ServerReflectionInfo();
+    stream.on('data', (res: any) => {
+      resolve(res.list_services_response.service.map((s: any) => s.name).sort());
+      stream.end();
+      client.close();
+    });
+    stream.on('error', reject);
+    stream.write({ list_services: '' });
+  });
+}
+
+function healthCheck(address: string, service: string): Promise<string> {
+  const def = protoLoader.loadSync('health/v1/health.proto', { includeDirs: [`${ROOT}/node_modules/grpc-health-check/proto`], enums: String });
+  const pkg = grpc.loadPackageDefinition(def) as any;
+  const client = new pkg.grpc.health.v1.Health(address, grpc.credentials.createInsecure());
+  return unary<object, { status: string }>(client, 'Check', { service }, { deadline: Date.now() + 5000 }).then((r) => {
+    client.close();
+    return r.status;
+  });
+}
+
+describe('every service serves grpc.health.v1 and reflection', () => {
+  it('coordinator and shard list their services and report SERVING', async () => {
+    const shard = cluster.shards.get('shard-0a')!.address;
+    expect(await listServices(cluster.address)).toEqual(['grpc.health.v1.Health', 'yoco.v1.Matcher']);
+    expect(await listServices(shard)).toEqual(['grpc.health.v1.Health', 'yoco.v1.Shard']);
+    expect(await healthCheck(cluster.address, 'yoco.v1.Matcher')).toBe('SERVING');
+    expect(await healthCheck(shard, '')).toBe('SERVING');
+    expect(await healthCheck(shard, 'yoco.v1.Shard')).toBe('SERVING');
+  });
+});
+
+describe('a shard still loading', () => {
+  it('answers Search with UNAVAILABLE (loading) and health NOT_SERVING, then serves', async () => {
+    const address = `127.0.0.1:${await freePort()}`;
+    const child = spawn(process.execPath, [`${ROOT}/services/shard/dist/main.js`], {
+      env: { ...process.env, ...HEAD_ENV, REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, SHARD_INDEX: '0', GRPC_ADDRESS: address, METRICS_ADDRESS: '127.0.0.1:0', YOCO_TEST_LOAD_DELAY_MS: '1500' },
+      stdio: 'ignore',
+    });
+    try {
+      const client = makeClient(loadProtos().Shard, address);
+      const search = () => unary<object, any>(client, 'Search', { queries: Array.from(unitVector(new Rng(3))), topK: 3 }, { deadline: Date.now() + 2000 });
+      let err: any;
+      for (let i = 0; i < 50 && !err; i++) {
+        err = await search().then(() => undefined, (e) => (e.code === grpc.status.UNAVAILABLE && /loading/.test(e.details) ? e : undefined));
+        if (!err) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(err?.details).toBe('shard 0 is loading its slots');
+      expect(await healthCheck(address, 'yoco.v1.Shard')).toBe('NOT_SERVING');
+      let res: any;
+      for (let i = 0; i < 100 && !res; i++) {
+        res = await search().catch(() => undefined);
+        if (!res) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(res.results[0].matches).toHaveLength(3);
+      expect(await healthCheck(address, 'yoco.v1.Shard')).toBe('SERVING');
+      client.close();
+    } finally {
+      await stopChild(child, 'SIGTERM');
+    }
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('SIGTERM lets an in-flight Search finish, then the shard exits 0', async () => {
+    const slow = cluster.shards.get('shard-0b')!;
+    const client = makeClient(loadProtos().Shard, slow.address);
+    const pending = unary<object, any>(client, 'Search', { queries: Array.from(unitVector(new Rng(1))), topK: 3 }, { deadline: Date.now() + 10_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    const exited = new Promise<number | null>((resolve) => slow.process.once('exit', (code) => resolve(code)));
+    slow.process.kill('SIGTERM');
+    const res = await pending;
+    expect(res.results[0].matches).toHaveLength(3);
+    expect(await exited).toBe(0);
+    client.close();
+    // The coordinator keeps answering from the other replica.
+    expect((await identify(cluster.matcherClient(), unitVector(new Rng(2)))).matches).toHaveLength(10);
+  });
+});
+
+describe('configuration is validated at start', () => {
+  const run = (script: string, env: Record<string, string>) =>
+    spawnSync(process.execPath, [`${ROOT}/services/${script}/dist/main.js`], { env: { ...process.env, ...HEAD_ENV, ...env }, encoding: 'utf8', timeout: 20_000 });
+
+  it('a bad value stops the process with a message naming the variable', () => {
+    for (const [script, env, variable] of [
+      ['shard', { SHARD_INDEX: '0', SHARD_COUNT: 'two' }, 'SHARD_COUNT'],
+      ['shard', { SHARD_INDEX: '3', SHARD_COUNT: '2' }, 'SHARD_INDEX'],
+      ['shard', { SHARD_INDEX: '0', SHARD_ENGINE: 'fast' }, 'SHARD_ENGINE'],
+      ['coordinator', { SHARD_ADDRESSES: 'nohostport' }, 'SHARD_ADDRESSES'],
+      ['coordinator', { SHARD_ADDRESSES: '127.0.0.1:1', DEFAULT_THRESHOLD: '2' }, 'DEFAULT_THRESHOLD'],
+      ['coordinator', {}, 'SHARD_ADDRESSES'],
+    ] as const) {
+      const r = run(script, { ...env, REDIS_URL: redisUrl() });
+      expect(r.status, `${script} ${JSON.stringify(env)}`).toBe(1);
+      expect(r.stdout + r.stderr).toContain(variable);
+    }
+  });
+
+  it('a shard whose head does not match the store refuses to start', async () => {
+    const port = await freePort();
+    const r = spawnSync(process.execPath, [`${ROOT}/services/shard/dist/main.js`], {
+      env: { ...process.env, REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, SHARD_INDEX: '0', YOCO_DIM: String(DIM * 2), YOCO_HIDDEN: '8', GRPC_ADDRESS: `127.0.0.1:${port}`, METRICS_ADDRESS: '127.0.0.1:0' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/holds 64-wide templates; this process is configured for 128/);
+  });
+});
+
