@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, sleep, startRedisServer, type RedisServerHandle } from '@yoco/common';
@@ -75,7 +76,13 @@ export class LocalCluster {
   }
 
   private baseEnv(): Record<string, string> {
+    // Shards share the machine's cores: give each its share instead of letting every one use them all.
+    let processes = 0;
+    for (let i = 0; i < this.options.shards; i++) processes += this.replicaCount(i);
+    const share = String(Math.max(1, Math.floor(availableParallelism() / processes)));
     return {
+      KERNEL_THREADS: share,
+      ORT_THREADS: share,
       REDIS_URL: this.redisUrl,
       YOCO_PREFIX: this.options.prefix ?? 'yoco:',
       METRICS_ADDRESS: '127.0.0.1:0',

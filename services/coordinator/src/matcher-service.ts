@@ -39,6 +39,11 @@ interface ShardSearchResponse {
 
 type Call = grpc.ServerUnaryCall<unknown, unknown>;
 
+/** Raw little-endian float32: the shards read it without decoding floats one by one. */
+function f32Bytes(v: Float32Array): Buffer {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
 /** What the replica said of itself at the last poll, or UNREACHABLE when it did not answer. */
 function replicaState(r: Replica): string {
   if (!r.status || (r.lastError !== undefined && !r.lastError.startsWith('state '))) return 'UNREACHABLE';
@@ -132,7 +137,7 @@ export class MatcherService {
     const threshold = this.threshold(req.threshold);
     const consistencyToken = this.token(req.consistencyToken);
     const deadline = this.deadline(call);
-    const request = { queries: Array.from(vector), topK, consistencyToken };
+    const request = { queriesF32: f32Bytes(vector), topK, consistencyToken };
     this.fanout.observe(k);
     const settled = await Promise.allSettled(
       Array.from({ length: k }, (_, i) =>
@@ -182,7 +187,7 @@ export class MatcherService {
     const { response } = await this.caller.call<{ found: boolean; best?: ShardMatch }>(
       index,
       'ScoreSubject',
-      { subjectId: req.subjectId, query: Array.from(vector), consistencyToken: this.token(req.consistencyToken) },
+      { subjectId: req.subjectId, queryF32: f32Bytes(vector), consistencyToken: this.token(req.consistencyToken) },
       { deadline: this.deadline(call), hedgeAfterMs: this.hedgeDelay(index) },
     );
     if (!response.found || !response.best) throw new SubjectNotFoundError(req.subjectId);

@@ -11,6 +11,7 @@ export interface ShardConfig extends HeadConfig {
   metricsAddress: string;
   engine: 'factorized' | 'yoco' | 'reference';
   kernelThreads: number;
+  ortThreads: number;
   executionProviders: string[];
   modelId: string;
   shutdownGraceMs: number;
@@ -37,6 +38,7 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   metricsAddress: { name: 'METRICS_ADDRESS', default: '0.0.0.0:9464', parse: parse.address, doc: 'host:port of /metrics' },
   engine: { name: 'SHARD_ENGINE', default: 'factorized', parse: parse.oneOf('factorized', 'yoco', 'reference'), doc: 'scoring engine' },
   kernelThreads: { name: 'KERNEL_THREADS', default: 0, parse: parse.int(0, 256), doc: 'threads scanning P per query (0 = one per core)' },
+  ortThreads: { name: 'ORT_THREADS', default: 0, parse: parse.int(0, 256), doc: 'ONNX Runtime intra-op threads (0 = one per core)' },
   executionProviders: { name: 'ORT_PROVIDERS', default: [], parse: parse.list, doc: 'ONNX Runtime execution providers, e.g. cuda,cpu' },
   modelId: { name: 'YOCO_MODEL_ID', default: 'vectors', parse: parse.string, doc: 'embedding model the vectors come from (reported in status)' },
   shutdownGraceMs: { name: 'SHUTDOWN_GRACE_MS', default: 10_000, parse: parse.int(0, 600_000), doc: 'time in-flight calls get on SIGTERM' },

@@ -11,8 +11,26 @@ export const MAX_TOP_K = 1000;
 
 interface SearchRequest {
   queries: number[];
+  queriesF32: Buffer;
   topK: number;
   consistencyToken: string;
+}
+
+interface ScoreSubjectRequest {
+  subjectId: string;
+  query: number[];
+  queryF32: Buffer;
+  consistencyToken: string;
+}
+
+/** Queries from raw little-endian float32 bytes when sent that way, else from the repeated field. */
+function floats(bytes: Buffer | undefined, values: number[] | undefined): Float32Array {
+  if (bytes && bytes.length > 0) {
+    if (bytes.length % 4 !== 0) throw new InvalidArgumentError(`query bytes (${bytes.length}) are not whole float32 values`, 'VECTOR_LENGTH');
+    // Copy: the buffer may sit at an offset a Float32Array cannot view.
+    return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+  }
+  return Float32Array.from(values ?? []);
 }
 
 const toMatch = (m: SubjectMatch) => ({ subjectId: m.subjectId, templateId: m.templateId, score: m.score, logit: m.logit });
@@ -85,7 +103,7 @@ export class ShardWorker {
           definition: Shard.service,
           handlers: {
             Search: (req: SearchRequest, call) => this.search(req, call),
-            ScoreSubject: (req: { subjectId: string; query: number[]; consistencyToken: string }, call) => this.scoreSubject(req, call),
+            ScoreSubject: (req: ScoreSubjectRequest, call) => this.scoreSubject(req, call),
             Status: async () => this.status(),
           },
         },
@@ -97,6 +115,7 @@ export class ShardWorker {
     const scorer = await createScorer(this.head, {
       engine: this.config.engine,
       kernelThreads: this.config.kernelThreads || undefined,
+      threads: this.config.ortThreads,
       executionProviders: this.config.executionProviders,
     });
     this.slice = new GallerySlice(scorer);
@@ -116,6 +135,7 @@ export class ShardWorker {
 
   status() {
     const p95 = this.latency.percentile(95);
+    const p50 = this.latency.percentile(50);
     return {
       index: this.config.index,
       count: this.config.count,
@@ -129,6 +149,7 @@ export class ShardWorker {
       modelId: this.config.modelId,
       engine: this.config.engine,
       p95Ms: Number.isNaN(p95) ? 0 : p95,
+      p50Ms: Number.isNaN(p50) ? 0 : p50,
     };
   }
 
@@ -148,7 +169,7 @@ export class ShardWorker {
     const { slice, follower } = this.ready();
     const started = performance.now();
     const dim = this.head.dim;
-    const queries = Float32Array.from(req.queries ?? []);
+    const queries = floats(req.queriesF32, req.queries);
     const n = assertVectors(queries, dim, 'query');
     const k = req.topK || 10;
     if (k > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${k} is above ${MAX_TOP_K}`, 'TOP_K');
@@ -161,10 +182,10 @@ export class ShardWorker {
     return { results, shardIndex: this.config.index, templates: slice.templates, watermark: follower.watermark };
   }
 
-  private async scoreSubject(req: { subjectId: string; query: number[]; consistencyToken: string }, call: grpc.ServerUnaryCall<unknown, unknown>) {
+  private async scoreSubject(req: ScoreSubjectRequest, call: grpc.ServerUnaryCall<unknown, unknown>) {
     const { slice, follower } = this.ready();
     assertSubjectId(req.subjectId);
-    const query = Float32Array.from(req.query ?? []);
+    const query = floats(req.queryF32, req.query);
     assertVectors(query, this.head.dim, 'query', 1);
     await this.consistent(follower, req.consistencyToken, call);
     const best = await slice.scoreSubject(req.subjectId, query);

@@ -1,0 +1,178 @@
+/**
+ * Identify by vector over gRPC against 50000 subjects (D=3840, H=512) on k=2
+ * local shard processes, side by side with one shard's scorer alone in this
+ * process, so the gRPC and fan-out overhead shows as a ratio.
+ * `npm run bench:cluster` (`-- --subjects N` for another size).
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { LocalCluster, demoVector } from '@yoco/cli';
+import { freePort, Rng, startRedisServer } from '@yoco/common';
+import { GallerySlice, GalleryStore, ownedSlots, slotOf } from '@yoco/gallery';
+import { createScorer, metricHead } from '@yoco/head';
+import { loadProtos, makeClient, unary } from '@yoco/rpc';
+import { Redis } from 'ioredis';
+import { machineInfo, percentile, printTable } from './bench-util.js';
+
+const { values } = parseArgs({ options: { subjects: { type: 'string', default: '50000' }, queries: { type: 'string', default: '200' } } });
+const SUBJECTS = Number(values.subjects);
+const QUERIES = Number(values.queries);
+const K = 2;
+const D = 3840;
+const H = 512;
+
+interface Row {
+  what: string;
+  concurrency: number;
+  p50_ms: number;
+  p99_ms: number | null;
+  qps: number | null;
+  p95_ms?: number;
+}
+
+const log = (m: string) => process.stderr.write(`${m}\n`);
+
+async function measure(what: string, concurrency: number, total: number, run: (i: number) => Promise<unknown>): Promise<Row> {
+  for (let i = 0; i < Math.min(20, total); i++) await run(i);
+  const times: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) {
+        const i = next++;
+        const t = performance.now();
+        await run(i);
+        times.push(performance.now() - t);
+      }
+    }),
+  );
+  const wall = (performance.now() - started) / 1000;
+  return { what, concurrency, p50_ms: percentile(times, 50), p99_ms: percentile(times, 99), qps: total / wall };
+}
+
+async function main(): Promise<void> {
+  const redisServer = process.env.REDIS_URL ? undefined : await startRedisServer();
+  const redisUrl = process.env.REDIS_URL ?? redisServer!.url;
+  const prefix = `bench:cluster:${process.pid}:`;
+  const redis = new Redis(redisUrl);
+  const store = new GalleryStore(redis, { prefix, dim: D });
+  await store.checkMeta();
+  const rng = new Rng(7);
+  const vectors = new Map<string, Float32Array>();
+  log(`writing ${SUBJECTS} subjects (D=${D}) to Redis`);
+  const ids = Array.from({ length: SUBJECTS }, (_, i) => `emp-${String(i).padStart(6, '0')}`);
+  for (const id of ids) vectors.set(id, demoVector(rng, D));
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < ids.length) {
+        const id = ids[next++];
+        await store.put(id, [vectors.get(id)!]);
+      }
+    }),
+  );
+  const probes = Array.from({ length: 64 }, () => {
+    const v = vectors.get(ids[rng.int(ids.length)])!;
+    return v.map((x) => x + (0.2 * rng.normal()) / Math.sqrt(D));
+  });
+
+  const results: Row[] = [];
+  const head = metricHead({ dim: D, hidden: H });
+  // Each shard's scorer alone, in this process, on exactly that shard's templates; one scan thread, as in the cluster.
+  const shardScoring: number[] = [];
+  const inCluster: number[] = [];
+  let coordinatorView: Record<string, number> = {};
+  for (let index = 0; index < K; index++) {
+    const owned = new Set(ownedSlots(index, K));
+    const slice = new GallerySlice(await createScorer(head, { engine: 'factorized', kernelThreads: 1, threads: 1 }));
+    slice.add(ids.filter((id) => owned.has(slotOf(id))).map((id) => ({ subjectId: id, templateId: id, vector: vectors.get(id)! })));
+    await slice.scorer.flush();
+    log(`scorer alone, shard ${index}: ${slice.templates} templates`);
+    const row = await measure(`shard ${index} scorer alone (${slice.templates} rows)`, 1, QUERIES, (i) => slice.search(probes[i % probes.length], 10));
+    results.push(row);
+    shardScoring.push(row.p50_ms);
+    await slice.scorer.close();
+  }
+  vectors.clear();
+
+  log(`starting ${K} shard processes and the coordinator`);
+  const metricsPort = await freePort();
+  const cluster = await LocalCluster.start({
+    shards: K,
+    redisUrl,
+    prefix,
+    logDir: mkdtempSync(join(tmpdir(), 'yoco-bench-')),
+    env: { YOCO_DIM: String(D), YOCO_HIDDEN: String(H), KERNEL_THREADS: '1', ORT_THREADS: '1' },
+    coordinatorEnv: { HEDGE_DELAY_MS: '0', METRICS_ADDRESS: `127.0.0.1:${metricsPort}` },
+    readyTimeoutMs: 300_000,
+  });
+  try {
+    const client = cluster.matcherClient();
+    const identify = (i: number) =>
+      unary(client, 'Identify', { probe: { vector: { values: Array.from(probes[i % probes.length]) } }, topK: 10 }, { deadline: Date.now() + 30_000 });
+    for (const c of [1, 16]) {
+      log(`Identify over gRPC, concurrency ${c}`);
+      results.push(await measure(`identify end-to-end (k=${K}, ${SUBJECTS} subjects)`, c, c === 1 ? QUERIES : QUERIES * 2, identify));
+      if (c !== 1) continue;
+      // The coordinator's own view (means from its histograms): its handler time, and each shard call.
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const total = (line: RegExp) => [...text.matchAll(line)].reduce((a, m) => a + Number(m[1]), 0);
+      const mean = (name: string, label: string) =>
+        (1000 * total(new RegExp(`^${name}_sum\\{[^}]*${label}[^}]*\\} (\\S+)$`, 'gm'))) /
+        total(new RegExp(`^${name}_count\\{[^}]*${label}[^}]*\\} (\\S+)$`, 'gm'));
+      coordinatorView = {
+        identify_handler_mean_ms: mean('yoco_rpc_duration_seconds', 'method="yoco.v1.Matcher/Identify"'),
+        shard_call_mean_ms: mean('yoco_coordinator_shard_duration_seconds', 'shard='),
+      };
+      // What each shard spent inside Search during that run (its own clock, transport excluded): the
+      // scoring time under the same conditions as the end-to-end calls, both shards busy at once.
+      for (const s of cluster.shards.values()) {
+        const st = await unary<object, { p50Ms: number; p95Ms: number; templates: number }>(makeClient(loadProtos().Shard, s.address), 'Status', {});
+        results.push({ what: `shard ${s.index} Search in the cluster, server side (${st.templates} rows)`, concurrency: 1, p50_ms: st.p50Ms, p95_ms: st.p95Ms, p99_ms: null, qps: null });
+        inCluster.push(st.p50Ms);
+      }
+    }
+  } finally {
+    await cluster.stop();
+    const keys = await redis.keys(`${prefix}*`);
+    for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
+    redis.disconnect();
+    await redisServer?.stop();
+  }
+
+  const slowest = Math.max(...shardScoring);
+  const slowestInCluster = Math.max(...inCluster);
+  const e2e = results.find((r) => r.what.startsWith('identify') && r.concurrency === 1)!;
+  const ratio = e2e.p50_ms / slowestInCluster;
+  const ratioAlone = e2e.p50_ms / slowest;
+  const report = {
+    machine: machineInfo(),
+    subjects: SUBJECTS,
+    k: K,
+    d: D,
+    h: H,
+    slowest_shard_scorer_alone_p50_ms: slowest,
+    slowest_shard_search_in_cluster_p50_ms: slowestInCluster,
+    e2e_over_slowest_shard_in_cluster_p50: ratio,
+    e2e_over_slowest_shard_scorer_alone_p50: ratioAlone,
+    coordinator_view_c1: coordinatorView,
+    results,
+  };
+  const file = fileURLToPath(new URL('./results/cluster.json', import.meta.url));
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  printTable(
+    ['what', 'concurrency', 'p50 ms', 'p99 ms', 'qps'],
+    results.map((r) => [r.what, String(r.concurrency), r.p50_ms.toFixed(2), r.p99_ms?.toFixed(2) ?? '-', r.qps?.toFixed(1) ?? '-']),
+  );
+  console.log(`end-to-end p50 / slowest shard's Search p50 inside the cluster = ${ratio.toFixed(2)} (target <= 1.5)`);
+  console.log(`end-to-end p50 / slowest shard's scorer alone (one shard at a time, no gRPC) = ${ratioAlone.toFixed(2)}`);
+  console.log(`coordinator's view at concurrency 1 (means, warm-up included): ${JSON.stringify(coordinatorView)}`);
+  console.log(`wrote ${file}`);
+}
+
+await main();
