@@ -27,6 +27,9 @@ export interface LocalClusterOptions {
   /** Extra environment for one shard replica. */
   shardEnv?: (index: number, replica: number) => Record<string, string>;
   coordinatorEnv?: Record<string, string>;
+  /** Start the enroller (BullMQ worker); default true. */
+  enroller?: boolean;
+  enrollerEnv?: Record<string, string>;
   /** Each process's stdout/stderr go to <logDir>/<name>.log. */
   logDir: string;
   /** How long start() waits for every replica to serve. */
@@ -48,6 +51,7 @@ export interface ProcessInfo {
 export class LocalCluster {
   readonly shards = new Map<string, ProcessInfo & { index: number; replica: number }>();
   coordinator!: ProcessInfo;
+  enroller: ProcessInfo | undefined;
   redisUrl = '';
   private redis: RedisServerHandle | undefined;
   private matcher: grpc.Client | undefined;
@@ -114,10 +118,18 @@ export class LocalCluster {
         addresses.push(address);
       }
     }
+    if (this.options.enroller !== false) this.startEnroller();
     const address = this.options.coordinatorAddress ?? `127.0.0.1:${await freePort()}`;
     const env = { ...this.baseEnv(), GRPC_ADDRESS: address, SHARD_ADDRESSES: addresses.join(','), SHARD_REFRESH_MS: '250', ...this.options.coordinatorEnv };
     this.coordinator = { name: 'coordinator', address, env, script: SERVICE_MAIN('coordinator'), process: this.spawn('coordinator', SERVICE_MAIN('coordinator'), env) };
     await this.waitReady(this.options.readyTimeoutMs ?? 60_000);
+  }
+
+  /** Starts the enroller (again, after kill()). */
+  startEnroller(): void {
+    const env = { ...this.baseEnv(), ...this.options.enrollerEnv };
+    const script = SERVICE_MAIN('enroller');
+    this.enroller = { name: 'enroller', address: '', env, script, process: this.spawn('enroller', script, env) };
   }
 
   private spawn(name: string, script: string, env: Record<string, string>): ChildProcess {
@@ -158,11 +170,11 @@ export class LocalCluster {
     throw new Error(`cluster not ready after ${timeoutMs} ms: ${last}`);
   }
 
-  /** Kills one shard replica (SIGKILL by default) and waits for it to exit. */
+  /** Kills one process ('shard-0a', 'enroller', ...; SIGKILL by default) and waits for it to exit. */
   async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const s = this.shards.get(name);
-    if (!s) throw new Error(`no shard ${name}`);
-    await stopChild(s.process, signal);
+    const p = name === 'enroller' ? this.enroller : this.shards.get(name);
+    if (!p) throw new Error(`no process ${name}`);
+    await stopChild(p.process, signal);
   }
 
   /** Starts a killed replica again on the same address. */
@@ -177,6 +189,7 @@ export class LocalCluster {
       this.matcher?.close();
       const all = [...this.shards.values()].map((s) => s.process);
       if (this.coordinator) all.push(this.coordinator.process);
+      if (this.enroller) all.push(this.enroller.process);
       await Promise.all(all.map((p) => stopChild(p, 'SIGTERM')));
       await this.redis?.stop();
     })();

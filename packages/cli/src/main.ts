@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { YocoError } from '@yoco/common';
 import { isServiceError, statusName } from '@yoco/rpc';
+import { enrolBulk, enrolOne, listFailedJobs, removeOne } from './commands/enrol.js';
 import { identify } from './commands/identify.js';
 import { importFile } from './commands/import.js';
 import { status } from './commands/status.js';
@@ -12,6 +13,12 @@ const HELP = `yoco <command> [options]
   import FILE                bulk-load subjects from JSON Lines {"subject_id", "vector"|"vectors"}
       --concurrency N        parallel writes (default 16)
       --dim D                vector width, for a new store (default: the store's, else YOCO_DIM)
+  enrol SUBJECT --vector-file F [--vector-file F2 ...] [--replace] [--wait]
+                             enrol one subject through the queue
+  enrol --bulk FILE|DIR      enrol many (JSON Lines, or a directory of one .json per subject);
+      --concurrency N --wait resumable: subjects already enrolled with the same content are skipped
+  remove SUBJECT [--wait]    remove a subject everywhere
+  jobs --failed [--json]     list failed enrolment jobs
   identify --vector-file F   identify a vector (JSON array, or raw float32 .f32/.bin)
       --top-k N --threshold T --json
   status [--json]            topology and health of every shard
@@ -25,7 +32,11 @@ async function main(): Promise<number> {
     allowPositionals: true,
     options: {
       address: { type: 'string', default: process.env.YOCO_ADDRESS ?? '127.0.0.1:50051' },
-      'vector-file': { type: 'string' },
+      'vector-file': { type: 'string', multiple: true },
+      bulk: { type: 'string' },
+      replace: { type: 'boolean', default: false },
+      wait: { type: 'boolean', default: false },
+      failed: { type: 'boolean', default: false },
       'top-k': { type: 'string', default: '10' },
       threshold: { type: 'string', default: '0' },
       concurrency: { type: 'string', default: '16' },
@@ -44,8 +55,22 @@ async function main(): Promise<number> {
       await up();
       return -1;
     case 'identify':
-      if (!values['vector-file']) throw new Error('identify needs --vector-file');
-      await identify(values.address!, values['vector-file'], Number(values['top-k']), Number(values.threshold), values.json!);
+      if (!values['vector-file']?.length) throw new Error('identify needs --vector-file');
+      await identify(values.address!, values['vector-file'][0], Number(values['top-k']), Number(values.threshold), values.json!);
+      return 0;
+    case 'enrol': {
+      const options = { address: values.address!, replace: values.replace!, wait: values.wait! };
+      if (values.bulk) return (await enrolBulk(values.bulk, { ...options, concurrency: Number(values.concurrency) })) > 0 ? 1 : 0;
+      if (!rest[0] || !values['vector-file']?.length) throw new Error('enrol needs SUBJECT and --vector-file (or --bulk FILE|DIR)');
+      await enrolOne(rest[0], values['vector-file'], options);
+      return 0;
+    }
+    case 'remove':
+      if (!rest[0]) throw new Error('remove needs SUBJECT');
+      await removeOne(rest[0], { address: values.address!, replace: false, wait: values.wait! });
+      return 0;
+    case 'jobs':
+      await listFailedJobs(values.address!, values.json!);
       return 0;
     case 'status':
       await status(values.address!, values.json!);

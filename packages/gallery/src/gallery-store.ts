@@ -12,6 +12,13 @@ export interface GalleryStoreOptions {
   dim: number;
   /** Approximate cap on the change stream's length (XADD MAXLEN ~); default 1,000,000. */
   streamMaxLen?: number;
+  /** How long a subject's ordering barrier outlives its last replace/remove (s); default 86400. */
+  barrierTtlSeconds?: number;
+}
+
+export interface WriteOptions {
+  /** The write's place in enqueue order; 0 (default) = unordered, always applies. */
+  seq?: number;
 }
 
 /** One entry of the change stream. Vectors are never in it: only ids, so a removal leaves no copy behind. */
@@ -25,10 +32,12 @@ export interface Change {
 }
 
 export interface PutResult {
-  /** The change's stream id: the consistency token. */
+  /** The change's stream id: the consistency token ('' when stale). */
   token: string;
   templateIds: string[];
   removed: string[];
+  /** A newer replace or remove of the subject was already applied: nothing changed. */
+  stale: boolean;
 }
 
 export interface StreamInfo {
@@ -41,20 +50,35 @@ export interface StreamInfo {
   entriesAdded: number;
 }
 
-// KEYS: slot hash, subject set, stream. ARGV: subject, slot, replace, maxlen, (templateId, record)*.
+// Writes may carry a sequence number (the enrolment job's, in enqueue order) so
+// that retried or reordered jobs still end as if applied in order: a subject's
+// barrier is the sequence of its last applied replace or remove; anything at or
+// below it is stale and skipped, and a replace or remove only deletes templates
+// older than itself. Sequence 0 means unordered (always applies).
+//
+// KEYS: slot hash, subject hash (templateId -> seq), stream, barrier.
+// ARGV: subject, slot, replace, maxlen, seq, barrierTtlSeconds, (templateId, record)*.
+// Returns {token, removed ids joined by ','} or {'', 'stale'}.
 const PUT = `
+local seq = tonumber(ARGV[5])
+if seq > 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= seq then return {'', 'stale'} end
 local removed = {}
 if ARGV[3] == '1' then
-  for _, t in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    redis.call('HDEL', KEYS[1], t)
-    table.insert(removed, t)
+  local old = redis.call('HGETALL', KEYS[2])
+  for i = 1, #old, 2 do
+    if seq == 0 or tonumber(old[i + 1]) < seq then
+      redis.call('HDEL', KEYS[1], old[i])
+      redis.call('HDEL', KEYS[2], old[i])
+      table.insert(removed, old[i])
+    end
   end
-  redis.call('DEL', KEYS[2])
+  if seq > 0 then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6]) end
 end
 local added = {}
-for i = 5, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  redis.call('SADD', KEYS[2], ARGV[i])
+  local prev = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '-1')
+  if seq > prev then redis.call('HSET', KEYS[2], ARGV[i], ARGV[5]) end
   table.insert(added, ARGV[i])
 end
 local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'put', 'subject', ARGV[1], 'slot', ARGV[2],
@@ -62,12 +86,22 @@ local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'put',
 return {id, table.concat(removed, ',')}
 `;
 
-// KEYS: slot hash, subject set, stream. ARGV: subject, slot, maxlen.
+// KEYS: slot hash, subject hash, stream, barrier. ARGV: subject, slot, maxlen, seq, barrierTtlSeconds.
+// Returns the change id, 'stale', or false when the subject has no templates.
 const DEL = `
-local ids = redis.call('SMEMBERS', KEYS[2])
+local seq = tonumber(ARGV[4])
+if seq > 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= seq then return 'stale' end
+local old = redis.call('HGETALL', KEYS[2])
+local ids = {}
+for i = 1, #old, 2 do
+  if seq == 0 or tonumber(old[i + 1]) < seq then
+    redis.call('HDEL', KEYS[1], old[i])
+    redis.call('HDEL', KEYS[2], old[i])
+    table.insert(ids, old[i])
+  end
+end
+if seq > 0 then redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[5]) end
 if #ids == 0 then return false end
-for _, t in ipairs(ids) do redis.call('HDEL', KEYS[1], t) end
-redis.call('DEL', KEYS[2])
 return redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'op', 'del', 'subject', ARGV[1], 'slot', ARGV[2],
   'add', '', 'del', table.concat(ids, ','))
 `;
@@ -104,6 +138,7 @@ export class GalleryStore {
   readonly dim: number;
   readonly streamKey: string;
   private readonly maxLen: number;
+  private readonly barrierTtl: number;
   private readonly redis: Scripted;
 
   constructor(redis: Redis, options: GalleryStoreOptions) {
@@ -112,10 +147,11 @@ export class GalleryStore {
     this.dim = options.dim;
     this.maxLen = options.streamMaxLen ?? 1_000_000;
     if (!Number.isInteger(this.maxLen) || this.maxLen < 1) throw new RangeError(`streamMaxLen must be a positive integer, got ${this.maxLen}`);
+    this.barrierTtl = options.barrierTtlSeconds ?? 86_400;
     this.streamKey = `${this.prefix}changes`;
     if (!('yocoPut' in redis)) {
-      redis.defineCommand('yocoPut', { numberOfKeys: 3, lua: PUT });
-      redis.defineCommand('yocoDel', { numberOfKeys: 3, lua: DEL });
+      redis.defineCommand('yocoPut', { numberOfKeys: 4, lua: PUT });
+      redis.defineCommand('yocoDel', { numberOfKeys: 4, lua: DEL });
       redis.defineCommand('yocoMeta', { numberOfKeys: 1, lua: META });
     }
     this.redis = redis as Scripted;
@@ -129,6 +165,11 @@ export class GalleryStore {
     return `${this.prefix}subject:${subjectId}`;
   }
 
+  /** Holds only a sequence number; expires (see barrierTtlSeconds). */
+  barrierKey(subjectId: string): string {
+    return `${this.prefix}barrier:${subjectId}`;
+  }
+
   /** Records this store's dim on first use; refuses a Redis that holds another width. */
   async checkMeta(): Promise<void> {
     const stored = Number(await this.redis.yocoMeta(`${this.prefix}meta`, this.dim));
@@ -137,11 +178,16 @@ export class GalleryStore {
     }
   }
 
+  /** The width recorded in Redis (0 for a store never written). */
+  async storedDim(): Promise<number> {
+    return Number((await this.redis.hget(`${this.prefix}meta`, 'dim')) ?? 0);
+  }
+
   /**
    * Adds templates to a subject (or replaces all of them) and appends the
    * change, atomically. Template ids derive from content, so a retry is a no-op.
    */
-  async put(subjectId: string, vectors: Float32Array[], options: { replace?: boolean } = {}): Promise<PutResult> {
+  async put(subjectId: string, vectors: Float32Array[], options: { replace?: boolean } & WriteOptions = {}): Promise<PutResult> {
     assertSubjectId(subjectId);
     if (vectors.length === 0) throw new RangeError('put needs at least one vector');
     const args: (string | Buffer)[] = [];
@@ -158,27 +204,45 @@ export class GalleryStore {
       this.slotKey(slot),
       this.subjectKey(subjectId),
       this.streamKey,
+      this.barrierKey(subjectId),
       subjectId,
       slot,
       options.replace ? '1' : '0',
       this.maxLen,
+      options.seq ?? 0,
+      this.barrierTtl,
       ...args,
     );
-    return { token, templateIds: ids, removed: split(removed) };
+    if (removed === 'stale') return { token: '', templateIds: ids, removed: [], stale: true };
+    return { token, templateIds: ids, removed: split(removed), stale: false };
   }
 
-  /** Deletes a subject's templates and appends the change; throws SubjectNotFoundError if it has none. */
-  async remove(subjectId: string): Promise<string> {
+  /**
+   * Deletes a subject's templates and appends the change. Throws
+   * SubjectNotFoundError when it has none; returns '' when a newer replace or
+   * remove was already applied (stale).
+   */
+  async remove(subjectId: string, options: WriteOptions = {}): Promise<string> {
     assertSubjectId(subjectId);
     const slot = slotOf(subjectId);
-    const token = await this.redis.yocoDel(this.slotKey(slot), this.subjectKey(subjectId), this.streamKey, subjectId, slot, this.maxLen);
+    const token = await this.redis.yocoDel(
+      this.slotKey(slot),
+      this.subjectKey(subjectId),
+      this.streamKey,
+      this.barrierKey(subjectId),
+      subjectId,
+      slot,
+      this.maxLen,
+      options.seq ?? 0,
+      this.barrierTtl,
+    );
     if (token === null) throw new SubjectNotFoundError(subjectId);
-    return token;
+    return token === 'stale' ? '' : token;
   }
 
   async templateIds(subjectId: string): Promise<string[]> {
     assertSubjectId(subjectId);
-    return (await this.redis.smembers(this.subjectKey(subjectId))).sort();
+    return (await this.redis.hkeys(this.subjectKey(subjectId))).sort();
   }
 
   /** The templates stored under `ids` in a slot; ids no longer there are skipped. */

@@ -1,5 +1,5 @@
 export { SLOT_COUNT, slotOf, jumpHash, shardOfSlot, ownedSlots, assertSubjectId } from './slots.js';
-export { GalleryStore, type GalleryStoreOptions, type Change, type PutResult, type StreamInfo } from './gallery-store.js';
+export { GalleryStore, type GalleryStoreOptions, type WriteOptions, type Change, type PutResult, type StreamInfo } from './gallery-store.js';
 export { GallerySlice, type SubjectMatch } from './gallery-slice.js';
 export { templateIdOf, encodeTemplate, decodeTemplate, type Template } from './template-record.js';
 export { compareStreamIds, isStreamId, STREAM_START } from './stream-id.js';

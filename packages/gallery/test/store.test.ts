@@ -74,6 +74,27 @@ describe('GalleryStore', () => {
     await expect(store.remove('bob')).rejects.toMatchObject({ code: 'SUBJECT_NOT_FOUND' });
   });
 
+  it('ordered writes end as if applied in sequence order, whatever order they arrive in', async () => {
+    const rng = new Rng(5);
+    const [a, b, c] = [vec(rng), vec(rng), vec(rng)];
+    // Enqueued: 1 add a, 2 remove, 3 add b, 4 replace with c. Arriving: 3, 1, 4, 2 (retries reorder).
+    const three = await store.put('zed', [b], { seq: 3 });
+    expect(three.stale).toBe(false);
+    const one = await store.put('zed', [a], { seq: 1 });
+    expect(one.stale).toBe(false); // adds commute: nothing newer than 1 replaced or removed zed yet
+    const four = await store.put('zed', [c], { seq: 4, replace: true });
+    expect(four.removed.sort()).toEqual([one.templateIds[0], three.templateIds[0]].sort());
+    expect(await store.remove('zed', { seq: 2 })).toBe(''); // stale: the replace (4) is newer
+    expect(await store.templateIds('zed')).toEqual(four.templateIds);
+    // A retry of an already-applied write is a no-op too.
+    expect((await store.put('zed', [c], { seq: 4, replace: true })).stale).toBe(true);
+    // Removal at 5 clears it; a late add (seq 3 again) cannot resurrect it.
+    expect(await store.remove('zed', { seq: 5 })).not.toBe('');
+    expect((await store.put('zed', [b], { seq: 3 })).stale).toBe(true);
+    expect(await store.templateIds('zed')).toEqual([]);
+    expect(await redis.ttl(store.barrierKey('zed'))).toBeGreaterThan(0);
+  });
+
   it('refuses bad ids and vectors before touching Redis', async () => {
     await expect(store.put('bad id', [new Float32Array(DIM)])).rejects.toMatchObject({ code: 'SUBJECT_ID' });
     await expect(store.put('ok', [new Float32Array(DIM - 1)])).rejects.toMatchObject({ code: 'VECTOR_LENGTH' });

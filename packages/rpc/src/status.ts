@@ -21,6 +21,8 @@ const BY_CODE: Record<string, Status> = {
   UNIMPLEMENTED: Status.UNIMPLEMENTED,
   STORE_MISMATCH: Status.FAILED_PRECONDITION,
   RESOURCE_EXHAUSTED: Status.RESOURCE_EXHAUSTED,
+  ABORTED: Status.ABORTED,
+  JOB_FAILED: Status.ABORTED,
 };
 
 export function isServiceError(err: unknown): err is ServiceError {

@@ -1,4 +1,5 @@
 import { GalleryStore } from '@yoco/gallery';
+import { EnrolQueue } from '@yoco/queue';
 import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger } from '@yoco/rpc';
 import { Redis } from 'ioredis';
 import type { CoordinatorConfig } from './config.js';
@@ -10,6 +11,7 @@ export class Coordinator {
   readonly metrics = new ServiceMetrics('coordinator');
   readonly directory: ShardDirectory;
   private readonly redis: Redis;
+  private readonly queue: EnrolQueue;
   private server: RpcServer | undefined;
   private closing: Promise<void> | undefined;
 
@@ -18,6 +20,7 @@ export class Coordinator {
     // Fail fast when Redis is down (callers get UNAVAILABLE) instead of queueing commands.
     this.redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
     this.redis.on('error', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+    this.queue = new EnrolQueue({ redisUrl: config.redisUrl, prefix: config.prefix });
   }
 
   get port(): number {
@@ -29,7 +32,7 @@ export class Coordinator {
     const dim = this.directory.dim;
     // The store's dim is only used to validate writes; reads need none.
     const store = new GalleryStore(this.redis, { prefix: this.config.prefix, dim: dim || 1 });
-    const matcher = new MatcherService({ config: this.config, directory: this.directory, store, registry: this.metrics.registry });
+    const matcher = new MatcherService({ config: this.config, directory: this.directory, store, queue: this.queue, registry: this.metrics.registry });
     this.server = new RpcServer({
       address: this.config.grpcAddress,
       logger: this.logger,
@@ -44,6 +47,7 @@ export class Coordinator {
     this.closing ??= (async () => {
       await this.server?.shutdown(this.config.shutdownGraceMs);
       this.directory.stop();
+      await this.queue.close();
       this.redis.disconnect();
     })();
     return this.closing;

@@ -3,10 +3,13 @@ import {
   assertVectors,
   DeadlineError,
   InvalidArgumentError,
+  NotFoundError,
   NotImplementedError,
   UnavailableError,
+  YocoError,
 } from '@yoco/common';
-import { assertSubjectId, GalleryStore, isStreamId, shardOfSlot, slotOf, SubjectNotFoundError } from '@yoco/gallery';
+import { assertSubjectId, GalleryStore, isStreamId, shardOfSlot, slotOf, SubjectNotFoundError, templateIdOf } from '@yoco/gallery';
+import { JobFailedError, type EnrolQueue } from '@yoco/queue';
 import { Histogram, type Registry } from 'prom-client';
 import type { CoordinatorConfig } from './config.js';
 import { ShardCaller, ShardUnavailableError } from './shard-caller.js';
@@ -44,6 +47,13 @@ function f32Bytes(v: Float32Array): Buffer {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
+/** A job ran and failed (its reason is in the message). */
+class AbortedError extends YocoError {
+  constructor(message: string) {
+    super('ABORTED', message);
+  }
+}
+
 /** What the replica said of itself at the last poll, or UNREACHABLE when it did not answer. */
 function replicaState(r: Replica): string {
   if (!r.status || (r.lastError !== undefined && !r.lastError.startsWith('state '))) return 'UNREACHABLE';
@@ -54,13 +64,18 @@ export interface MatcherDeps {
   config: CoordinatorConfig;
   directory: ShardDirectory;
   store: GalleryStore;
+  queue: EnrolQueue;
   registry: Registry;
 }
+
+/** Templates one Enrol may carry. */
+export const MAX_PROBES = 64;
 
 /** The public Matcher service: validation, fan-out, merge, thresholds. */
 export class MatcherService {
   private readonly caller: ShardCaller;
   private readonly fanout: Histogram;
+  private storeDim: number | undefined;
 
   constructor(private readonly deps: MatcherDeps) {
     this.caller = new ShardCaller(deps.directory, deps.registry);
@@ -76,14 +91,12 @@ export class MatcherService {
     return {
       Identify: (req: any, call: Call) => this.identify(req, call),
       Verify: (req: any, call: Call) => this.verify(req, call),
-      Enrol: async () => {
-        throw new NotImplementedError('Enrol arrives with the enrolment queue (step 3)');
-      },
-      Remove: async () => {
-        throw new NotImplementedError('Remove arrives with the enrolment queue (step 3)');
-      },
+      Enrol: (req: any, call: Call) => this.enrol(req, call),
+      Remove: (req: any, call: Call) => this.remove(req, call),
       GetSubject: (req: any) => this.getSubject(req),
-      ClusterStatus: async () => this.clusterStatus(),
+      ClusterStatus: () => this.clusterStatus(),
+      GetJob: (req: any) => this.getJob(req),
+      ListJobs: (req: any) => this.listJobs(req),
     };
   }
 
@@ -194,22 +207,85 @@ export class MatcherService {
     return { match: response.best.score >= threshold, score: response.best.score, templateId: response.best.templateId, threshold };
   }
 
-  async getSubject(req: { subjectId?: string }) {
+  /** Validates everything, then queues the job; with `wait`, returns once it is applied (within the deadline). */
+  async enrol(req: { subjectId?: string; probes?: Probe[]; replace?: boolean; wait?: boolean }, call: Call) {
     assertSubjectId(req.subjectId);
-    let ids: string[];
+    const dim = await this.writeDim();
+    const probes = req.probes ?? [];
+    if (probes.length === 0) throw new InvalidArgumentError('probes is empty: enrol at least one image or vector', 'PROBE');
+    if (probes.length > MAX_PROBES) throw new InvalidArgumentError(`${probes.length} probes; at most ${MAX_PROBES} per Enrol`, 'PROBE');
+    const vectors = probes.map((p) => this.vectorOf(p, dim));
+    const subjectId = req.subjectId;
+    const job = await this.deps.queue.enrol(subjectId, vectors, req.replace ?? false);
+    const templateIds = [...new Set(vectors.map((v) => templateIdOf(subjectId, v)))];
+    if (!req.wait) return { jobId: String(job.id), consistencyToken: '', templateIds };
+    const result = await this.waitFor(job, call);
+    return { jobId: String(job.id), consistencyToken: result.token, templateIds };
+  }
+
+  async remove(req: { subjectId?: string; wait?: boolean }, call: Call) {
+    assertSubjectId(req.subjectId);
+    if ((await this.storeCall(() => this.deps.store.templateIds(req.subjectId!))).length === 0) throw new SubjectNotFoundError(req.subjectId);
+    const job = await this.deps.queue.remove(req.subjectId);
+    if (!req.wait) return { jobId: String(job.id), consistencyToken: '' };
+    const result = await this.waitFor(job, call);
+    return { jobId: String(job.id), consistencyToken: result.token };
+  }
+
+  /** The vector width writes must have: the shards', or the store's when no shard has answered (enrolment works without shards). */
+  private async writeDim(): Promise<number> {
+    if (this.deps.directory.dim) return this.deps.directory.dim;
+    this.storeDim ??= Number(await this.storeCall(() => this.deps.store.storedDim())) || undefined;
+    if (!this.storeDim) throw new UnavailableError('the vector width is unknown: no shard has answered and the store is empty', 'SHARDS_UNAVAILABLE');
+    return this.storeDim;
+  }
+
+  private async waitFor(job: Parameters<EnrolQueue['wait']>[0], call: Call) {
     try {
-      ids = await this.deps.store.templateIds(req.subjectId);
+      return await this.deps.queue.wait(job, this.deadline(call) - Date.now());
+    } catch (err) {
+      if (err instanceof JobFailedError) throw new AbortedError(err.message);
+      throw err;
+    }
+  }
+
+  private async storeCall<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
     } catch (err) {
       throw new UnavailableError(`Redis unavailable: ${(err as Error).message}`, 'STORE_UNAVAILABLE');
     }
+  }
+
+  async getJob(req: { jobId?: string }) {
+    if (!req.jobId || !/^\d{1,20}$/.test(req.jobId)) throw new InvalidArgumentError(`job id '${req.jobId ?? ''}' is not one Enrol or Remove returned`);
+    const status = await this.storeCall(() => this.deps.queue.status(req.jobId!));
+    if (!status) throw new NotFoundError(`job ${req.jobId} is unknown (completed jobs are kept for an hour)`);
+    return status;
+  }
+
+  async listJobs(req: { state?: string; limit?: number }) {
+    const state = req.state || 'failed';
+    if (state !== 'failed') throw new InvalidArgumentError(`only failed jobs are listed, not '${state}'`);
+    const limit = req.limit || 100;
+    if (limit > 1000) throw new InvalidArgumentError(`limit ${limit} is above 1000`);
+    const [jobs, total] = await this.storeCall(() => Promise.all([this.deps.queue.failed(limit), this.deps.queue.failedCount()]));
+    return { jobs, total };
+  }
+
+  async getSubject(req: { subjectId?: string }) {
+    assertSubjectId(req.subjectId);
+    const ids = await this.storeCall(() => this.deps.store.templateIds(req.subjectId!));
     if (ids.length === 0) throw new SubjectNotFoundError(req.subjectId);
     const slot = slotOf(req.subjectId);
     const k = this.deps.directory.count;
     return { subjectId: req.subjectId, templateIds: ids, slot, shard: k > 0 ? shardOfSlot(slot, k) : 0 };
   }
 
-  clusterStatus() {
+  async clusterStatus() {
     const { directory, config } = this.deps;
+    // The failed-job count is best effort: status must answer while Redis is down.
+    const failedJobs = await this.deps.queue.failedCount().catch(() => 0);
     const k = directory.count;
     const shards = Array.from({ length: k }, (_, index) => {
       const replicas = directory.all().filter((r) => r.status?.index === index);
@@ -241,7 +317,7 @@ export class MatcherService {
       headId: directory.headId,
       modelId: directory.modelId,
       defaultThreshold: config.defaultThreshold,
-      failedJobs: 0,
+      failedJobs,
     };
   }
 }

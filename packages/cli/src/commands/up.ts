@@ -4,7 +4,7 @@ import { parse, readEnv, type EnvSpec } from '@yoco/common';
 import { GalleryStore } from '@yoco/gallery';
 import { HEAD_ENV, resolveHead, type HeadConfig } from '@yoco/head';
 import { Redis } from 'ioredis';
-import { loadDemoGallery } from '../demo-gallery.js';
+import { enrolDemoGallery } from '../demo-gallery.js';
 import { LocalCluster } from '../local-cluster.js';
 
 interface UpConfig extends HeadConfig {
@@ -62,7 +62,8 @@ export async function up(): Promise<void> {
   const store = new GalleryStore(redis, { prefix: config.prefix, dim: head.dim });
   const probeFile = resolve(dataDir, 'demo-probe.json');
   if (config.demoSubjects > 0 && (await store.streamInfo()).entriesAdded === 0) {
-    const subject = await loadDemoGallery(store, config.demoSubjects, probeFile);
+    // Through the real write path: Matcher.Enrol -> BullMQ -> enroller -> Redis -> change stream -> shards.
+    const subject = await enrolDemoGallery(cluster.matcherClient(), head.dim, config.demoSubjects, probeFile);
     console.log(`enrolled ${config.demoSubjects} demo subjects; ${probeFile} is a probe of ${subject}`);
   }
   redis.disconnect();

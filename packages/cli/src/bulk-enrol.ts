@@ -1,0 +1,89 @@
+import type * as grpc from '@grpc/grpc-js';
+import { templateIdOf } from '@yoco/gallery';
+import { isServiceError, Status, statusName, unary } from '@yoco/rpc';
+import { ProgressBar } from './progress-bar.js';
+
+export interface EnrolRecord {
+  subjectId: string;
+  vectors: Float32Array[];
+}
+
+export interface BulkSummary {
+  accepted: number;
+  unchanged: number;
+  failed: { subjectId: string; reason: string }[];
+  /** Job ids of the accepted enrolments, in order. */
+  jobs: string[];
+}
+
+/**
+ * Enrols many subjects through the Matcher, `concurrency` at a time. Resumable:
+ * a subject whose stored template ids already equal this content's (ids are
+ * content digests) is skipped, so re-running after a crash only sends the rest.
+ * Each accepted subject is enrolled with replace, so the gallery ends equal to the input.
+ */
+export async function bulkEnrol(client: grpc.Client, records: AsyncIterable<EnrolRecord> | Iterable<EnrolRecord>, total: number, concurrency: number, label = 'enrol'): Promise<BulkSummary> {
+  const summary: BulkSummary = { accepted: 0, unchanged: 0, failed: [], jobs: [] };
+  const bar = new ProgressBar(total, label);
+  const iterator = (Symbol.asyncIterator in records ? records[Symbol.asyncIterator]() : (records as Iterable<EnrolRecord>)[Symbol.iterator]()) as
+    AsyncIterator<EnrolRecord> | Iterator<EnrolRecord>;
+  const deadline = () => Date.now() + 30_000;
+  const one = async (r: EnrolRecord) => {
+    const want = [...new Set(r.vectors.map((v) => templateIdOf(r.subjectId, v)))].sort();
+    try {
+      const have = await unary<object, { templateIds: string[] }>(client, 'GetSubject', { subjectId: r.subjectId }, { deadline: deadline() }).catch((err) => {
+        if (isServiceError(err) && err.code === Status.NOT_FOUND) return { templateIds: [] };
+        throw err;
+      });
+      if (have.templateIds.length === want.length && [...have.templateIds].sort().every((id, i) => id === want[i])) {
+        summary.unchanged++;
+        bar.tick(true);
+        return;
+      }
+      const res = await unary<object, { jobId: string }>(
+        client,
+        'Enrol',
+        { subjectId: r.subjectId, probes: r.vectors.map((v) => ({ vector: { values: Array.from(v) } })), replace: true },
+        { deadline: deadline() },
+      );
+      summary.accepted++;
+      summary.jobs.push(res.jobId);
+      bar.tick(true);
+    } catch (err) {
+      const reason = isServiceError(err) ? `${statusName(err.code)}: ${err.details}` : (err as Error).message;
+      summary.failed.push({ subjectId: r.subjectId, reason });
+      bar.tick(false);
+    }
+  };
+  await Promise.all(
+    Array.from({ length: Math.max(1, concurrency) }, async () => {
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) return;
+        await one(next.value);
+      }
+    }),
+  );
+  bar.finish();
+  return summary;
+}
+
+/** Polls GetJob until every job has completed or failed; returns the failed ones. */
+export async function waitForJobs(client: grpc.Client, jobs: string[], timeoutMs = 600_000): Promise<{ jobId: string; subjectId: string; reason: string }[]> {
+  const failed: { jobId: string; subjectId: string; reason: string }[] = [];
+  const until = Date.now() + timeoutMs;
+  // Jobs finish roughly in order: walk the list, waiting on each until it is done.
+  for (const jobId of jobs) {
+    for (;;) {
+      const s = await unary<object, { state: string; subjectId: string; failedReason: string }>(client, 'GetJob', { jobId }, { deadline: Date.now() + 10_000 });
+      if (s.state === 'completed') break;
+      if (s.state === 'failed') {
+        failed.push({ jobId, subjectId: s.subjectId, reason: s.failedReason });
+        break;
+      }
+      if (Date.now() > until) throw new Error(`job ${jobId} still ${s.state} after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return failed;
+}

@@ -1,0 +1,68 @@
+import { loadProtos, makeClient, unary } from '@yoco/rpc';
+import { bulkEnrol, waitForJobs } from '../bulk-enrol.js';
+import { readRecords } from '../records.js';
+import { readVectorFile } from '../vector-file.js';
+
+export interface EnrolOptions {
+  address: string;
+  replace: boolean;
+  wait: boolean;
+}
+
+/** One subject from one or more vector files. */
+export async function enrolOne(subjectId: string, files: string[], options: EnrolOptions): Promise<void> {
+  const vectors = await Promise.all(files.map(readVectorFile));
+  const client = makeClient(loadProtos().Matcher, options.address);
+  try {
+    const res = await unary<object, { jobId: string; consistencyToken: string; templateIds: string[] }>(
+      client,
+      'Enrol',
+      { subjectId, probes: vectors.map((v) => ({ vector: { values: Array.from(v) } })), replace: options.replace, wait: options.wait },
+      { deadline: Date.now() + 60_000 },
+    );
+    console.log(`job ${res.jobId}: ${subjectId} with templates ${res.templateIds.join(', ')}${res.consistencyToken ? `; applied, token ${res.consistencyToken}` : ' (queued)'}`);
+  } finally {
+    client.close();
+  }
+}
+
+export async function removeOne(subjectId: string, options: EnrolOptions): Promise<void> {
+  const client = makeClient(loadProtos().Matcher, options.address);
+  try {
+    const res = await unary<object, { jobId: string; consistencyToken: string }>(client, 'Remove', { subjectId, wait: options.wait }, { deadline: Date.now() + 60_000 });
+    console.log(`job ${res.jobId}: remove ${subjectId}${res.consistencyToken ? `; applied, token ${res.consistencyToken}` : ' (queued)'}`);
+  } finally {
+    client.close();
+  }
+}
+
+/** Thousands of subjects from a JSON Lines file or a directory; returns the number that failed. */
+export async function enrolBulk(path: string, options: EnrolOptions & { concurrency: number }): Promise<number> {
+  const records = await readRecords(path);
+  const client = makeClient(loadProtos().Matcher, options.address);
+  try {
+    const summary = await bulkEnrol(client, records, records.length, options.concurrency);
+    const failedJobs = options.wait ? await waitForJobs(client, summary.jobs) : [];
+    console.log(`${summary.accepted} accepted, ${summary.unchanged} unchanged (skipped), ${summary.failed.length + failedJobs.length} failed`);
+    for (const f of summary.failed.slice(0, 20)) console.log(`  ${f.subjectId}: ${f.reason}`);
+    for (const f of failedJobs.slice(0, 20)) console.log(`  ${f.subjectId} (job ${f.jobId}): ${f.reason}`);
+    return summary.failed.length + failedJobs.length;
+  } finally {
+    client.close();
+  }
+}
+
+export async function listFailedJobs(address: string, json: boolean): Promise<void> {
+  const client = makeClient(loadProtos().Matcher, address);
+  try {
+    const res = await unary<object, { jobs: any[]; total: number }>(client, 'ListJobs', { state: 'failed', limit: 1000 }, { deadline: Date.now() + 10_000 });
+    if (json) {
+      console.log(JSON.stringify(res, null, 2));
+      return;
+    }
+    console.log(`${res.total} failed job(s)`);
+    for (const j of res.jobs) console.log(`  job ${j.jobId} ${j.kind} ${j.subjectId} after ${j.attempts} attempt(s): ${j.failedReason}`);
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,39 @@
+/** What an enrolment job carries. Vectors travel as base64 float32 and are stripped once the job ends. */
+export type EnrolJobData =
+  | { kind: 'enrol'; subjectId: string; vectors: string[]; replace: boolean; vectorCount: number }
+  | { kind: 'remove'; subjectId: string };
+
+export interface EnrolJobResult {
+  /** The change's stream id: pass it to Identify for read-your-writes. */
+  token: string;
+  templateIds: string[];
+  removed: string[];
+  /** A newer replace or remove of the subject had already been applied; this job changed nothing. */
+  stale: boolean;
+}
+
+export const QUEUE_NAME = 'enrol';
+
+/** BullMQ's key prefix under the deployment's prefix: 'yoco:' -> 'yoco:bull'. */
+export function bullPrefix(prefix: string): string {
+  return `${prefix}bull`;
+}
+
+export function encodeVector(v: Float32Array): string {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+}
+
+export function decodeVector(s: string): Float32Array {
+  const bytes = Buffer.from(s, 'base64');
+  if (bytes.length % 4 !== 0) throw new Error(`vector of ${bytes.length} bytes is not whole float32 values`);
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+}
+
+/** Attempts and backoff for transient faults (Redis blips); bad data fails at once. */
+export const JOB_OPTIONS = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 500 },
+  // Completed jobs keep their result (the token) for an hour, without vectors; failed jobs stay until listed and cleared.
+  removeOnComplete: { age: 3600, count: 100_000 },
+  removeOnFail: false,
+} as const;
