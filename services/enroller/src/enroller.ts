@@ -53,8 +53,9 @@ export class Enroller {
       connection: this.redis.duplicate(),
       prefix: bullPrefix(this.config.prefix),
       concurrency: this.config.concurrency,
-      // A crashed worker's job is retried by another after this long.
-      stalledInterval: 5000,
+      // A job's lock lapses this long after its worker dies; the stalled check then hands it to another.
+      lockDuration: 5000,
+      stalledInterval: 2500,
       maxStalledCount: 10,
     });
     this.worker.on('error', (err) => this.logger.warn({ err: err.message }, 'worker error'));

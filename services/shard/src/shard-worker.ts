@@ -105,6 +105,10 @@ export class ShardWorker {
             Search: (req: SearchRequest, call) => this.search(req, call),
             ScoreSubject: (req: ScoreSubjectRequest, call) => this.scoreSubject(req, call),
             Status: async () => this.status(),
+            ListTemplates: async () => {
+              const { slice, follower } = this.ready();
+              return { templates: slice.entries(), watermark: follower.watermark };
+            },
           },
         },
       ],
