@@ -72,14 +72,16 @@ describe('bad input gets its documented status and the cluster keeps serving', (
     expect(other.match).toBe(false);
   });
 
-  it('GetSubject, Enrol and Remove before the enrolment queue exists', async () => {
+  it('GetSubject; Enrol by image before the embedder exists', async () => {
     const [id, vectors] = [...gallery.subjects.entries()][11];
     const s = (await call('GetSubject', { subjectId: id })) as { templateIds: string[]; slot: number; shard: number };
     expect(s.templateIds).toHaveLength(vectors.length);
     expect(s.shard).toBeLessThan(2);
     expect((await code(call('GetSubject', { subjectId: 'nobody-here' })))[0]).toBe('NOT_FOUND');
-    expect((await code(call('Enrol', { subjectId: 'a', probes: [] })))[0]).toBe('UNIMPLEMENTED');
-    expect((await code(call('Remove', { subjectId: 'a' })))[0]).toBe('UNIMPLEMENTED');
+    expect((await code(call('Enrol', { subjectId: 'a', probes: [{ image: Buffer.from('not yet') }] })))[0]).toBe('UNIMPLEMENTED');
+    expect((await code(call('Identify', { probe: { image: Buffer.from('not yet') } })))[0]).toBe('UNIMPLEMENTED');
+    expect((await code(call('Enrol', { subjectId: 'a', probes: [] })))[0]).toBe('INVALID_ARGUMENT');
+    expect((await code(call('Remove', { subjectId: 'nobody-here' })))[0]).toBe('NOT_FOUND');
   });
 
   it('after all that, Identify still answers', async () => {

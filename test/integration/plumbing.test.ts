@@ -72,14 +72,15 @@ describe('a shard still loading', () => {
   it('answers Search with UNAVAILABLE (loading) and health NOT_SERVING, then serves', async () => {
     const address = `127.0.0.1:${await freePort()}`;
     const child = spawn(process.execPath, [`${ROOT}/services/shard/dist/main.js`], {
-      env: { ...process.env, ...HEAD_ENV, REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, SHARD_INDEX: '0', GRPC_ADDRESS: address, METRICS_ADDRESS: '127.0.0.1:0', YOCO_TEST_LOAD_DELAY_MS: '1500' },
+      env: { ...process.env, ...HEAD_ENV, REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, SHARD_INDEX: '0', GRPC_ADDRESS: address, METRICS_ADDRESS: '127.0.0.1:0', YOCO_TEST_LOAD_DELAY_MS: '3000' },
       stdio: 'ignore',
     });
     try {
       const client = makeClient(loadProtos().Shard, address);
       const search = () => unary<object, any>(client, 'Search', { queries: Array.from(unitVector(new Rng(3))), topK: 3 }, { deadline: Date.now() + 2000 });
       let err: any;
-      for (let i = 0; i < 50 && !err; i++) {
+      // Until the process is up the connection is refused; then, for 3 s, it says it is loading.
+      for (const until = Date.now() + 15_000; Date.now() < until && !err; ) {
         err = await search().then(() => undefined, (e) => (e.code === grpc.status.UNAVAILABLE && /loading/.test(e.details) ? e : undefined));
         if (!err) await new Promise((r) => setTimeout(r, 20));
       }

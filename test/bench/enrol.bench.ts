@@ -1,0 +1,121 @@
+/**
+ * Enrolment through the real write path (Matcher.Enrol -> BullMQ -> enroller ->
+ * Redis + change stream -> shards) on k=2 local shards over a gallery of 50000
+ * subjects (D=3840): bulk throughput at concurrency 16, and the lag from
+ * "Enrol accepted" to "visible on every replica of the owning shard".
+ * `npm run bench:enrol` (`-- --preload N --bulk N --lag N` to resize).
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { bulkEnrol, demoVector, LocalCluster, waitForJobs } from '@yoco/cli';
+import { Rng, startRedisServer } from '@yoco/common';
+import { GalleryStore, shardOfSlot, slotOf } from '@yoco/gallery';
+import { loadProtos, makeClient, unary } from '@yoco/rpc';
+import type * as grpc from '@grpc/grpc-js';
+import { Redis } from 'ioredis';
+import { machineInfo, percentile, printTable } from './bench-util.js';
+
+const { values } = parseArgs({
+  options: { preload: { type: 'string', default: '50000' }, bulk: { type: 'string', default: '2000' }, lag: { type: 'string', default: '200' } },
+});
+const PRELOAD = Number(values.preload);
+const BULK = Number(values.bulk);
+const LAG = Number(values.lag);
+const K = 2;
+const D = 3840;
+const log = (m: string) => process.stderr.write(`${m}\n`);
+
+async function main(): Promise<void> {
+  const redisServer = process.env.REDIS_URL ? undefined : await startRedisServer();
+  const redisUrl = process.env.REDIS_URL ?? redisServer!.url;
+  const prefix = `bench:enrol:${process.pid}:`;
+  const redis = new Redis(redisUrl);
+  const store = new GalleryStore(redis, { prefix, dim: D });
+  await store.checkMeta();
+  const rng = new Rng(5);
+  log(`preloading ${PRELOAD} subjects`);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < PRELOAD) {
+        const i = next++;
+        await store.put(`pre-${i}`, [demoVector(rng, D)]);
+      }
+    }),
+  );
+  const cluster = await LocalCluster.start({
+    shards: K,
+    redisUrl,
+    prefix,
+    logDir: mkdtempSync(join(tmpdir(), 'yoco-bench-enrol-')),
+    env: { YOCO_DIM: String(D) },
+    readyTimeoutMs: 300_000,
+  });
+  const rows: { what: string; concurrency: number; value: number; unit: string; p50_ms?: number; p99_ms?: number }[] = [];
+  try {
+    const client = cluster.matcherClient();
+    log(`bulk: ${BULK} subjects by vector, concurrency 16`);
+    const records = Array.from({ length: BULK }, (_, i) => ({ subjectId: `bulk-${i}`, vectors: [demoVector(rng, D)] }));
+    const t0 = performance.now();
+    const summary = await bulkEnrol(client, records, BULK, 16, 'bulk');
+    const accepted = performance.now();
+    const failed = await waitForJobs(client, summary.jobs);
+    const applied = performance.now();
+    if (summary.failed.length || failed.length) throw new Error(`bulk failures: ${JSON.stringify([...summary.failed, ...failed].slice(0, 3))}`);
+    rows.push({ what: 'Enrol accepted (queued)', concurrency: 16, value: (BULK / (accepted - t0)) * 1000, unit: 'enrolments/s' });
+    rows.push({ what: 'Enrol applied (stored + streamed)', concurrency: 16, value: (BULK / (applied - t0)) * 1000, unit: 'enrolments/s' });
+
+    log(`lag: ${LAG} enrolments, one at a time`);
+    const replicas = new Map<number, grpc.Client[]>();
+    for (const s of cluster.shards.values()) {
+      const list = replicas.get(s.index) ?? [];
+      list.push(makeClient(loadProtos().Shard, s.address));
+      replicas.set(s.index, list);
+    }
+    const lags: number[] = [];
+    for (let i = 0; i < LAG; i++) {
+      const id = `lag-${i}`;
+      const v = demoVector(rng, D);
+      await unary(client, 'Enrol', { subjectId: id, probes: [{ vector: { values: Array.from(v) } }] }, { deadline: Date.now() + 30_000 });
+      const acceptedAt = performance.now();
+      const owners = replicas.get(shardOfSlot(slotOf(id), K))!;
+      await Promise.all(
+        owners.map(async (shard) => {
+          for (;;) {
+            const r = await unary<object, { found: boolean }>(shard, 'ScoreSubject', { subjectId: id, query: Array.from(v) }, { deadline: Date.now() + 5000 });
+            if (r.found) return;
+          }
+        }),
+      );
+      lags.push(performance.now() - acceptedAt);
+    }
+    rows.push({
+      what: 'lag: Enrol accepted -> visible on every replica of its shard',
+      concurrency: 1,
+      value: percentile(lags, 50),
+      unit: 'ms (p50)',
+      p50_ms: percentile(lags, 50),
+      p99_ms: percentile(lags, 99),
+    });
+  } finally {
+    await cluster.stop();
+    const keys = await redis.keys(`${prefix}*`);
+    for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
+    redis.disconnect();
+    await redisServer?.stop();
+  }
+  const report = { machine: machineInfo(), preloaded_subjects: PRELOAD, k: K, d: D, bulk: BULK, lag_samples: LAG, results: rows };
+  const file = fileURLToPath(new URL('./results/enrol.json', import.meta.url));
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  printTable(
+    ['what', 'concurrency', 'value', 'p50 ms', 'p99 ms'],
+    rows.map((r) => [r.what, String(r.concurrency), `${r.value.toFixed(1)} ${r.unit}`, r.p50_ms?.toFixed(1) ?? '-', r.p99_ms?.toFixed(1) ?? '-']),
+  );
+  console.log(`wrote ${file}`);
+}
+
+await main();
