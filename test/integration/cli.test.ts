@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,6 +80,43 @@ describe('the yoco command', () => {
 
     const bad = await yoco('identify', '--vector-file', join(dir, 'gallery.jsonl'));
     expect(bad.code).toBe(1);
+  });
+});
+
+describe('yoco enrol', () => {
+  it('enrols one subject, then thousands in bulk, resumably; remove; jobs --failed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'yoco-enrol-'));
+    const rng = new Rng(21);
+    const one = Array.from(unitVector(rng));
+    writeFileSync(join(dir, 'one.json'), JSON.stringify(one));
+    const single = await yoco('enrol', 'solo-1', '--vector-file', join(dir, 'one.json'), '--wait');
+    expect(single.code).toBe(0);
+    expect(single.out).toMatch(/job \d+: solo-1 with templates [0-9a-f]{20}; applied, token \d+-\d+/);
+
+    const lines = Array.from({ length: 400 }, (_, i) => JSON.stringify({ subject_id: `bulk-${i}`, vectors: [Array.from(unitVector(rng))] }));
+    writeFileSync(join(dir, 'bulk.jsonl'), lines.join('\n'));
+    const first = await yoco('enrol', '--bulk', join(dir, 'bulk.jsonl'), '--concurrency', '16', '--wait');
+    expect(first.code).toBe(0);
+    expect(first.out).toContain('400 accepted, 0 unchanged (skipped), 0 failed');
+    // Re-running (after a crash, say) sends nothing that is already there with the same content.
+    lines[7] = JSON.stringify({ subject_id: 'bulk-7', vectors: [Array.from(unitVector(rng))] });
+    lines.push(JSON.stringify({ subject_id: 'bad id!', vector: Array.from(unitVector(rng)) }));
+    writeFileSync(join(dir, 'bulk.jsonl'), lines.join('\n'));
+    const again = await yoco('enrol', '--bulk', join(dir, 'bulk.jsonl'), '--wait');
+    expect(again.code).toBe(1);
+    expect(again.out).toContain('1 accepted, 399 unchanged (skipped), 1 failed');
+    expect(again.out).toMatch(/bad id!: INVALID_ARGUMENT: subject id 'bad id!' is invalid/);
+
+    // A directory of one JSON file per subject, named after the file.
+    const sub = join(dir, 'people');
+    mkdirSync(sub);
+    for (let i = 0; i < 5; i++) writeFileSync(join(sub, `dir-${i}.json`), JSON.stringify({ vector: Array.from(unitVector(rng)) }));
+    expect((await yoco('enrol', '--bulk', sub, '--wait')).out).toContain('5 accepted, 0 unchanged (skipped), 0 failed');
+
+    const removed = await yoco('remove', 'dir-3', '--wait');
+    expect(removed.out).toMatch(/remove dir-3; applied, token/);
+    expect((await yoco('remove', 'dir-3')).out).toMatch(/NOT_FOUND: subject 'dir-3' is not enrolled/);
+    expect((await yoco('jobs', '--failed')).out).toMatch(/^0 failed job\(s\)/m);
   });
 });
 
