@@ -51,6 +51,15 @@ describe('bad input gets its documented status and the cluster keeps serving', (
     expect((await code(identify(cluster.matcherClient(), good(), { threshold: 1.5 })))[0]).toBe('INVALID_ARGUMENT');
     expect((await code(identify(cluster.matcherClient(), good(), { consistencyToken: 'yesterday' })))[0]).toBe('INVALID_ARGUMENT');
     expect((await code(call('Identify', { topK: 3 })))).toEqual(['INVALID_ARGUMENT', 'probe is empty: set an image or a vector']);
+    // The raw float32 form of a vector is checked the same way.
+    const raw = (v: Float32Array) => call('Identify', { probe: { vector: { f32le: Buffer.from(v.buffer) } } });
+    expect((await code(raw(new Float32Array(DIM + 1))))[1]).toBe(`probe vector has ${DIM + 1} values, expected ${DIM}`);
+    expect((await code(call('Identify', { probe: { vector: { f32le: Buffer.alloc(7) } } })))[1]).toMatch(/not whole float32 values/);
+    const nanRaw = good();
+    nanRaw[9] = NaN;
+    expect((await code(raw(nanRaw)))[1]).toMatch(/NaN\) at position 9/);
+    const viaBytes = (await raw(gallery.subjects.get('p3-5')![0])) as { matches: { subjectId: string }[] };
+    expect(viaBytes.matches[0].subjectId).toBe('p3-5');
     // Valid edge cases: top_k 0 means 10, 1000 is allowed.
     expect((await identify(cluster.matcherClient(), good(), { topK: 0 })).matches).toHaveLength(10);
     expect((await identify(cluster.matcherClient(), good(), { topK: 1000 })).matches).toHaveLength(300);

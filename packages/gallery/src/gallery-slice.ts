@@ -100,13 +100,13 @@ export class GallerySlice {
 
   /** The k best subjects for a query, best first; ties broken by the lower row. */
   async search(query: Float32Array, k: number): Promise<SubjectMatch[]> {
-    const logits = await this.scorer.logits(query);
+    const { logits, alive: rowAlive, count } = await this.scorer.scan(query);
     const nSubjects = this.subjectIds.length;
     const best = new Float64Array(nSubjects).fill(-Infinity);
     const bestRow = new Int32Array(nSubjects).fill(-1);
-    for (let row = 0; row < logits.length; row++) {
+    for (let row = 0; row < count; row++) {
       const ord = this.rowSubject[row];
-      if (ord < 0) continue;
+      if (ord < 0 || rowAlive[row] === 0) continue;
       const l = logits[row];
       if (l > best[ord]) {
         best[ord] = l;

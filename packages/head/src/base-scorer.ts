@@ -21,6 +21,12 @@ export interface Scorer {
   search(query: Float32Array, k: number): Promise<Match[]>;
   /** The head's logit for the query against every row (NaN for removed rows). */
   logits(query: Float32Array): Promise<Float64Array>;
+  /**
+   * The same without the copy: logits for rows [0, count) as the engine made
+   * them (removed rows hold anything; `alive` says which count), for callers
+   * that aggregate rows themselves. `alive` is the scorer's own: read it, do not keep it.
+   */
+  scan(query: Float32Array): Promise<{ logits: ArrayLike<number>; alive: Uint8Array; count: number }>;
   /** Waits for queued work (add() projects rows in the background for some engines). */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -80,6 +86,11 @@ export abstract class BaseScorer implements Scorer {
     const out = new Float64Array(this.count);
     for (let i = 0; i < this.count; i++) out[i] = this.alive[i] ? raw[i] : NaN;
     return out;
+  }
+
+  async scan(query: Float32Array): Promise<{ logits: ArrayLike<number>; alive: Uint8Array; count: number }> {
+    const logits = await this.computeChecked(query);
+    return { logits, alive: this.alive, count: logits.length };
   }
 
   async flush(): Promise<void> {}

@@ -22,7 +22,7 @@ const DEADLINE_MARGIN_MS = 20;
 
 interface Probe {
   image?: Buffer;
-  vector?: { values: number[] };
+  vector?: { values: number[]; f32le?: Buffer };
   kind?: 'image' | 'vector';
 }
 
@@ -126,7 +126,14 @@ export class MatcherService {
     if (probe.kind === 'image' || (probe.image && !probe.vector)) {
       throw new NotImplementedError('image probes need the embedder (step 4); send a vector');
     }
-    const v = Float32Array.from(probe.vector?.values ?? []);
+    const bytes = probe.vector?.f32le;
+    let v: Float32Array;
+    if (bytes && bytes.length > 0) {
+      if (bytes.length % 4 !== 0) throw new InvalidArgumentError(`probe vector bytes (${bytes.length}) are not whole float32 values`, 'VECTOR_LENGTH');
+      v = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+    } else {
+      v = Float32Array.from(probe.vector?.values ?? []);
+    }
     assertVectors(v, dim, 'probe vector', 1);
     return v;
   }
