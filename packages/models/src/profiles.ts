@@ -1,0 +1,58 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+/** How an image becomes the model's input tensor, and what comes out. */
+export interface ModelProfile {
+  /** Stable id, reported by the embedder and recorded with vectors. */
+  id: string;
+  /** The ONNX file, relative to the models directory (or absolute). */
+  model: string;
+  input: string;
+  output: string;
+  /** Input height and width. */
+  size: [number, number];
+  /** Per-channel mean and std, on 0-255 pixel values, in channel order. */
+  mean: [number, number, number];
+  std: [number, number, number];
+  channelOrder: 'rgb' | 'bgr';
+  /** squash: resize to size ignoring aspect; pad: pad to square (centred, black), then resize. */
+  fit: 'squash' | 'pad';
+  /** Output width D. */
+  dim: number;
+  notes?: string;
+}
+
+export const PROFILES: Record<'resnet50-ms3840' | 'face-resnet128', ModelProfile> = {
+  'resnet50-ms3840': {
+    id: 'resnet50-ms3840',
+    model: 'resnet50-ms3840.onnx',
+    input: 'image',
+    output: 'embedding',
+    size: [224, 224],
+    mean: [123.675, 116.28, 103.53],
+    std: [58.395, 57.12, 57.375],
+    channelOrder: 'rgb',
+    fit: 'squash',
+    dim: 3840,
+    notes: 'ResNet50 stages pooled, L2-normalised per stage, concatenated; seeded (untrained) weights',
+  },
+  'face-resnet128': {
+    id: 'face-resnet128',
+    model: 'face-resnet128.onnx',
+    input: 'image',
+    output: 'descriptor',
+    size: [150, 150],
+    mean: [122.782, 117.001, 104.298],
+    std: [255, 255, 255],
+    channelOrder: 'rgb',
+    fit: 'pad',
+    dim: 128,
+    notes: "face-api's FaceRecognitionNet (pretrained), rebuilt from @vladmandic/face-api's weights; expects an aligned face crop",
+  },
+};
+
+/** Where @vladmandic/face-api keeps its weights. */
+export function faceApiModelDir(): string {
+  const require = createRequire(import.meta.url);
+  return join(dirname(require.resolve('@vladmandic/face-api/package.json')), 'model');
+}
