@@ -39,7 +39,7 @@ export class EnrolQueue {
   readonly queue: Queue<EnrolJobData, EnrolJobResult>;
   /** Fails fast when Redis is down: nothing is queued in memory to be sent later. */
   private readonly connection: Redis;
-  private events: QueueEvents | undefined;
+  private readonly events: QueueEvents;
   private closing: Promise<void> | undefined;
   private readonly addTimeoutMs: number;
 
@@ -53,6 +53,10 @@ export class EnrolQueue {
       defaultJobOptions: JOB_OPTIONS,
     });
     this.queue.on('error', () => undefined);
+    // Started now, not at the first wait: its first read starts at "new events only", and a job
+    // finishing while that first read is being set up would otherwise go unnoticed.
+    this.events = new QueueEvents(QUEUE_NAME, { connection: { url: options.redisUrl } as never, prefix: bullPrefix(options.prefix) });
+    this.events.on('error', () => undefined);
   }
 
   get ready(): boolean {
@@ -86,19 +90,32 @@ export class EnrolQueue {
     return this.add({ kind: 'remove', subjectId });
   }
 
-  /** Resolves with the job's result once it completes; rejects if it fails or timeoutMs passes first. */
+  /**
+   * Resolves with the job's result once it completes; rejects if it fails or
+   * timeoutMs passes first. Listens for the job's events and, in case one is
+   * missed (a reconnect, say), also checks the job itself every 250 ms.
+   */
   async wait(job: Job<EnrolJobData, EnrolJobResult>, timeoutMs: number): Promise<EnrolJobResult> {
-    if (!this.events) {
-      this.events = new QueueEvents(QUEUE_NAME, { connection: { url: this.options.redisUrl } as never, prefix: bullPrefix(this.options.prefix) });
-      this.events.on('error', () => undefined);
-      await this.events.waitUntilReady();
-    }
+    const events = this.events;
+    const controller = new AbortController();
+    const poll = (async (): Promise<EnrolJobResult> => {
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 250));
+        if (controller.signal.aborted) return new Promise<never>(() => undefined);
+        const current = await Job.fromId<EnrolJobData, EnrolJobResult>(this.queue, String(job.id)).catch(() => undefined);
+        const state = await current?.getState().catch(() => undefined);
+        if (state === 'completed') return current!.returnvalue;
+        if (state === 'failed') throw new Error(current!.failedReason);
+      }
+    })();
     try {
-      return await job.waitUntilFinished(this.events, Math.max(1, timeoutMs));
+      return await Promise.race([job.waitUntilFinished(events, Math.max(1, timeoutMs)), poll]);
     } catch (err) {
       const message = (err as Error).message;
       if (/timed out/i.test(message)) throw new DeadlineError(`job ${job.id} was accepted and is still running; ask GetJob for its token`);
       throw new JobFailedError(String(job.id), message);
+    } finally {
+      controller.abort();
     }
   }
 
@@ -118,7 +135,7 @@ export class EnrolQueue {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.events?.close();
+      await this.events.close();
       await this.queue.close();
       this.connection.disconnect();
     })();
