@@ -1,0 +1,69 @@
+import { InvalidArgumentError } from '@yoco/common';
+import sharp, { type Metadata } from 'sharp';
+import type { ModelProfile } from './profiles.js';
+
+export interface ImageLimits {
+  /** Largest encoded image accepted (bytes). */
+  maxBytes: number;
+  /** Largest decoded image accepted (width x height). */
+  maxPixels: number;
+}
+
+export const DEFAULT_IMAGE_LIMITS: ImageLimits = { maxBytes: 10 * 1024 * 1024, maxPixels: 40_000_000 };
+
+const FORMATS = new Set(['jpeg', 'png', 'webp']);
+
+/** An image we refuse; the message says why (code IMAGE, an INVALID_ARGUMENT). */
+export class ImageError extends InvalidArgumentError {
+  constructor(message: string) {
+    super(message, 'IMAGE');
+  }
+}
+
+/**
+ * Decodes a JPEG, PNG or WebP and lays it out as the profile's input: EXIF
+ * orientation applied, alpha flattened onto black, grayscale expanded to RGB,
+ * resized (squashed, or padded to a square first), then (pixel - mean) / std
+ * per channel, channels first. Returns [3 x H x W] float32.
+ */
+export async function preprocess(bytes: Uint8Array, profile: ModelProfile, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Promise<Float32Array> {
+  if (bytes.length === 0) throw new ImageError('image is empty (0 bytes)');
+  if (bytes.length > limits.maxBytes) throw new ImageError(`image is ${bytes.length} bytes, over the ${limits.maxBytes}-byte limit`);
+  const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let meta: Metadata;
+  try {
+    meta = await sharp(input, { limitInputPixels: false }).metadata();
+  } catch (err) {
+    throw new ImageError(`not a decodable image (JPEG, PNG or WebP): ${(err as Error).message}`);
+  }
+  if (!meta.format || !FORMATS.has(meta.format)) throw new ImageError(`image format '${meta.format ?? 'unknown'}' is not accepted; send JPEG, PNG or WebP`);
+  const { width = 0, height = 0 } = meta;
+  if (width === 0 || height === 0) throw new ImageError(`image has no area (${width} x ${height})`);
+  if (width * height > limits.maxPixels) throw new ImageError(`image is ${width} x ${height} = ${width * height} pixels, over the ${limits.maxPixels}-pixel limit`);
+  const [h, w] = profile.size;
+  let raw: Buffer;
+  try {
+    raw = await sharp(input, { limitInputPixels: limits.maxPixels, failOn: 'error' })
+      .rotate()
+      .flatten({ background: { r: 0, g: 0, b: 0 } })
+      .toColourspace('srgb')
+      .resize(w, h, { fit: profile.fit === 'pad' ? 'contain' : 'fill', background: { r: 0, g: 0, b: 0 } })
+      .removeAlpha()
+      .raw()
+      .toBuffer();
+  } catch (err) {
+    throw new ImageError(`image could not be decoded: ${(err as Error).message}`);
+  }
+  if (raw.length !== w * h * 3) throw new ImageError(`decoded image has ${raw.length} bytes, expected ${w * h * 3}`);
+  const out = new Float32Array(3 * h * w);
+  const plane = h * w;
+  const order = profile.channelOrder === 'bgr' ? [2, 1, 0] : [0, 1, 2];
+  for (let c = 0; c < 3; c++) {
+    const src = order[c];
+    const mean = profile.mean[c];
+    const inv = 1 / profile.std[c];
+    const base = c * plane;
+    for (let i = 0; i < plane; i++) out[base + i] = (raw[i * 3 + src] - mean) * inv;
+  }
+  return out;
+}

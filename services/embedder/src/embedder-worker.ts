@@ -1,0 +1,130 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { InvalidArgumentError } from '@yoco/common';
+import { buildModels, PROFILES, preprocess, type ModelProfile } from '@yoco/models';
+import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger } from '@yoco/rpc';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { Gauge, Histogram } from 'prom-client';
+import type { EmbedderConfig } from './config.js';
+import { EmbedBatcher } from './embed-batcher.js';
+
+/** A built-in profile by name, or a profile JSON (its model path relative to the JSON). */
+export function resolveProfile(name: string, modelsDir: string): { profile: ModelProfile; modelPath: string; builtIn: boolean } {
+  if (name in PROFILES) {
+    const profile = PROFILES[name as keyof typeof PROFILES];
+    return { profile, modelPath: resolve(modelsDir, profile.model), builtIn: true };
+  }
+  if (!existsSync(name)) throw new Error(`EMBEDDER_PROFILE '${name}' is neither a built-in profile (${Object.keys(PROFILES).join(', ')}) nor a file`);
+  const profile = JSON.parse(readFileSync(name, 'utf8')) as ModelProfile;
+  for (const key of ['id', 'model', 'input', 'output', 'size', 'mean', 'std', 'dim'] as const) {
+    if (profile[key] === undefined) throw new Error(`profile ${name} lacks '${key}'`);
+  }
+  profile.channelOrder ??= 'rgb';
+  profile.fit ??= 'squash';
+  return { profile, modelPath: isAbsolute(profile.model) ? profile.model : resolve(name, '..', profile.model), builtIn: false };
+}
+
+/** The Embedder service: images in, the profile's vectors out, concurrent requests batched. */
+export class EmbedderWorker {
+  readonly metrics = new ServiceMetrics('embedder');
+  readonly profile: ModelProfile;
+  modelId = '';
+  private session: InferenceSession | undefined;
+  private batcher: EmbedBatcher | undefined;
+  private server: RpcServer | undefined;
+  private closing: Promise<void> | undefined;
+  private readonly modelPath: string;
+  private readonly builtIn: boolean;
+  private readonly batchSize: Histogram;
+
+  constructor(private readonly config: EmbedderConfig, private readonly logger: Logger) {
+    const r = resolveProfile(config.profile, config.modelsDir);
+    this.profile = r.profile;
+    this.modelPath = r.modelPath;
+    this.builtIn = r.builtIn;
+    const registers = [this.metrics.registry];
+    this.batchSize = new Histogram({ name: 'yoco_embedder_batch_size', help: 'images per model run', buckets: [1, 2, 4, 8, 16, 32, 64], registers });
+    const self = this;
+    new Gauge({ name: 'yoco_embedder_queue_depth', help: 'images waiting for a batch', registers, collect() { this.set(self.batcher?.depth ?? 0); } });
+  }
+
+  get port(): number {
+    return this.server?.port ?? 0;
+  }
+
+  /** Batches run so far (tests compare it with the number of images). */
+  get runs(): number {
+    return this.batcher?.runs ?? 0;
+  }
+
+  async start(): Promise<void> {
+    if (!existsSync(this.modelPath)) {
+      if (!this.builtIn) throw new Error(`model ${this.modelPath} does not exist`);
+      this.logger.info({ dir: this.config.modelsDir }, 'building missing models');
+      await buildModels(this.config.modelsDir);
+    }
+    const bytes = readFileSync(this.modelPath);
+    this.modelId = `${this.profile.id}:${createHash('sha256').update(bytes).digest('hex').slice(0, 12)}`;
+    this.session = await InferenceSession.create(bytes, {
+      intraOpNumThreads: this.config.ortThreads,
+      executionProviders: [...this.config.executionProviders.filter((p) => p !== 'cpu'), 'cpu'],
+      graphOptimizationLevel: 'all',
+    });
+    this.batcher = new EmbedBatcher((batch) => this.infer(batch), { maxBatch: this.config.maxBatch, maxDelayMs: this.config.maxQueueDelayMs }, (n) => this.batchSize.observe(n));
+    const { Embedder } = loadProtos();
+    this.server = new RpcServer({
+      address: this.config.grpcAddress,
+      logger: this.logger,
+      metrics: this.metrics,
+      maxMessageBytes: this.config.maxImageBytes * 4 + 1024 * 1024,
+      services: [
+        {
+          name: SERVICE_NAMES.Embedder,
+          definition: Embedder.service,
+          handlers: {
+            Embed: async (req: { images: Buffer[] }) => ({ embeddings: (await this.embed(req.images ?? [])).map((v) => ({ values: Array.from(v) })), modelId: this.modelId }),
+            Info: async () => ({ modelId: this.modelId, dim: this.profile.dim, profile: this.profile.id }),
+          },
+        },
+      ],
+    });
+    await this.server.start();
+    this.server.setServing(true);
+  }
+
+  /** Decodes, batches and embeds; a bad image fails the call, naming which one and why. */
+  async embed(images: Uint8Array[]): Promise<Float32Array[]> {
+    if (images.length === 0) throw new InvalidArgumentError('no images to embed', 'IMAGE');
+    if (images.length > this.config.maxImagesPerCall) throw new InvalidArgumentError(`${images.length} images; at most ${this.config.maxImagesPerCall} per call`, 'IMAGE');
+    const limits = { maxBytes: this.config.maxImageBytes, maxPixels: this.config.maxPixels };
+    const inputs = await Promise.all(
+      images.map((img, i) =>
+        preprocess(img, this.profile, limits).catch((err: Error) => {
+          throw new InvalidArgumentError(images.length > 1 ? `image ${i}: ${err.message}` : err.message, 'IMAGE');
+        }),
+      ),
+    );
+    return Promise.all(inputs.map((x) => this.batcher!.submit(x)));
+  }
+
+  private async infer(batch: Float32Array[]): Promise<Float32Array[]> {
+    const [h, w] = this.profile.size;
+    const per = 3 * h * w;
+    const input = new Float32Array(batch.length * per);
+    batch.forEach((x, i) => input.set(x, i * per));
+    const out = await this.session!.run({ [this.profile.input]: new Tensor('float32', input, [batch.length, 3, h, w]) });
+    const data = out[this.profile.output].data as Float32Array;
+    const dim = this.profile.dim;
+    if (data.length !== batch.length * dim) throw new Error(`model gave ${data.length} values for ${batch.length} images of dim ${dim}`);
+    return batch.map((_, i) => data.slice(i * dim, (i + 1) * dim));
+  }
+
+  stop(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.server?.shutdown(this.config.shutdownGraceMs);
+      await this.session?.release();
+    })();
+    return this.closing;
+  }
+}
