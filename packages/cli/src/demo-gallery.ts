@@ -1,5 +1,8 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { unary } from '@yoco/rpc';
+import sharp from 'sharp';
 import { Rng } from '@yoco/common';
 import type * as grpc from '@grpc/grpc-js';
 import { bulkEnrol, waitForJobs, type EnrolRecord } from './bulk-enrol.js';
@@ -33,4 +36,42 @@ export async function enrolDemoGallery(client: grpc.Client, dim: number, count: 
   mkdirSync(dirname(probeFile), { recursive: true });
   writeFileSync(probeFile, JSON.stringify({ subject_id: target.subjectId, vector: Array.from(probe) }) + '\n');
   return target.subjectId;
+}
+
+/** The committed demo photos (see demo/photos/SOURCES.md). */
+export const DEMO_PHOTOS = fileURLToPath(new URL('../../../demo/photos', import.meta.url));
+
+/**
+ * An altered copy, as a gate camera would see the same scene again: 80%
+ * centre crop, resized, brighter, JPEG quality 45.
+ */
+export async function alteredCopy(image: Uint8Array): Promise<Buffer> {
+  const meta = await sharp(image).metadata();
+  const w = meta.width ?? 0;
+  const h = meta.height ?? 0;
+  const cw = Math.round(w * 0.8);
+  const ch = Math.round(h * 0.8);
+  return sharp(image)
+    .extract({ left: Math.round((w - cw) / 2), top: Math.round((h - ch) / 2), width: cw, height: ch })
+    .resize(Math.round(cw * 1.25))
+    .modulate({ brightness: 1.2 })
+    .jpeg({ quality: 45 })
+    .toBuffer();
+}
+
+/** Enrols every photo in `dir` as subject photo-<name> (by image, waiting for each) and writes an altered copy of one. */
+export async function enrolDemoPhotos(client: grpc.Client, dir: string, probeFile: string): Promise<string> {
+  const files = readdirSync(dir).filter((f) => /\.(jpe?g|png|webp)$/i.test(f)).sort();
+  let target = '';
+  for (const [i, f] of files.entries()) {
+    const subjectId = `photo-${f.replace(/\.[^.]+$/, '')}`;
+    const image = readFileSync(join(dir, f));
+    await unary(client, 'Enrol', { subjectId, probes: [{ image }], replace: true, wait: true }, { deadline: Date.now() + 60_000 });
+    if (i === Math.floor(files.length / 2)) {
+      target = subjectId;
+      mkdirSync(dirname(probeFile), { recursive: true });
+      writeFileSync(probeFile, await alteredCopy(image));
+    }
+  }
+  return target;
 }

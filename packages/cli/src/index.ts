@@ -1,6 +1,6 @@
 export { LocalCluster, stopChild, type LocalClusterOptions, type ProcessInfo } from './local-cluster.js';
 export { readVectorFile } from './vector-file.js';
-export { enrolDemoGallery, demoVector } from './demo-gallery.js';
+export { enrolDemoGallery, enrolDemoPhotos, alteredCopy, demoVector, DEMO_PHOTOS } from './demo-gallery.js';
 export { bulkEnrol, waitForJobs, type EnrolRecord, type BulkSummary } from './bulk-enrol.js';
 export { readRecords } from './records.js';
 export { importFile } from './commands/import.js';

@@ -27,6 +27,8 @@ export interface LocalClusterOptions {
   /** Extra environment for one shard replica. */
   shardEnv?: (index: number, replica: number) => Record<string, string>;
   coordinatorEnv?: Record<string, string>;
+  /** Start an embedder with this profile and give its address to the coordinator and enroller. */
+  embedder?: { profile: string; env?: Record<string, string> };
   /** Start the enroller (BullMQ worker); default true. */
   enroller?: boolean;
   enrollerEnv?: Record<string, string>;
@@ -52,6 +54,7 @@ export class LocalCluster {
   readonly shards = new Map<string, ProcessInfo & { index: number; replica: number }>();
   coordinator!: ProcessInfo;
   enroller: ProcessInfo | undefined;
+  embedder: ProcessInfo | undefined;
   redisUrl = '';
   private redis: RedisServerHandle | undefined;
   private matcher: grpc.Client | undefined;
@@ -118,9 +121,17 @@ export class LocalCluster {
         addresses.push(address);
       }
     }
+    let embedderEnv: Record<string, string> = {};
+    if (this.options.embedder) {
+      const address = `127.0.0.1:${await freePort()}`;
+      const env = { ...this.baseEnv(), ORT_THREADS: '0', GRPC_ADDRESS: address, EMBEDDER_PROFILE: this.options.embedder.profile, ...this.options.embedder.env };
+      const script = SERVICE_MAIN('embedder');
+      this.embedder = { name: 'embedder', address, env, script, process: this.spawn('embedder', script, env) };
+      embedderEnv = { EMBEDDER_ADDRESS: address };
+    }
     if (this.options.enroller !== false) this.startEnroller();
     const address = this.options.coordinatorAddress ?? `127.0.0.1:${await freePort()}`;
-    const env = { ...this.baseEnv(), GRPC_ADDRESS: address, SHARD_ADDRESSES: addresses.join(','), SHARD_REFRESH_MS: '250', ...this.options.coordinatorEnv };
+    const env = { ...this.baseEnv(), GRPC_ADDRESS: address, SHARD_ADDRESSES: addresses.join(','), SHARD_REFRESH_MS: '250', ...embedderEnv, ...this.options.coordinatorEnv };
     this.coordinator = { name: 'coordinator', address, env, script: SERVICE_MAIN('coordinator'), process: this.spawn('coordinator', SERVICE_MAIN('coordinator'), env) };
     await this.waitReady(this.options.readyTimeoutMs ?? 60_000);
   }
@@ -190,6 +201,7 @@ export class LocalCluster {
       const all = [...this.shards.values()].map((s) => s.process);
       if (this.coordinator) all.push(this.coordinator.process);
       if (this.enroller) all.push(this.enroller.process);
+      if (this.embedder) all.push(this.embedder.process);
       await Promise.all(all.map((p) => stopChild(p, 'SIGTERM')));
       await this.redis?.stop();
     })();

@@ -19,6 +19,7 @@ const HELP = `yoco <command> [options]
       --concurrency N --wait resumable: subjects already enrolled with the same content are skipped
   remove SUBJECT [--wait]    remove a subject everywhere
   jobs --failed [--json]     list failed enrolment jobs
+  identify IMAGE             identify a photo (JPEG, PNG, WebP), embedded by the cluster
   identify --vector-file F   identify a vector (JSON array, or raw float32 .f32/.bin)
       --top-k N --threshold T --json
   status [--json]            topology and health of every shard
@@ -55,8 +56,8 @@ async function main(): Promise<number> {
       await up();
       return -1;
     case 'identify':
-      if (!values['vector-file']?.length) throw new Error('identify needs --vector-file');
-      await identify(values.address!, values['vector-file'][0], Number(values['top-k']), Number(values.threshold), values.json!);
+      if (!rest[0] && !values['vector-file']?.length) throw new Error('identify needs an image file or --vector-file');
+      await identify(values.address!, rest[0] ? { image: rest[0] } : { vectorFile: values['vector-file']![0] }, Number(values['top-k']), Number(values.threshold), values.json!);
       return 0;
     case 'enrol': {
       const options = { address: values.address!, replace: values.replace!, wait: values.wait! };

@@ -23,7 +23,8 @@ export const DEFAULT_METRIC_HEAD = { dim: 3840, hidden: 512, tau: 1, alpha: 8, s
  * holds relu(R(q - g)) and relu(R(g - q)), whose sum is |R(q - g)|_1; C2 = -alpha,
  * b2 = alpha * tau. R is a seeded Gaussian projection scaled so that |R x|_1
  * estimates |x|_2, so the score is 0.5 at Euclidean distance tau and falls
- * with distance. It is a real conv head: every engine runs it unchanged.
+ * with distance. With hidden = 2D, R is the identity instead and the head
+ * measures the L1 distance exactly. It is a real conv head: every engine runs it unchanged.
  */
 export function metricHead(options: MetricHeadOptions = {}): Head {
   const o = { ...DEFAULT_METRIC_HEAD, ...options };
@@ -34,9 +35,18 @@ export function metricHead(options: MetricHeadOptions = {}): Head {
   if (!(o.tau > 0) || !(o.alpha > 0)) throw new RangeError('metricHead: tau and alpha must be > 0');
   const { dim, hidden } = o;
   const r = hidden / 2;
-  // E|N(0, s^2 |x|^2)| = s |x| sqrt(2/pi); r of them sum to |x| when s = 1 / (r sqrt(2/pi)).
-  const std = 1 / (r * Math.sqrt(2 / Math.PI));
-  const R = new Rng(o.seed).normals(r * dim, std);
+  let R: Float32Array;
+  if (r === dim) {
+    // As many pairs of hidden units as dimensions: R is the identity, the hidden layer holds |q - g|
+    // exactly, and the score follows the L1 distance, scaled so that it matches L2 on average.
+    R = new Float32Array(dim * dim);
+    const scale = Math.sqrt(Math.PI / (2 * dim));
+    for (let i = 0; i < dim; i++) R[i * dim + i] = scale;
+  } else {
+    // E|N(0, s^2 |x|^2)| = s |x| sqrt(2/pi); r of them sum to |x| when s = 1 / (r sqrt(2/pi)).
+    const std = 1 / (r * Math.sqrt(2 / Math.PI));
+    R = new Rng(o.seed).normals(r * dim, std);
+  }
   const w1 = new Float32Array(hidden * 2 * dim);
   for (let i = 0; i < r; i++) {
     const row = R.subarray(i * dim, (i + 1) * dim);

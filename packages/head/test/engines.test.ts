@@ -123,6 +123,21 @@ describe('top-k semantics', () => {
     await expectAgreement(all, [q], 20);
   });
 
+  it('with hidden = 2D the metric head measures the (scaled) L1 distance exactly', async () => {
+    const dim = 24;
+    const head = metricHead({ dim, hidden: 2 * dim, tau: 0.5, alpha: 3 });
+    const rows = randomRows(50, dim, 9).map((v) => v / 5);
+    const q = randomRows(1, dim, 10).map((v) => v / 5);
+    const [s] = await scorers(head, rows, ['factorized']);
+    const logits = await s.logits(q);
+    const scale = Math.sqrt(Math.PI / (2 * dim));
+    for (let i = 0; i < 50; i++) {
+      let l1 = 0;
+      for (let c = 0; c < dim; c++) l1 += Math.abs(q[c] - rows[i * dim + c]);
+      expect(logits[i]).toBeCloseTo(3 * (0.5 - scale * l1), 4);
+    }
+  });
+
   it('a query equal to a row under the metric head ranks that row first with score near 1', async () => {
     const head = metricHead({ dim: 64, hidden: 32, tau: 1, alpha: 8 });
     const rows = randomRows(200, 64, 8).map((v) => v / 8);

@@ -17,6 +17,8 @@ export interface CoordinatorConfig {
   redisUrl: string;
   prefix: string;
   shutdownGraceMs: number;
+  embedderAddress: string;
+  maxImageBytes: number;
 }
 
 export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
@@ -41,6 +43,8 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
   redisUrl: { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', parse: parse.string, doc: 'Redis (store of record)' },
   prefix: { name: 'YOCO_PREFIX', default: 'yoco:', parse: parse.string, doc: 'key prefix in Redis' },
   shutdownGraceMs: { name: 'SHUTDOWN_GRACE_MS', default: 10_000, parse: parse.int(0, 600_000), doc: 'time in-flight calls get on SIGTERM' },
+  embedderAddress: { name: 'EMBEDDER_ADDRESS', default: '', parse: parse.address, doc: 'the Embedder (host:port) for image probes; empty = vectors only' },
+  maxImageBytes: { name: 'MAX_IMAGE_BYTES', default: 10 * 1024 * 1024, parse: parse.int(1, 1 << 30), doc: 'largest image probe accepted' },
 };
 
 export function readCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {

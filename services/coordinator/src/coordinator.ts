@@ -3,6 +3,7 @@ import { EnrolQueue } from '@yoco/queue';
 import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger } from '@yoco/rpc';
 import { Redis } from 'ioredis';
 import type { CoordinatorConfig } from './config.js';
+import { EmbedderClient } from './embedder-client.js';
 import { MatcherService } from './matcher-service.js';
 import { ShardDirectory } from './shard-directory.js';
 
@@ -12,6 +13,7 @@ export class Coordinator {
   readonly directory: ShardDirectory;
   private readonly redis: Redis;
   private readonly queue: EnrolQueue;
+  private readonly embedder: EmbedderClient | undefined;
   private server: RpcServer | undefined;
   private closing: Promise<void> | undefined;
 
@@ -21,6 +23,24 @@ export class Coordinator {
     this.redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
     this.redis.on('error', (err) => logger.debug({ err: err.message }, 'redis connection error'));
     this.queue = new EnrolQueue({ redisUrl: config.redisUrl, prefix: config.prefix });
+    this.embedder = config.embedderAddress ? new EmbedderClient(config.embedderAddress, config.maxImageBytes) : undefined;
+  }
+
+  /** A model whose vectors the head cannot take is a deployment error: refuse to start. */
+  private async checkEmbedder(embedder: EmbedderClient): Promise<void> {
+    let info: { dim: number; modelId: string } | undefined;
+    for (let i = 0; i < 600 && !info; i++) {
+      info = await embedder.info().catch(() => undefined);
+      if (!info) await new Promise((r) => setTimeout(r, 100));
+    }
+    if (!info) {
+      this.logger.warn({ embedder: embedder.address }, 'embedder not answering yet; image probes will get UNAVAILABLE until it does');
+      return;
+    }
+    const dim = this.directory.dim;
+    if (dim && info.dim !== dim) {
+      throw new Error(`the embedder's model ${info.modelId} gives ${info.dim}-wide vectors but the shards' head takes ${dim}: use one profile for the whole cluster`);
+    }
   }
 
   get port(): number {
@@ -32,7 +52,8 @@ export class Coordinator {
     const dim = this.directory.dim;
     // The store's dim is only used to validate writes; reads need none.
     const store = new GalleryStore(this.redis, { prefix: this.config.prefix, dim: dim || 1 });
-    const matcher = new MatcherService({ config: this.config, directory: this.directory, store, queue: this.queue, registry: this.metrics.registry });
+    if (this.embedder) await this.checkEmbedder(this.embedder);
+    const matcher = new MatcherService({ config: this.config, directory: this.directory, store, queue: this.queue, embedder: this.embedder, registry: this.metrics.registry });
     this.server = new RpcServer({
       address: this.config.grpcAddress,
       logger: this.logger,
@@ -48,6 +69,7 @@ export class Coordinator {
       await this.server?.shutdown(this.config.shutdownGraceMs);
       this.directory.stop();
       await this.queue.close();
+      this.embedder?.close();
       this.redis.disconnect();
     })();
     return this.closing;

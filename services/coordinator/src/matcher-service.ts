@@ -13,6 +13,7 @@ import { JobFailedError, type EnrolQueue } from '@yoco/queue';
 import { Histogram, type Registry } from 'prom-client';
 import type { CoordinatorConfig } from './config.js';
 import { ShardCaller, ShardUnavailableError } from './shard-caller.js';
+import type { EmbedderClient } from './embedder-client.js';
 import type { Replica, ShardDirectory } from './shard-directory.js';
 
 export const MAX_TOP_K = 1000;
@@ -47,6 +48,12 @@ function f32Bytes(v: Float32Array): Buffer {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
+class FailedPreconditionError extends YocoError {
+  constructor(message: string) {
+    super('STORE_MISMATCH', message);
+  }
+}
+
 /** A job ran and failed (its reason is in the message). */
 class AbortedError extends YocoError {
   constructor(message: string) {
@@ -62,6 +69,8 @@ function replicaState(r: Replica): string {
 
 export interface MatcherDeps {
   config: CoordinatorConfig;
+  /** Embeds image probes; absent when no embedder is configured. */
+  embedder?: EmbedderClient;
   directory: ShardDirectory;
   store: GalleryStore;
   queue: EnrolQueue;
@@ -121,11 +130,8 @@ export class MatcherService {
     return { k, dim };
   }
 
-  private vectorOf(probe: Probe | null | undefined, dim: number): Float32Array {
-    if (!probe || (!probe.vector && !probe.image)) throw new InvalidArgumentError('probe is empty: set an image or a vector', 'PROBE');
-    if (probe.kind === 'image' || (probe.image && !probe.vector)) {
-      throw new NotImplementedError('image probes need the embedder (step 4); send a vector');
-    }
+  /** A vector probe's values, checked; image probes go through probeVectors. */
+  private vectorOf(probe: Probe, dim: number): Float32Array {
     const bytes = probe.vector?.f32le;
     let v: Float32Array;
     if (bytes && bytes.length > 0) {
@@ -136,6 +142,27 @@ export class MatcherService {
     }
     assertVectors(v, dim, 'probe vector', 1);
     return v;
+  }
+
+  /** Every probe as a vector: vectors checked, images embedded together in one Embed call. */
+  private async probeVectors(probes: (Probe | null | undefined)[], dim: number, deadline: number): Promise<Float32Array[]> {
+    const out: (Float32Array | undefined)[] = [];
+    const images: { index: number; bytes: Buffer }[] = [];
+    probes.forEach((probe, index) => {
+      if (probe?.kind === 'vector') out[index] = this.vectorOf(probe, dim);
+      else if (probe?.kind === 'image') images.push({ index, bytes: probe.image ?? Buffer.alloc(0) });
+      else throw new InvalidArgumentError(`${probes.length > 1 ? `probe ${index}` : 'probe'} is empty: set an image or a vector`, 'PROBE');
+    });
+    if (images.length > 0) {
+      const embedder = this.deps.embedder;
+      if (!embedder) throw new NotImplementedError('image probes need an embedder (EMBEDDER_ADDRESS is not set); send a vector');
+      const vectors = await embedder.embed(images.map((i) => i.bytes), deadline, probes.length > 1 ? images.map((i) => i.index) : undefined);
+      vectors.forEach((v, k) => {
+        if (v.length !== dim) throw new FailedPreconditionError(`the embedder's model gives ${v.length}-wide vectors but the cluster's head takes ${dim}`);
+        out[images[k].index] = v;
+      });
+    }
+    return out as Float32Array[];
   }
 
   private threshold(requested: number | undefined): number {
@@ -151,12 +178,12 @@ export class MatcherService {
 
   async identify(req: { probe?: Probe; topK?: number; threshold?: number; consistencyToken?: string; allowPartial?: boolean }, call: Call) {
     const { k, dim } = this.topology();
-    const vector = this.vectorOf(req.probe, dim);
     const topK = req.topK || DEFAULT_TOP_K;
     if (topK > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${topK} is above ${MAX_TOP_K}`, 'TOP_K');
     const threshold = this.threshold(req.threshold);
     const consistencyToken = this.token(req.consistencyToken);
     const deadline = this.deadline(call);
+    const [vector] = await this.probeVectors([req.probe], dim, deadline);
     const request = { queriesF32: f32Bytes(vector), topK, consistencyToken };
     this.fanout.observe(k);
     const settled = await Promise.allSettled(
@@ -201,8 +228,8 @@ export class MatcherService {
   async verify(req: { subjectId?: string; probe?: Probe; threshold?: number; consistencyToken?: string }, call: Call) {
     const { k, dim } = this.topology();
     assertSubjectId(req.subjectId);
-    const vector = this.vectorOf(req.probe, dim);
     const threshold = this.threshold(req.threshold);
+    const [vector] = await this.probeVectors([req.probe], dim, this.deadline(call));
     const index = shardOfSlot(slotOf(req.subjectId), k);
     const { response } = await this.caller.call<{ found: boolean; best?: ShardMatch }>(
       index,
@@ -221,7 +248,7 @@ export class MatcherService {
     const probes = req.probes ?? [];
     if (probes.length === 0) throw new InvalidArgumentError('probes is empty: enrol at least one image or vector', 'PROBE');
     if (probes.length > MAX_PROBES) throw new InvalidArgumentError(`${probes.length} probes; at most ${MAX_PROBES} per Enrol`, 'PROBE');
-    const vectors = probes.map((p) => this.vectorOf(p, dim));
+    const vectors = await this.probeVectors(probes, dim, this.deadline(call));
     const subjectId = req.subjectId;
     const job = await this.deps.queue.enrol(subjectId, vectors, req.replace ?? false);
     const templateIds = [...new Set(vectors.map((v) => templateIdOf(subjectId, v)))];

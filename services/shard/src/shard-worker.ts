@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { InvalidArgumentError, LatencyWindow, msUntil, sleep, UnavailableError, assertVectors } from '@yoco/common';
 import { GallerySlice, GalleryStore, ownedSlots, SliceFollower, assertSubjectId, type SubjectMatch } from '@yoco/gallery';
 import { createScorer, type Head } from '@yoco/head';
+import { PROFILES } from '@yoco/models';
 import { Gauge, Histogram } from 'prom-client';
 import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger } from '@yoco/rpc';
 import { Redis } from 'ioredis';
@@ -53,6 +54,10 @@ export class ShardWorker {
 
   constructor(private readonly config: ShardConfig, private readonly head: Head, private readonly logger: Logger) {
     if (head.dim !== config.dim && !config.headPath) throw new Error(`head dim ${head.dim} does not match YOCO_DIM ${config.dim}`);
+    const profile = PROFILES[config.modelId as keyof typeof PROFILES];
+    if (profile && profile.dim !== head.dim) {
+      throw new Error(`YOCO_MODEL_ID ${config.modelId} gives ${profile.dim}-wide vectors but the head takes ${head.dim}: use one profile for the whole cluster`);
+    }
     this.slots = ownedSlots(config.index, config.count);
     this.redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true });
     this.redis.on('error', (err) => logger.debug({ err: err.message }, 'redis connection error'));

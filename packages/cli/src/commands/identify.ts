@@ -1,11 +1,15 @@
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
+import { readFile } from 'node:fs/promises';
 import { readVectorFile } from '../vector-file.js';
 
-export async function identify(address: string, vectorFile: string, topK: number, threshold: number, json: boolean): Promise<void> {
-  const vector = await readVectorFile(vectorFile);
+/** Identifies an image file, or a vector file (--vector-file). */
+export async function identify(address: string, source: { image?: string; vectorFile?: string }, topK: number, threshold: number, json: boolean): Promise<void> {
+  const probe = source.image
+    ? { image: await readFile(source.image) }
+    : { vector: { values: Array.from(await readVectorFile(source.vectorFile!)) } };
   const client = makeClient(loadProtos().Matcher, address);
   try {
-    const res = await unary<object, any>(client, 'Identify', { probe: { vector: { values: Array.from(vector) } }, topK, threshold }, { deadline: Date.now() + 30_000 });
+    const res = await unary<object, any>(client, 'Identify', { probe, topK, threshold }, { deadline: Date.now() + 30_000 });
     if (json) {
       console.log(JSON.stringify(res, null, 2));
       return;

@@ -4,7 +4,8 @@ import { parse, readEnv, type EnvSpec } from '@yoco/common';
 import { GalleryStore } from '@yoco/gallery';
 import { HEAD_ENV, resolveHead, type HeadConfig } from '@yoco/head';
 import { Redis } from 'ioredis';
-import { enrolDemoGallery } from '../demo-gallery.js';
+import { buildModels, MODELS_DIR, PROFILES } from '@yoco/models';
+import { DEMO_PHOTOS, enrolDemoGallery, enrolDemoPhotos } from '../demo-gallery.js';
 import { LocalCluster } from '../local-cluster.js';
 
 interface UpConfig extends HeadConfig {
@@ -15,6 +16,7 @@ interface UpConfig extends HeadConfig {
   replicas: number;
   demoSubjects: number;
   dataDir: string;
+  profile: string;
 }
 
 export const UP_ENV: EnvSpec<UpConfig> = {
@@ -26,12 +28,25 @@ export const UP_ENV: EnvSpec<UpConfig> = {
   replicas: { name: 'YOCO_REPLICAS', default: 1, parse: parse.int(1, 8), doc: 'replicas per shard index' },
   demoSubjects: { name: 'YOCO_DEMO_SUBJECTS', default: 1000, parse: parse.int(0, 10_000_000), doc: 'demo subjects enrolled when the gallery is empty' },
   dataDir: { name: 'YOCO_DATA_DIR', default: '.yoco', parse: parse.string, doc: 'logs, Redis data and the demo probe' },
+  profile: { name: 'YOCO_PROFILE', default: 'resnet50-ms3840', parse: parse.string, doc: 'embedding profile of the whole cluster: resnet50-ms3840 or face-resnet128' },
 };
 
 /** `npm start`: Redis, k shard workers and the coordinator as child processes; Ctrl-C stops them all. */
 export async function up(): Promise<void> {
+  // One setting picks the profile; the metric head follows its width and scale unless told otherwise.
+  const profileName = process.env.YOCO_PROFILE || 'resnet50-ms3840';
+  const profile = PROFILES[profileName as keyof typeof PROFILES];
+  if (!profile) throw new Error(`YOCO_PROFILE: '${profileName}' is not one of ${Object.keys(PROFILES).join(', ')}`);
+  const headEnv: Record<string, string> = { YOCO_DIM: String(profile.dim), YOCO_MODEL_ID: profile.id };
+  if (profile.headTau) headEnv.YOCO_HEAD_TAU = String(profile.headTau);
+  if (profile.headAlpha) headEnv.YOCO_HEAD_ALPHA = String(profile.headAlpha);
+  if (profile.headHidden) headEnv.YOCO_HIDDEN = String(profile.headHidden);
+  for (const [k, v] of Object.entries(headEnv)) if (!process.env[k]) process.env[k] = v;
   const config = readEnv(UP_ENV);
   const head = await resolveHead(config);
+  if (head.dim !== profile.dim) throw new Error(`the head takes ${head.dim}-wide vectors but profile ${profile.id} gives ${profile.dim}`);
+  console.log(`building models if missing (${MODELS_DIR})`);
+  await buildModels(MODELS_DIR, false, (m) => console.log(m));
   const dataDir = resolve(config.dataDir);
   const logDir = resolve(dataDir, 'logs');
   console.log(`starting YOCO: ${config.shards} shard(s) x ${config.replicas} replica(s), head ${head.id} (D=${head.dim}, H=${head.hidden})`);
@@ -44,11 +59,15 @@ export async function up(): Promise<void> {
     prefix: config.prefix,
     coordinatorAddress: config.address,
     logDir,
-    env: Object.fromEntries(
-      Object.values(HEAD_ENV)
-        .map((v) => [v.name, process.env[v.name] ?? ''])
-        .filter(([, value]) => value !== ''),
-    ),
+    embedder: { profile: profile.id },
+    env: {
+      YOCO_MODEL_ID: profile.id,
+      ...Object.fromEntries(
+        Object.values(HEAD_ENV)
+          .map((v) => [v.name, process.env[v.name] ?? ''])
+          .filter(([, value]) => value !== ''),
+      ),
+    },
   });
   const stop = async () => {
     console.log('\nstopping...');
@@ -61,14 +80,18 @@ export async function up(): Promise<void> {
   const redis = new Redis(cluster.redisUrl);
   const store = new GalleryStore(redis, { prefix: config.prefix, dim: head.dim });
   const probeFile = resolve(dataDir, 'demo-probe.json');
+  const photoProbe = resolve(dataDir, 'demo-probe.jpg');
   if (config.demoSubjects > 0 && (await store.streamInfo()).entriesAdded === 0) {
     // Through the real write path: Matcher.Enrol -> BullMQ -> enroller -> Redis -> change stream -> shards.
     const subject = await enrolDemoGallery(cluster.matcherClient(), head.dim, config.demoSubjects, probeFile);
     console.log(`enrolled ${config.demoSubjects} demo subjects; ${probeFile} is a probe of ${subject}`);
+    const photo = await enrolDemoPhotos(cluster.matcherClient(), DEMO_PHOTOS, photoProbe);
+    console.log(`enrolled ${DEMO_PHOTOS}'s photos through the embedder; ${photoProbe} is an altered copy of ${photo}`);
   }
   redis.disconnect();
   console.log(`\nYOCO Matcher listening on ${cluster.address} (Redis ${cluster.redisUrl}, logs in ${logDir})`);
-  if (existsSync(probeFile)) console.log(`try:  npx yoco identify --vector-file ${probeFile}`);
+  if (existsSync(photoProbe)) console.log(`try:  npx yoco identify ${photoProbe}`);
+  if (existsSync(probeFile)) console.log(`      npx yoco identify --vector-file ${probeFile}`);
   console.log('      npx yoco status');
   console.log('Ctrl-C stops everything.');
 }

@@ -1,0 +1,88 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { alteredCopy, DEMO_PHOTOS, type LocalCluster } from '@yoco/cli';
+import { PROFILES } from '@yoco/models';
+import { isServiceError, statusName, unary } from '@yoco/rpc';
+import sharp from 'sharp';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startCluster } from '../support/cluster.js';
+import { connect, flushPrefix, testPrefix } from '../support/redis.js';
+
+/** Debian's opencv-doc photos (.ci/run installs the package); the committed demo photos otherwise. */
+const OPENCV = '/usr/share/doc/opencv-doc/examples/data';
+const PHOTO_DIR = existsSync(OPENCV) ? OPENCV : DEMO_PHOTOS;
+const photos = readdirSync(PHOTO_DIR)
+  .filter((f) => /\.jpg$/i.test(f))
+  .sort()
+  .slice(0, 30)
+  .map((f) => ({ id: `img-${f.replace(/\.jpg$/i, '').replace(/[^A-Za-z0-9._:@-]/g, '_')}`, bytes: readFileSync(join(PHOTO_DIR, f)) }));
+
+/**
+ * Recall@1 floors under what was measured through the cluster (30 OpenCV photos; probes: 80% crop, resized,
+ * brighter, JPEG q45): resnet50-ms3840 (seeded, untrained) 0.40, face-resnet128 0.87.
+ */
+const FLOORS = { 'resnet50-ms3840': 0.25, 'face-resnet128': 0.75 } as const;
+
+const prefixes: string[] = [];
+afterAll(async () => {
+  const redis = connect();
+  for (const p of prefixes) await flushPrefix(redis, p);
+  redis.disconnect();
+});
+
+describe.each(Object.keys(FLOORS) as (keyof typeof FLOORS)[])('images end to end with %s', (name) => {
+  let cluster: LocalCluster;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('enrols photos by image, finds altered copies (recall@1 floor), refuses bad images and keeps serving', async () => {
+    const profile = PROFILES[name];
+    const prefix = testPrefix(`img-${name}`);
+    prefixes.push(prefix);
+    cluster = await startCluster(prefix, {
+      shards: 2,
+      embedder: { profile: name, env: { MAX_IMAGE_BYTES: String(2 * 1024 * 1024) } },
+      env: { YOCO_DIM: String(profile.dim), YOCO_HIDDEN: String(profile.headHidden ?? 512), YOCO_HEAD_TAU: String(profile.headTau), YOCO_HEAD_ALPHA: String(profile.headAlpha), YOCO_MODEL_ID: name },
+      coordinatorEnv: { MAX_IMAGE_BYTES: String(2 * 1024 * 1024) },
+    });
+    const client = cluster.matcherClient();
+    let token = '';
+    for (const p of photos) {
+      const r = await unary<object, { consistencyToken: string }>(client, 'Enrol', { subjectId: p.id, probes: [{ image: p.bytes }], wait: true }, { deadline: Date.now() + 60_000 });
+      token = r.consistencyToken;
+    }
+    let hits = 0;
+    for (const p of photos) {
+      const res = await unary<object, { matches: { subjectId: string }[] }>(
+        client,
+        'Identify',
+        { probe: { image: await alteredCopy(p.bytes) }, topK: 3, consistencyToken: token },
+        { deadline: Date.now() + 60_000 },
+      );
+      if (res.matches[0]?.subjectId === p.id) hits++;
+    }
+    const recall = hits / photos.length;
+    console.log(`${name}: recall@1 ${recall.toFixed(2)} over ${photos.length} photos from ${PHOTO_DIR}`);
+    expect(recall).toBeGreaterThanOrEqual(FLOORS[name]);
+
+    const code = (p: Promise<unknown>) =>
+      p.then(
+        () => 'OK',
+        (err) => (isServiceError(err) ? `${statusName(err.code)}: ${err.details}` : String(err)),
+      );
+    const identify = (image: Buffer) => unary(client, 'Identify', { probe: { image } }, { deadline: Date.now() + 30_000 });
+    const huge = await sharp(randomBytes(1200 * 1200 * 3), { raw: { width: 1200, height: 1200, channels: 3 } }).png().toBuffer();
+    expect(await code(identify(Buffer.alloc(0)))).toBe('INVALID_ARGUMENT: image is empty (0 bytes)');
+    expect(await code(identify(Buffer.from('%PDF-1.4 not an image')))).toMatch(/^INVALID_ARGUMENT: not a decodable image/);
+    expect(await code(identify(photos[0].bytes.subarray(0, photos[0].bytes.length >> 1)))).toMatch(/^INVALID_ARGUMENT: image could not be decoded/);
+    expect(await code(identify(huge))).toMatch(/^INVALID_ARGUMENT: image is \d+ bytes, over the 2097152-byte limit/);
+    expect(await code(unary(client, 'Enrol', { subjectId: 'bad-img', probes: [{ image: photos[1].bytes }, { image: Buffer.from('nope') }] }, { deadline: Date.now() + 30_000 }))).toMatch(
+      /^INVALID_ARGUMENT: probe 1: not a decodable image/,
+    );
+    expect(await code(unary(client, 'GetSubject', { subjectId: 'bad-img' }, { deadline: Date.now() + 5000 }))).toMatch(/^NOT_FOUND/);
+    const verify = await unary<object, { match: boolean }>(client, 'Verify', { subjectId: photos[2].id, probe: { image: photos[2].bytes } }, { deadline: Date.now() + 30_000 });
+    expect(verify.match).toBe(true);
+  });
+});
