@@ -43,7 +43,7 @@ describe.each(Object.keys(FLOORS) as (keyof typeof FLOORS)[])('images end to end
     prefixes.push(prefix);
     cluster = await startCluster(prefix, {
       shards: 2,
-      embedder: { profile: name, env: { MAX_IMAGE_BYTES: String(2 * 1024 * 1024) } },
+      embedder: { profile: name, env: { MAX_IMAGE_BYTES: String(2 * 1024 * 1024), MAX_IMAGE_PIXELS: String(1500 * 1500) } },
       env: { YOCO_DIM: String(profile.dim), YOCO_HIDDEN: String(profile.headHidden ?? 512), YOCO_HEAD_TAU: String(profile.headTau), YOCO_HEAD_ALPHA: String(profile.headAlpha), YOCO_MODEL_ID: name },
       coordinatorEnv: { MAX_IMAGE_BYTES: String(2 * 1024 * 1024) },
     });
@@ -78,6 +78,11 @@ describe.each(Object.keys(FLOORS) as (keyof typeof FLOORS)[])('images end to end
     expect(await code(identify(Buffer.from('%PDF-1.4 not an image')))).toMatch(/^INVALID_ARGUMENT: not a decodable image/);
     expect(await code(identify(photos[0].bytes.subarray(0, photos[0].bytes.length >> 1)))).toMatch(/^INVALID_ARGUMENT: image could not be decoded/);
     expect(await code(identify(huge))).toMatch(/^INVALID_ARGUMENT: image is \d+ bytes, over the 2097152-byte limit/);
+    const wide = await sharp(Buffer.alloc(1600 * 1600 * 3, 90), { raw: { width: 1600, height: 1600, channels: 3 } }).png().toBuffer();
+    expect(await code(identify(wide))).toBe('INVALID_ARGUMENT: image is 1600 x 1600 = 2560000 pixels, over the 2250000-pixel limit');
+    const zeroArea = await sharp(Buffer.alloc(8 * 8 * 3, 90), { raw: { width: 8, height: 8, channels: 3 } }).png().toBuffer();
+    zeroArea.writeUInt32BE(0, 16); // IHDR width = 0
+    expect(await code(identify(zeroArea))).toMatch(/^INVALID_ARGUMENT: (image has no area|not a decodable image)/);
     expect(await code(unary(client, 'Enrol', { subjectId: 'bad-img', probes: [{ image: photos[1].bytes }, { image: Buffer.from('nope') }] }, { deadline: Date.now() + 30_000 }))).toMatch(
       /^INVALID_ARGUMENT: probe 1: not a decodable image/,
     );

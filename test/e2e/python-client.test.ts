@@ -7,7 +7,6 @@ import { freePort } from '@yoco/common';
 import { stopChild } from '@yoco/cli';
 import { PROTO_DIR } from '@yoco/rpc';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HEAD_ENV } from '../support/cluster.js';
 import { connect, flushPrefix, redisUrl, testPrefix } from '../support/redis.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -32,7 +31,8 @@ describe('an external Python gRPC client against the cluster npm start runs', ()
     const address = `127.0.0.1:${await freePort()}`;
     // Exactly what `npm start` runs after building.
     const up = spawn(process.execPath, [join(ROOT, 'packages/cli/bin/yoco.js'), 'up'], {
-      env: { ...process.env, ...HEAD_ENV, REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, YOCO_DATA_DIR: dataDir, YOCO_DEMO_SUBJECTS: '300' },
+      // The face profile (D = 128) keeps the start quick; the default profile runs the same code at D = 3840.
+      env: { ...process.env, REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, YOCO_DATA_DIR: dataDir, YOCO_DEMO_SUBJECTS: '300', YOCO_PROFILE: 'face-resnet128' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -47,12 +47,22 @@ describe('an external Python gRPC client against the cluster npm start runs', ()
       }
       expect(output).toContain(`listening on ${address}`);
       const probe = JSON.parse(readFileSync(join(dataDir, 'demo-probe.json'), 'utf8')) as { subject_id: string };
-      const out = execFileSync(PYTHON, [join(ROOT, 'test/e2e/python_client.py'), stubs, address, join(dataDir, 'demo-probe.json')], { encoding: 'utf8' });
-      const res = JSON.parse(out) as { health: Record<string, string>; matches: { subject_id: string; accepted: boolean }[]; gallery_size: number; bad_vector: string };
+      const out = execFileSync(PYTHON, [join(ROOT, 'test/e2e/python_client.py'), stubs, address, join(dataDir, 'demo-probe.json'), join(dataDir, 'demo-probe.jpg')], { encoding: 'utf8' });
+      const res = JSON.parse(out) as {
+        health: Record<string, string>;
+        matches: { subject_id: string; accepted: boolean }[];
+        image_matches: { subject_id: string }[];
+        gallery_size: number;
+        bad_vector: string;
+      };
       expect(res.health).toEqual({ '(server)': 'SERVING', 'yoco.v1.Matcher': 'SERVING' });
       expect(res.matches).toHaveLength(5);
       expect(res.matches[0]).toMatchObject({ subject_id: probe.subject_id, accepted: true });
-      expect(res.gallery_size).toBe(450);
+      // 300 synthetic subjects with 1-2 templates each, and the 12 demo photos.
+      expect(res.gallery_size).toBe(462);
+      // The altered copy of a demo photo, sent as an image, is embedded by the cluster and found.
+      expect(output).toMatch(/demo-probe\.jpg is an altered copy of (photo-\w+)/);
+      expect(res.image_matches[0].subject_id).toBe(/altered copy of (photo-\w+)/.exec(output)![1]);
       expect(res.bad_vector).toBe('INVALID_ARGUMENT');
     } finally {
       await stopChild(up, 'SIGTERM');

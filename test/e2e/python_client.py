@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An external gRPC client (Debian's python3-grpcio) against a running YOCO cluster.
 
-usage: python_client.py STUBS_DIR ADDRESS PROBE_JSON
+usage: python_client.py STUBS_DIR ADDRESS PROBE_JSON PROBE_IMAGE
 Prints one JSON object: the health statuses and the Identify answer.
 """
 import json
@@ -29,6 +29,9 @@ def main():
         req = matcher_pb2.IdentifyRequest(
             probe=matcher_pb2.Probe(vector=matcher_pb2.Vector(values=probe["vector"])), top_k=5)
         res = matcher.Identify(req, timeout=10)
+        with open(sys.argv[4], "rb") as f:
+            image = f.read()
+        by_image = matcher.Identify(matcher_pb2.IdentifyRequest(probe=matcher_pb2.Probe(image=image), top_k=3), timeout=30)
         try:
             matcher.Identify(matcher_pb2.IdentifyRequest(
                 probe=matcher_pb2.Probe(vector=matcher_pb2.Vector(values=[1.0, 2.0]))), timeout=10)
@@ -38,6 +41,7 @@ def main():
         print(json.dumps({
             "health": statuses,
             "matches": [{"subject_id": m.subject_id, "score": m.score, "accepted": m.accepted} for m in res.matches],
+            "image_matches": [{"subject_id": m.subject_id, "score": m.score} for m in by_image.matches],
             "gallery_size": res.gallery_size,
             "bad_vector": bad,
         }))

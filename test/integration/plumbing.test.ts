@@ -129,6 +129,8 @@ describe('configuration is validated at start', () => {
       ['coordinator', { SHARD_ADDRESSES: 'nohostport' }, 'SHARD_ADDRESSES'],
       ['coordinator', { SHARD_ADDRESSES: '127.0.0.1:1', DEFAULT_THRESHOLD: '2' }, 'DEFAULT_THRESHOLD'],
       ['coordinator', {}, 'SHARD_ADDRESSES'],
+      // A shard told its vectors come from a 128-wide model, with a head for 64: refused.
+      ['shard', { SHARD_INDEX: '0', YOCO_MODEL_ID: 'face-resnet128', GRPC_ADDRESS: '127.0.0.1:0', METRICS_ADDRESS: '127.0.0.1:0' }, 'YOCO_MODEL_ID face-resnet128 gives 128-wide vectors'],
     ] as const) {
       const r = run(script, { ...env, REDIS_URL: redisUrl() });
       expect(r.status, `${script} ${JSON.stringify(env)}`).toBe(1);
