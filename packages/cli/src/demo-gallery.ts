@@ -29,7 +29,7 @@ export async function enrolDemoGallery(client: grpc.Client, dim: number, count: 
     records.push({ subjectId: `demo-${String(i).padStart(5, '0')}`, vectors: Array.from({ length: 1 + (i % 2) }, () => demoVector(rng, dim)) });
   }
   const target = records[pick];
-  const probe = target.vectors[0].map((x) => x + (0.2 * rng.normal()) / Math.sqrt(dim));
+  const probe = target.vectors[0].map((x) => x + (0.05 * rng.normal()) / Math.sqrt(dim));
   const summary = await bulkEnrol(client, records, count, 16, 'demo gallery');
   const failed = [...summary.failed, ...(await waitForJobs(client, summary.jobs))];
   if (failed.length > 0) throw new Error(`demo enrolment failed for ${failed.length} subjects, e.g. ${JSON.stringify(failed[0])}`);
