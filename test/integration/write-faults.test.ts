@@ -105,6 +105,27 @@ describe('faults on the write path', () => {
     redis.disconnect();
   });
 
+  it('an enroller that dies between applying a job and completing it: the retry completes it, once in effect', async () => {
+    const prefix = testPrefix('wf-crash');
+    prefixes.push(prefix);
+    cluster = await startCluster(prefix, { shards: 1, replicas: 1, enrollerEnv: { YOCO_TEST_CRASH_AFTER_APPLY: 'crash-me' } });
+    const client = cluster.matcherClient();
+    const rng = new Rng(4);
+    const v = unitVector(rng);
+    const { jobId, templateIds } = await enrol(client, 'crash-me', [v, unitVector(rng)]);
+    await new Promise<void>((resolve) => cluster!.enroller!.process.once('exit', () => resolve()));
+    expect(cluster.enroller!.process.exitCode).toBe(3);
+    // The write is in Redis, the job is not completed; a fresh enroller (without the crash flag) picks it up.
+    cluster.options.enrollerEnv = {};
+    cluster.startEnroller();
+    const done = await jobDone(client, jobId, 60_000);
+    const redis = connect();
+    const store = new GalleryStore(redis, { prefix, dim: DIM });
+    expect(await store.templateIds('crash-me')).toEqual([...templateIds].sort());
+    expect((await identify(client, v, { topK: 1, consistencyToken: done.consistencyToken })).matches[0].subjectId).toBe('crash-me');
+    redis.disconnect();
+  });
+
   it('Redis stopped: Identify answers from memory, Enrol fails fast saying nothing was accepted; back with its AOF: nothing completed is lost, writes work again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'yoco-aof-'));
     ownRedis = await startRedisServer({ dir, appendonly: true, appendfsync: 'always' });

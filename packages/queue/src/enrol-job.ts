@@ -1,6 +1,17 @@
 /** What an enrolment job carries. Vectors travel as base64 float32 and are stripped once the job ends. */
 export type EnrolJobData =
-  | { kind: 'enrol'; subjectId: string; vectors: string[]; replace: boolean; vectorCount: number }
+  | {
+      kind: 'enrol';
+      subjectId: string;
+      vectors: string[];
+      replace: boolean;
+      vectorCount: number;
+      /**
+       * Set (with the vectors dropped) once the write is in Redis. A worker that dies after that
+       * but before BullMQ records completion leaves the job to be retried: the retry returns this.
+       */
+      applied?: EnrolJobResult;
+    }
   | { kind: 'remove'; subjectId: string };
 
 export interface EnrolJobResult {

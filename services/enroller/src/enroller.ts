@@ -68,9 +68,11 @@ export class Enroller {
     const data = job.data;
     const seq = Number(job.id);
     try {
+      if (data.kind === 'enrol' && data.applied) return data.applied;
       const result = await this.apply(data, seq);
       // The vectors have done their work: drop them from the job so Redis keeps no second copy.
-      if (data.kind === 'enrol') await job.updateData({ ...data, vectors: [] });
+      if (data.kind === 'enrol') await job.updateData({ ...data, vectors: [], applied: result });
+      if (this.config.testCrashAfterApply && this.config.testCrashAfterApply === data.subjectId) process.exit(3);
       this.jobs.inc({ kind: data.kind, outcome: result.stale ? 'stale' : 'applied' });
       return result;
     } catch (err) {
