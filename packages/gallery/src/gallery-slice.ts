@@ -24,6 +24,7 @@ export class GallerySlice {
   /** Live rows per subject ordinal. */
   private subjectRows: Set<number>[] = [];
   private freeOrds: number[] = [];
+  private scratch: { best: Float64Array; bestRow: Int32Array; alive: Uint8Array } | undefined;
 
   constructor(readonly scorer: Scorer) {}
 
@@ -101,9 +102,11 @@ export class GallerySlice {
   /** The k best subjects for a query, best first; ties broken by the lower row. */
   async search(query: Float32Array, k: number): Promise<SubjectMatch[]> {
     const { logits, alive: rowAlive, count } = await this.scorer.scan(query);
+    // From here on nothing awaits, so the scratch arrays cannot be shared by two searches at once.
     const nSubjects = this.subjectIds.length;
-    const best = new Float64Array(nSubjects).fill(-Infinity);
-    const bestRow = new Int32Array(nSubjects).fill(-1);
+    const { best, bestRow, alive } = this.scratchFor(nSubjects);
+    best.fill(-Infinity, 0, nSubjects);
+    bestRow.fill(-1, 0, nSubjects);
     for (let row = 0; row < count; row++) {
       const ord = this.rowSubject[row];
       if (ord < 0 || rowAlive[row] === 0) continue;
@@ -113,7 +116,6 @@ export class GallerySlice {
         bestRow[ord] = row;
       }
     }
-    const alive = new Uint8Array(nSubjects);
     for (let o = 0; o < nSubjects; o++) alive[o] = bestRow[o] >= 0 ? 1 : 0;
     return topK(best, alive, nSubjects, k).map((m) => ({
       subjectId: this.subjectIds[m.index],
@@ -136,6 +138,15 @@ export class GallerySlice {
   /** Every template id with its subject (tests compare this with Redis). */
   entries(): Array<{ subjectId: string; templateId: string }> {
     return [...this.templateRow.entries()].map(([templateId, row]) => ({ templateId, subjectId: this.subjectIds[this.rowSubject[row]] }));
+  }
+
+  /** Per-subject scratch for search, grown as the slice grows (a fresh 400 KB per query at 25k subjects made the GC a tail). */
+  private scratchFor(n: number): { best: Float64Array; bestRow: Int32Array; alive: Uint8Array } {
+    if (!this.scratch || this.scratch.best.length < n) {
+      const size = Math.max(n, 1024, (this.scratch?.best.length ?? 0) * 2);
+      this.scratch = { best: new Float64Array(size), bestRow: new Int32Array(size), alive: new Uint8Array(size) };
+    }
+    return this.scratch;
   }
 
   private ordinal(subjectId: string): number {
