@@ -10,12 +10,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LocalCluster, demoVector } from '@yoco/cli';
-import { freePort, Rng, startRedisServer } from '@yoco/common';
-import { GallerySlice, GalleryStore, ownedSlots, slotOf } from '@yoco/gallery';
+import { freePort, Rng } from '@yoco/common';
+import { GallerySlice, ownedSlots, slotOf } from '@yoco/gallery';
 import { createScorer, metricHead } from '@yoco/head';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
-import { Redis } from 'ioredis';
-import { machineInfo, percentile, printTable } from './bench-util.js';
+import { benchStore, machineInfo, percentile, printTable, timeConcurrently } from './bench-util.js';
 
 const { values } = parseArgs({ options: { subjects: { type: 'string', default: '50000' }, queries: { type: 'string', default: '200' } } });
 const SUBJECTS = Number(values.subjects);
@@ -37,44 +36,19 @@ const log = (m: string) => process.stderr.write(`${m}\n`);
 
 async function measure(what: string, concurrency: number, total: number, run: (i: number) => Promise<unknown>): Promise<Row> {
   for (let i = 0; i < Math.min(20, total); i++) await run(i);
-  const times: number[] = [];
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < total) {
-        const i = next++;
-        const t = performance.now();
-        await run(i);
-        times.push(performance.now() - t);
-      }
-    }),
-  );
-  const wall = (performance.now() - started) / 1000;
-  return { what, concurrency, p50_ms: percentile(times, 50), p99_ms: percentile(times, 99), qps: total / wall };
+  const { times, seconds } = await timeConcurrently(total, concurrency, run);
+  return { what, concurrency, p50_ms: percentile(times, 50), p99_ms: percentile(times, 99), qps: total / seconds };
 }
 
 async function main(): Promise<void> {
-  const redisServer = process.env.REDIS_URL ? undefined : await startRedisServer();
-  const redisUrl = process.env.REDIS_URL ?? redisServer!.url;
-  const prefix = `bench:cluster:${process.pid}:`;
-  const redis = new Redis(redisUrl);
-  const store = new GalleryStore(redis, { prefix, dim: D });
-  await store.checkMeta();
+  const bench = await benchStore('cluster', D);
+  const { redisUrl, prefix, store } = bench;
   const rng = new Rng(7);
   const vectors = new Map<string, Float32Array>();
   log(`writing ${SUBJECTS} subjects (D=${D}) to Redis`);
   const ids = Array.from({ length: SUBJECTS }, (_, i) => `emp-${String(i).padStart(6, '0')}`);
   for (const id of ids) vectors.set(id, demoVector(rng, D));
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 32 }, async () => {
-      while (next < ids.length) {
-        const id = ids[next++];
-        await store.put(id, [vectors.get(id)!]);
-      }
-    }),
-  );
+  await timeConcurrently(ids.length, 32, (i) => store.put(ids[i], [vectors.get(ids[i])!]));
   const probes = Array.from({ length: 64 }, () => {
     const v = vectors.get(ids[rng.int(ids.length)])!;
     return v.map((x) => x + (0.2 * rng.normal()) / Math.sqrt(D));
@@ -139,10 +113,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await cluster.stop();
-    const keys = await redis.keys(`${prefix}*`);
-    for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
-    redis.disconnect();
-    await redisServer?.stop();
+    await bench.cleanup();
   }
 
   const slowest = Math.max(...shardScoring);

@@ -11,7 +11,7 @@ import { DEMO_PHOTOS } from '@yoco/cli';
 import { readEmbedderConfig, EmbedderWorker } from '@yoco/embedder';
 import { PROFILES } from '@yoco/models';
 import { createLogger, loadProtos, makeClient, unary } from '@yoco/rpc';
-import { machineInfo, percentile, printTable } from './bench-util.js';
+import { machineInfo, percentile, printTable, timeConcurrently } from './bench-util.js';
 
 const IMAGES = readdirSync(DEMO_PHOTOS)
   .filter((f) => f.endsWith('.jpg'))
@@ -35,20 +35,7 @@ async function run(profile: string, maxBatch: number, concurrency: number): Prom
   const client = makeClient(loadProtos().Embedder, `127.0.0.1:${worker.port}`);
   const embed = (i: number) => unary(client, 'Embed', { images: [IMAGES[i % IMAGES.length]] }, { deadline: Date.now() + 60_000 });
   for (let i = 0; i < 8; i++) await embed(i);
-  const times: number[] = [];
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < PER_RUN) {
-        const i = next++;
-        const t = performance.now();
-        await embed(i);
-        times.push(performance.now() - t);
-      }
-    }),
-  );
-  const seconds = (performance.now() - started) / 1000;
+  const { times, seconds } = await timeConcurrently(PER_RUN, concurrency, embed);
   client.close();
   await worker.stop();
   return {

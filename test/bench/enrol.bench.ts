@@ -11,12 +11,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { bulkEnrol, demoVector, LocalCluster, waitForJobs } from '@yoco/cli';
-import { Rng, startRedisServer } from '@yoco/common';
-import { GalleryStore, shardOfSlot, slotOf } from '@yoco/gallery';
+import { Rng } from '@yoco/common';
+import { shardOfSlot, slotOf } from '@yoco/gallery';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
 import type * as grpc from '@grpc/grpc-js';
-import { Redis } from 'ioredis';
-import { machineInfo, percentile, printTable } from './bench-util.js';
+import { benchStore, machineInfo, percentile, printTable, timeConcurrently } from './bench-util.js';
 
 const { values } = parseArgs({
   options: { preload: { type: 'string', default: '50000' }, bulk: { type: 'string', default: '2000' }, lag: { type: 'string', default: '200' } },
@@ -29,23 +28,11 @@ const D = 3840;
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
 async function main(): Promise<void> {
-  const redisServer = process.env.REDIS_URL ? undefined : await startRedisServer();
-  const redisUrl = process.env.REDIS_URL ?? redisServer!.url;
-  const prefix = `bench:enrol:${process.pid}:`;
-  const redis = new Redis(redisUrl);
-  const store = new GalleryStore(redis, { prefix, dim: D });
-  await store.checkMeta();
+  const bench = await benchStore('enrol', D);
+  const { redisUrl, prefix, store } = bench;
   const rng = new Rng(5);
   log(`preloading ${PRELOAD} subjects`);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 32 }, async () => {
-      while (next < PRELOAD) {
-        const i = next++;
-        await store.put(`pre-${i}`, [demoVector(rng, D)]);
-      }
-    }),
-  );
+  await timeConcurrently(PRELOAD, 32, (i) => store.put(`pre-${i}`, [demoVector(rng, D)]));
   const cluster = await LocalCluster.start({
     shards: K,
     redisUrl,
@@ -102,10 +89,7 @@ async function main(): Promise<void> {
     });
   } finally {
     await cluster.stop();
-    const keys = await redis.keys(`${prefix}*`);
-    for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
-    redis.disconnect();
-    await redisServer?.stop();
+    await bench.cleanup();
   }
   const report = { machine: machineInfo(), preloaded_subjects: PRELOAD, k: K, d: D, bulk: BULK, lag_samples: LAG, results: rows };
   const file = fileURLToPath(new URL('./results/enrol.json', import.meta.url));
