@@ -129,10 +129,11 @@ export class GallerySlice {
   async scoreSubject(subjectId: string, query: Float32Array): Promise<SubjectMatch | null> {
     const ord = this.subjectOrd.get(subjectId);
     if (ord === undefined) return null;
-    const logits = await this.scorer.logits(query);
-    let bestRow = -1;
-    for (const row of this.subjectRows[ord]) if (bestRow < 0 || logits[row] > logits[bestRow]) bestRow = row;
-    return { subjectId, templateId: this.rowTemplate[bestRow], logit: logits[bestRow], score: sigmoid(logits[bestRow]) };
+    const rows = [...this.subjectRows[ord]];
+    const logits = await this.scorer.logitsOf(query, rows);
+    let best = 0;
+    for (let i = 1; i < rows.length; i++) if (logits[i] > logits[best] || (logits[i] === logits[best] && rows[i] < rows[best])) best = i;
+    return { subjectId, templateId: this.rowTemplate[rows[best]], logit: logits[best], score: sigmoid(logits[best]) };
   }
 
   /** Every template id with its subject (tests compare this with Redis). */

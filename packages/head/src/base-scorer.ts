@@ -27,6 +27,8 @@ export interface Scorer {
    * that aggregate rows themselves. `alive` is the scorer's own: read it, do not keep it.
    */
   scan(query: Float32Array): Promise<{ logits: ArrayLike<number>; alive: Uint8Array; count: number }>;
+  /** The head's logit for the query against the given live rows only (a subject's templates: Verify). */
+  logitsOf(query: Float32Array, rows: number[]): Promise<Float64Array>;
   /** Waits for queued work (add() projects rows in the background for some engines). */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -91,6 +93,22 @@ export abstract class BaseScorer implements Scorer {
   async scan(query: Float32Array): Promise<{ logits: ArrayLike<number>; alive: Uint8Array; count: number }> {
     const logits = await this.computeChecked(query);
     return { logits, alive: this.alive, count: logits.length };
+  }
+
+  async logitsOf(query: Float32Array, rows: number[]): Promise<Float64Array> {
+    this.assertOpen();
+    assertVectors(query, this.head.dim, 'query', 1);
+    for (const r of rows) {
+      if (!Number.isInteger(r) || r < 0 || r >= this.count || this.alive[r] === 0) throw new RowIndexError(r, 'is not a live row');
+    }
+    await this.flush();
+    return this.computeRowLogits(query, rows);
+  }
+
+  /** Engines that can score a few rows cheaply override this; the default scores them all and picks. */
+  protected async computeRowLogits(query: Float32Array, rows: number[]): Promise<Float64Array> {
+    const all = await this.computeLogits(query, this.count);
+    return Float64Array.from(rows, (r) => all[r]);
   }
 
   async flush(): Promise<void> {}

@@ -95,6 +95,12 @@ export class FactorizedScorer extends BaseScorer {
     return out;
   }
 
+  protected override async computeRowLogits(query: Float32Array, rows: number[]): Promise<Float64Array> {
+    const { y } = await this.projectQuery.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
+    const u = y.data as Float32Array;
+    return Float64Array.from(rows, (r) => this.kernel.rowDot(r, u, this.head.w2) + this.head.b2);
+  }
+
   private enqueue(task: () => Promise<void>): void {
     this.pending = this.pending.then(task);
   }

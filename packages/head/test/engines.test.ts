@@ -175,6 +175,19 @@ describe('appending and removing rows', () => {
     await expectAgreement(all, [q, randomRows(1, dim, 43)], 30);
   });
 
+  it('logitsOf scores just the given rows, equal to the full scan', async () => {
+    const dim = 20;
+    const all = await scorers(randomHead(dim, 12, 5), randomRows(300, dim, 6), ['reference', 'yoco', 'factorized'], 64);
+    const q = randomRows(1, dim, 7);
+    for (const s of all) {
+      const full = await s.logits(q);
+      const some = await s.logitsOf(q, [5, 299, 0, 42]);
+      for (const [i, r] of [5, 299, 0, 42].entries()) expect(Math.abs(some[i] - full[r])).toBeLessThan(1e-5);
+      s.remove(42);
+      await expect(s.logitsOf(q, [42])).rejects.toThrow(/not a live row/);
+    }
+  });
+
   it('an empty scorer returns no matches', async () => {
     const all = await scorers(randomHead(4, 4, 1), new Float32Array(0), ['reference', 'yoco', 'factorized']);
     for (const s of all) expect(await s.search(randomRows(1, 4, 1), 5)).toEqual([]);
