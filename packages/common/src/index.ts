@@ -6,3 +6,4 @@ export { freePort } from './free-port.js';
 export { startRedisServer, RedisBinaryMissingError, type RedisServerHandle, type RedisServerOptions } from './redis-server.js';
 export { LatencyWindow } from './latency-window.js';
 export { msUntil, sleep } from './deadline.js';
+export { Batcher, type BatcherOptions } from './batcher.js';

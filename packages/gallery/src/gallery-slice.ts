@@ -101,8 +101,18 @@ export class GallerySlice {
 
   /** The k best subjects for a query, best first; ties broken by the lower row. */
   async search(query: Float32Array, k: number): Promise<SubjectMatch[]> {
-    const { logits, alive: rowAlive, count } = await this.scorer.scan(query);
-    // From here on nothing awaits, so the scratch arrays cannot be shared by two searches at once.
+    const { logits, alive, count } = await this.scorer.scan(query);
+    return this.bestSubjects(logits, alive, count, k);
+  }
+
+  /** search() for several queries in one pass over the rows (the shard batches concurrent calls into this). */
+  async searchMany(queries: Float32Array[], k: number): Promise<SubjectMatch[][]> {
+    const { logits, alive, count } = await this.scorer.scanMany(queries);
+    return logits.map((l) => this.bestSubjects(l, alive, count, k));
+  }
+
+  /** Subject-level top-k from row logits. Synchronous, so the scratch arrays cannot be shared by two searches at once. */
+  private bestSubjects(logits: ArrayLike<number>, rowAlive: Uint8Array, count: number, k: number): SubjectMatch[] {
     const nSubjects = this.subjectIds.length;
     const { best, bestRow, alive } = this.scratchFor(nSubjects);
     best.fill(-Infinity, 0, nSubjects);

@@ -27,6 +27,8 @@ export interface Scorer {
    * that aggregate rows themselves. `alive` is the scorer's own: read it, do not keep it.
    */
   scan(query: Float32Array): Promise<{ logits: ArrayLike<number>; alive: Uint8Array; count: number }>;
+  /** scan() for several queries at once; engines that can share one pass over the rows do. */
+  scanMany(queries: Float32Array[]): Promise<{ logits: ArrayLike<number>[]; alive: Uint8Array; count: number }>;
   /** The head's logit for the query against the given live rows only (a subject's templates: Verify). */
   logitsOf(query: Float32Array, rows: number[]): Promise<Float64Array>;
   /** Waits for queued work (add() projects rows in the background for some engines). */
@@ -93,6 +95,22 @@ export abstract class BaseScorer implements Scorer {
   async scan(query: Float32Array): Promise<{ logits: ArrayLike<number>; alive: Uint8Array; count: number }> {
     const logits = await this.computeChecked(query);
     return { logits, alive: this.alive, count: logits.length };
+  }
+
+  async scanMany(queries: Float32Array[]): Promise<{ logits: ArrayLike<number>[]; alive: Uint8Array; count: number }> {
+    this.assertOpen();
+    for (const q of queries) assertVectors(q, this.head.dim, 'query', 1);
+    await this.flush();
+    const count = this.count;
+    const logits = count === 0 ? queries.map(() => new Float64Array(0)) : await this.computeManyLogits(queries, count);
+    return { logits, alive: this.alive, count };
+  }
+
+  /** Default: one scan per query. */
+  protected async computeManyLogits(queries: Float32Array[], count: number): Promise<ArrayLike<number>[]> {
+    const out: ArrayLike<number>[] = [];
+    for (const q of queries) out.push(await this.computeLogits(q, count));
+    return out;
   }
 
   async logitsOf(query: Float32Array, rows: number[]): Promise<Float64Array> {

@@ -4,7 +4,7 @@ import { Tensor, type InferenceSession } from 'onnxruntime-node';
 import { BaseScorer } from './base-scorer.js';
 import type { Head } from './head.js';
 import { createSession, type RuntimeOptions } from './ort-session.js';
-import { ReluDotKernel } from './relu-dot-kernel.js';
+import { MAX_QUERIES, ReluDotKernel } from './relu-dot-kernel.js';
 
 export interface FactorizedOptions extends RuntimeOptions {
   /** Gallery rows projected per ORT run when adding (bounds the temporary [n, D] tensor). */
@@ -93,6 +93,26 @@ export class FactorizedScorer extends BaseScorer {
     const b2 = this.head.b2;
     for (let i = 0; i < count; i++) out[i] += b2;
     return out;
+  }
+
+  protected override async computeManyLogits(queries: Float32Array[], count: number): Promise<Float32Array[]> {
+    const D = this.head.dim;
+    const H = this.head.hidden;
+    const outs: Float32Array[] = [];
+    for (let start = 0; start < queries.length; start += MAX_QUERIES) {
+      const part = queries.slice(start, start + MAX_QUERIES);
+      const x = new Float32Array(part.length * D);
+      part.forEach((q, i) => x.set(q, i * D));
+      // One GEMM for the batch's u vectors, then one pass over the rows for all of them.
+      const { y } = await this.projectQuery.run({ x: new Tensor('float32', x, [part.length, D]) });
+      const u = y.data as Float32Array;
+      const partOuts = part.map(() => new Float32Array(count));
+      this.kernel.runMany(part.map((_, i) => u.subarray(i * H, (i + 1) * H)), partOuts);
+      const b2 = this.head.b2;
+      for (const o of partOuts) for (let i = 0; i < count; i++) o[i] += b2;
+      outs.push(...partOuts);
+    }
+    return outs;
   }
 
   protected override async computeRowLogits(query: Float32Array, rows: number[]): Promise<Float64Array> {

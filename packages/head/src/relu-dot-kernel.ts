@@ -18,6 +18,10 @@ const PAGE = 65536;
 const MAX_PAGES = 65536;
 /** Below this many rows a chunk is scanned on the calling thread alone; a hand-off costs more than it saves. */
 const MIN_ROWS_PER_THREAD = 4096;
+/** Queries one runMany pass serves; their u vectors sit side by side at the start of memory. */
+export const MAX_QUERIES = 32;
+/** Rows per block in runMany: 512 rows x 2 KB stay in L2 while every query of the batch scans them. */
+const BLOCK_ROWS = 512;
 
 function leb(n: number): number[] {
   const out: number[] = [];
@@ -189,7 +193,7 @@ export class ReluDotKernel {
 
   constructor(readonly hidden: number, w: Float32Array, threads = 1) {
     this.width = paddedWidth(hidden);
-    this.wOffset = this.width * 4;
+    this.wOffset = this.width * 4 * MAX_QUERIES;
     this.outOffset = this.wOffset + this.width * 4;
     this.rowsOffset = this.outOffset + CHUNK * 4;
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
@@ -247,6 +251,27 @@ export class ReluDotKernel {
       if (v > 0) s += w[j] * v;
     }
     return s;
+  }
+
+  /**
+   * outs[q][i] = w · relu(P_i + us[q]) for up to MAX_QUERIES queries in one pass
+   * over the rows: each block of rows is read from memory once and scanned by
+   * every query while it sits in cache, so a batch costs about one query's
+   * memory traffic. Runs on the calling thread.
+   */
+  runMany(us: Float32Array[], outs: Float32Array[]): void {
+    const nq = us.length;
+    if (nq > MAX_QUERIES) throw new RangeError(`runMany takes at most ${MAX_QUERIES} queries, got ${nq}`);
+    const hb = this.width * 4;
+    for (let q = 0; q < nq; q++) new Float32Array(this.memory.buffer, this.uOffset + q * hb, this.hidden).set(us[q].subarray(0, this.hidden));
+    const scratch = new Float32Array(this.memory.buffer, this.outOffset, CHUNK);
+    for (let start = 0; start < this.count; start += BLOCK_ROWS) {
+      const n = Math.min(BLOCK_ROWS, this.count - start);
+      for (let q = 0; q < nq; q++) {
+        this.score(this.rowsOffset + start * hb, this.uOffset + q * hb, this.wOffset, this.outOffset + q * BLOCK_ROWS * 4, n, hb);
+      }
+      for (let q = 0; q < nq; q++) outs[q].set(scratch.subarray(q * BLOCK_ROWS, q * BLOCK_ROWS + n), start);
+    }
   }
 
   /** out[i] = w · relu(P_i + u) for every stored row. */

@@ -188,6 +188,20 @@ describe('appending and removing rows', () => {
     }
   });
 
+  it('scanMany gives each query exactly what scan gives it (one pass over the rows for all)', async () => {
+    const dim = 24;
+    const all = await scorers(randomHead(dim, 40, 8), randomRows(1500, dim, 9), ['reference', 'yoco', 'factorized'], 256);
+    const queries = Array.from({ length: 37 }, (_, i) => randomRows(1, dim, 100 + i));
+    for (const s of all) {
+      const many = await s.scanMany(queries);
+      expect(many.logits).toHaveLength(37);
+      for (let i = 0; i < 37; i++) {
+        const one = await s.scan(queries[i]);
+        expect(Array.from(many.logits[i])).toEqual(Array.from(one.logits));
+      }
+    }
+  });
+
   it('an empty scorer returns no matches', async () => {
     const all = await scorers(randomHead(4, 4, 1), new Float32Array(0), ['reference', 'yoco', 'factorized']);
     for (const s of all) expect(await s.search(randomRows(1, 4, 1), 5)).toEqual([]);

@@ -1,13 +1,12 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { InvalidArgumentError } from '@yoco/common';
+import { Batcher, InvalidArgumentError } from '@yoco/common';
 import { buildModels, PROFILES, preprocess, type ModelProfile } from '@yoco/models';
 import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger } from '@yoco/rpc';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { Gauge, Histogram } from 'prom-client';
 import type { EmbedderConfig } from './config.js';
-import { EmbedBatcher } from './embed-batcher.js';
 
 /** A built-in profile by name, or a profile JSON (its model path relative to the JSON). */
 export function resolveProfile(name: string, modelsDir: string): { profile: ModelProfile; modelPath: string; builtIn: boolean } {
@@ -31,7 +30,7 @@ export class EmbedderWorker {
   readonly profile: ModelProfile;
   modelId = '';
   private session: InferenceSession | undefined;
-  private batcher: EmbedBatcher | undefined;
+  private batcher: Batcher<Float32Array, Float32Array> | undefined;
   private server: RpcServer | undefined;
   private closing: Promise<void> | undefined;
   private readonly modelPath: string;
@@ -71,7 +70,7 @@ export class EmbedderWorker {
       executionProviders: [...this.config.executionProviders.filter((p) => p !== 'cpu'), 'cpu'],
       graphOptimizationLevel: 'all',
     });
-    this.batcher = new EmbedBatcher((batch) => this.infer(batch), { maxBatch: this.config.maxBatch, maxDelayMs: this.config.maxQueueDelayMs }, (n) => this.batchSize.observe(n));
+    this.batcher = new Batcher<Float32Array, Float32Array>((batch) => this.infer(batch), { maxBatch: this.config.maxBatch, maxDelayMs: this.config.maxQueueDelayMs }, (n) => this.batchSize.observe(n));
     const { Embedder } = loadProtos();
     this.server = new RpcServer({
       address: this.config.grpcAddress,

@@ -12,6 +12,8 @@ export interface ShardConfig extends HeadConfig {
   engine: 'factorized' | 'yoco' | 'reference';
   kernelThreads: number;
   ortThreads: number;
+  searchMaxBatch: number;
+  searchMaxDelayMs: number;
   executionProviders: string[];
   modelId: string;
   shutdownGraceMs: number;
@@ -38,6 +40,8 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   metricsAddress: { name: 'METRICS_ADDRESS', default: '0.0.0.0:9464', parse: parse.address, doc: 'host:port of /metrics' },
   engine: { name: 'SHARD_ENGINE', default: 'factorized', parse: parse.oneOf('factorized', 'yoco', 'reference'), doc: 'scoring engine' },
   kernelThreads: { name: 'KERNEL_THREADS', default: 0, parse: parse.int(0, 256), doc: 'threads scanning P per query (0 = one per core)' },
+  searchMaxBatch: { name: 'SEARCH_MAX_BATCH', default: 16, parse: parse.int(1, 256), doc: 'concurrent queries scanned in one pass over the slice' },
+  searchMaxDelayMs: { name: 'SEARCH_MAX_DELAY_MS', default: 0, parse: parse.int(0, 1000), doc: 'longest a query waits for others (0: batch only what queued while the last pass ran)' },
   ortThreads: { name: 'ORT_THREADS', default: 0, parse: parse.int(0, 256), doc: 'ONNX Runtime intra-op threads (0 = one per core)' },
   executionProviders: { name: 'ORT_PROVIDERS', default: [], parse: parse.list, doc: 'ONNX Runtime execution providers, e.g. cuda,cpu' },
   modelId: { name: 'YOCO_MODEL_ID', default: 'vectors', parse: parse.string, doc: 'embedding model the vectors come from (reported in status)' },

@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { InvalidArgumentError, LatencyWindow, msUntil, sleep, UnavailableError, assertVectors } from '@yoco/common';
+import { assertVectors, Batcher, InvalidArgumentError, LatencyWindow, msUntil, sleep, UnavailableError } from '@yoco/common';
 import { GallerySlice, GalleryStore, ownedSlots, SliceFollower, assertSubjectId, type SubjectMatch } from '@yoco/gallery';
 import { createScorer, type Head } from '@yoco/head';
 import { PROFILES } from '@yoco/models';
@@ -48,6 +48,7 @@ export class ShardWorker {
   private readonly store: GalleryStore;
   private server: RpcServer | undefined;
   private slice: GallerySlice | undefined;
+  private batcher: Batcher<{ query: Float32Array; k: number }, SubjectMatch[]> | undefined;
   private follower: SliceFollower | undefined;
   private closing: Promise<void> | undefined;
   private readonly searchQueries: Histogram;
@@ -79,8 +80,8 @@ export class ShardWorker {
       },
     });
     this.searchQueries = new Histogram({
-      name: 'yoco_shard_search_queries',
-      help: 'queries per Search call',
+      name: 'yoco_shard_search_batch_size',
+      help: 'queries scanned together in one pass',
       buckets: [1, 2, 4, 8, 16, 32, 64],
       registers,
     });
@@ -128,6 +129,17 @@ export class ShardWorker {
       executionProviders: this.config.executionProviders,
     });
     this.slice = new GallerySlice(scorer);
+    const slice = this.slice;
+    // Concurrent queries share one pass over the slice: each row block is read once for all of them.
+    this.batcher = new Batcher<{ query: Float32Array; k: number }, SubjectMatch[]>(
+      async (batch) => {
+        const k = Math.max(...batch.map((b) => b.k));
+        const all = await slice.searchMany(batch.map((b) => b.query), k);
+        return all.map((matches, i) => matches.slice(0, batch[i].k));
+      },
+      { maxBatch: this.config.searchMaxBatch, maxDelayMs: this.config.searchMaxDelayMs },
+      (size) => this.searchQueries.observe(size),
+    );
     this.follower = new SliceFollower({
       store: this.store,
       slice: this.slice,
@@ -184,9 +196,9 @@ export class ShardWorker {
     if (k > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${k} is above ${MAX_TOP_K}`, 'TOP_K');
     await this.consistent(follower, req.consistencyToken, call);
     if (this.config.testDelayMs > 0) await sleep(this.config.testDelayMs);
-    const results = [];
-    for (let i = 0; i < n; i++) results.push({ matches: (await slice.search(queries.subarray(i * dim, (i + 1) * dim), k)).map(toMatch) });
-    this.searchQueries.observe(n);
+    const results = await Promise.all(
+      Array.from({ length: n }, async (_, i) => ({ matches: (await this.batcher!.submit({ query: queries.subarray(i * dim, (i + 1) * dim), k })).map(toMatch) })),
+    );
     this.latency.add(performance.now() - started);
     return { results, shardIndex: this.config.index, templates: slice.templates, watermark: follower.watermark };
   }

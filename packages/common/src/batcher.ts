@@ -5,26 +5,26 @@ export interface BatcherOptions {
   maxDelayMs: number;
 }
 
-interface Pending {
-  input: Float32Array;
-  resolve: (v: Float32Array) => void;
+interface Pending<I, O> {
+  input: I;
+  resolve: (v: O) => void;
   reject: (e: Error) => void;
 }
 
 /**
  * Gathers concurrent inputs into batches: a batch runs when it is full or
- * when its oldest input has waited maxDelayMs, one batch at a time (the model
- * already uses every core), the next gathering while one runs.
+ * when its oldest input has waited maxDelayMs (0: at once), one batch at a
+ * time (the work already uses every core), the next gathering while one runs.
  */
-export class EmbedBatcher {
-  private readonly queue: Pending[] = [];
+export class Batcher<I, O> {
+  private readonly queue: Pending<I, O>[] = [];
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   /** Batches run so far. */
   runs = 0;
 
   constructor(
-    private readonly run: (batch: Float32Array[]) => Promise<Float32Array[]>,
+    private readonly run: (batch: I[]) => Promise<O[]>,
     private readonly options: BatcherOptions,
     private readonly onBatch: (size: number) => void = () => {},
   ) {
@@ -36,7 +36,7 @@ export class EmbedBatcher {
     return this.queue.length;
   }
 
-  submit(input: Float32Array): Promise<Float32Array> {
+  submit(input: I): Promise<O> {
     return new Promise((resolve, reject) => {
       this.queue.push({ input, resolve, reject });
       this.schedule();
