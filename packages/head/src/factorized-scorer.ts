@@ -96,6 +96,8 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   protected override async computeManyLogits(queries: Float32Array[], count: number): Promise<Float32Array[]> {
+    // Alone, a query scans best in one call over all rows (and with the helper threads).
+    if (queries.length === 1) return [await this.computeLogits(queries[0], count)];
     const D = this.head.dim;
     const H = this.head.hidden;
     const outs: Float32Array[] = [];
