@@ -1,12 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { InvalidArgumentError } from '@yoco/common';
+import { f32FromBytes, InvalidArgumentError } from '@yoco/common';
 
 /** A vector from a file: a JSON array of numbers, or raw little-endian float32 (.f32 / .bin). */
 export async function readVectorFile(path: string): Promise<Float32Array> {
   const bytes = await readFile(path);
   if (/\.(f32|bin)$/i.test(path)) {
-    if (bytes.length % 4 !== 0) throw new InvalidArgumentError(`${path}: ${bytes.length} bytes is not a whole number of float32 values`);
-    return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+    return f32FromBytes(bytes, path);
   }
   const json = JSON.parse(bytes.toString('utf8')) as unknown;
   const values = Array.isArray(json) ? json : (json as { vector?: unknown; values?: unknown }).vector ?? (json as { values?: unknown }).values;

@@ -1,5 +1,5 @@
 export * from './errors/index.js';
-export { assertVectors } from './vector.js';
+export { assertVectors, f32FromBytes } from './vector.js';
 export { Rng } from './random.js';
 export { readEnv, parse, splitAddress, type EnvSpec, type EnvVar } from './env-config.js';
 export { freePort } from './free-port.js';

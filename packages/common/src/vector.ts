@@ -1,4 +1,4 @@
-import { NonFiniteVectorError, VectorLengthError } from './errors/index.js';
+import { InvalidArgumentError, NonFiniteVectorError, VectorLengthError } from './errors/index.js';
 
 /**
  * Checks that `values` holds whole vectors of `dim` finite numbers. `count`
@@ -15,4 +15,13 @@ export function assertVectors(values: ArrayLike<number>, dim: number, what = 've
     if (v - v !== 0) throw new NonFiniteVectorError(i, v, what);
   }
   return n;
+}
+
+/**
+ * Little-endian float32 bytes as a Float32Array (a copy: the bytes may sit at
+ * an offset a Float32Array cannot view). Throws VECTOR_LENGTH for a ragged tail.
+ */
+export function f32FromBytes(bytes: Uint8Array, what = 'vector'): Float32Array {
+  if (bytes.length % 4 !== 0) throw new InvalidArgumentError(`${what} bytes (${bytes.length}) are not whole float32 values`, 'VECTOR_LENGTH');
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
 }

@@ -1,5 +1,9 @@
 import { InvalidArgumentError } from '@yoco/common';
-import sharp, { type Metadata } from 'sharp';
+import type { Metadata, Sharp, SharpOptions } from 'sharp';
+
+// Loaded on first use: shards import this package for the profile table and never decode images.
+let sharpModule: Promise<(input: Buffer, options?: SharpOptions) => Sharp> | undefined;
+const loadSharp = () => (sharpModule ??= import('sharp').then((m) => m.default));
 import type { ModelProfile } from './profiles.js';
 
 export interface ImageLimits {
@@ -30,6 +34,7 @@ export async function preprocess(bytes: Uint8Array, profile: ModelProfile, limit
   if (bytes.length === 0) throw new ImageError('image is empty (0 bytes)');
   if (bytes.length > limits.maxBytes) throw new ImageError(`image is ${bytes.length} bytes, over the ${limits.maxBytes}-byte limit`);
   const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const sharp = await loadSharp();
   let meta: Metadata;
   try {
     meta = await sharp(input, { limitInputPixels: false }).metadata();

@@ -1,3 +1,5 @@
+import { f32FromBytes } from '@yoco/common';
+
 /** What an enrolment job carries. Vectors travel as base64 float32 and are stripped once the job ends. */
 export type EnrolJobData =
   | {
@@ -35,9 +37,7 @@ export function encodeVector(v: Float32Array): string {
 }
 
 export function decodeVector(s: string): Float32Array {
-  const bytes = Buffer.from(s, 'base64');
-  if (bytes.length % 4 !== 0) throw new Error(`vector of ${bytes.length} bytes is not whole float32 values`);
-  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+  return f32FromBytes(Buffer.from(s, 'base64'));
 }
 
 /** Attempts and backoff for transient faults (Redis blips); bad data fails at once. */

@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import {
   assertVectors,
   DeadlineError,
+  f32FromBytes,
   InvalidArgumentError,
   NotFoundError,
   NotImplementedError,
@@ -133,13 +134,7 @@ export class MatcherService {
   /** A vector probe's values, checked; image probes go through probeVectors. */
   private vectorOf(probe: Probe, dim: number): Float32Array {
     const bytes = probe.vector?.f32le;
-    let v: Float32Array;
-    if (bytes && bytes.length > 0) {
-      if (bytes.length % 4 !== 0) throw new InvalidArgumentError(`probe vector bytes (${bytes.length}) are not whole float32 values`, 'VECTOR_LENGTH');
-      v = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
-    } else {
-      v = Float32Array.from(probe.vector?.values ?? []);
-    }
+    const v = bytes && bytes.length > 0 ? f32FromBytes(bytes, 'probe vector') : Float32Array.from(probe.vector?.values ?? []);
     assertVectors(v, dim, 'probe vector', 1);
     return v;
   }

@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { assertVectors, Batcher, InvalidArgumentError, LatencyWindow, msUntil, sleep, UnavailableError } from '@yoco/common';
+import { assertVectors, Batcher, f32FromBytes, InvalidArgumentError, LatencyWindow, msUntil, sleep, UnavailableError } from '@yoco/common';
 import { GallerySlice, GalleryStore, ownedSlots, SliceFollower, assertSubjectId, type SubjectMatch } from '@yoco/gallery';
 import { createScorer, type Head } from '@yoco/head';
 import { PROFILES } from '@yoco/models';
@@ -26,12 +26,7 @@ interface ScoreSubjectRequest {
 
 /** Queries from raw little-endian float32 bytes when sent that way, else from the repeated field. */
 function floats(bytes: Buffer | undefined, values: number[] | undefined): Float32Array {
-  if (bytes && bytes.length > 0) {
-    if (bytes.length % 4 !== 0) throw new InvalidArgumentError(`query bytes (${bytes.length}) are not whole float32 values`, 'VECTOR_LENGTH');
-    // Copy: the buffer may sit at an offset a Float32Array cannot view.
-    return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
-  }
-  return Float32Array.from(values ?? []);
+  return bytes && bytes.length > 0 ? f32FromBytes(bytes, 'query') : Float32Array.from(values ?? []);
 }
 
 const toMatch = (m: SubjectMatch) => ({ subjectId: m.subjectId, templateId: m.templateId, score: m.score, logit: m.logit });
