@@ -10,6 +10,18 @@ export const CLIENT_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_reconnect_backoff_ms': 2000,
 };
 
+/**
+ * For callers that fail over themselves (the coordinator's shard calls) or
+ * care about every fraction of a millisecond: no transparent retries (grpc-js
+ * then buffers each call and takes extra turns of the event loop: 0.3-0.5 ms
+ * of a 0.7-1.1 ms call between two processes here) and no channelz
+ * bookkeeping (nothing serves channelz).
+ */
+export const DIRECT_CLIENT_OPTIONS: grpc.ChannelOptions = {
+  'grpc.enable_retries': 0,
+  'grpc.enable_channelz': 0,
+};
+
 export function makeClient<C extends grpc.Client>(ctor: grpc.ServiceClientConstructor, address: string, options: grpc.ChannelOptions = {}): C {
   return new ctor(address, grpc.credentials.createInsecure(), { ...CLIENT_OPTIONS, ...options }) as unknown as C;
 }

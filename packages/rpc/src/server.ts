@@ -3,6 +3,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { ServiceMetrics } from './metrics.js';
+import { MultiplexedStreams, type MultiplexedHandler } from './multiplexed-server.js';
 import { reflectionDefinition } from './proto.js';
 import { statusName, toServiceError } from './status.js';
 
@@ -13,6 +14,8 @@ export interface ServiceBinding {
   name: string;
   definition: grpc.ServiceDefinition;
   handlers: Record<string, UnaryHandler<any, any>>;
+  /** Bidirectional methods that carry many unary calls each (see MultiplexedStreams). */
+  multiplexed?: Record<string, MultiplexedHandler<any, any>>;
 }
 
 export interface ServerOptions {
@@ -32,15 +35,19 @@ export interface ServerOptions {
 export class RpcServer {
   readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
   private readonly server: grpc.Server;
+  private readonly streams: MultiplexedStreams;
   private closing: Promise<void> | undefined;
   port = 0;
 
   constructor(private readonly options: ServerOptions) {
     const max = options.maxMessageBytes ?? 16 * 1024 * 1024;
+    // channelz stays on: without it grpc-js 1.14 does not track sessions, and forceShutdown() leaves them open.
     this.server = new grpc.Server({ 'grpc.max_receive_message_length': max, 'grpc.max_send_message_length': max });
+    this.streams = new MultiplexedStreams(options.logger, options.metrics);
     for (const s of options.services) {
       const impl: grpc.UntypedServiceImplementation = {};
       for (const [method, handler] of Object.entries(s.handlers)) impl[method] = this.wrap(`${s.name}/${method}`, handler);
+      for (const [method, handler] of Object.entries(s.multiplexed ?? {})) impl[method] = this.streams.handler(`${s.name}/${method}`, handler);
       this.server.addService(s.definition, impl);
       this.health.setStatus(s.name, 'NOT_SERVING');
     }
@@ -67,6 +74,7 @@ export class RpcServer {
   shutdown(graceMs = 10_000): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
       this.setServing(false);
+      this.streams.drain();
       const timer = setTimeout(() => {
         this.options.logger.warn({ graceMs }, 'calls still running after the grace period; forcing shutdown');
         this.server.forceShutdown();

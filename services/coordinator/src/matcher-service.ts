@@ -12,6 +12,7 @@ import {
 import { assertSubjectId, GalleryStore, isStreamId, shardOfSlot, slotOf, SubjectNotFoundError, templateIdOf } from '@yoco/gallery';
 import { JobFailedError, type EnrolQueue } from '@yoco/queue';
 import { Histogram, type Registry } from 'prom-client';
+import { unary } from '@yoco/rpc';
 import type { CoordinatorConfig } from './config.js';
 import { ShardCaller, ShardUnavailableError } from './shard-caller.js';
 import type { EmbedderClient } from './embedder-client.js';
@@ -183,7 +184,7 @@ export class MatcherService {
     this.fanout.observe(k);
     const settled = await Promise.allSettled(
       Array.from({ length: k }, (_, i) =>
-        this.caller.call<ShardSearchResponse>(i, 'Search', request, { deadline, hedgeAfterMs: this.hedgeDelay(i) }),
+        this.caller.call(i, (r, o) => this.deps.directory.search<ShardSearchResponse>(r, request, o), { deadline, hedgeAfterMs: this.hedgeDelay(i) }),
       ),
     );
     const matches: ShardMatch[] = [];
@@ -226,10 +227,10 @@ export class MatcherService {
     const threshold = this.threshold(req.threshold);
     const [vector] = await this.probeVectors([req.probe], dim, this.deadline(call));
     const index = shardOfSlot(slotOf(req.subjectId), k);
-    const { response } = await this.caller.call<{ found: boolean; best?: ShardMatch }>(
+    const request = { subjectId: req.subjectId, queryF32: f32Bytes(vector), consistencyToken: this.token(req.consistencyToken) };
+    const { response } = await this.caller.call(
       index,
-      'ScoreSubject',
-      { subjectId: req.subjectId, queryF32: f32Bytes(vector), consistencyToken: this.token(req.consistencyToken) },
+      (r, o) => unary<object, { found: boolean; best?: ShardMatch }>(r.client, 'ScoreSubject', request, o),
       { deadline: this.deadline(call), hedgeAfterMs: this.hedgeDelay(index) },
     );
     if (!response.found || !response.best) throw new SubjectNotFoundError(req.subjectId);

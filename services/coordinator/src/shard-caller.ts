@@ -1,6 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import { DeadlineError, UnavailableError } from '@yoco/common';
-import { isServiceError, Status, unary } from '@yoco/rpc';
+import { isServiceError, Status } from '@yoco/rpc';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Replica, ShardDirectory } from './shard-directory.js';
 
@@ -43,7 +43,12 @@ export class ShardCaller {
     });
   }
 
-  call<Res>(index: number, method: string, request: object, options: CallOptions): Promise<{ response: Res; replica: Replica; hedged: boolean }> {
+  /** `invoke` makes the call on one replica (Search over its stream, ScoreSubject unary, ...). */
+  call<Res>(
+    index: number,
+    invoke: (replica: Replica, options: { deadline: number; signal: AbortSignal }) => Promise<Res>,
+    options: CallOptions,
+  ): Promise<{ response: Res; replica: Replica; hedged: boolean }> {
     const candidates = this.directory.candidates(index);
     const label = { shard: String(index) };
     if (candidates.length === 0) return Promise.reject(new ShardUnavailableError(index, []));
@@ -72,7 +77,7 @@ export class ShardCaller {
         running++;
         replica.inflight++;
         if (hedge) this.hedges.inc(label);
-        unary<object, Res>(replica.client, method, request, { deadline: options.deadline, signal: controller.signal }).then(
+        invoke(replica, { deadline: options.deadline, signal: controller.signal }).then(
           (response) => {
             replica.inflight--;
             this.directory.markOk(replica);

@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { LatencyWindow, splitAddress } from '@yoco/common';
-import { loadProtos, makeClient, unary, type Logger } from '@yoco/rpc';
+import { DIRECT_CLIENT_OPTIONS, loadProtos, makeClient, MultiplexedChannel, Status, unary, type Logger, type MultiplexedCallOptions } from '@yoco/rpc';
 
 export interface ShardStatusReply {
   index: number;
@@ -21,6 +21,10 @@ export interface ShardStatusReply {
 export interface Replica {
   address: string;
   client: grpc.Client;
+  /** Search calls over one open SearchStream (one message each way per call). */
+  searchStream: MultiplexedChannel<object, unknown>;
+  /** The replica answered SearchStream with UNIMPLEMENTED (an older build): unary Search instead. */
+  unarySearch: boolean;
   status: ShardStatusReply | undefined;
   /** Last poll or call succeeded and the replica said SERVING. */
   healthy: boolean;
@@ -59,7 +63,7 @@ export class ShardDirectory {
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
-    for (const r of this.replicas.values()) r.client.close();
+    for (const r of this.replicas.values()) closeReplica(r);
     this.replicas.clear();
   }
 
@@ -75,12 +79,15 @@ export class ShardDirectory {
     for (const a of addresses) {
       if (this.replicas.has(a)) continue;
       const { Shard } = loadProtos();
-      this.replicas.set(a, { address: a, client: makeClient(Shard, a), status: undefined, healthy: false, lastError: 'not polled yet', inflight: 0 });
+      // ShardCaller fails over itself: no transparent retries underneath it.
+      const client = makeClient(Shard, a, DIRECT_CLIENT_OPTIONS);
+      const searchStream = new MultiplexedChannel<object, unknown>(client, 'SearchStream');
+      this.replicas.set(a, { address: a, client, searchStream, unarySearch: false, status: undefined, healthy: false, lastError: 'not polled yet', inflight: 0 });
       changed = true;
     }
     for (const [a, r] of this.replicas) {
       if (addresses.includes(a)) continue;
-      r.client.close();
+      closeReplica(r);
       this.replicas.delete(a);
       changed = true;
     }
@@ -112,6 +119,20 @@ export class ShardDirectory {
       r.healthy = false;
       r.lastError = (err as grpc.ServiceError).details || (err as Error).message;
     }
+  }
+
+  /** Shard.Search on one replica: over its open stream, or unary where the replica has no SearchStream. */
+  async search<Res>(r: Replica, request: object, options: MultiplexedCallOptions): Promise<Res> {
+    if (!r.unarySearch) {
+      try {
+        return (await r.searchStream.call(request, options)) as Res;
+      } catch (err) {
+        if ((err as grpc.ServiceError).code !== Status.UNIMPLEMENTED) throw err;
+        r.unarySearch = true;
+        this.options.logger.warn({ replica: r.address }, 'replica has no SearchStream (older build): using unary Search');
+      }
+    }
+    return unary<object, Res>(r.client, 'Search', request, options);
   }
 
   /** k: what the replicas report (the most common value while a resize is in progress); 0 when none answered. */
@@ -173,4 +194,9 @@ export class ShardDirectory {
     const w = this.latency.get(index);
     return w && w.count >= 10 ? w.percentile(95) : undefined;
   }
+}
+
+function closeReplica(r: Replica): void {
+  r.searchStream.close();
+  r.client.close();
 }

@@ -29,6 +29,9 @@ function floats(bytes: Buffer | undefined, values: number[] | undefined): Float3
   return bytes && bytes.length > 0 ? f32FromBytes(bytes, 'query') : Float32Array.from(values ?? []);
 }
 
+/** A unary call's deadline as epoch ms (a minute when the caller set none). */
+const deadlineOf = (call: grpc.ServerUnaryCall<unknown, unknown>) => Date.now() + Math.min(msUntil(call.getDeadline()), 60_000);
+
 const toMatch = (m: SubjectMatch) => ({ subjectId: m.subjectId, templateId: m.templateId, score: m.score, logit: m.logit });
 
 /**
@@ -103,13 +106,16 @@ export class ShardWorker {
           name: SERVICE_NAMES.Shard,
           definition: Shard.service,
           handlers: {
-            Search: (req: SearchRequest, call) => this.search(req, call),
-            ScoreSubject: (req: ScoreSubjectRequest, call) => this.scoreSubject(req, call),
+            Search: (req: SearchRequest, call) => this.search(req, deadlineOf(call)),
+            ScoreSubject: (req: ScoreSubjectRequest, call) => this.scoreSubject(req, deadlineOf(call)),
             Status: async () => this.status(),
             ListTemplates: async () => {
               const { slice, follower } = this.ready();
               return { templates: slice.entries(), watermark: follower.watermark };
             },
+          },
+          multiplexed: {
+            SearchStream: (req: SearchRequest, { deadline }) => this.search(req, deadline),
           },
         },
       ],
@@ -177,11 +183,11 @@ export class ShardWorker {
     return { slice: this.slice, follower: this.follower };
   }
 
-  private async consistent(follower: SliceFollower, token: string, call: grpc.ServerUnaryCall<unknown, unknown>): Promise<void> {
-    if (token) await follower.waitFor(token, Math.min(msUntil(call.getDeadline()), 60_000));
+  private async consistent(follower: SliceFollower, token: string, deadline: number): Promise<void> {
+    if (token) await follower.waitFor(token, Math.min(deadline - Date.now(), 60_000));
   }
 
-  private async search(req: SearchRequest, call: grpc.ServerUnaryCall<SearchRequest, unknown>) {
+  private async search(req: SearchRequest, deadline: number) {
     const { slice, follower } = this.ready();
     const started = performance.now();
     const dim = this.head.dim;
@@ -189,7 +195,7 @@ export class ShardWorker {
     const n = assertVectors(queries, dim, 'query');
     const k = req.topK || 10;
     if (k > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${k} is above ${MAX_TOP_K}`, 'TOP_K');
-    await this.consistent(follower, req.consistencyToken, call);
+    await this.consistent(follower, req.consistencyToken, deadline);
     if (this.config.testDelayMs > 0) await sleep(this.config.testDelayMs);
     const results = await Promise.all(
       Array.from({ length: n }, async (_, i) => ({ matches: (await this.batcher!.submit({ query: queries.subarray(i * dim, (i + 1) * dim), k })).map(toMatch) })),
@@ -198,12 +204,12 @@ export class ShardWorker {
     return { results, shardIndex: this.config.index, templates: slice.templates, watermark: follower.watermark };
   }
 
-  private async scoreSubject(req: ScoreSubjectRequest, call: grpc.ServerUnaryCall<unknown, unknown>) {
+  private async scoreSubject(req: ScoreSubjectRequest, deadline: number) {
     const { slice, follower } = this.ready();
     assertSubjectId(req.subjectId);
     const query = floats(req.queryF32, req.query);
     assertVectors(query, this.head.dim, 'query', 1);
-    await this.consistent(follower, req.consistencyToken, call);
+    await this.consistent(follower, req.consistencyToken, deadline);
     const best = await slice.scoreSubject(req.subjectId, query);
     return best ? { found: true, best: toMatch(best) } : { found: false };
   }
