@@ -1,7 +1,8 @@
 /**
  * Identify by vector over gRPC against 50000 subjects (D=3840, H=512) on k=2
- * local shard processes, side by side with one shard's scorer alone in this
- * process, so the gRPC and fan-out overhead shows as a ratio.
+ * local shard processes, unary and over IdentifyStream, side by side with each
+ * shard's scorer alone in this process, so the gRPC and fan-out overhead
+ * shows as a ratio.
  * `npm run bench:cluster` (`-- --subjects N` for another size).
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { LocalCluster, demoVector } from '@yoco/cli';
 import { freePort, Rng } from '@yoco/common';
 import { GallerySlice, ownedSlots, slotOf } from '@yoco/gallery';
 import { createScorer, metricHead } from '@yoco/head';
-import { DIRECT_CLIENT_OPTIONS, loadProtos, makeClient, unary } from '@yoco/rpc';
+import { DIRECT_CLIENT_OPTIONS, loadProtos, makeClient, MultiplexedChannel, unary } from '@yoco/rpc';
 import { benchStore, machineInfo, percentile, printTable, timeConcurrently } from './bench-util.js';
 
 const { values } = parseArgs({ options: { subjects: { type: 'string', default: '50000' }, queries: { type: 'string', default: '200' } } });
@@ -87,28 +88,36 @@ async function main(): Promise<void> {
     // and a grpc-js channel without transparent retries (it fails over on its own).
     const client = makeClient(loadProtos().Matcher, cluster.address, DIRECT_CLIENT_OPTIONS);
     const bytes = probes.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength));
-    const identify = (i: number) => unary(client, 'Identify', { probe: { vector: { f32le: bytes[i % bytes.length] } }, topK: 10 }, { deadline: Date.now() + 30_000 });
+    const request = (i: number) => ({ probe: { vector: { f32le: bytes[i % bytes.length] } }, topK: 10 });
+    // Two ways a gateway can call: unary Identify, or IdentifyStream (one open stream, calls multiplexed on it).
+    const stream = new MultiplexedChannel<object, unknown>(client, 'IdentifyStream');
+    const ways: { name: string; run: (i: number) => Promise<unknown> }[] = [
+      { name: 'Identify', run: (i) => unary(client, 'Identify', request(i), { deadline: Date.now() + 30_000 }) },
+      { name: 'IdentifyStream', run: (i) => stream.call(request(i), { deadline: Date.now() + 30_000 }) },
+    ];
     // This machine's speed drifts by up to 2x within minutes, so the scorers alone and the
     // cluster take turns in short rounds (the cluster idles while a scorer runs here): both
     // sides of the ratio see the same conditions.
     const ROUNDS = 8;
     const perRound = Math.ceil(QUERIES / ROUNDS);
     const alone: number[][] = slices.map(() => []);
-    const e2e: number[] = [];
-    let e2eSeconds = 0;
     const aloneSeconds = slices.map(() => 0);
+    const e2e: number[][] = ways.map(() => []);
+    const e2eSeconds = ways.map(() => 0);
     for (const slice of slices) for (let i = 0; i < 20; i++) await slice.search(probes[i % probes.length], 10);
-    for (let i = 0; i < 20; i++) await identify(i);
-    log(`scorers alone and Identify over gRPC at concurrency 1, ${ROUNDS} rounds taking turns`);
+    for (const way of ways) for (let i = 0; i < 20; i++) await way.run(i);
+    log(`scorers alone, Identify and IdentifyStream at concurrency 1, ${ROUNDS} rounds taking turns`);
     for (let round = 0; round < ROUNDS; round++) {
       for (const [index, slice] of slices.entries()) {
         const { times, seconds } = await timeConcurrently(perRound, 1, (i) => slice.search(probes[(round * perRound + i) % probes.length], 10));
         alone[index].push(...times);
         aloneSeconds[index] += seconds;
       }
-      const { times, seconds } = await timeConcurrently(perRound, 1, (i) => identify(round * perRound + i));
-      e2e.push(...times);
-      e2eSeconds += seconds;
+      for (const [w, way] of ways.entries()) {
+        const { times, seconds } = await timeConcurrently(perRound, 1, (i) => way.run(round * perRound + i));
+        e2e[w].push(...times);
+        e2eSeconds[w] += seconds;
+      }
     }
     for (const [index, slice] of slices.entries()) {
       const row = { what: `shard ${index} scorer alone (${slice.templates} rows)`, concurrency: 1, p50_ms: percentile(alone[index], 50), p99_ms: percentile(alone[index], 99), qps: alone[index].length / aloneSeconds[index] };
@@ -116,7 +125,9 @@ async function main(): Promise<void> {
       shardScoring.push(row.p50_ms);
       await slice.scorer.close();
     }
-    results.push({ what: `identify end-to-end (k=${K}, ${SUBJECTS} subjects)`, concurrency: 1, p50_ms: percentile(e2e, 50), p99_ms: percentile(e2e, 99), qps: e2e.length / e2eSeconds });
+    for (const [w, way] of ways.entries()) {
+      results.push({ what: `${way.name} end-to-end (k=${K}, ${SUBJECTS} subjects)`, concurrency: 1, p50_ms: percentile(e2e[w], 50), p99_ms: percentile(e2e[w], 99), qps: e2e[w].length / e2eSeconds[w] });
+    }
     // The coordinator's own view (means from its histograms): its handler time, and each shard call.
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const total = (line: RegExp) => [...text.matchAll(line)].reduce((a, m) => a + Number(m[1]), 0);
@@ -134,8 +145,11 @@ async function main(): Promise<void> {
       results.push({ what: `shard ${s.index} Search in the cluster, server side (${st.templates} rows)`, concurrency: 1, p50_ms: st.p50Ms, p95_ms: st.p95Ms, p99_ms: null, qps: null });
       inCluster.push(st.p50Ms);
     }
-    log('Identify over gRPC, concurrency 16');
-    results.push(await measure(`identify end-to-end (k=${K}, ${SUBJECTS} subjects)`, 16, QUERIES * 2, identify));
+    for (const way of ways) {
+      log(`${way.name}, concurrency 16`);
+      results.push(await measure(`${way.name} end-to-end (k=${K}, ${SUBJECTS} subjects)`, 16, QUERIES * 2, way.run));
+    }
+    stream.close();
     client.close();
   } finally {
     await cluster.stop();
@@ -144,9 +158,13 @@ async function main(): Promise<void> {
 
   const slowest = Math.max(...shardScoring);
   const slowestInCluster = Math.max(...inCluster);
-  const e2e = results.find((r) => r.what.startsWith('identify') && r.concurrency === 1)!;
-  const ratio = e2e.p50_ms / slowestInCluster;
-  const ratioAlone = e2e.p50_ms / slowest;
+  const ratios = Object.fromEntries(
+    results
+      .filter((r) => r.what.includes('end-to-end') && r.concurrency === 1)
+      .map((r) => [r.what.split(' ')[0], { in_cluster: r.p50_ms / slowestInCluster, scorer_alone: r.p50_ms / slowest }]),
+  );
+  const ratio = ratios.Identify.in_cluster;
+  const ratioAlone = ratios.Identify.scorer_alone;
   const report = {
     machine: machineInfo(),
     subjects: SUBJECTS,
@@ -157,6 +175,7 @@ async function main(): Promise<void> {
     slowest_shard_search_in_cluster_p50_ms: slowestInCluster,
     e2e_over_slowest_shard_in_cluster_p50: ratio,
     e2e_over_slowest_shard_scorer_alone_p50: ratioAlone,
+    e2e_over_slowest_shard_by_way: ratios,
     coordinator_view_c1: coordinatorView,
     results,
   };
@@ -167,8 +186,10 @@ async function main(): Promise<void> {
     ['what', 'concurrency', 'p50 ms', 'p99 ms', 'qps'],
     results.map((r) => [r.what, String(r.concurrency), r.p50_ms.toFixed(2), r.p99_ms?.toFixed(2) ?? '-', r.qps?.toFixed(1) ?? '-']),
   );
-  console.log(`end-to-end p50 / slowest shard's Search p50 inside the cluster = ${ratio.toFixed(2)} (target <= 1.5)`);
-  console.log(`end-to-end p50 / slowest shard's scorer alone (one shard at a time, no gRPC) = ${ratioAlone.toFixed(2)}`);
+  for (const [way, r] of Object.entries(ratios)) {
+    console.log(`${way}: end-to-end p50 / slowest shard's Search p50 inside the cluster = ${r.in_cluster.toFixed(2)} (target <= 1.5)`);
+    console.log(`${way}: end-to-end p50 / slowest shard's scorer alone (one shard at a time, no gRPC) = ${r.scorer_alone.toFixed(2)}`);
+  }
   console.log(`coordinator's view at concurrency 1 (means, warm-up included): ${JSON.stringify(coordinatorView)}`);
   console.log(`wrote ${file}`);
 }

@@ -3,7 +3,9 @@ import type { LocalCluster } from '@yoco/cli';
 import { GallerySlice, type Template } from '@yoco/gallery';
 import { createScorer, metricHead } from '@yoco/head';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DIM, HIDDEN, identify, startCluster, unitVector, writeGallery, type Gallery } from '../support/cluster.js';
+import { MultiplexedChannel } from '@yoco/rpc';
+import * as grpc from '@grpc/grpc-js';
+import { DIM, HIDDEN, identify, startCluster, unitVector, writeGallery, type Gallery, type IdentifyReply } from '../support/cluster.js';
 import { connect, flushPrefix, testPrefix } from '../support/redis.js';
 
 const prefix = testPrefix('identify');
@@ -66,6 +68,34 @@ describe.each([
       expect(got.partial).toBe(false);
       // accepted follows the threshold in force (the deployment default, 0.5).
       for (const m of got.matches) expect(m.accepted).toBe(m.score >= 0.5);
+    }
+  });
+
+  it('IdentifyStream answers concurrent calls as Identify does, each with its own status', async () => {
+    const stream = new MultiplexedChannel<object, IdentifyReply>(cluster.matcherClient(), 'IdentifyStream');
+    try {
+      const qs = probes(20 + k, 16);
+      const call = (request: object) => stream.call(request, { deadline: Date.now() + 10_000 });
+      const [streamed, unaryReplies] = await Promise.all([
+        Promise.allSettled([
+          ...qs.map((q, i) => call({ probe: { vector: { f32le: Buffer.from(q.buffer) } }, topK: 1 + i })),
+          call({ probe: { vector: { values: [1, 2, 3] } } }),
+        ]),
+        Promise.all(qs.map((q, i) => identify(cluster.matcherClient(), q, { topK: 1 + i }))),
+      ]);
+      for (const [i, want] of unaryReplies.entries()) {
+        const got = streamed[i];
+        expect(got.status).toBe('fulfilled');
+        expect((got as PromiseFulfilledResult<IdentifyReply>).value.matches).toEqual(want.matches);
+      }
+      const bad = (streamed[qs.length] as PromiseRejectedResult).reason as grpc.ServiceError;
+      expect(bad.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(bad.details).toContain(`probe vector has 3 values, expected ${DIM}`);
+      expect(bad.metadata.get('yoco-error-code')).toEqual(['VECTOR_LENGTH']);
+      // The stream carries on after a refused call.
+      expect((await call({ probe: { vector: { values: Array.from(qs[0]) } }, topK: 3 })).matches).toHaveLength(3);
+    } finally {
+      stream.close();
     }
   });
 });

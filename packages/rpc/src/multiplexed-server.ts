@@ -5,8 +5,10 @@ import { statusName, toServiceError } from './status.js';
 
 /** One call of a multiplexed stream: the request, and when its caller stops waiting. */
 export interface CallContext {
-  /** Epoch ms. */
+  /** Epoch ms: now + the call's timeout, or a minute when it set none. */
   deadline: number;
+  /** As the caller sent it; 0 when it set none (handlers with a default of their own use that). */
+  timeoutMs: number;
 }
 
 export type MultiplexedHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
@@ -83,8 +85,9 @@ export class MultiplexedStreams {
     stream.inflight++;
     try {
       if (this.draining) throw Object.assign(new Error('draining'), { code: Status.UNAVAILABLE, details: 'shutting down: call another replica' });
-      const deadline = Date.now() + (message.timeoutMs || DEFAULT_TIMEOUT_MS);
-      const response = await handle(message.request, { deadline });
+      const timeoutMs = message.timeoutMs || 0;
+      const deadline = Date.now() + (timeoutMs || DEFAULT_TIMEOUT_MS);
+      const response = await handle(message.request, { deadline, timeoutMs });
       reply = { callId, code: Status.OK, details: '', errorCode: '', response };
     } catch (err) {
       const e = toServiceError(err);

@@ -58,7 +58,7 @@ export class Coordinator {
       address: this.config.grpcAddress,
       logger: this.logger,
       metrics: this.metrics,
-      services: [{ name: SERVICE_NAMES.Matcher, definition: loadProtos().Matcher.service, handlers: matcher.handlers() }],
+      services: [{ name: SERVICE_NAMES.Matcher, definition: loadProtos().Matcher.service, handlers: matcher.handlers(), multiplexed: matcher.multiplexed() }],
     });
     await this.server.start();
     this.server.setServing(true);

@@ -12,7 +12,7 @@ import {
 import { assertSubjectId, GalleryStore, isStreamId, shardOfSlot, slotOf, SubjectNotFoundError, templateIdOf } from '@yoco/gallery';
 import { JobFailedError, type EnrolQueue } from '@yoco/queue';
 import { Histogram, type Registry } from 'prom-client';
-import { unary } from '@yoco/rpc';
+import { unary, type CallContext } from '@yoco/rpc';
 import type { CoordinatorConfig } from './config.js';
 import { ShardCaller, ShardUnavailableError } from './shard-caller.js';
 import type { EmbedderClient } from './embedder-client.js';
@@ -100,7 +100,7 @@ export class MatcherService {
 
   handlers() {
     return {
-      Identify: (req: any, call: Call) => this.identify(req, call),
+      Identify: (req: any, call: Call) => this.identify(req, this.deadline(call)),
       Verify: (req: any, call: Call) => this.verify(req, call),
       Enrol: (req: any, call: Call) => this.enrol(req, call),
       Remove: (req: any, call: Call) => this.remove(req, call),
@@ -172,13 +172,21 @@ export class MatcherService {
     return token ?? '';
   }
 
-  async identify(req: { probe?: Probe; topK?: number; threshold?: number; consistencyToken?: string; allowPartial?: boolean }, call: Call) {
+  /** Calls multiplexed over one stream (see MultiplexedStreams): the same answers as the unary methods. */
+  multiplexed() {
+    return {
+      IdentifyStream: (req: any, { deadline, timeoutMs }: CallContext) =>
+        this.identify(req, (timeoutMs ? deadline : Date.now() + this.deps.config.defaultTimeoutMs) - DEADLINE_MARGIN_MS),
+    };
+  }
+
+  /** `deadline`: epoch ms, the margin for a partial answer already taken off. */
+  async identify(req: { probe?: Probe; topK?: number; threshold?: number; consistencyToken?: string; allowPartial?: boolean }, deadline: number) {
     const { k, dim } = this.topology();
     const topK = req.topK || DEFAULT_TOP_K;
     if (topK > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${topK} is above ${MAX_TOP_K}`, 'TOP_K');
     const threshold = this.threshold(req.threshold);
     const consistencyToken = this.token(req.consistencyToken);
-    const deadline = this.deadline(call);
     const [vector] = await this.probeVectors([req.probe], dim, deadline);
     const request = { queriesF32: f32Bytes(vector), topK, consistencyToken };
     this.fanout.observe(k);
