@@ -3,7 +3,7 @@ import type { LocalCluster } from '@yoco/cli';
 import { GallerySlice, type Template } from '@yoco/gallery';
 import { createScorer, metricHead } from '@yoco/head';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MultiplexedChannel } from '@yoco/rpc';
+import { MultiplexedChannel, unary } from '@yoco/rpc';
 import * as grpc from '@grpc/grpc-js';
 import { DIM, HIDDEN, identify, startCluster, unitVector, writeGallery, type Gallery, type IdentifyReply } from '../support/cluster.js';
 import { connect, flushPrefix, testPrefix } from '../support/redis.js';
@@ -94,6 +94,13 @@ describe.each([
       expect(bad.metadata.get('yoco-error-code')).toEqual(['VECTOR_LENGTH']);
       // The stream carries on after a refused call.
       expect((await call({ probe: { vector: { values: Array.from(qs[0]) } }, topK: 3 })).matches).toHaveLength(3);
+      // ClusterStatus shows, per shard index, the calls' p50 and the shard's own Search time within them.
+      const status = await unary<object, { shards: { searchP50Ms: number; callP50Ms: number }[] }>(cluster.matcherClient(), 'ClusterStatus', {});
+      expect(status.shards).toHaveLength(k);
+      for (const s of status.shards) {
+        expect(s.searchP50Ms).toBeGreaterThan(0);
+        expect(s.callP50Ms).toBeGreaterThanOrEqual(s.searchP50Ms);
+      }
     } finally {
       stream.close();
     }

@@ -41,6 +41,7 @@ interface ShardSearchResponse {
   shardIndex: number;
   templates: number;
   watermark: string;
+  searchMs: number;
 }
 
 type Call = grpc.ServerUnaryCall<unknown, unknown>;
@@ -202,6 +203,7 @@ export class MatcherService {
     settled.forEach((s, i) => {
       if (s.status === 'fulfilled') {
         matches.push(...(s.value.response.results[0]?.matches ?? []));
+        this.deps.directory.recordSearchTime(i, s.value.response.searchMs);
         gallerySize += s.value.response.templates;
         return;
       }
@@ -329,6 +331,7 @@ export class MatcherService {
       const replicas = directory.all().filter((r) => r.status?.index === index);
       return {
         index,
+        ...directory.p50s(index),
         healthy: replicas.some((r) => r.healthy),
         replicas: replicas.map((r) => ({
           address: r.address,

@@ -48,6 +48,8 @@ export class ShardDirectory {
   private readonly replicas = new Map<string, Replica>();
   /** Successful call latencies per shard index, measured here (hedge delays). */
   private readonly latency = new Map<number, LatencyWindow>();
+  /** The shards' own Search times for those calls (transport excluded). */
+  private readonly searchTime = new Map<number, LatencyWindow>();
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
   epoch = 0;
@@ -184,9 +186,12 @@ export class ShardDirectory {
   }
 
   recordLatency(index: number, ms: number): void {
-    let w = this.latency.get(index);
-    if (!w) this.latency.set(index, (w = new LatencyWindow(200)));
-    w.add(ms);
+    windowOf(this.latency, index).add(ms);
+  }
+
+  /** What a shard reported spending inside a Search this coordinator made (its own clock). */
+  recordSearchTime(index: number, ms: number): void {
+    windowOf(this.searchTime, index).add(ms);
   }
 
   /** The recent p95 of a shard's calls (undefined until enough samples). */
@@ -194,6 +199,18 @@ export class ShardDirectory {
     const w = this.latency.get(index);
     return w && w.count >= 10 ? w.percentile(95) : undefined;
   }
+
+  /** Recent p50s of a shard index's calls and of its own Search time (0 before any call). */
+  p50s(index: number): { callP50Ms: number; searchP50Ms: number } {
+    const p50 = (w: LatencyWindow | undefined) => (w && w.count > 0 ? w.percentile(50) : 0);
+    return { callP50Ms: p50(this.latency.get(index)), searchP50Ms: p50(this.searchTime.get(index)) };
+  }
+}
+
+function windowOf(windows: Map<number, LatencyWindow>, index: number): LatencyWindow {
+  let w = windows.get(index);
+  if (!w) windows.set(index, (w = new LatencyWindow(200)));
+  return w;
 }
 
 function closeReplica(r: Replica): void {

@@ -200,8 +200,9 @@ export class ShardWorker {
     const results = await Promise.all(
       Array.from({ length: n }, async (_, i) => ({ matches: (await this.batcher!.submit({ query: queries.subarray(i * dim, (i + 1) * dim), k })).map(toMatch) })),
     );
-    this.latency.add(performance.now() - started);
-    return { results, shardIndex: this.config.index, templates: slice.templates, watermark: follower.watermark };
+    const searchMs = performance.now() - started;
+    this.latency.add(searchMs);
+    return { results, shardIndex: this.config.index, templates: slice.templates, watermark: follower.watermark, searchMs };
   }
 
   private async scoreSubject(req: ScoreSubjectRequest, deadline: number) {

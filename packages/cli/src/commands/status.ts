@@ -10,7 +10,8 @@ export async function status(address: string, json: boolean): Promise<void> {
     }
     console.log(`cluster at ${address}: k=${s.shardCount} epoch=${s.epoch} dim=${s.dim} head=${s.headId} model=${s.modelId} templates=${s.gallerySize} threshold=${s.defaultThreshold}`);
     for (const shard of s.shards) {
-      console.log(`shard ${shard.index}: ${shard.healthy ? 'healthy' : 'UNHEALTHY'}`);
+      const times = shard.callP50Ms > 0 ? ` (calls p50 ${shard.callP50Ms.toFixed(2)} ms, of which Search ${shard.searchP50Ms.toFixed(2)} ms)` : '';
+      console.log(`shard ${shard.index}: ${shard.healthy ? 'healthy' : 'UNHEALTHY'}${times}`);
       for (const r of shard.replicas) {
         console.log(`  ${r.address.padEnd(22)} ${r.state.padEnd(11)} templates=${r.templates} subjects=${r.subjects} slots=${r.ownedSlots} watermark=${r.watermark} p95=${r.p95Ms.toFixed(2)}ms ${r.engine}`);
       }
