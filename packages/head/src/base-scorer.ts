@@ -24,7 +24,9 @@ export interface Scorer {
   /**
    * The same without the copy: logits for rows [0, count) as the engine made
    * them (removed rows hold anything; `alive` says which count), for callers
-   * that aggregate rows themselves. `alive` is the scorer's own: read it, do not keep it.
+   * that aggregate rows themselves. Both arrays may be the scorer's own,
+   * reused by its next scan: read them as soon as the call resolves (before
+   * awaiting anything else), do not keep them.
    */
   scan(query: Float32Array): Promise<{ logits: ArrayLike<number>; alive: Uint8Array; count: number }>;
   /** scan() for several queries at once; engines that can share one pass over the rows do. */

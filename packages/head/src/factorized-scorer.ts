@@ -40,6 +40,13 @@ export class FactorizedScorer extends BaseScorer {
   readonly engine = 'factorized' as const;
   private readonly kernel: ReluDotKernel;
   private pending: Promise<void> = Promise.resolve();
+  /**
+   * Logit buffers kept from scan to scan ([0] for a single query, [i] for the
+   * i-th of a batch): a fresh 100 KB array per query is external memory that
+   * V8 counts towards its next full mark-compact, which takes 4-30 ms in a
+   * shard holding 25000 rows.
+   */
+  private readonly outs: Float32Array[] = [];
 
   private constructor(
     head: Head,
@@ -88,7 +95,7 @@ export class FactorizedScorer extends BaseScorer {
 
   protected async computeLogits(query: Float32Array, count: number): Promise<Float32Array> {
     const { y } = await this.projectQuery.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
-    const out = new Float32Array(count);
+    const out = this.out(0, count);
     this.kernel.run(y.data as Float32Array, out);
     const b2 = this.head.b2;
     for (let i = 0; i < count; i++) out[i] += b2;
@@ -108,7 +115,7 @@ export class FactorizedScorer extends BaseScorer {
       // One GEMM for the batch's u vectors, then one pass over the rows for all of them.
       const { y } = await this.projectQuery.run({ x: new Tensor('float32', x, [part.length, D]) });
       const u = y.data as Float32Array;
-      const partOuts = part.map(() => new Float32Array(count));
+      const partOuts = part.map((_, j) => this.out(start + j, count));
       this.kernel.runMany(part.map((_, i) => u.subarray(i * H, (i + 1) * H)), partOuts);
       const b2 = this.head.b2;
       for (const o of partOuts) for (let i = 0; i < count; i++) o[i] += b2;
@@ -121,6 +128,13 @@ export class FactorizedScorer extends BaseScorer {
     const { y } = await this.projectQuery.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
     const u = y.data as Float32Array;
     return Float64Array.from(rows, (r) => this.kernel.rowDot(r, u, this.head.w2) + this.head.b2);
+  }
+
+  /** Buffer i, at least count long (grown by half again when short: rows only ever grow). */
+  private out(i: number, count: number): Float32Array {
+    let b = this.outs[i];
+    if (!b || b.length < count) this.outs[i] = b = new Float32Array(Math.max(count, Math.ceil((b?.length ?? 0) * 1.5)));
+    return b.subarray(0, count);
   }
 
   private enqueue(task: () => Promise<void>): void {
