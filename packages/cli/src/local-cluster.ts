@@ -14,7 +14,7 @@ import type * as grpc from '@grpc/grpc-js';
  * bench's p99 at concurrency 1 did not move measurably: other noise rules
  * it.) Memory is committed only as it is used.
  */
-export const SERVICE_NODE_ARGS = ['--max-semi-space-size=64'];
+const SERVICE_NODE_ARGS = ['--max-semi-space-size=64'];
 
 const SERVICE_MAIN = (name: string) => fileURLToPath(new URL(`../../../services/${name}/dist/main.js`, import.meta.url));
 

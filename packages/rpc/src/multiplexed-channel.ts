@@ -1,14 +1,12 @@
-import { Metadata, status as Status, type Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { status as Status, type Client, type Metadata, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import type { CallEnvelope, ReplyEnvelope } from './multiplexed-server.js';
-import { statusName } from './status.js';
+import { errorMetadata, statusName } from './status.js';
 
 export type CallError = Error & { code: number; details: string; metadata: Metadata };
 
 /** The error a unary call with this status would have failed with (isServiceError holds for it). */
 export function callError(code: number, details: string, errorCode = ''): CallError {
-  const metadata = new Metadata();
-  if (errorCode) metadata.set('yoco-error-code', errorCode);
-  return Object.assign(new Error(`${code} ${statusName(code)}: ${details}`), { code, details, metadata });
+  return Object.assign(new Error(`${code} ${statusName(code)}: ${details}`), { code, details, metadata: errorMetadata(errorCode) });
 }
 
 interface Pending<Res> {

@@ -1,7 +1,8 @@
 import { Metadata, status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { UnavailableError } from '@yoco/common';
 import type { Logger } from 'pino';
 import type { ServiceMetrics } from './metrics.js';
-import { statusName, toServiceError } from './status.js';
+import { failedCall, statusName } from './status.js';
 
 /** One call of a multiplexed stream: the request, and when its caller stops waiting. */
 export interface CallContext {
@@ -84,16 +85,14 @@ export class MultiplexedStreams {
     let reply: ReplyEnvelope<Res>;
     stream.inflight++;
     try {
-      if (this.draining) throw Object.assign(new Error('draining'), { code: Status.UNAVAILABLE, details: 'shutting down: call another replica' });
+      if (this.draining) throw new UnavailableError('shutting down: call another replica');
       const timeoutMs = message.timeoutMs || 0;
       const deadline = Date.now() + (timeoutMs || DEFAULT_TIMEOUT_MS);
       const response = await handle(message.request, { deadline, timeoutMs });
       reply = { callId, code: Status.OK, details: '', errorCode: '', response };
     } catch (err) {
-      const e = toServiceError(err);
-      const code = e.code ?? Status.INTERNAL;
-      if (code === Status.INTERNAL || code === Status.UNKNOWN) this.logger.error({ err, method }, 'call failed');
-      reply = { callId, code, details: e.details ?? '', errorCode: String(e.metadata?.get('yoco-error-code')[0] ?? '') };
+      const e = failedCall(err, method, this.logger);
+      reply = { callId, code: e.code, details: e.details ?? '', errorCode: String(e.metadata?.get('yoco-error-code')[0] ?? '') };
     }
     stream.inflight--;
     this.metrics.observe(method, statusName(reply.code), Number(process.hrtime.bigint() - started) / 1e9);

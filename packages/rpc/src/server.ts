@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { ServiceMetrics } from './metrics.js';
 import { MultiplexedStreams, type MultiplexedHandler } from './multiplexed-server.js';
 import { reflectionDefinition } from './proto.js';
-import { statusName, toServiceError } from './status.js';
+import { failedCall, statusName } from './status.js';
 
 export type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
 
@@ -100,10 +100,8 @@ export class RpcServer {
           callback(null, response);
         },
         (err: unknown) => {
-          const e = toServiceError(err);
-          done(e.code ?? grpc.status.INTERNAL);
-          if (e.code === grpc.status.INTERNAL || e.code === grpc.status.UNKNOWN) logger.error({ err, method }, 'call failed');
-          else logger.debug({ method, code: statusName(e.code ?? 2), details: e.details }, 'call refused');
+          const e = failedCall(err, method, logger);
+          done(e.code);
           callback(e as grpc.ServiceError);
         },
       );

@@ -1,5 +1,6 @@
 import { status as Status, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { YocoError } from '@yoco/common';
+import type { Logger } from 'pino';
 
 /** Every YocoError code that is not INTERNAL, mapped to its gRPC status in one place. */
 const BY_CODE: Record<string, Status> = {
@@ -29,15 +30,27 @@ export function isServiceError(err: unknown): err is ServiceError {
   return typeof err === 'object' && err !== null && typeof (err as ServiceError).code === 'number' && 'details' in err;
 }
 
+/** Trailers carrying a YocoError code (`yoco-error-code`); empty when there is none. */
+export function errorMetadata(errorCode: string): Metadata {
+  const metadata = new Metadata();
+  if (errorCode) metadata.set('yoco-error-code', errorCode);
+  return metadata;
+}
+
 /** The status a failure goes out with; the YocoError code travels in the `yoco-error-code` trailer. */
 export function toServiceError(err: unknown): Partial<ServiceError> {
   if (isServiceError(err)) return { code: err.code, details: err.details, metadata: err.metadata };
-  if (err instanceof YocoError) {
-    const metadata = new Metadata();
-    metadata.set('yoco-error-code', err.code);
-    return { code: BY_CODE[err.code] ?? Status.INTERNAL, details: err.message, metadata };
-  }
+  if (err instanceof YocoError) return { code: BY_CODE[err.code] ?? Status.INTERNAL, details: err.message, metadata: errorMetadata(err.code) };
   return { code: Status.INTERNAL, details: `internal error: ${(err as Error)?.message ?? String(err)}` };
+}
+
+/** toServiceError, logged as servers log failures: errors of ours at error level, refusals at debug. */
+export function failedCall(err: unknown, method: string, logger: Logger): Partial<ServiceError> & { code: number } {
+  const e = toServiceError(err);
+  const code = e.code ?? Status.INTERNAL;
+  if (code === Status.INTERNAL || code === Status.UNKNOWN) logger.error({ err, method }, 'call failed');
+  else logger.debug({ method, code: statusName(code), details: e.details }, 'call refused');
+  return { ...e, code };
 }
 
 export function statusName(code: number): string {
