@@ -4,3 +4,4 @@ export { enrolDemoGallery, enrolDemoPhotos, alteredCopy, demoVector, DEMO_PHOTOS
 export { bulkEnrol, waitForJobs, type EnrolRecord, type BulkSummary } from './bulk-enrol.js';
 export { readRecords } from './records.js';
 export { importFile } from './commands/import.js';
+export { UP_REDIS } from './commands/up.js';

@@ -28,6 +28,8 @@ export interface LocalClusterOptions {
   /** Data dir and durability of a spawned Redis. */
   redisDir?: string;
   redisAppendonly?: boolean;
+  /** fsync policy of its append-only file (default everysec; `npm start` runs it with always). */
+  redisAppendfsync?: 'always' | 'everysec';
   prefix?: string;
   /** Where the Matcher listens; a free loopback port when omitted. */
   coordinatorAddress?: string;
@@ -45,6 +47,8 @@ export interface LocalClusterOptions {
   logDir: string;
   /** How long start() waits for every replica to serve. */
   readyTimeoutMs?: number;
+  /** Replicas of shard index i that start() waits to see healthy (default: all of them). */
+  expectHealthy?: (index: number) => number;
 }
 
 export interface ProcessInfo {
@@ -111,7 +115,7 @@ export class LocalCluster {
     mkdirSync(this.options.logDir, { recursive: true });
     if (this.options.redisUrl) this.redisUrl = this.options.redisUrl;
     else {
-      this.redis = await startRedisServer({ dir: this.options.redisDir, appendonly: this.options.redisAppendonly });
+      this.redis = await startRedisServer({ dir: this.options.redisDir, appendonly: this.options.redisAppendonly, appendfsync: this.options.redisAppendfsync });
       this.redisUrl = this.redis.url;
     }
     const addresses: string[] = [];
@@ -142,7 +146,7 @@ export class LocalCluster {
     const address = this.options.coordinatorAddress ?? `127.0.0.1:${await freePort()}`;
     const env = { ...this.baseEnv(), GRPC_ADDRESS: address, SHARD_ADDRESSES: addresses.join(','), SHARD_REFRESH_MS: '250', ...embedderEnv, ...this.options.coordinatorEnv };
     this.coordinator = { name: 'coordinator', address, env, script: SERVICE_MAIN('coordinator'), process: this.spawn('coordinator', SERVICE_MAIN('coordinator'), env) };
-    await this.waitReady(this.options.readyTimeoutMs ?? 60_000);
+    await this.waitReady(this.options.readyTimeoutMs ?? 60_000, this.options.expectHealthy);
   }
 
   /** Starts the enroller (again, after kill()). */
@@ -197,6 +201,13 @@ export class LocalCluster {
     await stopChild(p.process, signal);
   }
 
+  /** Sends a signal without waiting (SIGSTOP freezes a process, SIGCONT wakes it). */
+  signal(name: string, signal: NodeJS.Signals): void {
+    const p = name === 'enroller' ? this.enroller : name === 'coordinator' ? this.coordinator : this.shards.get(name);
+    if (!p) throw new Error(`no process ${name}`);
+    p.process.kill(signal);
+  }
+
   /** Starts a killed replica again on the same address. */
   restart(name: string): void {
     const s = this.shards.get(name);
@@ -211,6 +222,8 @@ export class LocalCluster {
       if (this.coordinator) all.push(this.coordinator.process);
       if (this.enroller) all.push(this.enroller.process);
       if (this.embedder) all.push(this.embedder.process);
+      // A frozen process (a test's SIGSTOP) only acts on SIGTERM once it runs again.
+      for (const p of all) if (p.exitCode === null && p.signalCode === null) p.kill('SIGCONT');
       await Promise.all(all.map((p) => stopChild(p, 'SIGTERM')));
       await this.redis?.stop();
     })();

@@ -11,8 +11,8 @@ const HELP = `yoco <command> [options]
 
   up                         start Redis, the shards and the coordinator (what npm start runs)
   import FILE                bulk-load subjects from JSON Lines {"subject_id", "vector"|"vectors"}
-      --concurrency N        parallel writes (default 16)
-      --dim D                vector width, for a new store (default: the store's, else YOCO_DIM)
+      --concurrency N        Import calls in flight (default 4); through the Matcher, ordered
+                             with every enrolment and removal (a removed subject stays removed)
   enrol SUBJECT --vector-file F [--vector-file F2 ...] [--replace] [--wait]
                              enrol one subject through the queue
   enrol --bulk FILE|DIR      enrol many (JSON Lines, or a directory of one .json per subject);
@@ -25,7 +25,6 @@ const HELP = `yoco <command> [options]
   status [--json]            topology and health of every shard
 
   --address host:port        the Matcher (default YOCO_ADDRESS or 127.0.0.1:50051)
-  REDIS_URL, YOCO_PREFIX     where import writes (default redis://127.0.0.1:6379, yoco:)
 `;
 
 async function main(): Promise<number> {
@@ -40,8 +39,7 @@ async function main(): Promise<number> {
       failed: { type: 'boolean', default: false },
       'top-k': { type: 'string', default: '10' },
       threshold: { type: 'string', default: '0' },
-      concurrency: { type: 'string', default: '16' },
-      dim: { type: 'string' },
+      concurrency: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -61,7 +59,7 @@ async function main(): Promise<number> {
       return 0;
     case 'enrol': {
       const options = { address: values.address!, replace: values.replace!, wait: values.wait! };
-      if (values.bulk) return (await enrolBulk(values.bulk, { ...options, concurrency: Number(values.concurrency) })) > 0 ? 1 : 0;
+      if (values.bulk) return (await enrolBulk(values.bulk, { ...options, concurrency: Number(values.concurrency ?? 16) })) > 0 ? 1 : 0;
       if (!rest[0] || !values['vector-file']?.length) throw new Error('enrol needs SUBJECT and --vector-file (or --bulk FILE|DIR)');
       await enrolOne(rest[0], values['vector-file'], options);
       return 0;
@@ -78,13 +76,7 @@ async function main(): Promise<number> {
       return 0;
     case 'import': {
       if (!rest[0]) throw new Error('import needs a FILE');
-      const dim = values.dim ?? process.env.YOCO_DIM;
-      const [, failed] = await importFile(rest[0], {
-        redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-        prefix: process.env.YOCO_PREFIX ?? 'yoco:',
-        dim: dim ? Number(dim) : undefined,
-        concurrency: Number(values.concurrency),
-      });
+      const [, failed] = await importFile(rest[0], { address: values.address!, concurrency: Number(values.concurrency ?? 4) });
       return failed > 0 ? 1 : 0;
     }
     default:

@@ -32,6 +32,21 @@ export class GallerySlice {
     return this.templateRow.size;
   }
 
+  /** Rows the scorer holds, dead ones included. */
+  get rows(): number {
+    return this.scorer.size;
+  }
+
+  /** Rows of removed or replaced templates still taking space until compact(). */
+  get dead(): number {
+    return this.scorer.dead;
+  }
+
+  /** Templates that can still be added before the scorer is full (dead rows count until compact()). */
+  get room(): number {
+    return this.scorer.capacity - this.scorer.size;
+  }
+
   get subjects(): number {
     return this.subjectOrd.size;
   }
@@ -140,10 +155,47 @@ export class GallerySlice {
     const ord = this.subjectOrd.get(subjectId);
     if (ord === undefined) return null;
     const rows = [...this.subjectRows[ord]];
+    if (rows.length === 0) return null;
     const logits = await this.scorer.logitsOf(query, rows);
     let best = 0;
     for (let i = 1; i < rows.length; i++) if (logits[i] > logits[best] || (logits[i] === logits[best] && rows[i] < rows[best])) best = i;
+    // Every row died while it was scored (the subject was removed meanwhile): it is not held any more.
+    if (logits[best] === -Infinity) return null;
     return { subjectId, templateId: this.rowTemplate[rows[best]], logit: logits[best], score: sigmoid(logits[best]) };
+  }
+
+  /**
+   * The same templates without the dead rows, in a slice of its own (a new
+   * scorer holding copies of the live rows). Synchronous, so no change can
+   * slip in between; needs an idle scorer (await scorer.flush() first). This
+   * slice is left untouched for the searches still running on it.
+   */
+  compact(): GallerySlice {
+    const { scorer, map } = this.scorer.compact();
+    const next = new GallerySlice(scorer);
+    next.ensureRows(scorer.size);
+    next.subjectIds = [...this.subjectIds];
+    next.freeOrds = [...this.freeOrds];
+    for (const [id, ord] of this.subjectOrd) next.subjectOrd.set(id, ord);
+    // Rows lost to a scorer fault are dead without a removal: they are left out here (a reload brings them back).
+    next.subjectRows = this.subjectRows.map((rows) => (rows ? new Set([...rows].map((r) => map[r]).filter((r) => r >= 0)) : rows));
+    for (const [templateId, row] of this.templateRow) {
+      const to = map[row];
+      if (to < 0) continue;
+      next.templateRow.set(templateId, to);
+      next.rowTemplate[to] = templateId;
+      next.rowSubject[to] = this.rowSubject[row];
+    }
+    return next;
+  }
+
+  /** An empty slice whose scorer shares this one's compiled head (a reload fills it beside this one). */
+  fresh(): GallerySlice {
+    return new GallerySlice(this.scorer.fresh());
+  }
+
+  close(): Promise<void> {
+    return this.scorer.close();
   }
 
   /** Every template id with its subject (tests compare this with Redis). */

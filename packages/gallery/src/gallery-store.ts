@@ -1,8 +1,8 @@
 import { assertVectors } from '@yoco/common';
 import type { Redis } from 'ioredis';
-import { StoreMismatchError, SubjectNotFoundError } from './errors/index.js';
+import { RedisVersionError, StoreMismatchError, SubjectNotFoundError, TemplateRecordError } from './errors/index.js';
 import { assertSubjectId, SLOT_COUNT, slotOf } from './slots.js';
-import { decodeTemplate, encodeTemplate, templateIdOf, type Template } from './template-record.js';
+import { decodeCheckedTemplate, encodeTemplate, templateIdOf, type Template } from './template-record.js';
 import { compareStreamIds, STREAM_START } from './stream-id.js';
 
 export interface GalleryStoreOptions {
@@ -19,6 +19,17 @@ export interface GalleryStoreOptions {
 export interface WriteOptions {
   /** The write's place in enqueue order; 0 (default) = unordered, always applies. */
   seq?: number;
+}
+
+export interface PutOptions extends WriteOptions {
+  /** Replace every existing template of the subject. */
+  replace?: boolean;
+  /**
+   * A bulk import: it never brings back a subject that was removed (its
+   * tombstone stays until an explicit enrolment), so replaying an old import
+   * file cannot undo a removal.
+   */
+  import?: boolean;
 }
 
 /** One entry of the change stream. Vectors are never in it: only ids, so a removal leaves no copy behind. */
@@ -38,6 +49,8 @@ export interface PutResult {
   removed: string[];
   /** A newer replace or remove of the subject was already applied: nothing changed. */
   stale: boolean;
+  /** An import skipped the subject because it was removed: nothing changed. */
+  removedBefore: boolean;
 }
 
 export interface StreamInfo {
@@ -48,6 +61,8 @@ export interface StreamInfo {
   length: number;
   /** Entries ever added; more than `length` means some were trimmed. */
   entriesAdded: number;
+  /** The largest id deleted by XDEL ('0-0' if none; Redis 7.0 does not count trimming here). */
+  maxDeletedId: string;
 }
 
 // Writes may carry a sequence number (the enrolment job's, in enqueue order) so
@@ -56,12 +71,20 @@ export interface StreamInfo {
 // below it is stale and skipped, and a replace or remove only deletes templates
 // older than itself. Sequence 0 means unordered (always applies).
 //
-// KEYS: slot hash, subject hash (templateId -> seq), stream, barrier.
-// ARGV: subject, slot, replace, maxlen, seq, barrierTtlSeconds, (templateId, record)*.
-// Returns {token, removed ids joined by ','} or {'', 'stale'}.
+// A removal also leaves a tombstone (the subject's id and the removal's sequence, no vector, no
+// expiry): imports skip a tombstoned subject, an explicit enrolment clears it.
+//
+// KEYS: slot hash, subject hash (templateId -> seq), stream, barrier, tombstone.
+// ARGV: subject, slot, replace, maxlen, seq, barrierTtlSeconds, mode ('enrol' | 'import'), (templateId, record)*.
+// Returns {token, removed ids joined by ','}, {'', 'stale'} or {'', 'removed'}.
 const PUT = `
 local seq = tonumber(ARGV[5])
 if seq > 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= seq then return {'', 'stale'} end
+if ARGV[7] == 'import' then
+  if redis.call('EXISTS', KEYS[5]) == 1 then return {'', 'removed'} end
+else
+  redis.call('DEL', KEYS[5])
+end
 local removed = {}
 if ARGV[3] == '1' then
   local old = redis.call('HGETALL', KEYS[2])
@@ -75,7 +98,7 @@ if ARGV[3] == '1' then
   if seq > 0 then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6]) end
 end
 local added = {}
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   local prev = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '-1')
   if seq > prev then redis.call('HSET', KEYS[2], ARGV[i], ARGV[5]) end
@@ -86,8 +109,9 @@ local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'put',
 return {id, table.concat(removed, ',')}
 `;
 
-// KEYS: slot hash, subject hash, stream, barrier. ARGV: subject, slot, maxlen, seq, barrierTtlSeconds.
-// Returns the change id, 'stale', or false when the subject has no templates.
+// KEYS: slot hash, subject hash, stream, barrier, tombstone. ARGV: subject, slot, maxlen, seq, barrierTtlSeconds.
+// Returns the change id, 'stale', or false when the subject has no templates (the barrier and the
+// tombstone are set all the same, so an enrolment queued before this removal cannot land after it).
 const DEL = `
 local seq = tonumber(ARGV[4])
 if seq > 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= seq then return 'stale' end
@@ -101,21 +125,24 @@ for i = 1, #old, 2 do
   end
 end
 if seq > 0 then redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[5]) end
+redis.call('SET', KEYS[5], ARGV[4])
 if #ids == 0 then return false end
 return redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'op', 'del', 'subject', ARGV[1], 'slot', ARGV[2],
   'add', '', 'del', table.concat(ids, ','))
 `;
 
-// KEYS: meta. ARGV: dim. Returns the stored dim (setting it when absent).
+// KEYS: meta. ARGV: dim, head id ('' = leave the head alone). Returns the stored {dim, head},
+// setting each when absent: the first process to use a store decides, the others are checked.
 const META = `
 redis.call('HSETNX', KEYS[1], 'dim', ARGV[1])
-return redis.call('HGET', KEYS[1], 'dim')
+if ARGV[2] ~= '' then redis.call('HSETNX', KEYS[1], 'head', ARGV[2]) end
+return {redis.call('HGET', KEYS[1], 'dim'), redis.call('HGET', KEYS[1], 'head') or ''}
 `;
 
 type Scripted = Redis & {
   yocoPut(...args: (string | Buffer | number)[]): Promise<[string, string]>;
   yocoDel(...args: (string | number)[]): Promise<string | null>;
-  yocoMeta(...args: (string | number)[]): Promise<string>;
+  yocoMeta(...args: (string | number)[]): Promise<[string, string]>;
 };
 
 function parseFields(fields: string[]): Record<string, string> {
@@ -150,8 +177,8 @@ export class GalleryStore {
     this.barrierTtl = options.barrierTtlSeconds ?? 86_400;
     this.streamKey = `${this.prefix}changes`;
     if (!('yocoPut' in redis)) {
-      redis.defineCommand('yocoPut', { numberOfKeys: 4, lua: PUT });
-      redis.defineCommand('yocoDel', { numberOfKeys: 4, lua: DEL });
+      redis.defineCommand('yocoPut', { numberOfKeys: 5, lua: PUT });
+      redis.defineCommand('yocoDel', { numberOfKeys: 5, lua: DEL });
       redis.defineCommand('yocoMeta', { numberOfKeys: 1, lua: META });
     }
     this.redis = redis as Scripted;
@@ -170,24 +197,61 @@ export class GalleryStore {
     return `${this.prefix}barrier:${subjectId}`;
   }
 
-  /** Records this store's dim on first use; refuses a Redis that holds another width. */
-  async checkMeta(): Promise<void> {
-    const stored = Number(await this.redis.yocoMeta(`${this.prefix}meta`, this.dim));
+  /** Marks a removed subject; imports skip it. Holds the removal's sequence only. */
+  tombstoneKey(subjectId: string): string {
+    return `${this.prefix}removed:${subjectId}`;
+  }
+
+  get metaKey(): string {
+    return `${this.prefix}meta`;
+  }
+
+  /**
+   * Records this store's dim (and, when given, the cluster's head id) on
+   * first use; refuses a Redis that holds another width. Returns the head id
+   * on record ('' when none was ever recorded): the cluster's head, the one
+   * the coordinator merges answers from.
+   */
+  async checkMeta(headId = ''): Promise<{ headId: string }> {
+    const [dim, head] = await this.redis.yocoMeta(this.metaKey, this.dim, headId);
+    const stored = Number(dim);
     if (stored !== this.dim) {
       throw new StoreMismatchError(`Redis at prefix '${this.prefix}' holds ${stored}-wide templates; this process is configured for ${this.dim}`);
     }
+    return { headId: head };
   }
 
   /** The width recorded in Redis (0 for a store never written). */
   async storedDim(): Promise<number> {
-    return Number((await this.redis.hget(`${this.prefix}meta`, 'dim')) ?? 0);
+    return Number((await this.redis.hget(this.metaKey, 'dim')) ?? 0);
+  }
+
+  /** The cluster's head id on record ('' when none). */
+  async storedHead(): Promise<string> {
+    return (await this.redis.hget(this.metaKey, 'head')) ?? '';
+  }
+
+  /**
+   * Refuses a Redis older than 7.0: a follower finds lost changes with
+   * XINFO's entries-added and max-deleted-entry-id, which older servers lack.
+   */
+  async checkServer(): Promise<string> {
+    const info = await this.redis.info('server');
+    const version = /redis_version:([\d.]+)/.exec(info)?.[1] ?? 'unknown';
+    const major = Number(version.split('.')[0]);
+    if (!(major >= 7)) {
+      throw new RedisVersionError(
+        `Redis ${version} is older than 7.0: YOCO's shards need XINFO STREAM's entries-added and max-deleted-entry-id to know when they missed changes; upgrade Redis`,
+      );
+    }
+    return version;
   }
 
   /**
    * Adds templates to a subject (or replaces all of them) and appends the
    * change, atomically. Template ids derive from content, so a retry is a no-op.
    */
-  async put(subjectId: string, vectors: Float32Array[], options: { replace?: boolean } & WriteOptions = {}): Promise<PutResult> {
+  async put(subjectId: string, vectors: Float32Array[], options: PutOptions = {}): Promise<PutResult> {
     assertSubjectId(subjectId);
     if (vectors.length === 0) throw new RangeError('put needs at least one vector');
     const args: (string | Buffer)[] = [];
@@ -205,16 +269,19 @@ export class GalleryStore {
       this.subjectKey(subjectId),
       this.streamKey,
       this.barrierKey(subjectId),
+      this.tombstoneKey(subjectId),
       subjectId,
       slot,
       options.replace ? '1' : '0',
       this.maxLen,
       options.seq ?? 0,
       this.barrierTtl,
+      options.import ? 'import' : 'enrol',
       ...args,
     );
-    if (removed === 'stale') return { token: '', templateIds: ids, removed: [], stale: true };
-    return { token, templateIds: ids, removed: split(removed), stale: false };
+    if (token === '' && removed === 'stale') return { token: '', templateIds: ids, removed: [], stale: true, removedBefore: false };
+    if (token === '' && removed === 'removed') return { token: '', templateIds: ids, removed: [], stale: false, removedBefore: true };
+    return { token, templateIds: ids, removed: split(removed), stale: false, removedBefore: false };
   }
 
   /**
@@ -230,6 +297,7 @@ export class GalleryStore {
       this.subjectKey(subjectId),
       this.streamKey,
       this.barrierKey(subjectId),
+      this.tombstoneKey(subjectId),
       subjectId,
       slot,
       this.maxLen,
@@ -245,29 +313,45 @@ export class GalleryStore {
     return (await this.redis.hkeys(this.subjectKey(subjectId))).sort();
   }
 
-  /** The templates stored under `ids` in a slot; ids no longer there are skipped. */
+  /**
+   * The templates stored under `ids` in a slot; ids no longer there are
+   * skipped. A record that cannot be used (corrupt, wrong width) throws
+   * TemplateRecordError.
+   */
   async fetch(slot: number, ids: string[]): Promise<Template[]> {
     if (ids.length === 0) return [];
     const values = await this.redis.hmgetBuffer(this.slotKey(slot), ...ids);
     const out: Template[] = [];
     values.forEach((v, i) => {
-      if (v) out.push(decodeTemplate(ids[i], v));
+      if (v) out.push(decodeCheckedTemplate(ids[i], v, this.dim));
     });
     return out;
   }
 
-  /** Every template of the given slots, a pipeline of `batch` slots at a time. */
-  async *loadSlots(slots: number[], batch = 64): AsyncGenerator<Template[]> {
+  /**
+   * Every template of the given slots, a pipeline of `batch` slots at a time.
+   * A record that cannot be used goes to `onBad` and is skipped (throws
+   * TemplateRecordError when there is no onBad).
+   */
+  async *loadSlots(slots: number[], options: { batch?: number; onBad?: (err: TemplateRecordError, slot: number) => void } = {}): AsyncGenerator<Template[]> {
+    const batch = options.batch ?? 64;
     for (let i = 0; i < slots.length; i += batch) {
       const part = slots.slice(i, i + batch);
       const pipe = this.redis.pipeline();
       for (const s of part) pipe.hgetallBuffer(this.slotKey(s));
       const results = (await pipe.exec()) ?? [];
       const out: Template[] = [];
-      for (const [err, value] of results) {
+      results.forEach(([err, value], j) => {
         if (err) throw err;
-        for (const [id, bytes] of Object.entries(value as Record<string, Buffer>)) out.push(decodeTemplate(id, bytes));
-      }
+        for (const [id, bytes] of Object.entries(value as Record<string, Buffer>)) {
+          try {
+            out.push(decodeCheckedTemplate(id, bytes, this.dim));
+          } catch (e) {
+            if (!options.onBad || !(e instanceof TemplateRecordError)) throw e;
+            options.onBad(e, part[j]);
+          }
+        }
+      });
       yield out;
     }
   }
@@ -277,14 +361,18 @@ export class GalleryStore {
       const raw = (await this.redis.xinfo('STREAM', this.streamKey)) as unknown[];
       const info: Record<string, unknown> = {};
       for (let i = 0; i + 1 < raw.length; i += 2) info[String(raw[i])] = raw[i + 1];
+      if (!('entries-added' in info)) {
+        throw new RedisVersionError('XINFO STREAM has no entries-added (Redis older than 7.0): a shard cannot tell whether it missed trimmed changes; upgrade Redis');
+      }
       return {
         lastId: String(info['last-generated-id'] ?? STREAM_START),
         firstId: Array.isArray(info['first-entry']) ? String(info['first-entry'][0]) : STREAM_START,
         length: Number(info['length'] ?? 0),
-        entriesAdded: Number(info['entries-added'] ?? info['length'] ?? 0),
+        entriesAdded: Number(info['entries-added']),
+        maxDeletedId: String(info['max-deleted-entry-id'] ?? STREAM_START),
       };
     } catch (err) {
-      if (/no such key/i.test((err as Error).message)) return { lastId: STREAM_START, firstId: STREAM_START, length: 0, entriesAdded: 0 };
+      if (/no such key/i.test((err as Error).message)) return { lastId: STREAM_START, firstId: STREAM_START, length: 0, entriesAdded: 0, maxDeletedId: STREAM_START };
       throw err;
     }
   }
@@ -327,12 +415,29 @@ export class GalleryStore {
   }
 
   /**
-   * True when a reader at `watermark` may have missed trimmed changes: the
-   * stream was trimmed and its oldest entry is past the watermark. Redis does
-   * not keep the trimmed ids, so a reader exactly one entry behind also
-   * reloads: safe, and rare with a long stream.
+   * Why a reader at `watermark` may have missed changes it can no longer
+   * read, or undefined when it cannot have:
+   * - the stream's newest id is behind the watermark: this is not the stream
+   *   the reader followed (a Redis restored from an older file, a failover
+   *   that lost the tail);
+   * - an entry after the watermark was deleted (XDEL: max-deleted-entry-id);
+   * - the stream is empty but ids after the watermark were generated: they
+   *   were all trimmed;
+   * - entries were trimmed and the oldest one left is past the watermark.
+   * Trimming does not move max-deleted-entry-id (measured on Redis 7.0.15)
+   * and Redis keeps no trimmed ids, so a reader exactly at the last trimmed
+   * entry also counts as behind: safe (it reloads), and rare with a long
+   * stream.
    */
-  static lostChanges(watermark: string, info: StreamInfo): boolean {
-    return info.entriesAdded > info.length && info.length > 0 && compareStreamIds(watermark, info.firstId) < 0;
+  static lostChanges(watermark: string, info: StreamInfo): string | undefined {
+    if (compareStreamIds(info.lastId, watermark) < 0) return `the stream's newest change ${info.lastId} is older than this reader's ${watermark}: the stream was replaced`;
+    if (compareStreamIds(info.maxDeletedId, watermark) > 0) return `change ${info.maxDeletedId}, after ${watermark}, was deleted`;
+    if (info.length === 0) {
+      return compareStreamIds(info.lastId, watermark) > 0 ? `the stream was trimmed empty; changes after ${watermark} up to ${info.lastId} are gone` : undefined;
+    }
+    if (info.entriesAdded > info.length && compareStreamIds(watermark, info.firstId) < 0) {
+      return `the stream was trimmed past ${watermark} (its oldest change is ${info.firstId})`;
+    }
+    return undefined;
   }
 }

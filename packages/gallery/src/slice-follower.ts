@@ -1,21 +1,42 @@
-import { DeadlineError, InvalidArgumentError } from '@yoco/common';
+import { CancelledError, DeadlineError, InvalidArgumentError, YocoError, clampTimeout, shown } from '@yoco/common';
 import type { Redis } from 'ioredis';
 import type { GallerySlice } from './gallery-slice.js';
-import { GalleryStore, type Change } from './gallery-store.js';
+import { GalleryStore, type Change, type StreamInfo } from './gallery-store.js';
+import type { Template } from './template-record.js';
 import { compareStreamIds, isStreamId, STREAM_START } from './stream-id.js';
 
 export interface SliceFollowerOptions {
   store: GalleryStore;
+  /** The empty slice the first load fills; later slices come from its fresh() and compact(). */
   slice: GallerySlice;
   /** The slots this shard owns. */
   slots: number[];
   /** A connection of its own: XREAD BLOCK holds it. */
   blockingClient: Redis;
-  /** How long one XREAD waits for news (ms); default 1000. */
+  /** How long one XREAD waits for news (ms); default 1000. Also how often the stream's ends are checked when nothing is written. */
   blockMs?: number;
-  /** Called on every notable event (reload, Redis error) for logging. */
-  onEvent?: (event: string, detail: Record<string, unknown>) => void;
+  /** Attempts at one change before the follower gives up on it and reloads its slots instead; default 5. */
+  maxChangeAttempts?: number;
+  /** Compact once dead rows pass this fraction of all rows (and compactMinDead); default 0.25. */
+  compactFraction?: number;
+  /** ... and at least this many; default 1024. */
+  compactMinDead?: number;
+  /** Called on every notable event, for logs and metrics (see FollowerEvent). */
+  onEvent?: (event: FollowerEvent, detail: Record<string, unknown>) => void;
+  /** Called whenever `state` changes (health follows it). */
+  onState?: (state: SliceState) => void;
 }
+
+/**
+ * - reload: the slots are being loaded again (detail.reason);
+ * - swap: a new slice took over (after a load or a compaction);
+ * - compaction: dead rows were dropped (detail.before, detail.after rows);
+ * - change-failed: a change could not be applied (detail.id, attempt, error);
+ * - bad-template: a stored record could not be used and was skipped;
+ * - rows-refused: templates did not fit in the scorer (detail.count);
+ * - stream-error: Redis could not be read (detail.error, retryMs).
+ */
+export type FollowerEvent = 'reload' | 'swap' | 'compaction' | 'change-failed' | 'bad-template' | 'rows-refused' | 'stream-error';
 
 interface Waiter {
   token: string;
@@ -24,13 +45,39 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
-export type SliceState = 'idle' | 'loading' | 'serving' | 'stopped';
+/**
+ * idle: not loaded yet; loading: the first load; serving: complete up to the
+ * watermark; reloading: it knows it missed changes (or could not apply one)
+ * and is loading its slots again, beside the slice it had; stopped.
+ */
+export type SliceState = 'idle' | 'loading' | 'serving' | 'reloading' | 'stopped';
+
+/** Changes read per XREAD. */
+const READ_COUNT = 1000;
+
+/** ioredis' errors for a connection that is down or gone, as opposed to a reply Redis gave. */
+function redisUnreachable(err: unknown): boolean {
+  if (err instanceof YocoError) return false;
+  const e = err as { name?: string; message?: string; code?: string };
+  return (
+    e.name === 'MaxRetriesPerRequestError' ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN', 'EHOSTUNREACH'].includes(e.code ?? '') ||
+    /Connection is closed|Stream isn't writeable|Command timed out|enableOfflineQueue/i.test(e.message ?? '')
+  );
+}
 
 /**
- * Keeps a slice equal to what Redis holds for its slots. Start: note the
- * stream's last id, load the slots, then apply every change after that id
- * (changes already in the loaded data apply as no-ops). The applied stream
- * position is the watermark that consistency tokens wait on.
+ * Keeps a slice equal to what Redis holds for its slots. A load notes the
+ * stream's last id, fills a fresh slice beside the live one, then swaps it
+ * in whole: a search only ever sees a complete slice. Then every change after
+ * that id is applied (changes already in the loaded data apply as no-ops).
+ * The applied stream position is the watermark that consistency tokens wait
+ * on; the time it last confirmed holding the stream's head is its freshness.
+ *
+ * The follower is the only writer of its slices (loads, changes and
+ * compactions all run on its one loop); searches read the current slice
+ * through use(), and a slice that was swapped out is closed once the last
+ * search on it has finished.
  */
 export class SliceFollower {
   state: SliceState = 'idle';
@@ -38,25 +85,94 @@ export class SliceFollower {
   /** Changes applied since start (all slots' changes advance the watermark; only owned ones touch the slice). */
   applied = 0;
   lastError: string | undefined;
+  /** Why the follower is (or last was) not serving. */
+  reason: string | undefined;
+  /** Epoch ms at which the follower last knew it held every change in the stream; 0 before the first load. */
+  confirmedAt = 0;
+  private current: GallerySlice;
+  private readonly users = new Map<GallerySlice, number>();
+  private readonly retired = new Set<GallerySlice>();
   private readonly owned: Set<number>;
   private readonly waiters = new Set<Waiter>();
   private loop: Promise<void> | undefined;
+  /** Set when the follower knows its slice is incomplete; the loop reloads before anything else. */
+  private reloadReason: string | undefined;
+  private readonly attempts = new Map<string, number>();
+  private readonly blockMs: number;
+  private readonly maxChangeAttempts: number;
 
   constructor(private readonly options: SliceFollowerOptions) {
     this.owned = new Set(options.slots);
+    this.current = options.slice;
+    this.blockMs = options.blockMs ?? 1000;
+    this.maxChangeAttempts = options.maxChangeAttempts ?? 5;
+    if (!(this.blockMs >= 1)) throw new RangeError(`blockMs must be at least 1, got ${options.blockMs}`);
+    if (!(Number.isInteger(this.maxChangeAttempts) && this.maxChangeAttempts >= 1)) throw new RangeError(`maxChangeAttempts must be a positive integer, got ${options.maxChangeAttempts}`);
   }
 
-  /** Loads the owned slots; resolves once the slice is ready to serve. */
+  /** The slice searches read now. */
+  get slice(): GallerySlice {
+    return this.current;
+  }
+
+  /** Milliseconds since the follower last confirmed it held the stream's head (Infinity before its first load). */
+  get stalenessMs(): number {
+    return this.confirmedAt === 0 ? Infinity : Math.max(0, Date.now() - this.confirmedAt);
+  }
+
+  /**
+   * Runs fn on the current slice; a slice swapped out meanwhile stays open
+   * until fn (and every other user) is done with it.
+   */
+  async use<T>(fn: (slice: GallerySlice) => Promise<T>): Promise<T> {
+    const slice = this.current;
+    this.users.set(slice, (this.users.get(slice) ?? 0) + 1);
+    try {
+      return await fn(slice);
+    } finally {
+      const left = this.users.get(slice)! - 1;
+      if (left > 0) this.users.set(slice, left);
+      else {
+        this.users.delete(slice);
+        if (this.retired.delete(slice)) void slice.close();
+      }
+    }
+  }
+
+  /** Loads the owned slots into a fresh slice and swaps it in; resolves once it serves. */
   async load(): Promise<void> {
-    const { store, slice } = this.options;
-    this.state = 'loading';
-    const stale = slice.entries().map((e) => e.templateId);
-    if (stale.length > 0) slice.remove(stale);
-    const { lastId } = await store.streamInfo();
-    for await (const batch of store.loadSlots(this.options.slots)) slice.add(batch);
-    await slice.scorer.flush();
-    this.advance(lastId);
-    this.state = 'serving';
+    const { store, slots } = this.options;
+    const first = this.state === 'idle';
+    this.setState(first ? 'loading' : 'reloading');
+    // Taken now: anything that marks the slice incomplete from here on (a fault in the new slice) stands.
+    const reason = this.reloadReason;
+    this.reloadReason = undefined;
+    let fresh: GallerySlice | undefined;
+    let info: StreamInfo;
+    const startedAt = Date.now();
+    try {
+      info = await store.streamInfo();
+      // The first load fills the slice it was given (nobody searches it yet); later ones build beside the live one.
+      fresh = first && this.current.rows === 0 ? this.current : this.current.fresh();
+      let refused = 0;
+      const onBad = (err: Error, slot: number) => this.options.onEvent?.('bad-template', { slot, error: err.message });
+      for await (const batch of store.loadSlots(slots, { onBad })) refused += this.addFitting(fresh, batch);
+      if (refused > 0) this.options.onEvent?.('rows-refused', { count: refused, capacity: fresh.scorer.capacity, during: 'load' });
+      await fresh.scorer.flush();
+    } catch (err) {
+      if (fresh && fresh !== this.current) await fresh.close();
+      this.reloadReason ??= reason ?? `the last load failed: ${(err as Error).message}`;
+      throw err;
+    }
+    if (fresh !== this.current) this.swap(fresh);
+    this.watermark = info.lastId;
+    this.release(info.lastId);
+    this.attempts.clear();
+    this.confirmedAt = startedAt;
+    if (this.reloadReason === undefined) {
+      this.reason = undefined;
+      this.setState('serving');
+    }
   }
 
   /** Starts following the change stream in the background. */
@@ -64,10 +180,22 @@ export class SliceFollower {
     this.loop ??= this.run();
   }
 
-  /** Resolves once the watermark reaches `token`; rejects after timeoutMs. */
-  waitFor(token: string, timeoutMs: number): Promise<void> {
-    if (!isStreamId(token)) return Promise.reject(new InvalidArgumentError(`consistency token '${token}' is not a change id`, 'TOKEN'));
+  /**
+   * Marks the slice incomplete (a scorer lost rows, say): not serving from
+   * now on, and the loop reloads the slots as soon as it can.
+   */
+  requestReload(reason: string): void {
+    if (this.stopped) return;
+    this.reloadReason ??= reason;
+    this.reason = reason;
+    if (this.state === 'serving') this.setState('reloading');
+  }
+
+  /** Resolves once the watermark reaches `token`; rejects after timeoutMs (or at once when the signal aborts). */
+  waitFor(token: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (!isStreamId(token)) return Promise.reject(new InvalidArgumentError(`consistency token ${shown(token)} is not a change id`, 'TOKEN'));
     if (compareStreamIds(this.watermark, token) >= 0) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(new CancelledError());
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
         token,
@@ -76,14 +204,19 @@ export class SliceFollower {
         timer: setTimeout(() => {
           this.waiters.delete(waiter);
           reject(new DeadlineError(`change ${token} not applied in time (watermark ${this.watermark})`));
-        }, Math.max(0, timeoutMs)),
+        }, clampTimeout(timeoutMs)),
       };
       this.waiters.add(waiter);
+      signal?.addEventListener('abort', () => {
+        if (!this.waiters.delete(waiter)) return;
+        clearTimeout(waiter.timer);
+        reject(new CancelledError());
+      }, { once: true });
     });
   }
 
   async stop(): Promise<void> {
-    this.state = 'stopped';
+    this.setState('stopped');
     this.options.blockingClient.disconnect();
     for (const w of this.waiters) {
       clearTimeout(w.timer);
@@ -97,15 +230,40 @@ export class SliceFollower {
     return this.state === 'stopped';
   }
 
+  private setState(state: SliceState): void {
+    if (this.state === state || this.state === 'stopped') return;
+    this.state = state;
+    this.options.onState?.(state);
+  }
+
   private async run(): Promise<void> {
     const { store, blockingClient } = this.options;
-    const blockMs = this.options.blockMs ?? 1000;
     let backoff = 100;
     while (!this.stopped) {
       try {
-        const changes = await store.readChanges(this.watermark, 1000, blockMs, blockingClient);
-        if (changes.length > 0 && (await this.reloadIfTrimmed())) continue;
-        for (const c of changes) await this.apply(c);
+        if (this.reloadReason !== undefined) {
+          this.options.onEvent?.('reload', { reason: this.reloadReason, watermark: this.watermark });
+          await this.load();
+          continue;
+        }
+        const from = this.watermark;
+        const changes = await store.readChanges(from, READ_COUNT, this.blockMs, blockingClient);
+        const repliedAt = Date.now();
+        if (this.stopped) return;
+        // Checked on every read, written to or not: a follower that was frozen while the stream was
+        // trimmed finds out now, not when the next write happens to arrive.
+        const lost = GalleryStore.lostChanges(from, await store.streamInfo());
+        if (lost) {
+          this.requestReload(`lost changes: ${lost}`);
+          continue;
+        }
+        for (const c of changes) {
+          if (!(await this.applyOrCount(c))) break;
+        }
+        if (this.reloadReason !== undefined) continue;
+        // A read that was not cut short by COUNT returned everything up to the head as it was then.
+        if (changes.length < READ_COUNT) this.confirmedAt = repliedAt;
+        await this.compactIfWorthIt();
         backoff = 100;
         this.lastError = undefined;
       } catch (err) {
@@ -118,28 +276,91 @@ export class SliceFollower {
     }
   }
 
+  /**
+   * Applies one change. A change that fails for another reason than Redis
+   * being unreachable is counted; after maxChangeAttempts the follower stops
+   * retrying it and reloads its slots (which skip what cannot be used) rather
+   * than let one change hold up replication for every slot. False when the
+   * follower gave up on it.
+   */
+  private async applyOrCount(change: Change): Promise<boolean> {
+    try {
+      await this.apply(change);
+      this.attempts.delete(change.id);
+      return true;
+    } catch (err) {
+      if (redisUnreachable(err)) throw err;
+      const attempt = (this.attempts.get(change.id) ?? 0) + 1;
+      this.attempts.set(change.id, attempt);
+      this.options.onEvent?.('change-failed', { id: change.id, subject: change.subjectId, attempt, error: (err as Error).message });
+      if (attempt < this.maxChangeAttempts) throw err;
+      this.requestReload(`change ${change.id} could not be applied after ${attempt} attempts: ${(err as Error).message}`);
+      return false;
+    }
+  }
+
   private async apply(change: Change): Promise<void> {
     if (this.owned.has(change.slot)) {
-      const { store, slice } = this.options;
+      const { store } = this.options;
+      const slice = this.current;
       if (change.removed.length > 0) slice.remove(change.removed);
-      if (change.added.length > 0) slice.add(await store.fetch(change.slot, change.added.filter((id) => !slice.has(id))));
+      const fresh = change.added.filter((id) => !slice.has(id));
+      if (fresh.length > 0) {
+        const templates = await store.fetch(change.slot, fresh);
+        // Room is made by compaction when dead rows would keep the new ones out.
+        if (templates.length > this.current.room && this.current.dead > 0) await this.compact();
+        const refused = this.addFitting(this.current, templates);
+        if (refused > 0) this.options.onEvent?.('rows-refused', { count: refused, capacity: this.current.scorer.capacity, change: change.id });
+      }
     }
     this.applied++;
     this.advance(change.id);
   }
 
-  /** A follower that fell behind the stream's trimmed start has lost changes: it reloads its slots instead of applying them. */
-  private async reloadIfTrimmed(): Promise<boolean> {
-    const info = await this.options.store.streamInfo();
-    if (!GalleryStore.lostChanges(this.watermark, info)) return false;
-    this.options.onEvent?.('reload', { watermark: this.watermark, oldest: info.firstId });
-    await this.load();
-    return true;
+  /** Adds what fits; returns how many templates did not (a full scorer refuses rows before wasm memory would). */
+  private addFitting(slice: GallerySlice, templates: Template[]): number {
+    const room = Math.max(0, slice.room);
+    if (templates.length <= room) {
+      slice.add(templates);
+      return 0;
+    }
+    slice.add(templates.slice(0, room));
+    return templates.length - room;
+  }
+
+  private async compactIfWorthIt(): Promise<void> {
+    const s = this.current;
+    const minDead = this.options.compactMinDead ?? 1024;
+    const fraction = this.options.compactFraction ?? 0.25;
+    if (s.dead >= minDead && s.dead > fraction * s.rows) await this.compact();
+  }
+
+  /** Copies the live rows into a new slice and swaps it in; no change lands in between (this loop is the only writer). */
+  private async compact(): Promise<void> {
+    const s = this.current;
+    await s.scorer.flush();
+    if (!s.scorer.idle || s !== this.current) return;
+    const before = s.rows;
+    const next = s.compact();
+    this.swap(next);
+    this.options.onEvent?.('compaction', { before, after: next.rows });
+  }
+
+  private swap(next: GallerySlice): void {
+    const old = this.current;
+    this.current = next;
+    this.options.onEvent?.('swap', { templates: next.templates, rows: next.rows });
+    if (this.users.has(old)) this.retired.add(old);
+    else void old.close();
   }
 
   private advance(id: string): void {
     if (compareStreamIds(id, this.watermark) <= 0) return;
     this.watermark = id;
+    this.release(id);
+  }
+
+  private release(id: string): void {
     for (const w of this.waiters) {
       if (compareStreamIds(id, w.token) >= 0) {
         clearTimeout(w.timer);

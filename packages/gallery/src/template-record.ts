@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { assertVectors } from '@yoco/common';
+import { TemplateRecordError } from './errors/index.js';
 
 /** One enrolled image's vector, owned by a subject. */
 export interface Template {
@@ -34,13 +36,25 @@ export function encodeTemplate(subjectId: string, vector: Float32Array): Buffer 
 }
 
 export function decodeTemplate(templateId: string, bytes: Buffer): Template {
-  if (bytes.length < 3 || bytes.readUInt8(0) !== VERSION) throw new Error(`template ${templateId}: unknown record format`);
+  if (bytes.length < 3 || bytes.readUInt8(0) !== VERSION) throw new TemplateRecordError(templateId, 'unknown record format');
   const len = bytes.readUInt16LE(1);
-  const subjectId = bytes.toString('utf8', 3, 3 + len);
   const body = 3 + len;
+  if (body > bytes.length) throw new TemplateRecordError(templateId, 'truncated subject id');
+  const subjectId = bytes.toString('utf8', 3, body);
   const n = (bytes.length - body) / 4;
-  if (!Number.isInteger(n)) throw new Error(`template ${templateId}: truncated vector`);
+  if (!Number.isInteger(n)) throw new TemplateRecordError(templateId, 'truncated vector');
   const vector = new Float32Array(n);
   for (let i = 0; i < n; i++) vector[i] = bytes.readFloatLE(body + i * 4);
   return { subjectId, templateId, vector };
+}
+
+/** Decodes and checks a record against the store's width: a template a shard can hold, or TemplateRecordError. */
+export function decodeCheckedTemplate(templateId: string, bytes: Buffer, dim: number): Template {
+  const t = decodeTemplate(templateId, bytes);
+  try {
+    assertVectors(t.vector, dim, 'vector', 1);
+  } catch (err) {
+    throw new TemplateRecordError(templateId, (err as Error).message);
+  }
+  return t;
 }

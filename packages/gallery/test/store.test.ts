@@ -66,7 +66,9 @@ describe('GalleryStore', () => {
     expect(await store.templateIds('bob')).toEqual([]);
     expect(await redis.hlen(store.slotKey(slotOf('bob')))).toBe(0);
     const keys = await keysUnder(redis, prefix);
-    expect(keys).toEqual([`${prefix}changes`, `${prefix}meta`]);
+    // What stays: the stream, the meta, and the tombstone that keeps imports from bringing bob back (a sequence number only).
+    expect(keys).toEqual([`${prefix}changes`, `${prefix}meta`, store.tombstoneKey('bob')]);
+    expect(await redis.get(store.tombstoneKey('bob'))).toMatch(/^\d+$/);
     // The stream carries ids only: no vector bytes of bob remain anywhere.
     const entries = await redis.xrange(`${prefix}changes`, '-', '+');
     expect(entries.at(-1)![0]).toBe(token);

@@ -13,7 +13,7 @@ export async function createScorer(head: Head, options: ScorerOptions = {}): Pro
   const engine = options.engine ?? 'factorized';
   switch (engine) {
     case 'reference':
-      return new ReferenceScorer(head);
+      return new ReferenceScorer(head, { maxRows: options.maxRows, onFault: options.onFault });
     case 'yoco':
       return YocoScorer.create(head, options);
     case 'factorized':

@@ -1,12 +1,12 @@
 import { availableParallelism } from 'node:os';
 import { GraphBuilder } from '@yoco/onnx';
 import { Tensor, type InferenceSession } from 'onnxruntime-node';
-import { BaseScorer } from './base-scorer.js';
+import { BaseScorer, type BaseScorerOptions } from './base-scorer.js';
 import type { Head } from './head.js';
-import { createSession, type RuntimeOptions } from './ort-session.js';
+import { createSession, SharedSessions, type RuntimeOptions } from './ort-session.js';
 import { MAX_QUERIES, ReluDotKernel } from './relu-dot-kernel.js';
 
-export interface FactorizedOptions extends RuntimeOptions {
+export interface FactorizedOptions extends RuntimeOptions, BaseScorerOptions {
   /** Gallery rows projected per ORT run when adding (bounds the temporary [n, D] tensor). */
   projectBatch?: number;
   /** Threads scanning P per query (the caller's plus helpers); default: every core. */
@@ -29,17 +29,32 @@ function projectionModel(dim: number, hidden: number, w1: Float32Array, half: 0 
   return g.toBytes({ opset: 17 });
 }
 
+type Projections = SharedSessions<{ rows: InferenceSession; query: InferenceSession }>;
+
+interface Settings {
+  projectBatch: number;
+  kernelThreads: number;
+  base: BaseScorerOptions;
+}
+
 /**
  * C1 is linear in concat(q, g): C1·[q; g] = A·q + B·g + b1. Each row is
  * stored as P = B·g + b1 (H floats, computed once in ORT when it is added);
  * a query costs u = A·q once, then w2 · relu(P + u) + b2 per row: O(H)
  * instead of O(2D·H), and exactly the head's function. The raw vectors are
  * not kept.
+ *
+ * Rows are projected in the background, in order; a scan reads only the rows
+ * whose projection has landed (the kernel's row count), never a row that is
+ * counted but not written yet.
  */
 export class FactorizedScorer extends BaseScorer {
   readonly engine = 'factorized' as const;
   private readonly kernel: ReluDotKernel;
   private pending: Promise<void> = Promise.resolve();
+  private queued = 0;
+  /** Set when rows could not even be held in place: indices would shift, so no scan is trusted again. */
+  private broken: Error | undefined;
   /**
    * Logit buffers kept from scan to scan ([0] for a single query, [i] for the
    * i-th of a batch): a fresh 100 KB array per query is external memory that
@@ -50,13 +65,11 @@ export class FactorizedScorer extends BaseScorer {
 
   private constructor(
     head: Head,
-    private readonly projectRows: InferenceSession,
-    private readonly projectQuery: InferenceSession,
-    private readonly projectBatch: number,
-    kernelThreads: number,
+    private readonly projections: Projections,
+    private readonly settings: Settings,
   ) {
-    super(head);
-    this.kernel = new ReluDotKernel(head.hidden, head.w2, kernelThreads);
+    super(head, settings.base);
+    this.kernel = new ReluDotKernel(head.hidden, head.w2, settings.kernelThreads);
   }
 
   static async create(head: Head, options: FactorizedOptions = {}): Promise<FactorizedScorer> {
@@ -69,18 +82,57 @@ export class FactorizedScorer extends BaseScorer {
       createSession(projectionModel(dim, hidden, w1, 1, b1), options),
       createSession(projectionModel(dim, hidden, w1, 0), options),
     ]);
-    return new FactorizedScorer(head, rows, query, batch, threads);
+    return new FactorizedScorer(head, new SharedSessions({ rows, query }), {
+      projectBatch: batch,
+      kernelThreads: threads,
+      base: { maxRows: options.maxRows, onFault: options.onFault },
+    });
   }
 
-  protected appendRows(rows: Float32Array, n: number): void {
+  /** Bytes of wasm memory this scorer's rows take. */
+  get memoryBytes(): number {
+    return this.kernel.memoryBytes;
+  }
+
+  override get idle(): boolean {
+    return this.queued === 0;
+  }
+
+  protected engineCapacity(): number {
+    return this.kernel.maxRows;
+  }
+
+  protected cloneWith(rows: number[]): FactorizedScorer {
+    const next = new FactorizedScorer(this.head, this.projections.retain(), this.settings);
+    if (rows.length > 0) next.kernel.appendFrom(this.kernel, rows);
+    return next;
+  }
+
+  protected appendRows(rows: Float32Array, n: number, first: number): void {
     const copy = rows.slice(0, n * this.head.dim);
     this.enqueue(async () => {
+      if (this.broken) {
+        this.markLost(first, n, this.broken);
+        return;
+      }
       const D = this.head.dim;
-      for (let start = 0; start < n; start += this.projectBatch) {
-        const m = Math.min(this.projectBatch, n - start);
-        const x = new Tensor('float32', copy.subarray(start * D, (start + m) * D), [m, D]);
-        const { y } = await this.projectRows.run({ x });
-        this.kernel.append(y.data as Float32Array, m);
+      let done = 0;
+      try {
+        for (; done < n; ) {
+          const m = Math.min(this.settings.projectBatch, n - done);
+          const x = new Tensor('float32', copy.subarray(done * D, (done + m) * D), [m, D]);
+          const { y } = await this.projections.sessions.rows.run({ x });
+          this.kernel.append(y.data as Float32Array, m);
+          done += m;
+        }
+      } catch (err) {
+        // Placeholders keep every later row at its index; the rows themselves are lost and said so.
+        try {
+          if (!this.broken) this.kernel.appendZeros(n - done);
+        } catch (placeholderErr) {
+          this.broken = placeholderErr as Error;
+        }
+        this.markLost(first + done, n - done, err as Error);
       }
     });
   }
@@ -93,41 +145,53 @@ export class FactorizedScorer extends BaseScorer {
     await this.pending;
   }
 
-  protected async computeLogits(query: Float32Array, count: number): Promise<Float32Array> {
-    const { y } = await this.projectQuery.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
-    const out = this.out(0, count);
-    this.kernel.run(y.data as Float32Array, out);
+  protected async computeLogits(query: Float32Array): Promise<Float32Array> {
+    const { y } = await this.projections.sessions.query.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
+    // Read after the await: rows projected meanwhile are complete and can be scanned; later ones cannot.
+    const n = this.scannable();
+    const out = this.out(0, n);
+    this.kernel.run(y.data as Float32Array, out, n);
     const b2 = this.head.b2;
-    for (let i = 0; i < count; i++) out[i] += b2;
+    for (let i = 0; i < n; i++) out[i] += b2;
     return out;
   }
 
-  protected override async computeManyLogits(queries: Float32Array[], count: number): Promise<Float32Array[]> {
+  protected override async computeManyLogits(queries: Float32Array[]): Promise<Float32Array[]> {
     // Alone, a query scans best in one call over all rows (and with the helper threads).
-    if (queries.length === 1) return [await this.computeLogits(queries[0], count)];
+    if (queries.length === 1) return [await this.computeLogits(queries[0])];
     const D = this.head.dim;
     const H = this.head.hidden;
     const outs: Float32Array[] = [];
+    let n = -1;
     for (let start = 0; start < queries.length; start += MAX_QUERIES) {
       const part = queries.slice(start, start + MAX_QUERIES);
       const x = new Float32Array(part.length * D);
       part.forEach((q, i) => x.set(q, i * D));
       // One GEMM for the batch's u vectors, then one pass over the rows for all of them.
-      const { y } = await this.projectQuery.run({ x: new Tensor('float32', x, [part.length, D]) });
+      const { y } = await this.projections.sessions.query.run({ x: new Tensor('float32', x, [part.length, D]) });
+      // One row count for the whole batch, fixed after the first await (rows only grow).
+      if (n < 0) n = this.scannable();
       const u = y.data as Float32Array;
-      const partOuts = part.map((_, j) => this.out(start + j, count));
-      this.kernel.runMany(part.map((_, i) => u.subarray(i * H, (i + 1) * H)), partOuts);
+      const partOuts = part.map((_, j) => this.out(start + j, n));
+      this.kernel.runMany(part.map((_, i) => u.subarray(i * H, (i + 1) * H)), partOuts, n);
       const b2 = this.head.b2;
-      for (const o of partOuts) for (let i = 0; i < count; i++) o[i] += b2;
+      for (const o of partOuts) for (let i = 0; i < n; i++) o[i] += b2;
       outs.push(...partOuts);
     }
     return outs;
   }
 
   protected override async computeRowLogits(query: Float32Array, rows: number[]): Promise<Float64Array> {
-    const { y } = await this.projectQuery.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
+    const { y } = await this.projections.sessions.query.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
     const u = y.data as Float32Array;
-    return Float64Array.from(rows, (r) => this.kernel.rowDot(r, u, this.head.w2) + this.head.b2);
+    const n = this.kernel.rows;
+    return Float64Array.from(rows, (r) => (r < n ? this.kernel.rowDot(r, u, this.head.w2) + this.head.b2 : -Infinity));
+  }
+
+  /** Rows a scan may read now: the projected ones, or none at all once the row store is broken. */
+  private scannable(): number {
+    if (this.broken) throw new Error(`the factorized scorer lost track of its rows (${this.broken.message}); it must be rebuilt`);
+    return this.kernel.rows;
   }
 
   /** Buffer i, at least count long (grown by half again when short: rows only ever grow). */
@@ -137,12 +201,17 @@ export class FactorizedScorer extends BaseScorer {
     return b.subarray(0, count);
   }
 
+  /** Queued work runs in order; a task that fails does not stop the ones after it. */
   private enqueue(task: () => Promise<void>): void {
-    this.pending = this.pending.then(task);
+    this.queued++;
+    this.pending = this.pending
+      .then(task)
+      .catch((err: Error) => this.markLost(0, 0, err))
+      .finally(() => this.queued--);
   }
 
   protected override async release(): Promise<void> {
-    await this.pending.catch(() => undefined);
-    await Promise.all([this.projectRows.release(), this.projectQuery.release(), this.kernel.close()]);
+    await this.pending;
+    await Promise.all([this.projections.release(), this.kernel.close()]);
   }
 }

@@ -4,15 +4,15 @@ export { loadHead, parseHead } from './load-head.js';
 export { metricHead, DEFAULT_METRIC_HEAD, type MetricHeadOptions } from './metric-head.js';
 export { headToOnnx, type HeadExportOptions } from './export-head.js';
 export { createScorer, type ScorerOptions } from './create-scorer.js';
-export type { Scorer, EngineName } from './base-scorer.js';
+export type { Scorer, EngineName, ScanResult, FaultListener } from './base-scorer.js';
 export { ReferenceScorer } from './reference-scorer.js';
 export type { YocoOptions } from './yoco-scorer.js';
 export type { FactorizedOptions } from './factorized-scorer.js';
 export type { RuntimeOptions } from './ort-session.js';
 export type { Match } from './top-k.js';
 export { topK } from './top-k.js';
-export { HeadFormatError, RowIndexError } from './errors/index.js';
+export { HeadFormatError, RowIndexError, CapacityError } from './errors/index.js';
 // The ONNX writer lives in @yoco/onnx; re-exported so model code needs one import.
 export { GraphBuilder, OnnxDecodeError } from '@yoco/onnx';
-export { VectorLengthError, NonFiniteVectorError } from '@yoco/common';
+export { VectorLengthError, NonFiniteVectorError, VectorRangeError } from '@yoco/common';
 export { HEAD_ENV, resolveHead, type HeadConfig } from './head-config.js';

@@ -1,4 +1,4 @@
-import { BaseScorer } from './base-scorer.js';
+import { BaseScorer, type BaseScorerOptions } from './base-scorer.js';
 import { RowStore } from './row-store.js';
 import type { Head } from './head.js';
 
@@ -11,9 +11,19 @@ export class ReferenceScorer extends BaseScorer {
   readonly engine = 'reference' as const;
   private readonly rows: RowStore;
 
-  constructor(head: Head) {
-    super(head);
+  constructor(head: Head, options: BaseScorerOptions = {}) {
+    super(head, options);
     this.rows = new RowStore(head.dim);
+  }
+
+  protected engineCapacity(): number {
+    return this.rows.maxRows;
+  }
+
+  protected cloneWith(rows: number[]): ReferenceScorer {
+    const next = new ReferenceScorer(this.head, this.base);
+    for (const r of rows) next.rows.append(this.rows.row(r), 1);
+    return next;
   }
 
   /** logit(q, g) for one pair. */

@@ -217,9 +217,23 @@ export class ReluDotKernel {
     return this.helpers.length + 1;
   }
 
+  /**
+   * The most rows this kernel can hold: what fits between the row offset and
+   * wasm32's 4 GiB ceiling. add() refuses beyond it, before memory.grow would.
+   */
+  get maxRows(): number {
+    return Math.floor((MAX_PAGES * PAGE - this.rowsOffset) / (this.width * 4));
+  }
+
+  /** Bytes of wasm memory committed (rows, padding and the scan's scratch). */
+  get memoryBytes(): number {
+    return this.memory.buffer.byteLength;
+  }
+
   private reserve(rows: number): void {
     if (rows <= this.capacity) return;
-    const want = Math.max(rows, this.capacity * 2, 1024);
+    if (rows > this.maxRows) throw new RangeError(`${rows} rows do not fit in wasm32 memory (at most ${this.maxRows} of width ${this.width})`);
+    const want = Math.min(this.maxRows, Math.max(rows, this.capacity * 2, 1024));
     const bytes = this.rowsOffset + want * this.width * 4;
     const pages = Math.ceil(bytes / PAGE) - this.memory.buffer.byteLength / PAGE;
     if (pages > 0) this.memory.grow(pages);
@@ -235,6 +249,33 @@ export class ReluDotKernel {
     else for (let i = 0; i < n; i++) view.set(rows.subarray(i * this.hidden, (i + 1) * this.hidden), i * this.width);
     this.count += n;
     return first;
+  }
+
+  /** Appends n rows of zeros: they keep later rows at their indices when a projection failed. */
+  appendZeros(n: number): number {
+    const first = this.count;
+    this.reserve(first + n);
+    new Float32Array(this.memory.buffer, this.rowsOffset + first * this.width * 4, n * this.width).fill(0);
+    this.count += n;
+    return first;
+  }
+
+  /** Appends the given rows of another kernel of the same width, in order (compaction). */
+  appendFrom(src: ReluDotKernel, rows: ArrayLike<number>): void {
+    if (src.width !== this.width) throw new RangeError(`row width ${src.width} differs from ${this.width}`);
+    const first = this.count;
+    this.reserve(first + rows.length);
+    const from = new Float32Array(src.memory.buffer, src.rowsOffset, src.count * src.width);
+    const to = new Float32Array(this.memory.buffer, this.rowsOffset, (first + rows.length) * this.width);
+    const w = this.width;
+    // Runs of consecutive rows are one copy each: after a few removals that is nearly the whole store at once.
+    for (let i = 0; i < rows.length; ) {
+      let j = i + 1;
+      while (j < rows.length && rows[j] === rows[j - 1] + 1) j++;
+      to.set(from.subarray(rows[i] * w, (rows[j - 1] + 1) * w), (first + i) * w);
+      i = j;
+    }
+    this.count += rows.length;
   }
 
   /** Overwrites row i with zeros so nothing derived from a removed person stays in memory. */
@@ -257,16 +298,17 @@ export class ReluDotKernel {
    * outs[q][i] = w · relu(P_i + us[q]) for up to MAX_QUERIES queries in one pass
    * over the rows: each block of rows is read from memory once and scanned by
    * every query while it sits in cache, so a batch costs about one query's
-   * memory traffic. Runs on the calling thread.
+   * memory traffic. Runs on the calling thread. Scans the first `rows` rows.
    */
-  runMany(us: Float32Array[], outs: Float32Array[]): void {
+  runMany(us: Float32Array[], outs: Float32Array[], rows = this.count): void {
+    const count = Math.min(rows, this.count);
     const nq = us.length;
     if (nq > MAX_QUERIES) throw new RangeError(`runMany takes at most ${MAX_QUERIES} queries, got ${nq}`);
     const hb = this.width * 4;
     for (let q = 0; q < nq; q++) new Float32Array(this.memory.buffer, this.uOffset + q * hb, this.hidden).set(us[q].subarray(0, this.hidden));
     const scratch = new Float32Array(this.memory.buffer, this.outOffset, CHUNK);
-    for (let start = 0; start < this.count; start += BLOCK_ROWS) {
-      const n = Math.min(BLOCK_ROWS, this.count - start);
+    for (let start = 0; start < count; start += BLOCK_ROWS) {
+      const n = Math.min(BLOCK_ROWS, count - start);
       for (let q = 0; q < nq; q++) {
         this.score(this.rowsOffset + start * hb, this.uOffset + q * hb, this.wOffset, this.outOffset + q * BLOCK_ROWS * 4, n, hb);
       }
@@ -274,13 +316,14 @@ export class ReluDotKernel {
     }
   }
 
-  /** out[i] = w · relu(P_i + u) for every stored row. */
-  run(u: Float32Array, out: Float32Array): void {
+  /** out[i] = w · relu(P_i + u) for the first `rows` stored rows (all by default). */
+  run(u: Float32Array, out: Float32Array, rows = this.count): void {
+    const count = Math.min(rows, this.count);
     new Float32Array(this.memory.buffer, this.uOffset, this.hidden).set(u.subarray(0, this.hidden));
     const hb = this.width * 4;
     const scratch = new Float32Array(this.memory.buffer, this.outOffset, CHUNK);
-    for (let start = 0; start < this.count; start += CHUNK) {
-      const n = Math.min(CHUNK, this.count - start);
+    for (let start = 0; start < count; start += CHUNK) {
+      const n = Math.min(CHUNK, count - start);
       const parts = Math.max(1, Math.min(this.threads, Math.floor(n / MIN_ROWS_PER_THREAD)));
       const per = Math.ceil(n / parts);
       // Helpers take parts 1.., this thread takes part 0, then waits for the rest.

@@ -11,6 +11,11 @@ export class RowStore {
     return this.count;
   }
 
+  /** A Float32Array holds at most 2^32 - 1 elements (V8 allows fewer still past 2^31 bytes on some builds): stay under 2^31 elements. */
+  get maxRows(): number {
+    return Math.floor(2 ** 31 / this.width);
+  }
+
   append(rows: Float32Array, n: number): number {
     const first = this.count;
     const need = (first + n) * this.width;

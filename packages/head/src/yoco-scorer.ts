@@ -1,11 +1,11 @@
 import { rewriteModel } from '@yoco/onnx';
 import { Tensor, type InferenceSession } from 'onnxruntime-node';
-import { BaseScorer } from './base-scorer.js';
+import { BaseScorer, type BaseScorerOptions } from './base-scorer.js';
 import type { Head } from './head.js';
-import { createSession, type RuntimeOptions } from './ort-session.js';
+import { createSession, SharedSessions, type RuntimeOptions } from './ort-session.js';
 import { RowStore } from './row-store.js';
 
-export interface YocoOptions extends RuntimeOptions {
+export interface YocoOptions extends RuntimeOptions, BaseScorerOptions {
   /** Gallery rows per conv pass; Infinity = the whole gallery in one pass (the reference's fig. 7). */
   blockSize?: number;
 }
@@ -29,10 +29,14 @@ export class YocoScorer extends BaseScorer {
   private readonly blocks: Block[] = [];
   private readonly blockSize: number;
 
-  private constructor(head: Head, private readonly session: InferenceSession, blockSize: number) {
-    super(head);
+  private constructor(head: Head, private readonly shared: SharedSessions<{ head: InferenceSession }>, blockSize: number, base: BaseScorerOptions) {
+    super(head, base);
     this.rows = new RowStore(head.dim);
     this.blockSize = blockSize;
+  }
+
+  private get session(): InferenceSession {
+    return this.shared.sessions.head;
   }
 
   static async create(head: Head, options: YocoOptions = {}): Promise<YocoScorer> {
@@ -44,7 +48,18 @@ export class YocoScorer extends BaseScorer {
     // Fetch C2's output directly: ranking on logits stays exact where sigmoid saturates to 1.
     const nAxis = head.form === 'conv' ? 2 : inputRank - 2;
     const bytes = rewriteModel(head.bytes, { outputs: [logitName], inputDims: { [inputName]: { [nAxis]: 'n' } } });
-    return new YocoScorer(head, await createSession(bytes, options), blockSize);
+    const session = await createSession(bytes, options);
+    return new YocoScorer(head, new SharedSessions({ head: session }), blockSize, { maxRows: options.maxRows, onFault: options.onFault });
+  }
+
+  protected engineCapacity(): number {
+    return this.rows.maxRows;
+  }
+
+  protected cloneWith(rows: number[]): YocoScorer {
+    const next = new YocoScorer(this.head, this.shared.retain(), this.blockSize, this.base);
+    for (const r of rows) next.rows.append(this.rows.row(r), 1);
+    return next;
   }
 
   protected appendRows(rows: Float32Array, n: number, first: number): void {
@@ -102,6 +117,6 @@ export class YocoScorer extends BaseScorer {
 
   protected override async release(): Promise<void> {
     this.blocks.length = 0;
-    await this.session.release();
+    await this.shared.release();
   }
 }

@@ -14,7 +14,29 @@ export type EnrolJobData =
        */
       applied?: EnrolJobResult;
     }
-  | { kind: 'remove'; subjectId: string };
+  | { kind: 'remove'; subjectId: string }
+  | {
+      kind: 'import';
+      /** What GetJob shows for the job: the first subject and how many follow. */
+      subjectId: string;
+      subjects: ImportJobSubject[];
+      /** As for an enrolment: set, with the vectors dropped, once every subject is in Redis. */
+      applied?: EnrolJobResult;
+    };
+
+export interface ImportJobSubject {
+  subjectId: string;
+  vectors: string[];
+  replace: boolean;
+}
+
+/** What happened to one subject of an import. */
+export interface ImportOutcome {
+  subjectId: string;
+  /** applied; stale (a newer replace or remove came first); removed (it was removed: imports do not bring it back). */
+  outcome: 'applied' | 'stale' | 'removed';
+  templateIds: string[];
+}
 
 export interface EnrolJobResult {
   /** The change's stream id: pass it to Identify for read-your-writes. */
@@ -23,7 +45,14 @@ export interface EnrolJobResult {
   removed: string[];
   /** A newer replace or remove of the subject had already been applied; this job changed nothing. */
   stale: boolean;
+  /** A removal of a subject that had no templates (nothing to remove; later enrolments queued before it still cannot land). */
+  notFound?: boolean;
+  /** An import's outcome per subject, in job order. */
+  results?: ImportOutcome[];
 }
+
+/** Subjects one import job may carry. */
+export const MAX_IMPORT_SUBJECTS = 256;
 
 export const QUEUE_NAME = 'enrol';
 
@@ -39,6 +68,9 @@ export function encodeVector(v: Float32Array): string {
 export function decodeVector(s: string): Float32Array {
   return f32FromBytes(Buffer.from(s, 'base64'));
 }
+
+/** How long a request_id keeps naming its job: a retry within it gets the same job. As long as completed jobs are kept (JOB_OPTIONS). */
+export const REQUEST_ID_TTL_MS = 3600 * 1000;
 
 /** Attempts and backoff for transient faults (Redis blips); bad data fails at once. */
 export const JOB_OPTIONS = {

@@ -1,7 +1,7 @@
-import { DeadlineError, UnavailableError, YocoError } from '@yoco/common';
-import { Job, Queue, QueueEvents } from 'bullmq';
-import { Redis } from 'ioredis';
-import { bullPrefix, encodeVector, JOB_OPTIONS, QUEUE_NAME, type EnrolJobData, type EnrolJobResult } from './enrol-job.js';
+import { clampTimeout, DeadlineError, InvalidArgumentError, shown, UnavailableError, YocoError } from '@yoco/common';
+import { Job, Queue, QueueEvents, type JobsOptions } from 'bullmq';
+import { Redis, ReplyError } from 'ioredis';
+import { bullPrefix, encodeVector, JOB_OPTIONS, QUEUE_NAME, REQUEST_ID_TTL_MS, type EnrolJobData, type EnrolJobResult, type ImportJobSubject } from './enrol-job.js';
 
 export interface EnrolQueueOptions {
   redisUrl: string;
@@ -22,6 +22,14 @@ export interface JobStatus {
   attempts: number;
   createdMs: number;
   finishedMs: number;
+  outcome: string;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+/** A caller's idempotency key, checked: the same rules as a subject id. */
+export function assertRequestId(id: string): void {
+  if (!REQUEST_ID.test(id)) throw new InvalidArgumentError(`request_id ${shown(id)} is invalid: use 1-128 characters of A-Z a-z 0-9 . _ : @ -`, 'REQUEST_ID');
 }
 
 /** A job finished but failed; carries BullMQ's reason. */
@@ -63,31 +71,59 @@ export class EnrolQueue {
     return this.connection.status === 'ready';
   }
 
-  private async add(data: EnrolJobData): Promise<Job<EnrolJobData, EnrolJobResult>> {
-    const nothing = 'the enrolment was not accepted: nothing was stored or queued';
+  /**
+   * Queues a job. What a failure tells the caller is what is known: when
+   * nothing was sent (Redis down) or Redis refused the script, nothing was
+   * queued; when the add was sent but no answer came in time, the job may
+   * still land (OUTCOME_UNKNOWN), and a retry with the same request_id is
+   * the safe way to find out. With a request_id, BullMQ's deduplication
+   * hands a retry the job the first attempt queued.
+   */
+  private async add(data: EnrolJobData, requestId = ''): Promise<Job<EnrolJobData, EnrolJobResult>> {
+    const nothing = 'not accepted: nothing was stored or queued';
+    if (requestId) assertRequestId(requestId);
     if (!this.ready) throw new UnavailableError(`Redis is unavailable (${this.connection.status}); ${nothing}`, 'STORE_UNAVAILABLE');
+    const opts: JobsOptions | undefined = requestId ? { deduplication: { id: requestId, ttl: REQUEST_ID_TTL_MS } } : undefined;
     let timer: NodeJS.Timeout | undefined;
+    let job: Job<EnrolJobData, EnrolJobResult>;
     try {
-      return await Promise.race([
-        this.queue.add(data.kind, data),
+      job = await Promise.race([
+        this.queue.add(data.kind, data, opts),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error(`no answer in ${this.addTimeoutMs} ms`)), this.addTimeoutMs);
         }),
       ]);
     } catch (err) {
-      // A timed-out add may still land later; the job then runs normally, and its id is unknown to the caller.
-      throw new UnavailableError(`Redis is unavailable (${(err as Error).message}); ${nothing}`, 'STORE_UNAVAILABLE');
+      if (err instanceof ReplyError) throw new UnavailableError(`Redis refused the job (${(err as Error).message}); ${nothing}`, 'STORE_UNAVAILABLE');
+      const retry = requestId
+        ? `retry with the same request_id (${shown(requestId)}) to get that job if it landed, or queue it once if it did not`
+        : 'set request_id on a retry to make it safe (without one, a retry may queue the job twice: harmless for an enrolment, whose template ids are content digests, and for a removal)';
+      throw new UnavailableError(`Redis did not confirm the job (${(err as Error).message}): it may or may not have been queued; ${retry}`, 'OUTCOME_UNKNOWN');
     } finally {
       clearTimeout(timer);
     }
+    if (requestId) {
+      // A key reused for another request must not quietly return that request's job.
+      const existing = await Job.fromId<EnrolJobData, EnrolJobResult>(this.queue, String(job.id)).catch(() => undefined);
+      if (existing && (existing.data.kind !== data.kind || existing.data.subjectId !== data.subjectId)) {
+        throw new InvalidArgumentError(`request_id ${shown(requestId)} already named job ${job.id} (${existing.data.kind} of ${existing.data.subjectId}): use a new key per request`, 'REQUEST_ID');
+      }
+    }
+    return job;
   }
 
-  enrol(subjectId: string, vectors: Float32Array[], replace: boolean): Promise<Job<EnrolJobData, EnrolJobResult>> {
-    return this.add({ kind: 'enrol', subjectId, vectors: vectors.map(encodeVector), replace, vectorCount: vectors.length });
+  enrol(subjectId: string, vectors: Float32Array[], replace: boolean, requestId = ''): Promise<Job<EnrolJobData, EnrolJobResult>> {
+    return this.add({ kind: 'enrol', subjectId, vectors: vectors.map(encodeVector), replace, vectorCount: vectors.length }, requestId);
   }
 
-  remove(subjectId: string): Promise<Job<EnrolJobData, EnrolJobResult>> {
-    return this.add({ kind: 'remove', subjectId });
+  remove(subjectId: string, requestId = ''): Promise<Job<EnrolJobData, EnrolJobResult>> {
+    return this.add({ kind: 'remove', subjectId }, requestId);
+  }
+
+  /** Many subjects in one job (the import lane); ordered with every other job by its id. */
+  import(subjects: { subjectId: string; vectors: Float32Array[]; replace: boolean }[], requestId = ''): Promise<Job<EnrolJobData, EnrolJobResult>> {
+    const encoded: ImportJobSubject[] = subjects.map((s) => ({ subjectId: s.subjectId, vectors: s.vectors.map(encodeVector), replace: s.replace }));
+    return this.add({ kind: 'import', subjectId: subjects[0]?.subjectId ?? '', subjects: encoded }, requestId);
   }
 
   /**
@@ -109,7 +145,7 @@ export class EnrolQueue {
       }
     })();
     try {
-      return await Promise.race([job.waitUntilFinished(events, Math.max(1, timeoutMs)), poll]);
+      return await Promise.race([job.waitUntilFinished(events, Math.max(1, clampTimeout(timeoutMs))), poll]);
     } catch (err) {
       const message = (err as Error).message;
       if (/timed out/i.test(message)) throw new DeadlineError(`job ${job.id} was accepted and is still running; ask GetJob for its token`);
@@ -143,12 +179,24 @@ export class EnrolQueue {
   }
 }
 
+/** What a completed job did, in a word (an import: the count of each outcome). */
+function outcomeOf(r: EnrolJobResult | undefined): string {
+  if (!r) return '';
+  if (r.results) {
+    const counts = new Map<string, number>();
+    for (const o of r.results) counts.set(o.outcome, (counts.get(o.outcome) ?? 0) + 1);
+    return [...counts].map(([k, n]) => `${k} ${n}`).join(', ');
+  }
+  return r.notFound ? 'not_found' : r.stale ? 'stale' : 'applied';
+}
+
 function describe(job: Job<EnrolJobData, EnrolJobResult>, state: string): JobStatus {
   const r = job.returnvalue;
   return {
+    outcome: state === 'completed' ? outcomeOf(r) : '',
     jobId: String(job.id),
     kind: job.data.kind,
-    subjectId: job.data.subjectId,
+    subjectId: job.data.kind === 'import' ? `${job.data.subjectId} (+${Math.max(0, job.data.subjects.length - 1)})` : job.data.subjectId,
     state,
     consistencyToken: r?.token ?? '',
     templateIds: r?.templateIds ?? [],

@@ -1,2 +1,14 @@
-export { EnrolQueue, JobFailedError, type EnrolQueueOptions, type JobStatus } from './enrol-queue.js';
-export { QUEUE_NAME, JOB_OPTIONS, bullPrefix, encodeVector, decodeVector, type EnrolJobData, type EnrolJobResult } from './enrol-job.js';
+export { EnrolQueue, JobFailedError, assertRequestId, type EnrolQueueOptions, type JobStatus } from './enrol-queue.js';
+export {
+  QUEUE_NAME,
+  JOB_OPTIONS,
+  MAX_IMPORT_SUBJECTS,
+  REQUEST_ID_TTL_MS,
+  bullPrefix,
+  encodeVector,
+  decodeVector,
+  type EnrolJobData,
+  type EnrolJobResult,
+  type ImportJobSubject,
+  type ImportOutcome,
+} from './enrol-job.js';

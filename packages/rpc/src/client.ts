@@ -1,8 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 
+/** What a caller of the Matcher needs: Enrol carries images (16 MiB in all at most); replies are small. */
 export const CLIENT_OPTIONS: grpc.ChannelOptions = {
-  'grpc.max_receive_message_length': 64 * 1024 * 1024,
-  'grpc.max_send_message_length': 64 * 1024 * 1024,
+  'grpc.max_receive_message_length': 16 * 1024 * 1024,
+  'grpc.max_send_message_length': 16 * 1024 * 1024,
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,
   // Fail fast when a replica is gone instead of waiting out the reconnect backoff.

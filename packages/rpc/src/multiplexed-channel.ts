@@ -1,4 +1,5 @@
 import { status as Status, type Client, type Metadata, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { MAX_CALL_TIMEOUT_MS } from '@yoco/common';
 import type { CallEnvelope, ReplyEnvelope } from './multiplexed-server.js';
 import { errorMetadata, statusName } from './status.js';
 
@@ -29,13 +30,22 @@ export interface MultiplexedCallOptions {
 }
 
 /**
+ * Messages a stream may hold unsent before new calls on it fail fast: a
+ * server that stopped reading (frozen, overloaded) would otherwise make this
+ * process buffer every call sent to it until the connection's keepalive
+ * gives up on it.
+ */
+const MAX_UNSENT = 256;
+
+/**
  * The client side of unary calls multiplexed over one bidirectional stream
  * (see MultiplexedStreams): a call is one message each way on a stream that
  * stays open, instead of a new HTTP/2 stream with headers and trailers. Calls
  * fail like unary ones: the server's status per call, DEADLINE_EXCEEDED from
  * a local timer, and the stream's own status (UNAVAILABLE when the server
  * went away) for every call in flight when it breaks; the next call opens a
- * new stream.
+ * new stream. A call given up on (its deadline, an abort) is cancelled on the
+ * server too, so it does not spend work there for nobody.
  */
 export class MultiplexedChannel<Req, Res> {
   private line: Line<Req, Res> | undefined;
@@ -51,12 +61,23 @@ export class MultiplexedChannel<Req, Res> {
       if (this.closed) return reject(callError(Status.CANCELLED, 'the channel is closed'));
       const timeoutMs = Math.ceil(options.deadline - Date.now());
       if (timeoutMs <= 0) return reject(callError(Status.DEADLINE_EXCEEDED, 'the deadline passed before the call was sent'));
+      if (options.signal?.aborted) return reject(callError(Status.CANCELLED, 'Cancelled on client'));
       const line = this.open();
+      if (line.stream.writableLength >= MAX_UNSENT) {
+        return reject(callError(Status.UNAVAILABLE, `the server is not reading: ${line.stream.writableLength} calls wait to be sent on this stream`));
+      }
       const callId = ++this.nextId;
-      const timer = setTimeout(() => settle(line, callId)?.reject(callError(Status.DEADLINE_EXCEEDED, 'Deadline exceeded')), timeoutMs);
+      const giveUp = (code: number, details: string) => {
+        const p = settle(line, callId);
+        if (!p) return;
+        p.reject(callError(code, details));
+        // A message of its own tells the server to skip the call; not worth queueing behind a stuck stream.
+        if (line.stream.writable && line.stream.writableLength < MAX_UNSENT) line.stream.write({ callId, timeoutMs: 0, cancel: true } as CallEnvelope<Req>);
+      };
+      const timer = setTimeout(() => giveUp(Status.DEADLINE_EXCEEDED, 'Deadline exceeded'), Math.min(timeoutMs, MAX_CALL_TIMEOUT_MS));
       line.pending.set(callId, { resolve, reject, timer });
-      options.signal?.addEventListener('abort', () => settle(line, callId)?.reject(callError(Status.CANCELLED, 'Cancelled on client')), { once: true });
-      line.stream.write({ callId, timeoutMs, request });
+      options.signal?.addEventListener('abort', () => giveUp(Status.CANCELLED, 'Cancelled on client'), { once: true });
+      line.stream.write({ callId, timeoutMs: Math.min(timeoutMs, MAX_CALL_TIMEOUT_MS), request });
     });
   }
 

@@ -1,15 +1,19 @@
 import { Metadata, status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
-import { UnavailableError } from '@yoco/common';
+import { CancelledError, clampTimeout, InvalidArgumentError, ResourceExhaustedError, UnavailableError } from '@yoco/common';
 import type { Logger } from 'pino';
 import type { ServiceMetrics } from './metrics.js';
 import { failedCall, statusName } from './status.js';
 
 /** One call of a multiplexed stream: the request, and when its caller stops waiting. */
 export interface CallContext {
-  /** Epoch ms: now + the call's timeout, or a minute when it set none. */
+  /** Epoch ms: now + the call's timeout (at most MAX_CALL_TIMEOUT_MS), or a minute when it set none. */
   deadline: number;
-  /** As the caller sent it; 0 when it set none (handlers with a default of their own use that). */
+  /** As the caller sent it, clamped; 0 when it set none (handlers with a default of their own use that). */
   timeoutMs: number;
+  /** Aborted when the caller cancels the call (or the stream goes away). */
+  signal: AbortSignal;
+  /** The stream the call came on: work queues take their turns per stream with it. */
+  lane: object;
 }
 
 export type MultiplexedHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
@@ -19,6 +23,8 @@ export interface CallEnvelope<Req> {
   callId: number;
   timeoutMs: number;
   request: Req;
+  /** A message that cancels call `callId` instead of starting one. */
+  cancel?: boolean;
 }
 
 export interface ReplyEnvelope<Res> {
@@ -29,46 +35,89 @@ export interface ReplyEnvelope<Res> {
   response?: Res;
 }
 
+export interface MultiplexedOptions {
+  /** Calls one stream may have in flight; one more gets its own RESOURCE_EXHAUSTED reply. */
+  maxInflightPerStream: number;
+  /** Calls all streams of this server may have in flight together. */
+  maxInflight: number;
+}
+
 /** A call without a timeout gets this long, as a unary call without a deadline would in practice. */
 const DEFAULT_TIMEOUT_MS = 60_000;
 
 interface OpenStream {
   call: ServerDuplexStream<CallEnvelope<unknown>, ReplyEnvelope<unknown>>;
-  inflight: number;
+  /** Calls whose handler is still running, by call id. */
+  inflight: Map<number, AbortController>;
   /** The caller half-closed: end once the calls in flight are answered. */
   closing: boolean;
   ended: boolean;
+  /** Reading is paused until the caller takes the replies already written. */
+  paused: boolean;
 }
 
 /**
  * The server side of unary calls multiplexed over one bidirectional stream.
  * Each message is handled like a unary call (its own status, counted and
- * timed per call); replies go out as each finishes. On drain, new calls are
- * refused with UNAVAILABLE and every stream is ended once its calls are done,
- * so a graceful shutdown is not held up by idle streams.
+ * timed per call); replies go out as each finishes, every call gets exactly
+ * one. Bounded: a stream may have maxInflightPerStream calls running, the
+ * server maxInflight, and a call past either bound is answered
+ * RESOURCE_EXHAUSTED at once while the stream stays open; a caller that does
+ * not read its replies is not read from either (write backpressure pauses the
+ * stream, and HTTP/2 flow control then holds the caller back). On drain, new
+ * calls are refused with UNAVAILABLE and every stream is ended once its
+ * calls are done, so a graceful shutdown is not held up by idle streams.
  */
 export class MultiplexedStreams {
   private readonly open = new Set<OpenStream>();
   private draining = false;
+  private running = 0;
 
-  constructor(private readonly logger: Logger, private readonly metrics: ServiceMetrics) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly metrics: ServiceMetrics,
+    private readonly options: MultiplexedOptions,
+  ) {
+    for (const [name, v] of Object.entries(options)) {
+      if (!(Number.isInteger(v) && v >= 1)) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+    }
+    if (options.maxInflightPerStream > options.maxInflight) {
+      throw new RangeError(`maxInflightPerStream (${options.maxInflightPerStream}) must not exceed maxInflight (${options.maxInflight})`);
+    }
+  }
+
+  /** Calls running on every stream of this server now. */
+  get inflight(): number {
+    return this.running;
+  }
+
+  /** Replies written but not yet taken by their callers, on every stream (what backpressure keeps small). */
+  get buffered(): number {
+    let n = 0;
+    for (const s of this.open) n += s.call.writableLength;
+    return n;
+  }
 
   handler<Req, Res>(method: string, handle: MultiplexedHandler<Req, Res>) {
     return (call: ServerDuplexStream<CallEnvelope<Req>, ReplyEnvelope<Res>>): void => {
-      const stream: OpenStream = { call: call as unknown as OpenStream['call'], inflight: 0, closing: false, ended: false };
+      const stream: OpenStream = { call: call as unknown as OpenStream['call'], inflight: new Map(), closing: false, ended: false, paused: false };
       this.open.add(stream);
       // Headers at once: a client with transparent retries commits to this stream now instead of
       // replaying its calls on another one if the connection drops before the first reply.
       call.sendMetadata(new Metadata());
-      const forget = () => this.open.delete(stream);
-      call.on('data', (message: CallEnvelope<Req>) => void this.run(stream, method, handle, message));
+      const gone = () => {
+        this.open.delete(stream);
+        stream.ended = true;
+        for (const c of stream.inflight.values()) c.abort();
+      };
+      call.on('data', (message: CallEnvelope<Req>) => this.receive(stream, method, handle, message));
       call.on('end', () => {
         stream.closing = true;
         this.endWhenIdle(stream);
       });
-      call.on('error', forget);
-      call.on('close', forget);
-      call.on('cancelled', forget);
+      call.on('error', gone);
+      call.on('close', gone);
+      call.on('cancelled', gone);
       if (this.draining) this.endWhenIdle(stream);
     };
   }
@@ -79,29 +128,79 @@ export class MultiplexedStreams {
     for (const s of this.open) this.endWhenIdle(s);
   }
 
-  private async run<Req, Res>(stream: OpenStream, method: string, handle: MultiplexedHandler<Req, Res>, message: CallEnvelope<Req>): Promise<void> {
-    const started = process.hrtime.bigint();
-    const callId = message.callId;
-    let reply: ReplyEnvelope<Res>;
-    stream.inflight++;
-    try {
-      if (this.draining) throw new UnavailableError('shutting down: call another replica');
-      const timeoutMs = message.timeoutMs || 0;
-      const deadline = Date.now() + (timeoutMs || DEFAULT_TIMEOUT_MS);
-      const response = await handle(message.request, { deadline, timeoutMs });
-      reply = { callId, code: Status.OK, details: '', errorCode: '', response };
-    } catch (err) {
-      const e = failedCall(err, method, this.logger);
-      reply = { callId, code: e.code, details: e.details ?? '', errorCode: String(e.metadata?.get('yoco-error-code')[0] ?? '') };
+  private receive<Req, Res>(stream: OpenStream, method: string, handle: MultiplexedHandler<Req, Res>, message: CallEnvelope<Req>): void {
+    const callId = Number(message.callId);
+    if (message.cancel) {
+      stream.inflight.get(callId)?.abort();
+      return;
     }
-    stream.inflight--;
-    this.metrics.observe(method, statusName(reply.code), Number(process.hrtime.bigint() - started) / 1e9);
-    if (!stream.ended) stream.call.write(reply);
+    let refusal: Error | undefined;
+    if (this.draining) refusal = new UnavailableError('shutting down: call another replica');
+    else if (stream.inflight.has(callId)) refusal = new InvalidArgumentError(`call ${callId} is already in flight on this stream: call ids must be unique among calls in flight`);
+    else if (stream.inflight.size >= this.options.maxInflightPerStream) {
+      refusal = new ResourceExhaustedError(`${stream.inflight.size} calls are in flight on this stream (at most ${this.options.maxInflightPerStream}): wait for replies before sending more`);
+    } else if (this.running >= this.options.maxInflight) {
+      refusal = new ResourceExhaustedError(`${this.running} calls are in flight on this server (at most ${this.options.maxInflight}): retry shortly, or call another replica`);
+    }
+    if (refusal) {
+      this.reply(stream, method, process.hrtime.bigint(), callId, refusal);
+      return;
+    }
+    void this.run(stream, method, handle, message, callId);
+  }
+
+  private async run<Req, Res>(stream: OpenStream, method: string, handle: MultiplexedHandler<Req, Res>, message: CallEnvelope<Req>, callId: number): Promise<void> {
+    const started = process.hrtime.bigint();
+    const controller = new AbortController();
+    stream.inflight.set(callId, controller);
+    this.running++;
+    let answered = false;
+    // A cancel is answered at once (the caller has stopped waiting); the work, if it already started, finishes unseen.
+    controller.signal.addEventListener('abort', () => {
+      if (answered) return;
+      answered = true;
+      this.reply(stream, method, started, callId, new CancelledError('cancelled by the caller'));
+    }, { once: true });
+    let outcome: Res | Error;
+    try {
+      const timeoutMs = clampTimeout(message.timeoutMs || 0);
+      const deadline = Date.now() + (timeoutMs || DEFAULT_TIMEOUT_MS);
+      outcome = await handle(message.request, { deadline, timeoutMs, signal: controller.signal, lane: stream });
+    } catch (err) {
+      outcome = err as Error;
+    }
+    stream.inflight.delete(callId);
+    this.running--;
+    if (!answered) {
+      answered = true;
+      this.reply(stream, method, started, callId, outcome);
+    }
     if (stream.closing || this.draining) this.endWhenIdle(stream);
   }
 
+  private reply(stream: OpenStream, method: string, started: bigint, callId: number, outcome: unknown): void {
+    let reply: ReplyEnvelope<unknown>;
+    if (outcome instanceof Error) {
+      const e = failedCall(outcome, method, this.logger);
+      reply = { callId, code: e.code, details: e.details ?? '', errorCode: String(e.metadata?.get('yoco-error-code')[0] ?? '') };
+    } else {
+      reply = { callId, code: Status.OK, details: '', errorCode: '', response: outcome };
+    }
+    this.metrics.observe(method, statusName(reply.code), Number(process.hrtime.bigint() - started) / 1e9);
+    if (stream.ended) return;
+    if (!stream.call.write(reply) && !stream.paused) {
+      // The caller is not taking its replies: stop reading its calls until it does.
+      stream.paused = true;
+      stream.call.pause();
+      stream.call.once('drain', () => {
+        stream.paused = false;
+        if (!stream.ended) stream.call.resume();
+      });
+    }
+  }
+
   private endWhenIdle(stream: OpenStream): void {
-    if (stream.ended || stream.inflight > 0) return;
+    if (stream.ended || stream.inflight.size > 0) return;
     stream.ended = true;
     this.open.delete(stream);
     stream.call.end();

@@ -3,7 +3,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { ServiceMetrics } from './metrics.js';
-import { MultiplexedStreams, type MultiplexedHandler } from './multiplexed-server.js';
+import { MultiplexedStreams, type MultiplexedHandler, type MultiplexedOptions } from './multiplexed-server.js';
 import { reflectionDefinition } from './proto.js';
 import { failedCall, statusName } from './status.js';
 
@@ -24,9 +24,18 @@ export interface ServerOptions {
   services: ServiceBinding[];
   logger: Logger;
   metrics: ServiceMetrics;
-  /** Largest message accepted (bytes); default 16 MiB (images). */
-  maxMessageBytes?: number;
+  /** Largest message accepted (bytes): what the biggest request of these services needs. Default 4 MiB. */
+  maxReceiveBytes?: number;
+  /** Largest message sent (bytes): what the biggest reply needs. Default 4 MiB. */
+  maxSendBytes?: number;
+  /** Bounds of the multiplexed methods (calls in flight per stream and in all). */
+  multiplexedLimits?: Partial<MultiplexedOptions>;
+  /** HTTP/2 streams (unary calls, open multiplexed streams) one connection may have at once; default 1000. */
+  maxConcurrentStreams?: number;
 }
+
+/** Defaults for the multiplexed methods: one stream can never take more than a quarter of the server. */
+export const DEFAULT_MULTIPLEXED_LIMITS: MultiplexedOptions = { maxInflightPerStream: 256, maxInflight: 1024 };
 
 /**
  * A gRPC server with grpc.health.v1 and reflection, every handler wrapped so
@@ -40,10 +49,13 @@ export class RpcServer {
   port = 0;
 
   constructor(private readonly options: ServerOptions) {
-    const max = options.maxMessageBytes ?? 16 * 1024 * 1024;
     // channelz stays on: without it grpc-js 1.14 does not track sessions, and forceShutdown() leaves them open.
-    this.server = new grpc.Server({ 'grpc.max_receive_message_length': max, 'grpc.max_send_message_length': max });
-    this.streams = new MultiplexedStreams(options.logger, options.metrics);
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': options.maxReceiveBytes ?? 4 * 1024 * 1024,
+      'grpc.max_send_message_length': options.maxSendBytes ?? 4 * 1024 * 1024,
+      'grpc.max_concurrent_streams': options.maxConcurrentStreams ?? 1000,
+    });
+    this.streams = new MultiplexedStreams(options.logger, options.metrics, { ...DEFAULT_MULTIPLEXED_LIMITS, ...options.multiplexedLimits });
     for (const s of options.services) {
       const impl: grpc.UntypedServiceImplementation = {};
       for (const [method, handler] of Object.entries(s.handlers)) impl[method] = this.wrap(`${s.name}/${method}`, handler);
@@ -61,6 +73,16 @@ export class RpcServer {
       this.server.bindAsync(this.options.address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
     });
     return this.port;
+  }
+
+  /** Calls running on the multiplexed streams now (for metrics). */
+  get multiplexedInflight(): number {
+    return this.streams.inflight;
+  }
+
+  /** Replies the multiplexed streams hold for callers that have not taken them yet. */
+  get multiplexedBuffered(): number {
+    return this.streams.buffered;
   }
 
   /** Marks the server and every service SERVING or NOT_SERVING for health checks. */

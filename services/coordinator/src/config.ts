@@ -19,6 +19,15 @@ export interface CoordinatorConfig {
   shutdownGraceMs: number;
   embedderAddress: string;
   maxImageBytes: number;
+  /** serve: answer from stale shards and report it; refuse: UNAVAILABLE past maxStalenessMs. */
+  stalePolicy: 'serve' | 'refuse';
+  maxStalenessMs: number;
+  /** No request may set a threshold below this. */
+  minThreshold: number;
+  /** Opt-in: probe and enrolment vectors must have an L2 norm within [min, max]. */
+  normRange: [number, number] | undefined;
+  streamMaxInflight: number;
+  serverMaxInflight: number;
 }
 
 export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
@@ -44,11 +53,28 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
   prefix: { name: 'YOCO_PREFIX', default: 'yoco:', parse: parse.string, doc: 'key prefix in Redis' },
   shutdownGraceMs: { name: 'SHUTDOWN_GRACE_MS', default: 10_000, parse: parse.int(0, 600_000), doc: 'time in-flight calls get on SIGTERM' },
   embedderAddress: { name: 'EMBEDDER_ADDRESS', default: '', parse: parse.address, doc: 'the Embedder (host:port) for image probes; empty = vectors only' },
-  maxImageBytes: { name: 'MAX_IMAGE_BYTES', default: 10 * 1024 * 1024, parse: parse.int(1, 1 << 30), doc: 'largest image probe accepted' },
+  maxImageBytes: { name: 'MAX_IMAGE_BYTES', default: 10 * 1024 * 1024, parse: parse.int(1, 16 * 1024 * 1024 - 64 * 1024), doc: 'largest image probe accepted' },
+  stalePolicy: { name: 'STALE_POLICY', default: 'serve', parse: parse.oneOf('serve', 'refuse'), doc: "serve: answer and report staleness_ms; refuse: UNAVAILABLE when a shard's view is older than MAX_STALENESS_MS" },
+  maxStalenessMs: { name: 'MAX_STALENESS_MS', default: 10_000, parse: parse.int(100, 86_400_000), doc: 'the oldest shard view STALE_POLICY=refuse accepts' },
+  minThreshold: { name: 'MIN_THRESHOLD', default: 0, parse: parse.number(0, 1), doc: 'the lowest acceptance threshold a request may set' },
+  normRange: {
+    name: 'VECTOR_NORM_RANGE',
+    default: undefined,
+    parse: (raw) => {
+      const [min, max] = raw.split(',').map((x) => parse.number(0, 1e12)(x.trim()));
+      if (max === undefined || !(min <= max)) throw new Error('expected min,max with min <= max');
+      return [min, max];
+    },
+    doc: 'opt-in: min,max L2 norm of probe and enrolment vectors (off by default)',
+  },
+  streamMaxInflight: { name: 'STREAM_MAX_INFLIGHT', default: 64, parse: parse.int(1, 1_000_000), doc: 'Identify calls one IdentifyStream may have in flight' },
+  serverMaxInflight: { name: 'SERVER_MAX_INFLIGHT', default: 512, parse: parse.int(1, 1_000_000), doc: 'Identify calls all IdentifyStreams may have in flight together' },
 };
 
 export function readCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
   const c = readEnv(COORDINATOR_ENV, env);
   if (c.shardAddresses.length === 0 && !c.shardDns) throw new Error('set SHARD_ADDRESSES or SHARD_DNS: the coordinator needs its shards');
+  if (c.defaultThreshold < c.minThreshold) throw new Error(`DEFAULT_THRESHOLD ${c.defaultThreshold} is below MIN_THRESHOLD ${c.minThreshold}`);
+  if (c.streamMaxInflight > c.serverMaxInflight) throw new Error(`STREAM_MAX_INFLIGHT ${c.streamMaxInflight} must not exceed SERVER_MAX_INFLIGHT ${c.serverMaxInflight}`);
   return c;
 }

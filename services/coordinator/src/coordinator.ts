@@ -18,10 +18,18 @@ export class Coordinator {
   private closing: Promise<void> | undefined;
 
   constructor(private readonly config: CoordinatorConfig, private readonly logger: Logger) {
-    this.directory = new ShardDirectory({ addresses: config.shardAddresses, dns: config.shardDns, refreshMs: config.refreshMs, logger });
     // Fail fast when Redis is down (callers get UNAVAILABLE) instead of queueing commands.
     this.redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
     this.redis.on('error', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+    // The store's meta records the cluster's head: only replicas running it are merged.
+    const meta = new GalleryStore(this.redis, { prefix: config.prefix, dim: 1 });
+    this.directory = new ShardDirectory({
+      addresses: config.shardAddresses,
+      dns: config.shardDns,
+      refreshMs: config.refreshMs,
+      logger,
+      clusterHead: () => meta.storedHead(),
+    });
     this.queue = new EnrolQueue({ redisUrl: config.redisUrl, prefix: config.prefix });
     this.embedder = config.embedderAddress ? new EmbedderClient(config.embedderAddress, config.maxImageBytes) : undefined;
   }
@@ -58,6 +66,11 @@ export class Coordinator {
       address: this.config.grpcAddress,
       logger: this.logger,
       metrics: this.metrics,
+      // The largest request is an Enrol or Identify with an image (MAX_IMAGE_BYTES), or an Import of
+      // 256 subjects; replies are top-k lists and statuses.
+      maxReceiveBytes: 16 * 1024 * 1024,
+      maxSendBytes: 4 * 1024 * 1024,
+      multiplexedLimits: { maxInflightPerStream: this.config.streamMaxInflight, maxInflight: this.config.serverMaxInflight },
       services: [{ name: SERVICE_NAMES.Matcher, definition: loadProtos().Matcher.service, handlers: matcher.handlers(), multiplexed: matcher.multiplexed() }],
     });
     await this.server.start();

@@ -1,16 +1,21 @@
 import type * as grpc from '@grpc/grpc-js';
 import {
   assertVectors,
+  CancelledError,
+  deadlineFrom,
   DeadlineError,
   f32FromBytes,
   InvalidArgumentError,
+  norm,
   NotFoundError,
   NotImplementedError,
+  ResourceExhaustedError,
+  shown,
   UnavailableError,
   YocoError,
 } from '@yoco/common';
 import { assertSubjectId, GalleryStore, isStreamId, shardOfSlot, slotOf, SubjectNotFoundError, templateIdOf } from '@yoco/gallery';
-import { JobFailedError, type EnrolQueue } from '@yoco/queue';
+import { JobFailedError, MAX_IMPORT_SUBJECTS, type EnrolQueue, type ImportOutcome } from '@yoco/queue';
 import { Histogram, type Registry } from 'prom-client';
 import { unary, type CallContext } from '@yoco/rpc';
 import type { CoordinatorConfig } from './config.js';
@@ -42,6 +47,14 @@ interface ShardSearchResponse {
   templates: number;
   watermark: string;
   searchMs: number;
+  stalenessMs: number;
+}
+
+interface ShardScoreResponse {
+  found: boolean;
+  best?: ShardMatch;
+  shardIndex: number;
+  stalenessMs: number;
 }
 
 type Call = grpc.ServerUnaryCall<unknown, unknown>;
@@ -63,6 +76,9 @@ class AbortedError extends YocoError {
     super('ABORTED', message);
   }
 }
+
+/** A job's id as Enrol, Remove or Import returned it. */
+const JOB_ID = /^\d{1,20}$/;
 
 /** What the replica said of itself at the last poll, or UNREACHABLE when it did not answer. */
 function replicaState(r: Replica): string {
@@ -101,10 +117,11 @@ export class MatcherService {
 
   handlers() {
     return {
-      Identify: (req: any, call: Call) => this.identify(req, this.deadline(call)),
+      Identify: (req: any, call: Call) => this.identify(req, this.deadline(call), cancelSignal(call)),
       Verify: (req: any, call: Call) => this.verify(req, call),
       Enrol: (req: any, call: Call) => this.enrol(req, call),
       Remove: (req: any, call: Call) => this.remove(req, call),
+      Import: (req: any, call: Call) => this.import(req, call),
       GetSubject: (req: any) => this.getSubject(req),
       ClusterStatus: () => this.clusterStatus(),
       GetJob: (req: any) => this.getJob(req),
@@ -112,10 +129,20 @@ export class MatcherService {
     };
   }
 
+  /** The call's deadline (never further than MAX_CALL_TIMEOUT_MS), less the margin for a partial answer. */
   private deadline(call: Call): number {
-    const d = call.getDeadline();
-    const t = d instanceof Date ? d.getTime() : d;
-    return (Number.isFinite(t) ? t : Date.now() + this.deps.config.defaultTimeoutMs) - DEADLINE_MARGIN_MS;
+    return deadlineFrom(call.getDeadline(), this.deps.config.defaultTimeoutMs) - DEADLINE_MARGIN_MS;
+  }
+
+  /** Drops an answer that must not be merged: from another shard index (a reused address), or too stale for the policy. */
+  private refusal(index: number, answer: { shardIndex: number; stalenessMs: number }, replica: Replica): string | undefined {
+    this.deps.directory.noteStaleness(replica, answer.stalenessMs);
+    if (answer.shardIndex !== index) return `answered as shard ${answer.shardIndex}, not shard ${index} (its address was reused)`;
+    const { stalePolicy, maxStalenessMs } = this.deps.config;
+    if (stalePolicy === 'refuse' && answer.stalenessMs > maxStalenessMs) {
+      return `stale: its view is ${Math.round(answer.stalenessMs)} ms old (MAX_STALENESS_MS ${maxStalenessMs})`;
+    }
+    return undefined;
   }
 
   private hedgeDelay(index: number): number | undefined {
@@ -134,11 +161,20 @@ export class MatcherService {
   }
 
   /** A vector probe's values, checked; image probes go through probeVectors. */
-  private vectorOf(probe: Probe, dim: number): Float32Array {
+  private vectorOf(probe: Probe, dim: number, what = 'probe vector'): Float32Array {
     const bytes = probe.vector?.f32le;
-    const v = bytes && bytes.length > 0 ? f32FromBytes(bytes, 'probe vector') : Float32Array.from(probe.vector?.values ?? []);
-    assertVectors(v, dim, 'probe vector', 1);
+    const v = bytes && bytes.length > 0 ? f32FromBytes(bytes, what) : Float32Array.from(probe.vector?.values ?? []);
+    assertVectors(v, dim, what, 1);
+    this.checkNorm(v, what);
     return v;
+  }
+
+  /** The opt-in norm range (VECTOR_NORM_RANGE): a vector far from what the model emits is refused. */
+  private checkNorm(v: Float32Array, what: string): void {
+    const range = this.deps.config.normRange;
+    if (!range) return;
+    const n = norm(v);
+    if (n < range[0] || n > range[1]) throw new InvalidArgumentError(`${what} has norm ${n.toPrecision(4)}, outside the accepted ${range[0]}..${range[1]} (VECTOR_NORM_RANGE)`, 'VECTOR_NORM');
   }
 
   /** Every probe as a vector: vectors checked, images embedded together in one Embed call. */
@@ -156,6 +192,7 @@ export class MatcherService {
       const vectors = await embedder.embed(images.map((i) => i.bytes), deadline, probes.length > 1 ? images.map((i) => i.index) : undefined);
       vectors.forEach((v, k) => {
         if (v.length !== dim) throw new FailedPreconditionError(`the embedder's model gives ${v.length}-wide vectors but the cluster's head takes ${dim}`);
+        assertVectors(v, dim, 'embedding', 1);
         out[images[k].index] = v;
       });
     }
@@ -164,55 +201,71 @@ export class MatcherService {
 
   private threshold(requested: number | undefined): number {
     const t = requested ?? 0;
-    if (!Number.isFinite(t) || t < 0 || t > 1) throw new InvalidArgumentError(`threshold ${t} is outside [0, 1] (0 = the default)`);
+    if (!Number.isFinite(t) || t < 0 || t > 1) throw new InvalidArgumentError(`threshold ${t} is outside [0, 1] (0 = the default)`, 'THRESHOLD');
+    const min = this.deps.config.minThreshold;
+    if (t > 0 && t < min) throw new InvalidArgumentError(`threshold ${t} is below this deployment's floor ${min} (MIN_THRESHOLD)`, 'THRESHOLD');
     return t > 0 ? t : this.deps.config.defaultThreshold;
   }
 
   private token(token: string | undefined): string {
-    if (token && !isStreamId(token)) throw new InvalidArgumentError(`consistency_token '${token}' is not a token Enrol or Remove returned`, 'TOKEN');
+    if (token && !isStreamId(token)) throw new InvalidArgumentError(`consistency_token ${shown(token)} is not a token Enrol or Remove returned`, 'TOKEN');
     return token ?? '';
   }
 
   /** Calls multiplexed over one stream (see MultiplexedStreams): the same answers as the unary methods. */
   multiplexed() {
     return {
-      IdentifyStream: (req: any, { deadline, timeoutMs }: CallContext) =>
-        this.identify(req, (timeoutMs ? deadline : Date.now() + this.deps.config.defaultTimeoutMs) - DEADLINE_MARGIN_MS),
+      IdentifyStream: (req: any, { deadline, timeoutMs, signal }: CallContext) =>
+        this.identify(req, (timeoutMs ? deadline : Date.now() + this.deps.config.defaultTimeoutMs) - DEADLINE_MARGIN_MS, signal),
     };
   }
 
-  /** `deadline`: epoch ms, the margin for a partial answer already taken off. */
-  async identify(req: { probe?: Probe; topK?: number; threshold?: number; consistencyToken?: string; allowPartial?: boolean }, deadline: number) {
+  /** `deadline`: epoch ms, the margin for a partial answer already taken off. `signal`: the caller gave up. */
+  async identify(req: { probe?: Probe; topK?: number; threshold?: number; consistencyToken?: string; allowPartial?: boolean }, deadline: number, signal?: AbortSignal) {
     const { k, dim } = this.topology();
     const topK = req.topK || DEFAULT_TOP_K;
     if (topK > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${topK} is above ${MAX_TOP_K}`, 'TOP_K');
     const threshold = this.threshold(req.threshold);
     const consistencyToken = this.token(req.consistencyToken);
     const [vector] = await this.probeVectors([req.probe], dim, deadline);
-    const request = { queriesF32: f32Bytes(vector), topK, consistencyToken };
+    const queriesF32 = f32Bytes(vector);
     this.fanout.observe(k);
     const settled = await Promise.allSettled(
       Array.from({ length: k }, (_, i) =>
-        this.caller.call(i, (r, o) => this.deps.directory.search<ShardSearchResponse>(r, request, o), { deadline, hedgeAfterMs: this.hedgeDelay(i) }),
+        this.caller.call(
+          i,
+          // Each shard is told which index it is meant to be: a replica at a reused address refuses.
+          (r, o) => this.deps.directory.search<ShardSearchResponse>(r, { queriesF32, topK, consistencyToken, shardIndex: i }, o),
+          { deadline, hedgeAfterMs: this.hedgeDelay(i), signal, reject: (res, r) => this.refusal(i, res, r) },
+        ),
       ),
     );
+    if (signal?.aborted) throw new CancelledError('the caller cancelled the call');
     const matches: ShardMatch[] = [];
     const missing: number[] = [];
     const reasons: string[] = [];
     let gallerySize = 0;
+    let stalenessMs = 0;
+    let overloaded = 0;
     settled.forEach((s, i) => {
       if (s.status === 'fulfilled') {
-        matches.push(...(s.value.response.results[0]?.matches ?? []));
-        this.deps.directory.recordSearchTime(i, s.value.response.searchMs);
-        gallerySize += s.value.response.templates;
+        const res = s.value.response;
+        matches.push(...(res.results[0]?.matches ?? []));
+        this.deps.directory.recordSearchTime(i, res.searchMs);
+        gallerySize += res.templates;
+        stalenessMs = Math.max(stalenessMs, res.stalenessMs);
         return;
       }
       const err = s.reason as Error;
       // The request itself is wrong (a shard refused it as such): no replica will do better.
       if (!(err instanceof ShardUnavailableError) && !(err instanceof DeadlineError)) throw err;
+      if (err instanceof ShardUnavailableError && err.overloaded) overloaded++;
       missing.push(i);
       reasons.push(err.message);
     });
+    if (overloaded > 0 && overloaded === missing.length && !req.allowPartial) {
+      throw new ResourceExhaustedError(`shards [${missing.join(', ')}] are at capacity: retry shortly: ${reasons.join('; ')}`);
+    }
     if (missing.length > 0 && !req.allowPartial) {
       if (settled.every((s) => s.status === 'rejected' && s.reason instanceof DeadlineError)) {
         throw new DeadlineError(`no shard answered before the deadline: ${reasons.join('; ')}`);
@@ -228,27 +281,28 @@ export class MatcherService {
       top.push({ subjectId: m.subjectId, score: m.score, templateId: m.templateId, accepted: m.score >= threshold });
       if (top.length === topK) break;
     }
-    return { matches: top, partial: missing.length > 0, missingShards: missing, gallerySize, threshold };
+    return { matches: top, partial: missing.length > 0, missingShards: missing, gallerySize, threshold, stalenessMs };
   }
 
   async verify(req: { subjectId?: string; probe?: Probe; threshold?: number; consistencyToken?: string }, call: Call) {
     const { k, dim } = this.topology();
     assertSubjectId(req.subjectId);
     const threshold = this.threshold(req.threshold);
-    const [vector] = await this.probeVectors([req.probe], dim, this.deadline(call));
+    const deadline = this.deadline(call);
+    const [vector] = await this.probeVectors([req.probe], dim, deadline);
     const index = shardOfSlot(slotOf(req.subjectId), k);
-    const request = { subjectId: req.subjectId, queryF32: f32Bytes(vector), consistencyToken: this.token(req.consistencyToken) };
+    const request = { subjectId: req.subjectId, queryF32: f32Bytes(vector), consistencyToken: this.token(req.consistencyToken), shardIndex: index };
     const { response } = await this.caller.call(
       index,
-      (r, o) => unary<object, { found: boolean; best?: ShardMatch }>(r.client, 'ScoreSubject', request, o),
-      { deadline: this.deadline(call), hedgeAfterMs: this.hedgeDelay(index) },
+      (r, o) => unary<object, ShardScoreResponse>(r.client, 'ScoreSubject', request, o),
+      { deadline, hedgeAfterMs: this.hedgeDelay(index), signal: cancelSignal(call), reject: (res, r) => this.refusal(index, res, r) },
     );
     if (!response.found || !response.best) throw new SubjectNotFoundError(req.subjectId);
-    return { match: response.best.score >= threshold, score: response.best.score, templateId: response.best.templateId, threshold };
+    return { match: response.best.score >= threshold, score: response.best.score, templateId: response.best.templateId, threshold, stalenessMs: response.stalenessMs };
   }
 
   /** Validates everything, then queues the job; with `wait`, returns once it is applied (within the deadline). */
-  async enrol(req: { subjectId?: string; probes?: Probe[]; replace?: boolean; wait?: boolean }, call: Call) {
+  async enrol(req: { subjectId?: string; probes?: Probe[]; replace?: boolean; wait?: boolean; requestId?: string }, call: Call) {
     assertSubjectId(req.subjectId);
     const dim = await this.writeDim();
     const probes = req.probes ?? [];
@@ -256,20 +310,52 @@ export class MatcherService {
     if (probes.length > MAX_PROBES) throw new InvalidArgumentError(`${probes.length} probes; at most ${MAX_PROBES} per Enrol`, 'PROBE');
     const vectors = await this.probeVectors(probes, dim, this.deadline(call));
     const subjectId = req.subjectId;
-    const job = await this.deps.queue.enrol(subjectId, vectors, req.replace ?? false);
+    const job = await this.deps.queue.enrol(subjectId, vectors, req.replace ?? false, req.requestId ?? '');
     const templateIds = [...new Set(vectors.map((v) => templateIdOf(subjectId, v)))];
     if (!req.wait) return { jobId: String(job.id), consistencyToken: '', templateIds };
     const result = await this.waitFor(job, call);
     return { jobId: String(job.id), consistencyToken: result.token, templateIds };
   }
 
-  async remove(req: { subjectId?: string; wait?: boolean }, call: Call) {
+  /**
+   * Queues the removal without asking Redis first: a subject whose Enrol is
+   * still queued must be removed too (the job order decides, and the
+   * removal's barrier keeps the earlier enrolment from landing after it).
+   * With `wait`, a subject that had nothing to remove is NOT_FOUND.
+   */
+  async remove(req: { subjectId?: string; wait?: boolean; requestId?: string }, call: Call) {
     assertSubjectId(req.subjectId);
-    if ((await this.storeCall(() => this.deps.store.templateIds(req.subjectId!))).length === 0) throw new SubjectNotFoundError(req.subjectId);
-    const job = await this.deps.queue.remove(req.subjectId);
+    const job = await this.deps.queue.remove(req.subjectId, req.requestId ?? '');
     if (!req.wait) return { jobId: String(job.id), consistencyToken: '' };
     const result = await this.waitFor(job, call);
+    if (result.notFound) throw new NotFoundError(`subject '${req.subjectId}' had no templates to remove (job ${job.id}; an enrolment queued before this removal will not land)`, 'SUBJECT_NOT_FOUND');
     return { jobId: String(job.id), consistencyToken: result.token };
+  }
+
+  /** The bulk lane: up to MAX_IMPORT_SUBJECTS subjects in one job, checked here as Enrol checks one. */
+  async import(req: { subjects?: { subjectId?: string; vectors?: Probe['vector'][]; replace?: boolean }[]; requestId?: string; wait?: boolean }, call: Call) {
+    const dim = await this.writeDim();
+    const subjects = req.subjects ?? [];
+    if (subjects.length === 0 || subjects.length > MAX_IMPORT_SUBJECTS) {
+      throw new InvalidArgumentError(`${subjects.length} subjects; an Import carries 1-${MAX_IMPORT_SUBJECTS}`, 'PROBE');
+    }
+    const seen = new Set<string>();
+    const checked = subjects.map((s, i) => {
+      try {
+        assertSubjectId(s.subjectId);
+      } catch (err) {
+        throw new InvalidArgumentError(`subject ${i}: ${(err as Error).message}`, 'SUBJECT_ID');
+      }
+      if (seen.has(s.subjectId)) throw new InvalidArgumentError(`subject ${shown(s.subjectId)} appears twice in one Import`, 'SUBJECT_ID');
+      seen.add(s.subjectId);
+      const vectors = s.vectors ?? [];
+      if (vectors.length === 0 || vectors.length > MAX_PROBES) throw new InvalidArgumentError(`subject ${shown(s.subjectId)}: ${vectors.length} vectors; 1-${MAX_PROBES}`, 'PROBE');
+      return { subjectId: s.subjectId, replace: s.replace ?? false, vectors: vectors.map((v, j) => this.vectorOf({ vector: v }, dim, `subject ${s.subjectId} vector ${j}`)) };
+    });
+    const job = await this.deps.queue.import(checked, req.requestId ?? '');
+    if (!req.wait) return { jobId: String(job.id), results: [], consistencyToken: '' };
+    const result = await this.waitFor(job, call);
+    return { jobId: String(job.id), results: (result.results ?? []).map((r: ImportOutcome) => ({ ...r })), consistencyToken: result.token };
   }
 
   /** The vector width writes must have: the shards', or the store's when no shard has answered (enrolment works without shards). */
@@ -298,7 +384,7 @@ export class MatcherService {
   }
 
   async getJob(req: { jobId?: string }) {
-    if (!req.jobId || !/^\d{1,20}$/.test(req.jobId)) throw new InvalidArgumentError(`job id '${req.jobId ?? ''}' is not one Enrol or Remove returned`);
+    if (!req.jobId || !JOB_ID.test(req.jobId)) throw new InvalidArgumentError(`job id ${shown(req.jobId ?? '')} is not one Enrol, Remove or Import returned`);
     const status = await this.storeCall(() => this.deps.queue.status(req.jobId!));
     if (!status) throw new NotFoundError(`job ${req.jobId} is unknown (completed jobs are kept for an hour)`);
     return status;
@@ -332,11 +418,16 @@ export class MatcherService {
       return {
         index,
         ...directory.p50s(index),
-        healthy: replicas.some((r) => r.healthy),
+        healthy: replicas.some((r) => r.healthy && directory.excluded(r) === ''),
         replicas: replicas.map((r) => ({
           address: r.address,
-          healthy: r.healthy,
+          healthy: r.healthy && directory.excluded(r) === '',
           state: replicaState(r),
+          stalenessMs: r.status && r.status.stalenessMs >= 0 ? r.status.stalenessMs : -1,
+          reason: r.status?.reason ?? '',
+          excluded: directory.excluded(r),
+          capacity: r.status?.capacity ?? 0,
+          deadRows: r.status?.deadRows ?? 0,
           templates: r.status?.templates ?? 0,
           subjects: r.status?.subjects ?? 0,
           ownedSlots: r.status?.ownedSlots ?? 0,
@@ -361,4 +452,11 @@ export class MatcherService {
       failedJobs,
     };
   }
+}
+
+/** Aborted when a unary call's caller cancels it (hedges and shard calls stop with it). */
+function cancelSignal(call: Call): AbortSignal {
+  const controller = new AbortController();
+  call.once('cancelled', () => controller.abort());
+  return controller.signal;
 }

@@ -1,23 +1,44 @@
 import type * as grpc from '@grpc/grpc-js';
-import { DeadlineError, UnavailableError } from '@yoco/common';
+import { CancelledError, DeadlineError, UnavailableError } from '@yoco/common';
 import { isServiceError, Status } from '@yoco/rpc';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Replica, ShardDirectory } from './shard-directory.js';
 
-/** Codes after which another replica may well succeed. */
-const RETRYABLE = new Set<number>([Status.UNAVAILABLE, Status.INTERNAL, Status.UNKNOWN, Status.CANCELLED, Status.RESOURCE_EXHAUSTED, Status.ABORTED]);
+/** Codes after which another replica may well succeed (FAILED_PRECONDITION: the replica is not the shard index asked for, or not the cluster's head). */
+const RETRYABLE = new Set<number>([
+  Status.UNAVAILABLE,
+  Status.INTERNAL,
+  Status.UNKNOWN,
+  Status.CANCELLED,
+  Status.RESOURCE_EXHAUSTED,
+  Status.ABORTED,
+  Status.FAILED_PRECONDITION,
+]);
 
 /** One shard index could not answer; carries what each replica said. */
 export class ShardUnavailableError extends UnavailableError {
-  constructor(readonly index: number, readonly reasons: string[]) {
+  constructor(readonly index: number, readonly reasons: string[], readonly codes: number[] = []) {
     super(`shard ${index} unavailable: ${reasons.length ? reasons.join('; ') : 'no replica known'}`, 'SHARDS_UNAVAILABLE');
+  }
+
+  /** Every replica refused for load (RESOURCE_EXHAUSTED): the shard is up, just full. */
+  get overloaded(): boolean {
+    return this.codes.length > 0 && this.codes.every((c) => c === Status.RESOURCE_EXHAUSTED);
   }
 }
 
-export interface CallOptions {
+export interface CallOptions<Res> {
   deadline: number;
   /** ms before a second replica is asked too; undefined = no hedging. */
   hedgeAfterMs: number | undefined;
+  /** Aborting cancels every replica call (they are cancelled on the shards too) and rejects with CANCELLED. */
+  signal?: AbortSignal;
+  /**
+   * Says why an answer must not be used ('' or undefined when it may): from
+   * another shard index than asked (a reused address), or too stale. Such an
+   * answer counts as that replica failing, and the next one is asked.
+   */
+  reject?: (response: Res, replica: Replica) => string | undefined;
 }
 
 /**
@@ -47,14 +68,16 @@ export class ShardCaller {
   call<Res>(
     index: number,
     invoke: (replica: Replica, options: { deadline: number; signal: AbortSignal }) => Promise<Res>,
-    options: CallOptions,
+    options: CallOptions<Res>,
   ): Promise<{ response: Res; replica: Replica; hedged: boolean }> {
     const candidates = this.directory.candidates(index);
     const label = { shard: String(index) };
+    if (options.signal?.aborted) return Promise.reject(new CancelledError('the caller cancelled the call'));
     if (candidates.length === 0) return Promise.reject(new ShardUnavailableError(index, []));
     return new Promise((resolve, reject) => {
       const controllers: AbortController[] = [];
       const reasons: string[] = [];
+      const codes: number[] = [];
       let next = 0;
       let running = 0;
       let settled = false;
@@ -79,6 +102,11 @@ export class ShardCaller {
         if (hedge) this.hedges.inc(label);
         invoke(replica, { deadline: options.deadline, signal: controller.signal }).then(
           (response) => {
+            const refusal = options.reject?.(response, replica);
+            if (refusal) {
+              failed(replica, Status.UNAVAILABLE, refusal, false);
+              return;
+            }
             replica.inflight--;
             this.directory.markOk(replica);
             const ms = performance.now() - started;
@@ -87,27 +115,34 @@ export class ShardCaller {
             finish(() => resolve({ response, replica, hedged: hedge }));
           },
           (err: unknown) => {
-            replica.inflight--;
-            running--;
-            if (settled) return;
             const code = isServiceError(err) ? err.code : Status.UNKNOWN;
             const detail = isServiceError(err) ? err.details : (err as Error).message;
-            if (code === Status.DEADLINE_EXCEEDED || Date.now() >= options.deadline) {
-              finish(() => reject(new DeadlineError(`shard ${index} did not answer before the deadline (${replica.address})`)));
-              return;
-            }
-            if (!RETRYABLE.has(code)) {
-              finish(() => reject(err as grpc.ServiceError));
-              return;
-            }
-            if (code === Status.UNAVAILABLE) this.directory.markFailed(replica, detail);
-            reasons.push(`${replica.address}: ${detail}`);
-            if (launch(false)) this.failovers.inc(label);
-            else if (running === 0) finish(() => reject(new ShardUnavailableError(index, reasons)));
+            failed(replica, code, detail, true, err);
           },
         );
         return true;
       };
+
+      const failed = (replica: Replica, code: number, detail: string, markUnavailable: boolean, err?: unknown) => {
+        replica.inflight--;
+        running--;
+        if (settled) return;
+        if (code === Status.DEADLINE_EXCEEDED || Date.now() >= options.deadline) {
+          finish(() => reject(new DeadlineError(`shard ${index} did not answer before the deadline (${replica.address})`)));
+          return;
+        }
+        if (!RETRYABLE.has(code)) {
+          finish(() => reject(err as grpc.ServiceError));
+          return;
+        }
+        if ((code === Status.UNAVAILABLE || code === Status.FAILED_PRECONDITION) && markUnavailable) this.directory.markFailed(replica, detail);
+        reasons.push(`${replica.address}: ${detail}`);
+        codes.push(code);
+        if (launch(false)) this.failovers.inc(label);
+        else if (running === 0) finish(() => reject(new ShardUnavailableError(index, reasons, codes)));
+      };
+
+      options.signal?.addEventListener('abort', () => finish(() => reject(new CancelledError('the caller cancelled the call'))), { once: true });
 
       launch(false);
       if (options.hedgeAfterMs !== undefined && candidates.length > 1) {

@@ -16,7 +16,19 @@ export interface ShardStatusReply {
   modelId: string;
   engine: string;
   p95Ms: number;
+  p50Ms: number;
+  /** -1 before its first load. */
+  stalenessMs: number;
+  reason: string;
+  rows: number;
+  capacity: number;
+  deadRows: number;
+  lastError: string;
+  memoryBytes: number;
 }
+
+/** A replica whose view is older than this counts as stale when choosing between replicas (its follower reads the stream every second). */
+const FRESH_MS = 3000;
 
 export interface Replica {
   address: string;
@@ -30,6 +42,9 @@ export interface Replica {
   healthy: boolean;
   lastError: string | undefined;
   inflight: number;
+  /** Its view's age as last reported (a Search reply or a status poll), and when that was. */
+  stalenessMs: number;
+  stalenessAt: number;
 }
 
 export interface DirectoryOptions {
@@ -37,6 +52,12 @@ export interface DirectoryOptions {
   dns: string;
   refreshMs: number;
   logger: Logger;
+  /**
+   * The cluster's head id on record (the store's meta), read each refresh:
+   * only replicas running it are merged. Resolves '' when none is recorded;
+   * a failure keeps the last one known.
+   */
+  clusterHead?: () => Promise<string>;
 }
 
 /**
@@ -54,6 +75,8 @@ export class ShardDirectory {
   private refreshing: Promise<void> | undefined;
   epoch = 0;
   private turn = 0;
+  /** The cluster's head id as the store records it ('' until known). */
+  clusterHead = '';
 
   constructor(private readonly options: DirectoryOptions) {}
 
@@ -81,10 +104,11 @@ export class ShardDirectory {
     for (const a of addresses) {
       if (this.replicas.has(a)) continue;
       const { Shard } = loadProtos();
-      // ShardCaller fails over itself: no transparent retries underneath it.
-      const client = makeClient(Shard, a, DIRECT_CLIENT_OPTIONS);
+      // ShardCaller fails over itself: no transparent retries underneath it. A search sends one
+      // query and gets one top-k back (at most 1000 matches): a few hundred KiB either way.
+      const client = makeClient(Shard, a, { ...DIRECT_CLIENT_OPTIONS, 'grpc.max_send_message_length': 1 << 20, 'grpc.max_receive_message_length': 4 << 20 });
       const searchStream = new MultiplexedChannel<object, unknown>(client, 'SearchStream');
-      this.replicas.set(a, { address: a, client, searchStream, unarySearch: false, status: undefined, healthy: false, lastError: 'not polled yet', inflight: 0 });
+      this.replicas.set(a, { address: a, client, searchStream, unarySearch: false, status: undefined, healthy: false, lastError: 'not polled yet', inflight: 0, stalenessMs: Infinity, stalenessAt: 0 });
       changed = true;
     }
     for (const [a, r] of this.replicas) {
@@ -94,6 +118,12 @@ export class ShardDirectory {
       changed = true;
     }
     await Promise.all([...this.replicas.values()].map((r) => this.poll(r)));
+    if (this.options.clusterHead) {
+      this.clusterHead = await this.options.clusterHead().catch((err: Error) => {
+        this.options.logger.debug({ err: err.message }, "cannot read the cluster's head id; keeping the last one known");
+        return this.clusterHead;
+      });
+    }
     if (changed) this.epoch++;
   }
 
@@ -116,6 +146,7 @@ export class ShardDirectory {
       r.status = s;
       r.healthy = s.state === 'SERVING';
       r.lastError = r.healthy ? undefined : `state ${s.state}`;
+      this.noteStaleness(r, s.stalenessMs < 0 ? Infinity : s.stalenessMs);
       if (moved) this.epoch++;
     } catch (err) {
       r.healthy = false;
@@ -137,39 +168,77 @@ export class ShardDirectory {
     return unary<object, Res>(r.client, 'Search', request, options);
   }
 
-  /** k: what the replicas report (the most common value while a resize is in progress); 0 when none answered. */
+  /** Whether a replica runs the cluster's head (any head while none is on record). */
+  private headOk(r: Replica): boolean {
+    return !this.clusterHead || r.status?.headId === this.clusterHead;
+  }
+
+  /**
+   * k: what the SERVING replicas of the cluster's head report (the most
+   * common value while a resize is in progress); 0 when none serves. A
+   * replica still loading, or with another head, has no say.
+   */
   get count(): number {
     const votes = new Map<number, number>();
-    for (const r of this.replicas.values()) if (r.status) votes.set(r.status.count, (votes.get(r.status.count) ?? 0) + 1);
+    for (const r of this.replicas.values()) {
+      if (r.status?.state === 'SERVING' && this.headOk(r)) votes.set(r.status.count, (votes.get(r.status.count) ?? 0) + 1);
+    }
     let best = 0;
     let bestVotes = 0;
     for (const [k, v] of votes) if (v > bestVotes || (v === bestVotes && k > best)) [best, bestVotes] = [k, v];
     return best;
   }
 
-  /** The vector width the shards serve (0 when none answered). */
-  get dim(): number {
-    for (const r of this.replicas.values()) if (r.status) return r.status.dim;
-    return 0;
+  private usableStatus(): ShardStatusReply | undefined {
+    for (const r of this.replicas.values()) if (r.status?.state === 'SERVING' && this.headOk(r)) return r.status;
+    for (const r of this.replicas.values()) if (r.status && this.headOk(r)) return r.status;
+    return undefined;
   }
 
+  /** The vector width the shards serve (0 when none answered). */
+  get dim(): number {
+    return this.usableStatus()?.dim ?? 0;
+  }
+
+  /** The head the merged answers come from: the cluster's on record, else the shards'. */
   get headId(): string {
-    for (const r of this.replicas.values()) if (r.status) return r.status.headId;
-    return '';
+    return this.clusterHead || (this.usableStatus()?.headId ?? '');
   }
 
   get modelId(): string {
-    for (const r of this.replicas.values()) if (r.status) return r.status.modelId;
+    return this.usableStatus()?.modelId ?? '';
+  }
+
+  /** Why this coordinator does not ask the replica ('' when it does). */
+  excluded(r: Replica): string {
+    if (!r.status) return `not reachable: ${r.lastError ?? 'no status yet'}`;
+    if (!this.headOk(r)) return `runs head ${r.status.headId}, not the cluster's head ${this.clusterHead}`;
+    const k = this.count;
+    if (k > 0 && r.status.count !== k) return `reports k=${r.status.count}; the cluster has k=${k}`;
+    if (r.status.state !== 'SERVING') return `state ${r.status.state}${r.status.reason ? `: ${r.status.reason}` : ''}`;
     return '';
   }
 
-  /** Replicas of one shard index, the healthy and least busy first; unhealthy ones last, as a last resort. */
+  /**
+   * Replicas of one shard index that run the cluster's head and agree on k:
+   * the healthy first, then the fresher, then the least busy; unhealthy ones
+   * last, as a last resort (a failed call marks a replica unhealthy until
+   * the next poll).
+   */
   candidates(index: number): Replica[] {
     const k = this.count;
-    const list = [...this.replicas.values()].filter((r) => r.status?.index === index && r.status.count === k);
+    const list = [...this.replicas.values()].filter((r) => r.status?.index === index && r.status.count === k && this.headOk(r));
     // Rotate before the stable sort so equally good replicas take turns.
     const turn = this.turn++ % Math.max(1, list.length);
-    return [...list.slice(turn), ...list.slice(0, turn)].sort((a, b) => Number(b.healthy) - Number(a.healthy) || a.inflight - b.inflight);
+    return [...list.slice(turn), ...list.slice(0, turn)].sort(
+      (a, b) => Number(b.healthy) - Number(a.healthy) || Number(isFresh(b)) - Number(isFresh(a)) || a.inflight - b.inflight,
+    );
+  }
+
+  /** What a replica said of its view's age (a Search reply, a poll). */
+  noteStaleness(r: Replica, ms: number): void {
+    r.stalenessMs = ms;
+    r.stalenessAt = Date.now();
   }
 
   all(): Replica[] {
@@ -205,6 +274,11 @@ export class ShardDirectory {
     const p50 = (w: LatencyWindow | undefined) => (w && w.count > 0 ? w.percentile(50) : 0);
     return { callP50Ms: p50(this.latency.get(index)), searchP50Ms: p50(this.searchTime.get(index)) };
   }
+}
+
+/** A replica's view is fresh when its last report said so (a report is aged by the time since it came). */
+function isFresh(r: Replica): boolean {
+  return r.stalenessMs + (Date.now() - r.stalenessAt) <= FRESH_MS;
 }
 
 function windowOf(windows: Map<number, LatencyWindow>, index: number): LatencyWindow {

@@ -70,13 +70,14 @@ export class EmbedderWorker {
       executionProviders: [...this.config.executionProviders.filter((p) => p !== 'cpu'), 'cpu'],
       graphOptimizationLevel: 'all',
     });
-    this.batcher = new Batcher<Float32Array, Float32Array>((batch) => this.infer(batch), { maxBatch: this.config.maxBatch, maxDelayMs: this.config.maxQueueDelayMs }, (n) => this.batchSize.observe(n));
+    this.batcher = new Batcher<Float32Array, Float32Array>((batch) => this.infer(batch), { maxBatch: this.config.maxBatch, maxDelayMs: this.config.maxQueueDelayMs, maxQueue: 1024 }, (n) => this.batchSize.observe(n));
     const { Embedder } = loadProtos();
     this.server = new RpcServer({
       address: this.config.grpcAddress,
       logger: this.logger,
       metrics: this.metrics,
-      maxMessageBytes: this.config.maxImageBytes * 4 + 1024 * 1024,
+      // An Embed call carries a few images; the reply, their vectors.
+      maxReceiveBytes: this.config.maxImageBytes * 4 + 1024 * 1024,
       services: [
         {
           name: SERVICE_NAMES.Embedder,

@@ -1,11 +1,16 @@
-import { assertVectors, YocoError } from '@yoco/common';
-import { assertSubjectId, GalleryStore } from '@yoco/gallery';
-import { bullPrefix, decodeVector, QUEUE_NAME, type EnrolJobData, type EnrolJobResult } from '@yoco/queue';
+import { assertVectors } from '@yoco/common';
+import { assertSubjectId, compareStreamIds, GalleryStore, SubjectNotFoundError } from '@yoco/gallery';
+import { bullPrefix, decodeVector, MAX_IMPORT_SUBJECTS, QUEUE_NAME, type EnrolJobData, type EnrolJobResult, type ImportJobSubject, type ImportOutcome } from '@yoco/queue';
 import { ServiceMetrics, type Logger } from '@yoco/rpc';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { EnrollerConfig } from './config.js';
+
+/** An import's subjects without their vectors (what a finished job keeps). */
+function stripped(subjects: ImportJobSubject[]): ImportJobSubject[] {
+  return (subjects ?? []).map((s) => ({ ...s, vectors: [] }));
+}
 
 /** Data no retry can fix: the job fails at once with this reason. */
 function refuse(reason: string): never {
@@ -68,16 +73,18 @@ export class Enroller {
     const data = job.data;
     const seq = Number(job.id);
     try {
-      if (data.kind === 'enrol' && data.applied) return data.applied;
+      if ((data.kind === 'enrol' || data.kind === 'import') && data.applied) return data.applied;
       const result = await this.apply(data, seq);
       // The vectors have done their work: drop them from the job so Redis keeps no second copy.
       if (data.kind === 'enrol') await job.updateData({ ...data, vectors: [], applied: result });
+      if (data.kind === 'import') await job.updateData({ ...data, subjects: stripped(data.subjects), applied: result });
       if (this.config.testCrashAfterApply && this.config.testCrashAfterApply === data.subjectId) process.exit(3);
       this.jobs.inc({ kind: data.kind, outcome: result.stale ? 'stale' : 'applied' });
       return result;
     } catch (err) {
       const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (final && data.kind === 'enrol') await job.updateData({ ...data, vectors: [] }).catch(() => undefined);
+      if (final && data.kind === 'import') await job.updateData({ ...data, subjects: stripped(data.subjects) }).catch(() => undefined);
       if (final) this.jobs.inc({ kind: data.kind, outcome: 'failed' });
       throw err;
     } finally {
@@ -93,29 +100,58 @@ export class Enroller {
       refuse((err as Error).message);
     }
     if (data.kind === 'remove') {
-      let token: string;
       try {
-        token = await this.store.remove(data.subjectId, { seq });
+        const token = await this.store.remove(data.subjectId, { seq });
+        return { token: token || (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: token === '' };
       } catch (err) {
-        if (err instanceof YocoError && err.code === 'SUBJECT_NOT_FOUND') refuse(err.message);
+        // Nothing to remove (the subject never had templates, or its enrolment was queued after this removal
+        // and will now find the barrier): the removal stands and is complete.
+        if (err instanceof SubjectNotFoundError) return { token: (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: false, notFound: true };
         throw err;
       }
-      return { token: token || (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: token === '' };
     }
+    if (data.kind === 'import') return this.applyImport(data.subjects, seq);
     if (data.kind !== 'enrol') refuse(`unknown job kind '${(data as { kind: string }).kind}'`);
-    if (!Array.isArray(data.vectors) || data.vectors.length === 0) refuse('the job carries no vectors');
-    const vectors = data.vectors.map((v, i) => {
+    const vectors = this.vectors(data.vectors);
+    const r = await this.store.put(data.subjectId, vectors, { replace: data.replace, seq });
+    const token = r.stale ? (await this.store.streamInfo()).lastId : r.token;
+    return { token, templateIds: r.templateIds, removed: r.removed, stale: r.stale };
+  }
+
+  /** Every subject checked first (one bad entry fails the job before anything is written), then written in order. */
+  private async applyImport(subjects: ImportJobSubject[], seq: number): Promise<EnrolJobResult> {
+    if (!Array.isArray(subjects) || subjects.length === 0 || subjects.length > MAX_IMPORT_SUBJECTS) refuse(`an import carries 1-${MAX_IMPORT_SUBJECTS} subjects`);
+    const checked = subjects.map((s, i) => {
+      try {
+        assertSubjectId(s.subjectId);
+      } catch (err) {
+        refuse(`subject ${i}: ${(err as Error).message}`);
+      }
+      return { subjectId: s.subjectId, replace: Boolean(s.replace), vectors: this.vectors(s.vectors, `subject ${s.subjectId}: `) };
+    });
+    // Distinct subjects share the job's place in the order; sent together, ioredis pipelines them.
+    const puts = await Promise.all(checked.map((s) => this.store.put(s.subjectId, s.vectors, { replace: s.replace, seq, import: true })));
+    const results: ImportOutcome[] = puts.map((r, i) => ({
+      subjectId: checked[i].subjectId,
+      outcome: r.removedBefore ? 'removed' : r.stale ? 'stale' : 'applied',
+      templateIds: r.templateIds,
+    }));
+    // The newest change of the job is the one a reader must wait for.
+    const tokens = puts.map((r) => r.token).filter((t) => t !== '').sort(compareStreamIds);
+    return { token: tokens.at(-1) ?? (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: false, results };
+  }
+
+  private vectors(encoded: string[], where = ''): Float32Array[] {
+    if (!Array.isArray(encoded) || encoded.length === 0) refuse(`${where}the job carries no vectors`);
+    return encoded.map((v, i) => {
       try {
         const vector = decodeVector(v);
         assertVectors(vector, this.dim, `vector ${i}`, 1);
         return vector;
       } catch (err) {
-        return refuse((err as Error).message);
+        return refuse(`${where}${(err as Error).message}`);
       }
     });
-    const r = await this.store.put(data.subjectId, vectors, { replace: data.replace, seq });
-    const token = r.stale ? (await this.store.streamInfo()).lastId : r.token;
-    return { token, templateIds: r.templateIds, removed: r.removed, stale: r.stale };
   }
 
   /** Lets running jobs finish (up to the grace period), then disconnects. Idempotent. */

@@ -17,6 +17,14 @@ export interface ShardConfig extends HeadConfig {
   executionProviders: string[];
   modelId: string;
   shutdownGraceMs: number;
+  searchMaxQueue: number;
+  streamMaxInflight: number;
+  serverMaxInflight: number;
+  maxTemplates: number;
+  compactFraction: number;
+  compactMinDead: number;
+  followBlockMs: number;
+  maxChangeAttempts: number;
   /** Test-only: sleep this long in every Search (to exercise hedging). */
   testDelayMs: number;
   /** Test-only: sleep this long before loading (to observe the LOADING state). */
@@ -46,6 +54,14 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   executionProviders: { name: 'ORT_PROVIDERS', default: [], parse: parse.list, doc: 'ONNX Runtime execution providers, e.g. cuda,cpu' },
   modelId: { name: 'YOCO_MODEL_ID', default: 'vectors', parse: parse.string, doc: 'embedding model the vectors come from (reported in status)' },
   shutdownGraceMs: { name: 'SHUTDOWN_GRACE_MS', default: 10_000, parse: parse.int(0, 600_000), doc: 'time in-flight calls get on SIGTERM' },
+  searchMaxQueue: { name: 'SEARCH_MAX_QUEUE', default: 2048, parse: parse.int(1, 1_000_000), doc: 'queries waiting to be scanned; one more gets RESOURCE_EXHAUSTED' },
+  streamMaxInflight: { name: 'STREAM_MAX_INFLIGHT', default: 512, parse: parse.int(1, 1_000_000), doc: 'Search calls one SearchStream may have in flight' },
+  serverMaxInflight: { name: 'SERVER_MAX_INFLIGHT', default: 2048, parse: parse.int(1, 1_000_000), doc: 'Search calls all SearchStreams may have in flight together' },
+  maxTemplates: { name: 'SHARD_MAX_TEMPLATES', default: 0, parse: parse.int(0, 1_000_000_000), doc: 'rows the shard holds at most (0: what the engine can hold)' },
+  compactFraction: { name: 'COMPACT_DEAD_FRACTION', default: 0.25, parse: parse.number(0, 1), doc: 'compact once dead rows pass this fraction of rows' },
+  compactMinDead: { name: 'COMPACT_MIN_DEAD', default: 1024, parse: parse.int(1, 1_000_000_000), doc: '... and at least this many' },
+  followBlockMs: { name: 'FOLLOW_BLOCK_MS', default: 1000, parse: parse.int(10, 60_000), doc: 'longest one read of the change stream waits; the stream is checked for lost changes as often' },
+  maxChangeAttempts: { name: 'MAX_CHANGE_ATTEMPTS', default: 5, parse: parse.int(1, 1000), doc: 'attempts at a change before the shard reloads instead' },
   testDelayMs: { name: 'YOCO_TEST_DELAY_MS', default: 0, parse: parse.int(0, 600_000), doc: 'test only: delay every Search' },
   testLoadDelayMs: { name: 'YOCO_TEST_LOAD_DELAY_MS', default: 0, parse: parse.int(0, 600_000), doc: 'test only: delay the initial load' },
 };
@@ -53,5 +69,6 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
 export function readShardConfig(env: NodeJS.ProcessEnv = process.env): ShardConfig {
   const c = readEnv(SHARD_ENV, env);
   if (c.index >= c.count) throw new Error(`SHARD_INDEX ${c.index} must be below SHARD_COUNT ${c.count}`);
+  if (c.streamMaxInflight > c.serverMaxInflight) throw new Error(`STREAM_MAX_INFLIGHT ${c.streamMaxInflight} must not exceed SERVER_MAX_INFLIGHT ${c.serverMaxInflight}`);
   return c;
 }

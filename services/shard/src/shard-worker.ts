@@ -1,20 +1,36 @@
 import type * as grpc from '@grpc/grpc-js';
-import { assertVectors, Batcher, f32FromBytes, InvalidArgumentError, LatencyWindow, msUntil, sleep, UnavailableError } from '@yoco/common';
-import { GallerySlice, GalleryStore, ownedSlots, SliceFollower, assertSubjectId, type SubjectMatch } from '@yoco/gallery';
+import {
+  assertVectors,
+  Batcher,
+  CancelledError,
+  deadlineFrom,
+  f32FromBytes,
+  InvalidArgumentError,
+  LatencyWindow,
+  sleep,
+  UnavailableError,
+  YocoError,
+  type DropReason,
+} from '@yoco/common';
+import { GallerySlice, GalleryStore, ownedSlots, SliceFollower, assertSubjectId, type FollowerEvent, type SubjectMatch } from '@yoco/gallery';
 import { createScorer, type Head } from '@yoco/head';
 import { PROFILES } from '@yoco/models';
-import { Gauge, Histogram } from 'prom-client';
-import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger } from '@yoco/rpc';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type CallContext, type Logger } from '@yoco/rpc';
 import { Redis } from 'ioredis';
 import type { ShardConfig } from './config.js';
 
 export const MAX_TOP_K = 1000;
+/** Queries one Search call may carry (each is scanned as its own query, batched with the others). */
+export const MAX_SEARCH_QUERIES = 32;
 
 interface SearchRequest {
   queries: number[];
   queriesF32: Buffer;
   topK: number;
   consistencyToken: string;
+  /** Present when the caller names the shard index it means. */
+  shardIndex?: number;
 }
 
 interface ScoreSubjectRequest {
@@ -22,6 +38,23 @@ interface ScoreSubjectRequest {
   query: number[];
   queryF32: Buffer;
   consistencyToken: string;
+  shardIndex?: number;
+}
+
+interface SearchContext {
+  deadline: number;
+  signal?: AbortSignal;
+  lane: unknown;
+}
+
+/** LOADING: the first load; RELOADING: it knows it missed changes; HEAD_MISMATCH: not the cluster's head. Only SERVING answers. */
+export type ShardState = 'LOADING' | 'SERVING' | 'RELOADING' | 'HEAD_MISMATCH' | 'DRAINING';
+
+/** The caller meant another shard index (a reused address): answering would put the wrong subjects in its merge. */
+class WrongShardError extends YocoError {
+  constructor(expected: number, actual: number) {
+    super('WRONG_SHARD', `this is shard ${actual}, not shard ${expected}: the address now belongs to another shard`);
+  }
 }
 
 /** Queries from raw little-endian float32 bytes when sent that way, else from the repeated field. */
@@ -29,10 +62,16 @@ function floats(bytes: Buffer | undefined, values: number[] | undefined): Float3
   return bytes && bytes.length > 0 ? f32FromBytes(bytes, 'query') : Float32Array.from(values ?? []);
 }
 
-/** A unary call's deadline as epoch ms (a minute when the caller set none). */
-const deadlineOf = (call: grpc.ServerUnaryCall<unknown, unknown>) => Date.now() + Math.min(msUntil(call.getDeadline()), 60_000);
+/** A unary call's context: its deadline (a minute when the caller set none), aborted when the caller cancels. */
+function unaryContext(call: grpc.ServerUnaryCall<unknown, unknown>): SearchContext {
+  const controller = new AbortController();
+  call.once('cancelled', () => controller.abort());
+  return { deadline: deadlineFrom(call.getDeadline(), 60_000), signal: controller.signal, lane: call.getPeer() };
+}
 
 const toMatch = (m: SubjectMatch) => ({ subjectId: m.subjectId, templateId: m.templateId, score: m.score, logit: m.logit });
+
+const streamMs = (id: string) => Number(id.split('-')[0]);
 
 /**
  * One shard replica: loads the slots shard `index` of `count` owns, follows the
@@ -45,11 +84,15 @@ export class ShardWorker {
   private readonly redis: Redis;
   private readonly store: GalleryStore;
   private server: RpcServer | undefined;
-  private slice: GallerySlice | undefined;
   private batcher: Batcher<{ query: Float32Array; k: number }, SubjectMatch[]> | undefined;
   private follower: SliceFollower | undefined;
   private closing: Promise<void> | undefined;
+  /** Set when the store's cluster head is another one: this shard must not be merged with the others. */
+  private headMismatch: string | undefined;
   private readonly searchQueries: Histogram;
+  private readonly events: Record<FollowerEvent, Counter | undefined>;
+  private readonly dropped: Counter<'reason'>;
+  private readonly faults: Counter;
 
   constructor(private readonly config: ShardConfig, private readonly head: Head, private readonly logger: Logger) {
     if (head.dim !== config.dim && !config.headPath) throw new Error(`head dim ${head.dim} does not match YOCO_DIM ${config.dim}`);
@@ -63,18 +106,33 @@ export class ShardWorker {
     this.store = new GalleryStore(this.redis, { prefix: config.prefix, dim: head.dim });
     const registers = [this.metrics.registry];
     const self = this;
-    new Gauge({ name: 'yoco_shard_templates', help: 'templates held', registers, collect() { this.set(self.slice?.templates ?? 0); } });
-    new Gauge({ name: 'yoco_shard_subjects', help: 'subjects held', registers, collect() { this.set(self.slice?.subjects ?? 0); } });
+    const slice = () => self.follower?.slice;
+    const gauge = (name: string, help: string, value: () => number | undefined) =>
+      new Gauge({ name, help, registers, collect() { this.set(value() ?? 0); } });
+    gauge('yoco_shard_templates', 'templates held', () => slice()?.templates);
+    gauge('yoco_shard_subjects', 'subjects held', () => slice()?.subjects);
+    gauge('yoco_shard_rows', 'rows in the scorer, dead ones included', () => slice()?.rows);
+    gauge('yoco_shard_dead_rows', 'rows of removed or replaced templates not compacted yet', () => slice()?.dead);
+    gauge('yoco_shard_capacity_rows', 'the most rows the scorer can hold', () => slice()?.scorer.capacity);
+    gauge('yoco_shard_memory_bytes', "bytes the scorer's rows take (wasm memory for the factorized engine)", () => scorerBytes(slice()));
+    gauge('yoco_shard_serving', '1 when the shard answers searches (state SERVING)', () => (this.state === 'SERVING' ? 1 : 0));
+    gauge('yoco_shard_search_queue_depth', 'queries waiting to be scanned', () => self.batcher?.depth);
+    gauge('yoco_shard_staleness_seconds', 'time since the shard last confirmed it held every change in the stream', () => {
+      const s = self.follower?.stalenessMs;
+      return s === undefined || !Number.isFinite(s) ? undefined : s / 1000;
+    });
     new Gauge({ name: 'yoco_shard_owned_slots', help: 'slots owned', registers }).set(this.slots.length);
     new Gauge({
       name: 'yoco_shard_watermark_lag_seconds',
-      help: 'time between the newest change in Redis and the newest change this shard applied',
+      help: 'time between the newest change in Redis and the newest change this shard applied; while Redis cannot be read, the age of its view',
       registers,
       async collect() {
-        const w = self.follower?.watermark;
-        if (!w) return;
-        const { lastId } = await self.store.streamInfo().catch(() => ({ lastId: w }));
-        this.set(Math.max(0, (Number(lastId.split('-')[0]) - Number(w.split('-')[0])) / 1000));
+        const f = self.follower;
+        if (!f || f.state === 'idle') return;
+        const info = self.redis.status === 'ready' ? await self.store.streamInfo().catch(() => undefined) : undefined;
+        // Unreachable: the newest change is unknown, and the view is at least this old.
+        if (!info) this.set(f.stalenessMs / 1000);
+        else this.set(Math.max(0, (streamMs(info.lastId) - streamMs(f.watermark)) / 1000));
       },
     });
     this.searchQueries = new Histogram({
@@ -83,136 +141,232 @@ export class ShardWorker {
       buckets: [1, 2, 4, 8, 16, 32, 64],
       registers,
     });
+    const counter = (name: string, help: string) => new Counter({ name, help, registers });
+    this.events = {
+      reload: counter('yoco_shard_reloads_total', 'loads of the owned slots after the first (lost changes, a change that could not be applied, a scorer fault)'),
+      compaction: counter('yoco_shard_compactions_total', 'compactions (dead rows dropped into a new slice)'),
+      'change-failed': counter('yoco_shard_change_failures_total', 'attempts at applying a change that failed for another reason than Redis being down'),
+      'bad-template': counter('yoco_shard_bad_templates_total', 'stored template records that could not be used and were skipped'),
+      'rows-refused': counter('yoco_shard_rows_refused_total', 'templates not held because the scorer was full'),
+      'stream-error': counter('yoco_shard_stream_errors_total', 'failed reads of the change stream (Redis unreachable)'),
+      swap: undefined,
+    };
+    this.dropped = new Counter({ name: 'yoco_shard_search_dropped_total', help: 'queries not scanned: deadline passed, cancelled, or queue full', labelNames: ['reason'], registers });
+    this.faults = counter('yoco_shard_scorer_faults_total', 'projections or kernel runs that failed');
   }
 
   get port(): number {
     return this.server?.port ?? 0;
   }
 
-  get state(): string {
+  get state(): ShardState {
     if (this.closing) return 'DRAINING';
-    return this.follower?.state === 'serving' ? 'SERVING' : 'LOADING';
+    switch (this.follower?.state) {
+      case 'serving':
+        return this.headMismatch ? 'HEAD_MISMATCH' : 'SERVING';
+      case 'reloading':
+        return 'RELOADING';
+      case 'stopped':
+        return 'DRAINING';
+      default:
+        return 'LOADING';
+    }
   }
 
   /** Binds the server first (status answers LOADING at once), then loads and starts serving. */
   async start(): Promise<void> {
     const { Shard } = loadProtos();
+    const dim = this.head.dim;
     this.server = new RpcServer({
       address: this.config.grpcAddress,
       logger: this.logger,
       metrics: this.metrics,
+      // A Search carries at most MAX_SEARCH_QUERIES queries, as floats or raw bytes (or, wrongly, both).
+      maxReceiveBytes: 2 * MAX_SEARCH_QUERIES * dim * 4 + 64 * 1024,
+      // ListTemplates lists every template id the shard holds.
+      maxSendBytes: 64 * 1024 * 1024,
+      multiplexedLimits: { maxInflightPerStream: this.config.streamMaxInflight, maxInflight: this.config.serverMaxInflight },
       services: [
         {
           name: SERVICE_NAMES.Shard,
           definition: Shard.service,
           handlers: {
-            Search: (req: SearchRequest, call) => this.search(req, deadlineOf(call)),
-            ScoreSubject: (req: ScoreSubjectRequest, call) => this.scoreSubject(req, deadlineOf(call)),
+            Search: (req: SearchRequest, call) => this.search(req, unaryContext(call)),
+            ScoreSubject: (req: ScoreSubjectRequest, call) => this.scoreSubject(req, unaryContext(call)),
             Status: async () => this.status(),
             ListTemplates: async () => {
-              const { slice, follower } = this.ready();
-              return { templates: slice.entries(), watermark: follower.watermark };
+              const follower = this.ready();
+              return { templates: follower.slice.entries(), watermark: follower.watermark };
             },
           },
           multiplexed: {
-            SearchStream: (req: SearchRequest, { deadline }) => this.search(req, deadline),
+            SearchStream: (req: SearchRequest, ctx: CallContext) => this.search(req, ctx),
           },
         },
       ],
     });
     await this.server.start();
     if (this.config.testLoadDelayMs > 0) await sleep(this.config.testLoadDelayMs);
-    await this.store.checkMeta();
+    await this.store.checkServer();
+    const { headId } = await this.store.checkMeta(this.head.id);
+    if (headId && headId !== this.head.id) {
+      this.headMismatch = `the cluster's head (in the store's meta) is ${headId}; this shard runs ${this.head.id}`;
+      this.logger.error({ clusterHead: headId, head: this.head.id }, 'head mismatch: this shard will not serve');
+    }
     const scorer = await createScorer(this.head, {
       engine: this.config.engine,
       kernelThreads: this.config.kernelThreads || undefined,
       threads: this.config.ortThreads,
       executionProviders: this.config.executionProviders,
+      maxRows: this.config.maxTemplates || undefined,
+      onFault: (err, rows) => {
+        this.faults.inc();
+        this.logger.error({ err: err.message, rows }, 'scorer fault: the slice may be incomplete; reloading');
+        this.follower?.requestReload(`the scorer lost ${rows} rows: ${err.message}`);
+      },
     });
-    this.slice = new GallerySlice(scorer);
-    const slice = this.slice;
+    const blockMs = this.config.followBlockMs;
+    const follower = new SliceFollower({
+      store: this.store,
+      slice: new GallerySlice(scorer),
+      slots: this.slots,
+      // Its own connection (XREAD BLOCK holds it), with a timeout so a Redis that stops answering is noticed.
+      blockingClient: this.redis.duplicate({ commandTimeout: blockMs + 5000 }),
+      blockMs,
+      maxChangeAttempts: this.config.maxChangeAttempts,
+      compactFraction: this.config.compactFraction,
+      compactMinDead: this.config.compactMinDead,
+      onEvent: (event, detail) => {
+        this.events[event]?.inc(event === 'rows-refused' ? Number(detail.count) : 1);
+        if (event === 'swap') this.logger.debug(detail, 'slice swapped');
+        else if (event === 'compaction') this.logger.info(detail, 'compacted');
+        else this.logger.warn({ event, ...detail }, 'change stream');
+      },
+      onState: (state) => {
+        this.logger.info({ state: this.state, follower: state, reason: this.follower?.reason }, 'state');
+        this.server?.setServing(this.state === 'SERVING');
+      },
+    });
+    this.follower = follower;
     // Concurrent queries share one pass over the slice: each row block is read once for all of them.
     this.batcher = new Batcher<{ query: Float32Array; k: number }, SubjectMatch[]>(
       async (batch) => {
+        // A shard that found out it is stale while these waited does not answer from the old slice
+        // (one that is draining still answers what it took in).
+        if (follower.state !== 'serving') throw this.refusal();
         const k = Math.max(...batch.map((b) => b.k));
-        const all = await slice.searchMany(batch.map((b) => b.query), k);
+        const all = await follower.use((slice) => slice.searchMany(batch.map((b) => b.query), k));
         return all.map((matches, i) => matches.slice(0, batch[i].k));
       },
-      { maxBatch: this.config.searchMaxBatch, maxDelayMs: this.config.searchMaxDelayMs },
+      { maxBatch: this.config.searchMaxBatch, maxDelayMs: this.config.searchMaxDelayMs, maxQueue: this.config.searchMaxQueue },
       (size) => this.searchQueries.observe(size),
+      (reason: DropReason) => this.dropped.inc({ reason }),
     );
-    this.follower = new SliceFollower({
-      store: this.store,
-      slice: this.slice,
-      slots: this.slots,
-      blockingClient: this.redis.duplicate(),
-      onEvent: (event, detail) => this.logger.warn({ event, ...detail }, 'change stream'),
-    });
     const t = Date.now();
-    await this.follower.load();
-    this.follower.follow();
-    this.server.setServing(true);
-    this.logger.info({ templates: this.slice.templates, subjects: this.slice.subjects, slots: this.slots.length, ms: Date.now() - t, port: this.port }, 'shard serving');
+    await follower.load();
+    follower.follow();
+    this.server.setServing(this.state === 'SERVING');
+    const s = follower.slice;
+    this.logger.info({ templates: s.templates, subjects: s.subjects, slots: this.slots.length, ms: Date.now() - t, port: this.port, state: this.state }, 'shard serving');
   }
 
   status() {
     const p95 = this.latency.percentile(95);
     const p50 = this.latency.percentile(50);
+    const f = this.follower;
+    const slice = f?.slice;
+    const staleness = f?.stalenessMs ?? Infinity;
     return {
       index: this.config.index,
       count: this.config.count,
       state: this.state,
-      templates: this.slice?.templates ?? 0,
-      subjects: this.slice?.subjects ?? 0,
+      templates: slice?.templates ?? 0,
+      subjects: slice?.subjects ?? 0,
       ownedSlots: this.slots.length,
-      watermark: this.follower?.watermark ?? '',
+      watermark: f?.watermark ?? '',
       dim: this.head.dim,
       headId: this.head.id,
       modelId: this.config.modelId,
       engine: this.config.engine,
       p95Ms: Number.isNaN(p95) ? 0 : p95,
       p50Ms: Number.isNaN(p50) ? 0 : p50,
+      stalenessMs: Number.isFinite(staleness) ? staleness : -1,
+      reason: this.state === 'SERVING' ? '' : (this.headMismatch ?? f?.reason ?? ''),
+      rows: slice?.rows ?? 0,
+      capacity: Number.isFinite(slice?.scorer.capacity) ? slice!.scorer.capacity : 0,
+      deadRows: slice?.dead ?? 0,
+      lastError: f?.lastError ?? '',
+      memoryBytes: scorerBytes(slice) ?? 0,
     };
   }
 
-  private ready(): { slice: GallerySlice; follower: SliceFollower } {
-    if (this.closing) throw new UnavailableError(`shard ${this.config.index} is shutting down`);
-    if (!this.slice || !this.follower || this.follower.state !== 'serving') {
-      throw new UnavailableError(`shard ${this.config.index} is loading its slots`, 'LOADING');
+  private ready(): SliceFollower {
+    if (this.state === 'SERVING') return this.follower!;
+    throw this.refusal();
+  }
+
+  /** Why this shard does not answer now. */
+  private refusal(): UnavailableError {
+    const i = this.config.index;
+    switch (this.state) {
+      case 'DRAINING':
+        return new UnavailableError(`shard ${i} is shutting down`);
+      case 'RELOADING':
+        return new UnavailableError(`shard ${i} knows it missed changes and is reloading its slots (${this.follower?.reason ?? ''}): ask another replica`, 'STALE');
+      case 'HEAD_MISMATCH':
+        return new UnavailableError(`shard ${i} does not run the cluster's head: ${this.headMismatch}`, 'HEAD_MISMATCH');
+      default:
+        return new UnavailableError(`shard ${i} is loading its slots`, 'LOADING');
     }
-    return { slice: this.slice, follower: this.follower };
   }
 
-  private async consistent(follower: SliceFollower, token: string, deadline: number): Promise<void> {
-    if (token) await follower.waitFor(token, Math.min(deadline - Date.now(), 60_000));
+  private checkIndex(expected: number | undefined): void {
+    if (expected !== undefined && expected !== this.config.index) throw new WrongShardError(expected, this.config.index);
   }
 
-  private async search(req: SearchRequest, deadline: number) {
-    const { slice, follower } = this.ready();
+  private async consistent(follower: SliceFollower, token: string, ctx: SearchContext): Promise<void> {
+    if (token) await follower.waitFor(token, ctx.deadline - Date.now(), ctx.signal);
+  }
+
+  private async search(req: SearchRequest, ctx: SearchContext) {
+    const follower = this.ready();
+    this.checkIndex(req.shardIndex);
     const started = performance.now();
     const dim = this.head.dim;
     const queries = floats(req.queriesF32, req.queries);
     const n = assertVectors(queries, dim, 'query');
+    if (n > MAX_SEARCH_QUERIES) throw new InvalidArgumentError(`${n} queries in one Search; at most ${MAX_SEARCH_QUERIES}`, 'QUERIES');
     const k = req.topK || 10;
     if (k > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${k} is above ${MAX_TOP_K}`, 'TOP_K');
-    await this.consistent(follower, req.consistencyToken, deadline);
-    if (this.config.testDelayMs > 0) await sleep(this.config.testDelayMs);
+    await this.consistent(follower, req.consistencyToken, ctx);
+    if (this.config.testDelayMs > 0) await sleep(this.config.testDelayMs, ctx.signal);
+    if (ctx.signal?.aborted) throw new CancelledError();
+    const submit = { deadline: ctx.deadline, signal: ctx.signal, lane: ctx.lane };
     const results = await Promise.all(
-      Array.from({ length: n }, async (_, i) => ({ matches: (await this.batcher!.submit({ query: queries.subarray(i * dim, (i + 1) * dim), k })).map(toMatch) })),
+      Array.from({ length: n }, async (_, i) => ({ matches: (await this.batcher!.submit({ query: queries.subarray(i * dim, (i + 1) * dim), k }, submit)).map(toMatch) })),
     );
     const searchMs = performance.now() - started;
     this.latency.add(searchMs);
-    return { results, shardIndex: this.config.index, templates: slice.templates, watermark: follower.watermark, searchMs };
+    return {
+      results,
+      shardIndex: this.config.index,
+      templates: follower.slice.templates,
+      watermark: follower.watermark,
+      searchMs,
+      stalenessMs: finiteMs(follower.stalenessMs),
+    };
   }
 
-  private async scoreSubject(req: ScoreSubjectRequest, deadline: number) {
-    const { slice, follower } = this.ready();
+  private async scoreSubject(req: ScoreSubjectRequest, ctx: SearchContext) {
+    const follower = this.ready();
+    this.checkIndex(req.shardIndex);
     assertSubjectId(req.subjectId);
     const query = floats(req.queryF32, req.query);
     assertVectors(query, this.head.dim, 'query', 1);
-    await this.consistent(follower, req.consistencyToken, deadline);
-    const best = await slice.scoreSubject(req.subjectId, query);
-    return best ? { found: true, best: toMatch(best) } : { found: false };
+    await this.consistent(follower, req.consistencyToken, ctx);
+    const best = await follower.use((slice) => slice.scoreSubject(req.subjectId, query));
+    const common = { shardIndex: this.config.index, stalenessMs: finiteMs(follower.stalenessMs) };
+    return best ? { found: true, best: toMatch(best), ...common } : { found: false, ...common };
   }
 
   /** Stops taking calls, drains in-flight ones, then releases everything. Idempotent. */
@@ -220,9 +374,18 @@ export class ShardWorker {
     this.closing ??= (async () => {
       await this.server?.shutdown(this.config.shutdownGraceMs);
       await this.follower?.stop();
-      await this.slice?.scorer.close();
+      await this.follower?.slice.close();
       this.redis.disconnect();
     })();
     return this.closing;
   }
+}
+
+function finiteMs(ms: number): number {
+  return Number.isFinite(ms) ? ms : 1e12;
+}
+
+function scorerBytes(slice: GallerySlice | undefined): number | undefined {
+  const s = slice?.scorer as { memoryBytes?: number } | undefined;
+  return s?.memoryBytes;
 }

@@ -31,6 +31,13 @@ export const UP_ENV: EnvSpec<UpConfig> = {
   profile: { name: 'YOCO_PROFILE', default: 'resnet50-ms3840', parse: parse.string, doc: 'embedding profile of the whole cluster: resnet50-ms3840 or face-resnet128' },
 };
 
+/**
+ * The Redis `npm start` spawns: the store of record of enrolments, so an
+ * acknowledged write is on disk before it is acknowledged (bench:enrol
+ * measures what that costs).
+ */
+export const UP_REDIS = { appendonly: true, appendfsync: 'always' } as const;
+
 /** `npm start`: Redis, k shard workers and the coordinator as child processes; Ctrl-C stops them all. */
 export async function up(): Promise<void> {
   // One setting picks the profile; the metric head follows its width and scale unless told otherwise.
@@ -55,7 +62,8 @@ export async function up(): Promise<void> {
     replicas: config.replicas,
     redisUrl: config.redisUrl || undefined,
     redisDir: resolve(dataDir, 'redis'),
-    redisAppendonly: true,
+    redisAppendonly: UP_REDIS.appendonly,
+    redisAppendfsync: UP_REDIS.appendfsync,
     prefix: config.prefix,
     coordinatorAddress: config.address,
     logDir,

@@ -21,3 +21,13 @@ export class NonFiniteVectorError extends YocoError {
     this.position = position;
   }
 }
+
+/** A finite value too large for any real embedding: refused so that no score downstream can overflow. */
+export class VectorRangeError extends YocoError {
+  readonly position: number;
+
+  constructor(position: number, value: number, limit: number, what = 'vector') {
+    super('VECTOR_RANGE', `${what} holds ${value} at position ${position}: values must lie within ±${limit}`);
+    this.position = position;
+  }
+}

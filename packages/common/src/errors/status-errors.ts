@@ -31,3 +31,17 @@ export class NotFoundError extends YocoError {
     super(code, message);
   }
 }
+
+/** A bound was reached (a queue, calls in flight, rows a store can hold): try later, elsewhere, or with less. */
+export class ResourceExhaustedError extends YocoError {
+  constructor(message: string, code = 'RESOURCE_EXHAUSTED') {
+    super(code, message);
+  }
+}
+
+/** The caller gave up on the call (a cancel, a losing hedge); its work was skipped. */
+export class CancelledError extends YocoError {
+  constructor(message = 'the call was cancelled') {
+    super('CANCELLED', message);
+  }
+}

@@ -19,3 +19,17 @@ export class StoreMismatchError extends YocoError {
     super('STORE_MISMATCH', message);
   }
 }
+
+/** A stored template record that cannot be read or used (corrupt, truncated, wrong width, bad values). */
+export class TemplateRecordError extends YocoError {
+  constructor(readonly templateId: string, reason: string) {
+    super('BAD_TEMPLATE', `template ${templateId}: ${reason}`);
+  }
+}
+
+/** A Redis too old for what the follower relies on (XINFO's entries-added and max-deleted-entry-id, Redis 7.0). */
+export class RedisVersionError extends YocoError {
+  constructor(message: string) {
+    super('REDIS_VERSION', message);
+  }
+}

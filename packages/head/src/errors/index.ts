@@ -1,2 +1,3 @@
 export { HeadFormatError } from './head-format-error.js';
 export { RowIndexError } from './row-index-error.js';
+export { CapacityError } from './capacity-error.js';
