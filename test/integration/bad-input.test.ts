@@ -1,6 +1,6 @@
 import { Rng } from '@yoco/common';
 import type { LocalCluster } from '@yoco/cli';
-import { isServiceError, Status, statusName, unary } from '@yoco/rpc';
+import { isServiceError, loadProtos, makeClient, MultiplexedChannel, Status, statusName, unary } from '@yoco/rpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIM, identify, startCluster, unitVector, writeGallery, type Gallery } from '../support/cluster.js';
 import { connect, flushPrefix, testPrefix } from '../support/redis.js';
@@ -11,7 +11,7 @@ let gallery: Gallery;
 
 beforeAll(async () => {
   gallery = await writeGallery(prefix, 300, 3);
-  cluster = await startCluster(prefix, { shards: 2, replicas: 1 });
+  cluster = await startCluster(prefix, { shards: 2, replicas: 1, coordinatorEnv: { MIN_THRESHOLD: '0.2', VECTOR_NORM_RANGE: '0.5,2' } });
 });
 afterAll(async () => {
   await cluster?.stop();
@@ -92,6 +92,39 @@ describe('bad input gets its documented status and the cluster keeps serving', (
     expect((await code(call('Enrol', { subjectId: 'a', probes: [] })))[0]).toBe('INVALID_ARGUMENT');
     // Remove queues without asking Redis first (an Enrol may still be queued); waiting tells.
     expect((await code(call('Remove', { subjectId: 'nobody-here', wait: true })))[0]).toBe('NOT_FOUND');
+  });
+
+  it('bad values: huge entries, norms outside the configured range, thresholds under the floor, long tokens, timer overflows, oversized messages', async () => {
+    const big = good();
+    big[5] = 2e6;
+    expect(await code(identify(cluster.matcherClient(), big))).toEqual(['INVALID_ARGUMENT', 'probe vector holds 2000000 at position 5: values must lie within ±1000000']);
+    const enrolBig = await code(call('Enrol', { subjectId: 'huge-1', probes: [{ vector: { values: Array.from(big) } }] }));
+    expect(enrolBig[0]).toBe('INVALID_ARGUMENT');
+    expect((await code(call('GetSubject', { subjectId: 'huge-1' })))[0]).toBe('NOT_FOUND');
+    // VECTOR_NORM_RANGE=0.5,2 on this coordinator (off by default).
+    const long = good().map((x) => 3 * x);
+    expect(await code(identify(cluster.matcherClient(), long))).toEqual(['INVALID_ARGUMENT', 'probe vector has norm 3.000, outside the accepted 0.5..2 (VECTOR_NORM_RANGE)']);
+    // MIN_THRESHOLD=0.2: no request accepts more loosely than that.
+    expect(await code(identify(cluster.matcherClient(), good(), { threshold: 0.1 }))).toEqual(['INVALID_ARGUMENT', "threshold 0.1 is below this deployment's floor 0.2 (MIN_THRESHOLD)"]);
+    expect((await code(identify(cluster.matcherClient(), good(), { threshold: 0.3 })))[0]).toBe('OK');
+    // A long token is refused without being echoed back whole.
+    const [tokenCode, tokenDetails] = await code(identify(cluster.matcherClient(), good(), { consistencyToken: 'x'.repeat(100_000) }));
+    expect(tokenCode).toBe('INVALID_ARGUMENT');
+    expect(tokenDetails.length).toBeLessThan(200);
+    expect(tokenDetails).toMatch(/\(100000 chars\)/);
+    // A timeout past Node's timer range is clamped (it would otherwise fire at once).
+    const stream = new MultiplexedChannel<object, { matches: unknown[] }>(cluster.matcherClient(), 'IdentifyStream');
+    const far = await stream.call({ probe: { vector: { values: Array.from(good()) } }, topK: 3 }, { deadline: Date.now() + 4_294_967_000 });
+    expect(far.matches).toHaveLength(3);
+    stream.close();
+    // A shard takes at most 32 queries per Search, and no message larger than that needs.
+    const shard = makeClient(loadProtos().Shard, cluster.shards.get('shard-0a')!.address);
+    const many = Array.from({ length: 33 }, () => Array.from(good())).flat();
+    expect((await code(unary(shard, 'Search', { queries: many, topK: 1 }, { deadline: Date.now() + 5000 })))[1]).toBe('33 queries in one Search; at most 32');
+    expect((await code(unary(shard, 'Search', { queries: new Array(40_000).fill(0.01), topK: 1 }, { deadline: Date.now() + 5000 })))[0]).toBe('RESOURCE_EXHAUSTED');
+    shard.close();
+    // The Matcher takes images up to its limit, not messages of any size.
+    expect((await code(call('Identify', { probe: { image: Buffer.alloc(17 * 1024 * 1024, 1) } })))[0]).toBe('RESOURCE_EXHAUSTED');
   });
 
   it('after all that, Identify still answers', async () => {

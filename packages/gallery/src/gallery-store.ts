@@ -415,29 +415,26 @@ export class GalleryStore {
   }
 
   /**
-   * Why a reader at `watermark` may have missed changes it can no longer
-   * read, or undefined when it cannot have:
-   * - the stream's newest id is behind the watermark: this is not the stream
-   *   the reader followed (a Redis restored from an older file, a failover
-   *   that lost the tail);
+   * Why a reader at `watermark`, having seen `seen` of the stream's entries
+   * (entries-added when it loaded, plus one per change it read since), has
+   * missed changes it can no longer read; undefined when it cannot have:
+   * - the stream's newest id, or its count of entries ever added, is behind
+   *   the reader's: this is not the stream it followed (a Redis restored from
+   *   an older file, a failover that lost the tail);
    * - an entry after the watermark was deleted (XDEL: max-deleted-entry-id);
-   * - the stream is empty but ids after the watermark were generated: they
-   *   were all trimmed;
-   * - entries were trimmed and the oldest one left is past the watermark.
-   * Trimming does not move max-deleted-entry-id (measured on Redis 7.0.15)
-   * and Redis keeps no trimmed ids, so a reader exactly at the last trimmed
-   * entry also counts as behind: safe (it reloads), and rare with a long
-   * stream.
+   * - more entries were added after the watermark than the stream still
+   *   holds: trimming (which only ever drops the oldest) took some the reader
+   *   had not read. Trimming does not move max-deleted-entry-id (measured on
+   *   Redis 7.0.15), and an empty stream says nothing by its first entry; the
+   *   counts are exact in both cases.
    */
-  static lostChanges(watermark: string, info: StreamInfo): string | undefined {
-    if (compareStreamIds(info.lastId, watermark) < 0) return `the stream's newest change ${info.lastId} is older than this reader's ${watermark}: the stream was replaced`;
+  static lostChanges(watermark: string, seen: number, info: StreamInfo): string | undefined {
+    if (compareStreamIds(info.lastId, watermark) < 0 || info.entriesAdded < seen) {
+      return `the stream (newest change ${info.lastId}, ${info.entriesAdded} ever added) is behind this reader (${watermark}, ${seen}): the stream was replaced`;
+    }
     if (compareStreamIds(info.maxDeletedId, watermark) > 0) return `change ${info.maxDeletedId}, after ${watermark}, was deleted`;
-    if (info.length === 0) {
-      return compareStreamIds(info.lastId, watermark) > 0 ? `the stream was trimmed empty; changes after ${watermark} up to ${info.lastId} are gone` : undefined;
-    }
-    if (info.entriesAdded > info.length && compareStreamIds(watermark, info.firstId) < 0) {
-      return `the stream was trimmed past ${watermark} (its oldest change is ${info.firstId})`;
-    }
+    const unread = info.entriesAdded - seen;
+    if (unread > info.length) return `${unread - info.length} of the ${unread} changes after ${watermark} were trimmed before this reader read them`;
     return undefined;
   }
 }

@@ -84,6 +84,8 @@ export class SliceFollower {
   watermark = STREAM_START;
   /** Changes applied since start (all slots' changes advance the watermark; only owned ones touch the slice). */
   applied = 0;
+  /** Entries of the stream up to the watermark: entries-added at the last load, plus every change read since. */
+  private seen = 0;
   lastError: string | undefined;
   /** Why the follower is (or last was) not serving. */
   reason: string | undefined;
@@ -166,6 +168,7 @@ export class SliceFollower {
     }
     if (fresh !== this.current) this.swap(fresh);
     this.watermark = info.lastId;
+    this.seen = info.entriesAdded;
     this.release(info.lastId);
     this.attempts.clear();
     this.confirmedAt = startedAt;
@@ -252,7 +255,7 @@ export class SliceFollower {
         if (this.stopped) return;
         // Checked on every read, written to or not: a follower that was frozen while the stream was
         // trimmed finds out now, not when the next write happens to arrive.
-        const lost = GalleryStore.lostChanges(from, await store.streamInfo());
+        const lost = GalleryStore.lostChanges(from, this.seen, await store.streamInfo());
         if (lost) {
           this.requestReload(`lost changes: ${lost}`);
           continue;
@@ -314,6 +317,7 @@ export class SliceFollower {
       }
     }
     this.applied++;
+    this.seen++;
     this.advance(change.id);
   }
 

@@ -135,6 +135,23 @@ describe('lost changes are found without waiting for a write', () => {
     expect((await f.slice.search(v, 1))[0].subjectId).toBe(id);
   });
 
+  it('a follower that had read every change does not reload when the stream is trimmed under it', async () => {
+    const { redis, store, prefix } = await setup('trimmed-read');
+    const rng = new Rng(8);
+    const { f, events } = await follower(store);
+    await f.load();
+    f.follow();
+    const first = await store.put('x1', [unit(rng)]);
+    await f.waitFor(first.token, 5000);
+    // Trimmed to nothing, then written again: nothing it had not read was lost, so nothing to reload.
+    await redis.xtrim(`${prefix}changes`, 'MAXLEN', 0);
+    const next = await store.put('x2', [unit(rng)]);
+    await f.waitFor(next.token, 5000);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(events.filter((e) => e.event === 'reload')).toEqual([]);
+    expect(f.slice.templates).toBe(2);
+  });
+
   it('a stream that went backwards (a Redis restored from an older copy) makes the follower reload to what Redis holds', async () => {
     const { redis, store, prefix } = await setup('backwards');
     const rng = new Rng(3);

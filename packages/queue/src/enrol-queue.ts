@@ -138,15 +138,25 @@ export class EnrolQueue {
       for (;;) {
         await new Promise((r) => setTimeout(r, 250));
         if (controller.signal.aborted) return new Promise<never>(() => undefined);
-        const current = await Job.fromId<EnrolJobData, EnrolJobResult>(this.queue, String(job.id)).catch(() => undefined);
-        const state = await current?.getState().catch(() => undefined);
-        if (state === 'completed') return current!.returnvalue;
-        if (state === 'failed') throw new Error(current!.failedReason);
+        const id = String(job.id);
+        const state = await this.queue.getJobState(id).catch(() => undefined);
+        if (state !== 'completed' && state !== 'failed') continue;
+        // Read after the state: a job read before it completed carries no return value yet.
+        const done = await Job.fromId<EnrolJobData, EnrolJobResult>(this.queue, id).catch(() => undefined);
+        if (!done) continue;
+        if (state === 'failed') throw new Error(done.failedReason);
+        return done.returnvalue ?? resultOf(done);
       }
     })();
     try {
-      return await Promise.race([job.waitUntilFinished(events, Math.max(1, clampTimeout(timeoutMs))), poll]);
+      const result = await Promise.race([job.waitUntilFinished(events, Math.max(1, clampTimeout(timeoutMs))), poll]);
+      if (result) return result;
+      const done = await Job.fromId<EnrolJobData, EnrolJobResult>(this.queue, String(job.id));
+      const recorded = done && (done.returnvalue ?? resultOf(done));
+      if (!recorded) throw new UnavailableError(`job ${job.id} completed but its result could not be read; ask GetJob for its token`, 'STORE_UNAVAILABLE');
+      return recorded;
     } catch (err) {
+      if (err instanceof YocoError) throw err;
       const message = (err as Error).message;
       if (/timed out/i.test(message)) throw new DeadlineError(`job ${job.id} was accepted and is still running; ask GetJob for its token`);
       throw new JobFailedError(String(job.id), message);
@@ -177,6 +187,12 @@ export class EnrolQueue {
     })();
     return this.closing;
   }
+}
+
+/** The result a job recorded in its data before completing (enrolments and imports do), if any. */
+function resultOf(job: Job<EnrolJobData, EnrolJobResult>): EnrolJobResult | undefined {
+  const d = job.data;
+  return d.kind === 'enrol' || d.kind === 'import' ? d.applied : undefined;
 }
 
 /** What a completed job did, in a word (an import: the count of each outcome). */

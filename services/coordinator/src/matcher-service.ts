@@ -134,10 +134,15 @@ export class MatcherService {
     return deadlineFrom(call.getDeadline(), this.deps.config.defaultTimeoutMs) - DEADLINE_MARGIN_MS;
   }
 
-  /** Drops an answer that must not be merged: from another shard index (a reused address), or too stale for the policy. */
-  private refusal(index: number, answer: { shardIndex: number; stalenessMs: number }, replica: Replica): string | undefined {
+  /**
+   * Drops an answer that must not be merged: from another shard index (a
+   * reused address), or too stale for the policy. ScoreSubject answers are not
+   * checked for their index (builds before it did not send one; the shard
+   * itself refuses a request naming another index).
+   */
+  private refusal(index: number, answer: { shardIndex?: number; stalenessMs: number }, replica: Replica): string | undefined {
     this.deps.directory.noteStaleness(replica, answer.stalenessMs);
-    if (answer.shardIndex !== index) return `answered as shard ${answer.shardIndex}, not shard ${index} (its address was reused)`;
+    if (answer.shardIndex !== undefined && answer.shardIndex !== index) return `answered as shard ${answer.shardIndex}, not shard ${index} (its address was reused)`;
     const { stalePolicy, maxStalenessMs } = this.deps.config;
     if (stalePolicy === 'refuse' && answer.stalenessMs > maxStalenessMs) {
       return `stale: its view is ${Math.round(answer.stalenessMs)} ms old (MAX_STALENESS_MS ${maxStalenessMs})`;
@@ -203,7 +208,8 @@ export class MatcherService {
     const t = requested ?? 0;
     if (!Number.isFinite(t) || t < 0 || t > 1) throw new InvalidArgumentError(`threshold ${t} is outside [0, 1] (0 = the default)`, 'THRESHOLD');
     const min = this.deps.config.minThreshold;
-    if (t > 0 && t < min) throw new InvalidArgumentError(`threshold ${t} is below this deployment's floor ${min} (MIN_THRESHOLD)`, 'THRESHOLD');
+    // The field is a float32: shown as the caller wrote it, not as 0.10000000149011612.
+    if (t > 0 && t < min) throw new InvalidArgumentError(`threshold ${Number(t.toPrecision(6))} is below this deployment's floor ${min} (MIN_THRESHOLD)`, 'THRESHOLD');
     return t > 0 ? t : this.deps.config.defaultThreshold;
   }
 
@@ -295,7 +301,7 @@ export class MatcherService {
     const { response } = await this.caller.call(
       index,
       (r, o) => unary<object, ShardScoreResponse>(r.client, 'ScoreSubject', request, o),
-      { deadline, hedgeAfterMs: this.hedgeDelay(index), signal: cancelSignal(call), reject: (res, r) => this.refusal(index, res, r) },
+      { deadline, hedgeAfterMs: this.hedgeDelay(index), signal: cancelSignal(call), reject: (res, r) => this.refusal(index, { stalenessMs: res.stalenessMs }, r) },
     );
     if (!response.found || !response.best) throw new SubjectNotFoundError(req.subjectId);
     return { match: response.best.score >= threshold, score: response.best.score, templateId: response.best.templateId, threshold, stalenessMs: response.stalenessMs };
