@@ -170,7 +170,7 @@ describe('chaos: k=2 x 2 replicas for 60 s of frozen, killed and restarted repli
       // And searched directly, each of its live stable subjects is found first.
       const mine = stable.filter(([id]) => inRedis.some((x) => x.startsWith(`${id}/`))).slice(0, 100);
       for (const [id, vectors] of mine) {
-        const r = await unary<object, any>(c, 'Search', { queries: Array.from(vectors[0]), topK: 1, shardIndex: shard.index }, { deadline: Date.now() + 5000 });
+        const r = await unary<object, any>(c, 'Search', { queries: Array.from(vectors[0]), topK: 1, expectedShard: { index: shard.index } }, { deadline: Date.now() + 5000 });
         expect(r.results[0].matches[0].subjectId, `${shard.name}: ${id}`).toBe(id);
       }
       c.close();

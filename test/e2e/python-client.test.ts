@@ -25,7 +25,8 @@ describe('an external Python gRPC client against the cluster npm start runs', ()
     const stubs = mkdtempSync(join(tmpdir(), 'yoco-py-'));
     const healthProto = join(ROOT, 'node_modules/grpc-health-check/proto');
     execFileSync(PYTHON, ['-m', 'grpc_tools.protoc', `-I${PROTO_DIR}`, `-I${healthProto}`, `--python_out=${stubs}`, `--grpc_python_out=${stubs}`,
-      'yoco/v1/matcher.proto', 'health/v1/health.proto']);
+      // Every proto of ours: external clients generate from all of them, with whatever protoc their distribution has.
+      'yoco/v1/matcher.proto', 'yoco/v1/shard.proto', 'yoco/v1/embedder.proto', 'health/v1/health.proto']);
 
     const dataDir = mkdtempSync(join(tmpdir(), 'yoco-up-'));
     const address = `127.0.0.1:${await freePort()}`;

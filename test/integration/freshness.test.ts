@@ -182,10 +182,10 @@ describe('one head, one topology', () => {
     cluster = await startCluster(prefix, { shards: 2, replicas: 1 });
     const s0 = shardClient(cluster.shards.get('shard-0a')!.address);
     const query = Array.from(unitVector(new Rng(36)));
-    const wrong = await code(unary(s0, 'Search', { queries: query, topK: 3, shardIndex: 1 }, { deadline: Date.now() + 5000 }));
+    const wrong = await code(unary(s0, 'Search', { queries: query, topK: 3, expectedShard: { index: 1 } }, { deadline: Date.now() + 5000 }));
     expect(wrong.code).toBe(Status.FAILED_PRECONDITION);
     expect(wrong.details).toMatch(/this is shard 0, not shard 1/);
-    expect((await unary<object, any>(s0, 'Search', { queries: query, topK: 3, shardIndex: 0 }, { deadline: Date.now() + 5000 })).shardIndex).toBe(0);
+    expect((await unary<object, any>(s0, 'Search', { queries: query, topK: 3, expectedShard: { index: 0 } }, { deadline: Date.now() + 5000 })).shardIndex).toBe(0);
 
     // Three replicas of a k=3 layout that never finish loading: they outnumber the two that serve, and must not change k.
     const extra: string[] = [];

@@ -12,8 +12,8 @@ export interface CallContext {
   timeoutMs: number;
   /** Aborted when the caller cancels the call (or the stream goes away). */
   signal: AbortSignal;
-  /** The stream the call came on: work queues take their turns per stream with it. */
-  lane: object;
+  /** Names the stream the call came on (unique in this process): work queues take their turns per lane. */
+  lane: string;
 }
 
 export type MultiplexedHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
@@ -46,6 +46,7 @@ export interface MultiplexedOptions {
 const DEFAULT_TIMEOUT_MS = 60_000;
 
 interface OpenStream {
+  id: number;
   call: ServerDuplexStream<CallEnvelope<unknown>, ReplyEnvelope<unknown>>;
   /** Calls whose handler is still running, by call id. */
   inflight: Map<number, AbortController>;
@@ -72,6 +73,7 @@ export class MultiplexedStreams {
   private readonly open = new Set<OpenStream>();
   private draining = false;
   private running = 0;
+  private streams = 0;
 
   constructor(
     private readonly logger: Logger,
@@ -100,7 +102,7 @@ export class MultiplexedStreams {
 
   handler<Req, Res>(method: string, handle: MultiplexedHandler<Req, Res>) {
     return (call: ServerDuplexStream<CallEnvelope<Req>, ReplyEnvelope<Res>>): void => {
-      const stream: OpenStream = { call: call as unknown as OpenStream['call'], inflight: new Map(), closing: false, ended: false, paused: false };
+      const stream: OpenStream = { id: ++this.streams, call: call as unknown as OpenStream['call'], inflight: new Map(), closing: false, ended: false, paused: false };
       this.open.add(stream);
       // Headers at once: a client with transparent retries commits to this stream now instead of
       // replaying its calls on another one if the connection drops before the first reply.
@@ -165,7 +167,7 @@ export class MultiplexedStreams {
     try {
       const timeoutMs = clampTimeout(message.timeoutMs || 0);
       const deadline = Date.now() + (timeoutMs || DEFAULT_TIMEOUT_MS);
-      outcome = await handle(message.request, { deadline, timeoutMs, signal: controller.signal, lane: stream });
+      outcome = await handle(message.request, { deadline, timeoutMs, signal: controller.signal, lane: `stream-${stream.id}` });
     } catch (err) {
       outcome = err as Error;
     }

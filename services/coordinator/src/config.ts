@@ -67,7 +67,7 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
     },
     doc: 'opt-in: min,max L2 norm of probe and enrolment vectors (off by default)',
   },
-  streamMaxInflight: { name: 'STREAM_MAX_INFLIGHT', default: 64, parse: parse.int(1, 1_000_000), doc: 'Identify calls one IdentifyStream may have in flight' },
+  streamMaxInflight: { name: 'STREAM_MAX_INFLIGHT', default: 16, parse: parse.int(1, 1_000_000), doc: 'Identify calls one IdentifyStream may have in flight' },
   serverMaxInflight: { name: 'SERVER_MAX_INFLIGHT', default: 512, parse: parse.int(1, 1_000_000), doc: 'Identify calls all IdentifyStreams may have in flight together' },
 };
 

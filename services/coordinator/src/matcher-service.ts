@@ -117,7 +117,7 @@ export class MatcherService {
 
   handlers() {
     return {
-      Identify: (req: any, call: Call) => this.identify(req, this.deadline(call), cancelSignal(call)),
+      Identify: (req: any, call: Call) => this.identify(req, this.deadline(call), cancelSignal(call), `peer:${call.getPeer()}`),
       Verify: (req: any, call: Call) => this.verify(req, call),
       Enrol: (req: any, call: Call) => this.enrol(req, call),
       Remove: (req: any, call: Call) => this.remove(req, call),
@@ -221,13 +221,21 @@ export class MatcherService {
   /** Calls multiplexed over one stream (see MultiplexedStreams): the same answers as the unary methods. */
   multiplexed() {
     return {
-      IdentifyStream: (req: any, { deadline, timeoutMs, signal }: CallContext) =>
-        this.identify(req, (timeoutMs ? deadline : Date.now() + this.deps.config.defaultTimeoutMs) - DEADLINE_MARGIN_MS, signal),
+      IdentifyStream: (req: any, { deadline, timeoutMs, signal, lane }: CallContext) =>
+        this.identify(req, (timeoutMs ? deadline : Date.now() + this.deps.config.defaultTimeoutMs) - DEADLINE_MARGIN_MS, signal, lane),
     };
   }
 
-  /** `deadline`: epoch ms, the margin for a partial answer already taken off. `signal`: the caller gave up. */
-  async identify(req: { probe?: Probe; topK?: number; threshold?: number; consistencyToken?: string; allowPartial?: boolean }, deadline: number, signal?: AbortSignal) {
+  /**
+   * `deadline`: epoch ms, the margin for a partial answer already taken off. `signal`: the caller gave up.
+   * `lane`: who the caller is (a stream, a peer); shards give each lane its turn.
+   */
+  async identify(
+    req: { probe?: Probe; topK?: number; threshold?: number; consistencyToken?: string; allowPartial?: boolean },
+    deadline: number,
+    signal?: AbortSignal,
+    lane = '',
+  ) {
     const { k, dim } = this.topology();
     const topK = req.topK || DEFAULT_TOP_K;
     if (topK > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${topK} is above ${MAX_TOP_K}`, 'TOP_K');
@@ -241,7 +249,7 @@ export class MatcherService {
         this.caller.call(
           i,
           // Each shard is told which index it is meant to be: a replica at a reused address refuses.
-          (r, o) => this.deps.directory.search<ShardSearchResponse>(r, { queriesF32, topK, consistencyToken, shardIndex: i }, o),
+          (r, o) => this.deps.directory.search<ShardSearchResponse>(r, { queriesF32, topK, consistencyToken, expectedShard: { index: i }, lane }, o),
           { deadline, hedgeAfterMs: this.hedgeDelay(i), signal, reject: (res, r) => this.refusal(i, res, r) },
         ),
       ),
@@ -297,7 +305,7 @@ export class MatcherService {
     const deadline = this.deadline(call);
     const [vector] = await this.probeVectors([req.probe], dim, deadline);
     const index = shardOfSlot(slotOf(req.subjectId), k);
-    const request = { subjectId: req.subjectId, queryF32: f32Bytes(vector), consistencyToken: this.token(req.consistencyToken), shardIndex: index };
+    const request = { subjectId: req.subjectId, queryF32: f32Bytes(vector), consistencyToken: this.token(req.consistencyToken), expectedShard: { index } };
     const { response } = await this.caller.call(
       index,
       (r, o) => unary<object, ShardScoreResponse>(r.client, 'ScoreSubject', request, o),

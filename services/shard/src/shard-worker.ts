@@ -30,7 +30,9 @@ interface SearchRequest {
   topK: number;
   consistencyToken: string;
   /** Present when the caller names the shard index it means. */
-  shardIndex?: number;
+  expectedShard?: { index: number } | null;
+  /** The caller's own fairness key (see shard.proto). */
+  lane: string;
 }
 
 interface ScoreSubjectRequest {
@@ -38,13 +40,14 @@ interface ScoreSubjectRequest {
   query: number[];
   queryF32: Buffer;
   consistencyToken: string;
-  shardIndex?: number;
+  expectedShard?: { index: number } | null;
 }
 
 interface SearchContext {
   deadline: number;
   signal?: AbortSignal;
-  lane: unknown;
+  /** The stream or peer the call came from. */
+  lane: string;
 }
 
 /** LOADING: the first load; RELOADING: it knows it missed changes; HEAD_MISMATCH: not the cluster's head. Only SERVING answers. */
@@ -330,7 +333,7 @@ export class ShardWorker {
 
   private async search(req: SearchRequest, ctx: SearchContext) {
     const follower = this.ready();
-    this.checkIndex(req.shardIndex);
+    this.checkIndex(req.expectedShard?.index);
     const started = performance.now();
     const dim = this.head.dim;
     const queries = floats(req.queriesF32, req.queries);
@@ -341,7 +344,8 @@ export class ShardWorker {
     await this.consistent(follower, req.consistencyToken, ctx);
     if (this.config.testDelayMs > 0) await sleep(this.config.testDelayMs, ctx.signal);
     if (ctx.signal?.aborted) throw new CancelledError();
-    const submit = { deadline: ctx.deadline, signal: ctx.signal, lane: ctx.lane };
+    // Turns are taken per caller's caller: the stream (or peer) the call came on, and the lane it names within it.
+    const submit = { deadline: ctx.deadline, signal: ctx.signal, lane: `${ctx.lane}/${req.lane ?? ''}` };
     const results = await Promise.all(
       Array.from({ length: n }, async (_, i) => ({ matches: (await this.batcher!.submit({ query: queries.subarray(i * dim, (i + 1) * dim), k }, submit)).map(toMatch) })),
     );
@@ -359,7 +363,7 @@ export class ShardWorker {
 
   private async scoreSubject(req: ScoreSubjectRequest, ctx: SearchContext) {
     const follower = this.ready();
-    this.checkIndex(req.shardIndex);
+    this.checkIndex(req.expectedShard?.index);
     assertSubjectId(req.subjectId);
     const query = floats(req.queryF32, req.query);
     assertVectors(query, this.head.dim, 'query', 1);
