@@ -13,7 +13,10 @@ export async function status(address: string, json: boolean): Promise<void> {
       const times = shard.callP50Ms > 0 ? ` (calls p50 ${shard.callP50Ms.toFixed(2)} ms, of which Search ${shard.searchP50Ms.toFixed(2)} ms)` : '';
       console.log(`shard ${shard.index}: ${shard.healthy ? 'healthy' : 'UNHEALTHY'}${times}`);
       for (const r of shard.replicas) {
-        console.log(`  ${r.address.padEnd(22)} ${r.state.padEnd(11)} templates=${r.templates} subjects=${r.subjects} slots=${r.ownedSlots} watermark=${r.watermark} p95=${r.p95Ms.toFixed(2)}ms ${r.engine}`);
+        const staleness = r.stalenessMs >= 0 ? ` staleness=${Math.round(r.stalenessMs)}ms` : '';
+        const dead = r.deadRows > 0 ? ` dead=${r.deadRows}` : '';
+        console.log(`  ${r.address.padEnd(22)} ${r.state.padEnd(13)} templates=${r.templates}${dead} subjects=${r.subjects} slots=${r.ownedSlots} watermark=${r.watermark}${staleness} p95=${r.p95Ms.toFixed(2)}ms ${r.engine}`);
+        if (r.excluded) console.log(`    not used: ${r.excluded}`);
       }
     }
   } finally {
