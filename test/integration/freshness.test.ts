@@ -9,8 +9,8 @@ import { isServiceError, loadProtos, makeClient, Status, unary } from '@yoco/rpc
 import type * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DIM, HEAD_ENV, HIDDEN, identify, startCluster, unitVector, writeGallery } from '../support/cluster.js';
-import { connect, flushPrefix, redisUrl, testPrefix } from '../support/redis.js';
+import { cleanUp, DIM, HEAD_ENV, HIDDEN, identify, startCluster, unitVector, writeGallery } from '../support/cluster.js';
+import { connect, redisUrl, testPrefix } from '../support/redis.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let cluster: LocalCluster | undefined;
@@ -22,13 +22,9 @@ const prefixes: string[] = [];
 afterEach(async () => {
   for (const c of clients.splice(0)) c.close();
   await Promise.all(children.splice(0).map((c) => stopChild(c, 'SIGTERM')));
-  await cluster?.stop();
+  await cleanUp(cluster, ownRedis, prefixes);
   cluster = undefined;
-  await ownRedis?.stop();
   ownRedis = undefined;
-  const redis = connect();
-  for (const p of prefixes.splice(0)) await flushPrefix(redis, p);
-  redis.disconnect();
 });
 
 function shardClient(address: string): grpc.Client {

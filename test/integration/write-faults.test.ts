@@ -7,21 +7,17 @@ import { GalleryStore, ownedSlots } from '@yoco/gallery';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DIM, enrol, identify, jobDone, startCluster, unitVector } from '../support/cluster.js';
-import { connect, flushPrefix, testPrefix } from '../support/redis.js';
+import { cleanUp, DIM, enrol, identify, jobDone, startCluster, unitVector } from '../support/cluster.js';
+import { connect, testPrefix } from '../support/redis.js';
 
 let cluster: LocalCluster | undefined;
 let ownRedis: RedisServerHandle | undefined;
 const prefixes: string[] = [];
 
 afterEach(async () => {
-  await cluster?.stop();
+  await cleanUp(cluster, ownRedis, prefixes);
   cluster = undefined;
-  await ownRedis?.stop();
   ownRedis = undefined;
-  const redis = connect();
-  for (const p of prefixes.splice(0)) await flushPrefix(redis, p);
-  redis.disconnect();
 });
 
 /** Enrols `n` subjects without waiting, `parallel` at a time; `during(i)` runs before subject i. */

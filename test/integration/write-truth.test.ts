@@ -4,22 +4,17 @@ import { GalleryStore } from '@yoco/gallery';
 import { isServiceError, Status, unary } from '@yoco/rpc';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DIM, enrol, identify, jobDone, removeSubject, startCluster, unitVector } from '../support/cluster.js';
-import { connect, flushPrefix, testPrefix } from '../support/redis.js';
+import { cleanUp, DIM, enrol, identify, jobDone, removeSubject, startCluster, unitVector } from '../support/cluster.js';
+import { connect, testPrefix } from '../support/redis.js';
 
 let cluster: LocalCluster | undefined;
 let ownRedis: RedisServerHandle | undefined;
 const prefixes: string[] = [];
 
 afterEach(async () => {
-  ownRedis?.process.kill('SIGCONT');
-  await cluster?.stop();
+  await cleanUp(cluster, ownRedis, prefixes);
   cluster = undefined;
-  await ownRedis?.stop();
   ownRedis = undefined;
-  const redis = connect();
-  for (const p of prefixes.splice(0)) await flushPrefix(redis, p);
-  redis.disconnect();
 });
 
 async function failure(p: Promise<unknown>): Promise<{ code: number; details: string; errorCode: string }> {

@@ -1,13 +1,13 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Rng } from '@yoco/common';
+import { Rng, type RedisServerHandle } from '@yoco/common';
 import { LocalCluster, type LocalClusterOptions } from '@yoco/cli';
 import { GalleryStore } from '@yoco/gallery';
 import { unary } from '@yoco/rpc';
 import type * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
-import { redisUrl } from './redis.js';
+import { connect, flushPrefix, redisUrl } from './redis.js';
 
 /** Small vectors keep 5000-subject galleries quick to load; the cluster runs the same code at any D. */
 export const DIM = 64;
@@ -22,6 +22,19 @@ export async function startCluster(prefix: string, options: Partial<LocalCluster
     ...options,
     env: { ...HEAD_ENV, ...options.env },
   });
+}
+
+/**
+ * After a test: stops its cluster, then a Redis of its own (woken first, in
+ * case the test froze it), and flushes the key prefixes it wrote under.
+ */
+export async function cleanUp(cluster: LocalCluster | undefined, redis: RedisServerHandle | undefined, prefixes: string[]): Promise<void> {
+  redis?.process.kill('SIGCONT');
+  await cluster?.stop();
+  await redis?.stop();
+  const r = connect();
+  for (const p of prefixes.splice(0)) await flushPrefix(r, p);
+  r.disconnect();
 }
 
 export function unitVector(rng: Rng, dim = DIM): Float32Array {
