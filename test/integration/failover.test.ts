@@ -95,7 +95,7 @@ describe('hedging', () => {
     cluster = await startCluster(prefix, {
       shards: 1,
       replicas: 2,
-      shardEnv: (_, replica): Record<string, string> => (replica === 0 ? { YOCO_TEST_DELAY_MS: '1500' } : {}),
+      shardEnv: (_, replica): Record<string, string> => (replica === 0 ? { YOCO_FAILPOINTS: 'shard.search-delay-ms=1500' } : {}),
       coordinatorEnv: { HEDGE_DELAY_MS: '30', METRICS_ADDRESS: `127.0.0.1:${metricsPort}` },
     });
     const rng = new Rng(9);

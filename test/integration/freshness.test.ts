@@ -187,7 +187,7 @@ describe('one head, one topology', () => {
     const extra: string[] = [];
     for (let i = 0; i < 3; i++) {
       const address = `127.0.0.1:${await freePort()}`;
-      spawnService('shard', { REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, SHARD_INDEX: String(i), SHARD_COUNT: '3', YOCO_TEST_LOAD_DELAY_MS: '600000' });
+      spawnService('shard', { REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, SHARD_INDEX: String(i), SHARD_COUNT: '3', YOCO_FAILPOINTS: 'shard.load-delay-ms=600000' });
       extra.push(address);
     }
     const address = `127.0.0.1:${await freePort()}`;

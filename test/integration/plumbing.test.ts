@@ -15,7 +15,7 @@ let cluster: LocalCluster;
 
 beforeAll(async () => {
   await writeGallery(prefix, 100, 4);
-  cluster = await startCluster(prefix, { shards: 1, replicas: 2, shardEnv: (_, r): Record<string, string> => (r === 1 ? { YOCO_TEST_DELAY_MS: '800' } : {}), coordinatorEnv: { HEDGE_DELAY_MS: '0' } });
+  cluster = await startCluster(prefix, { shards: 1, replicas: 2, shardEnv: (_, r): Record<string, string> => (r === 1 ? { YOCO_FAILPOINTS: 'shard.search-delay-ms=800' } : {}), coordinatorEnv: { HEDGE_DELAY_MS: '0' } });
 });
 afterAll(async () => {
   await cluster?.stop();
@@ -72,7 +72,7 @@ describe('a shard still loading', () => {
   it('answers Search with UNAVAILABLE (loading) and health NOT_SERVING, then serves', async () => {
     const address = `127.0.0.1:${await freePort()}`;
     const child = spawn(process.execPath, [`${ROOT}/services/shard/dist/main.js`], {
-      env: { ...process.env, ...HEAD_ENV, REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, SHARD_INDEX: '0', GRPC_ADDRESS: address, METRICS_ADDRESS: '127.0.0.1:0', YOCO_TEST_LOAD_DELAY_MS: '3000' },
+      env: { ...process.env, ...HEAD_ENV, REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, SHARD_INDEX: '0', GRPC_ADDRESS: address, METRICS_ADDRESS: '127.0.0.1:0', YOCO_FAILPOINTS: 'shard.load-delay-ms=3000' },
       stdio: 'ignore',
     });
     try {

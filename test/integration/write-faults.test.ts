@@ -104,7 +104,7 @@ describe('faults on the write path', () => {
   it('an enroller that dies between applying a job and completing it: the retry completes it, once in effect', async () => {
     const prefix = testPrefix('wf-crash');
     prefixes.push(prefix);
-    cluster = await startCluster(prefix, { shards: 1, replicas: 1, enrollerEnv: { YOCO_TEST_CRASH_AFTER_APPLY: 'crash-me' } });
+    cluster = await startCluster(prefix, { shards: 1, replicas: 1, enrollerEnv: { YOCO_FAILPOINTS: 'enroller.crash-after-apply=crash-me' } });
     const client = cluster.matcherClient();
     const rng = new Rng(4);
     const v = unitVector(rng);

@@ -7,3 +7,4 @@ export { startRedisServer, RedisBinaryMissingError, type RedisServerHandle, type
 export { LatencyWindow } from './latency-window.js';
 export { msUntil, sleep, clampTimeout, deadlineFrom, MAX_CALL_TIMEOUT_MS } from './deadline.js';
 export { Batcher, type BatcherOptions, type SubmitOptions, type DropReason } from './batcher.js';
+export { failpoint, failpointMs, checkFailpoints, FAILPOINTS, type FailpointName } from './failpoints.js';

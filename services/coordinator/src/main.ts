@@ -1,10 +1,11 @@
-import { splitAddress } from '@yoco/common';
+import { splitAddress, checkFailpoints } from '@yoco/common';
 import { createLogger, onShutdownSignal } from '@yoco/rpc';
 import { readCoordinatorConfig } from './config.js';
 import { Coordinator } from './coordinator.js';
 
 const logger = createLogger('coordinator');
 try {
+  checkFailpoints();
   const config = readCoordinatorConfig();
   const coordinator = new Coordinator(config, logger);
   onShutdownSignal(logger, () => coordinator.stop());

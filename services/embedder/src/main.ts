@@ -1,10 +1,11 @@
-import { splitAddress } from '@yoco/common';
+import { splitAddress, checkFailpoints } from '@yoco/common';
 import { createLogger, onShutdownSignal } from '@yoco/rpc';
 import { readEmbedderConfig } from './config.js';
 import { EmbedderWorker } from './embedder-worker.js';
 
 const logger = createLogger('embedder');
 try {
+  checkFailpoints();
   const config = readEmbedderConfig();
   const worker = new EmbedderWorker(config, logger);
   onShutdownSignal(logger, () => worker.stop());

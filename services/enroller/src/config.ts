@@ -7,8 +7,6 @@ export interface EnrollerConfig extends HeadConfig {
   metricsAddress: string;
   concurrency: number;
   shutdownGraceMs: number;
-  /** Test only: exit right after applying (and before completing) the job for this subject. */
-  testCrashAfterApply: string;
 }
 
 export const ENROLLER_ENV: EnvSpec<EnrollerConfig> = {
@@ -18,7 +16,6 @@ export const ENROLLER_ENV: EnvSpec<EnrollerConfig> = {
   metricsAddress: { name: 'METRICS_ADDRESS', default: '0.0.0.0:9464', parse: parse.address, doc: 'host:port of /metrics' },
   concurrency: { name: 'ENROLLER_CONCURRENCY', default: 8, parse: parse.int(1, 256), doc: 'jobs processed at once' },
   shutdownGraceMs: { name: 'SHUTDOWN_GRACE_MS', default: 10_000, parse: parse.int(0, 600_000), doc: 'time running jobs get on SIGTERM' },
-  testCrashAfterApply: { name: 'YOCO_TEST_CRASH_AFTER_APPLY', default: '', parse: parse.string, doc: 'test only: die between applying a job and completing it' },
 };
 
 export function readEnrollerConfig(env: NodeJS.ProcessEnv = process.env): EnrollerConfig {

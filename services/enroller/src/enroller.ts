@@ -1,4 +1,4 @@
-import { assertVectors } from '@yoco/common';
+import { assertVectors, failpoint } from '@yoco/common';
 import { assertSubjectId, compareStreamIds, GalleryStore, SubjectNotFoundError } from '@yoco/gallery';
 import { bullPrefix, decodeVector, MAX_IMPORT_SUBJECTS, QUEUE_NAME, type EnrolJobData, type EnrolJobResult, type ImportJobSubject, type ImportOutcome } from '@yoco/queue';
 import { ServiceMetrics, type Logger } from '@yoco/rpc';
@@ -78,7 +78,7 @@ export class Enroller {
       // The vectors have done their work: drop them from the job so Redis keeps no second copy.
       if (data.kind === 'enrol') await job.updateData({ ...data, vectors: [], applied: result });
       if (data.kind === 'import') await job.updateData({ ...data, subjects: stripped(data.subjects), applied: result });
-      if (this.config.testCrashAfterApply && this.config.testCrashAfterApply === data.subjectId) process.exit(3);
+      if (failpoint('enroller.crash-after-apply') === data.subjectId) process.exit(3);
       this.jobs.inc({ kind: data.kind, outcome: result.stale ? 'stale' : 'applied' });
       return result;
     } catch (err) {

@@ -1,4 +1,4 @@
-import { splitAddress } from '@yoco/common';
+import { splitAddress, checkFailpoints } from '@yoco/common';
 import { resolveHead } from '@yoco/head';
 import { createLogger, onShutdownSignal } from '@yoco/rpc';
 import { readEnrollerConfig } from './config.js';
@@ -6,6 +6,7 @@ import { Enroller } from './enroller.js';
 
 const logger = createLogger('enroller');
 try {
+  checkFailpoints();
   const config = readEnrollerConfig();
   const head = await resolveHead(config);
   const enroller = new Enroller(config, head.dim, logger);

@@ -25,10 +25,6 @@ export interface ShardConfig extends HeadConfig {
   compactMinDead: number;
   followBlockMs: number;
   maxChangeAttempts: number;
-  /** Test-only: sleep this long in every Search (to exercise hedging). */
-  testDelayMs: number;
-  /** Test-only: sleep this long before loading (to observe the LOADING state). */
-  testLoadDelayMs: number;
 }
 
 /** In a StatefulSet the pod is named <set>-<ordinal>: the ordinal is the shard index. */
@@ -62,8 +58,6 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   compactMinDead: { name: 'COMPACT_MIN_DEAD', default: 1024, parse: parse.int(1, 1_000_000_000), doc: '... and at least this many' },
   followBlockMs: { name: 'FOLLOW_BLOCK_MS', default: 1000, parse: parse.int(10, 60_000), doc: 'longest one read of the change stream waits; the stream is checked for lost changes as often' },
   maxChangeAttempts: { name: 'MAX_CHANGE_ATTEMPTS', default: 5, parse: parse.int(1, 1000), doc: 'attempts at a change before the shard reloads instead' },
-  testDelayMs: { name: 'YOCO_TEST_DELAY_MS', default: 0, parse: parse.int(0, 600_000), doc: 'test only: delay every Search' },
-  testLoadDelayMs: { name: 'YOCO_TEST_LOAD_DELAY_MS', default: 0, parse: parse.int(0, 600_000), doc: 'test only: delay the initial load' },
 };
 
 export function readShardConfig(env: NodeJS.ProcessEnv = process.env): ShardConfig {

@@ -1,4 +1,4 @@
-import { splitAddress } from '@yoco/common';
+import { splitAddress, checkFailpoints } from '@yoco/common';
 import { resolveHead } from '@yoco/head';
 import { createLogger, onShutdownSignal } from '@yoco/rpc';
 import { readShardConfig } from './config.js';
@@ -6,6 +6,7 @@ import { ShardWorker } from './shard-worker.js';
 
 const logger = createLogger('shard');
 try {
+  checkFailpoints();
   const config = readShardConfig();
   const head = await resolveHead(config);
   const worker = new ShardWorker(config, head, logger);

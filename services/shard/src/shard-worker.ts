@@ -4,6 +4,7 @@ import {
   Batcher,
   CancelledError,
   deadlineFrom,
+  failpointMs,
   f32FromBytes,
   InvalidArgumentError,
   LatencyWindow,
@@ -209,7 +210,7 @@ export class ShardWorker {
       ],
     });
     await this.server.start();
-    if (this.config.testLoadDelayMs > 0) await sleep(this.config.testLoadDelayMs);
+    if (failpointMs('shard.load-delay-ms') > 0) await sleep(failpointMs('shard.load-delay-ms'));
     await this.store.checkServer();
     const { headId } = await this.store.checkMeta(this.head.id);
     if (headId && headId !== this.head.id) {
@@ -342,7 +343,7 @@ export class ShardWorker {
     const k = req.topK || 10;
     if (k > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${k} is above ${MAX_TOP_K}`, 'TOP_K');
     await this.consistent(follower, req.consistencyToken, ctx);
-    if (this.config.testDelayMs > 0) await sleep(this.config.testDelayMs, ctx.signal);
+    if (failpointMs('shard.search-delay-ms') > 0) await sleep(failpointMs('shard.search-delay-ms'), ctx.signal);
     if (ctx.signal?.aborted) throw new CancelledError();
     // Turns are taken per caller's caller: the stream (or peer) the call came on, and the lane it names within it.
     const submit = { deadline: ctx.deadline, signal: ctx.signal, lane: `${ctx.lane}/${req.lane ?? ''}` };
