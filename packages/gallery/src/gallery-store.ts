@@ -4,6 +4,8 @@ import { RedisVersionError, StoreMismatchError, SubjectNotFoundError, TemplateRe
 import { assertSubjectId, SLOT_COUNT, slotOf } from './slots.js';
 import { decodeCheckedTemplate, encodeTemplate, templateIdOf, type Template } from './template-record.js';
 import { compareStreamIds, STREAM_START } from './stream-id.js';
+import { StoreKeys } from './keys.js';
+import { loadScript } from './scripts.js';
 
 export interface GalleryStoreOptions {
   /** Key prefix; every key the store touches starts with it (default 'yoco:'). */
@@ -65,79 +67,9 @@ export interface StreamInfo {
   maxDeletedId: string;
 }
 
-// Writes may carry a sequence number (the enrolment job's, in enqueue order) so
-// that retried or reordered jobs still end as if applied in order: a subject's
-// barrier is the sequence of its last applied replace or remove; anything at or
-// below it is stale and skipped, and a replace or remove only deletes templates
-// older than itself. Sequence 0 means unordered (always applies).
-//
-// A removal also leaves a tombstone (the subject's id and the removal's sequence, no vector, no
-// expiry): imports skip a tombstoned subject, an explicit enrolment clears it.
-//
-// KEYS: slot hash, subject hash (templateId -> seq), stream, barrier, tombstone.
-// ARGV: subject, slot, replace, maxlen, seq, barrierTtlSeconds, mode ('enrol' | 'import'), (templateId, record)*.
-// Returns {token, removed ids joined by ','}, {'', 'stale'} or {'', 'removed'}.
-const PUT = `
-local seq = tonumber(ARGV[5])
-if seq > 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= seq then return {'', 'stale'} end
-if ARGV[7] == 'import' then
-  if redis.call('EXISTS', KEYS[5]) == 1 then return {'', 'removed'} end
-else
-  redis.call('DEL', KEYS[5])
-end
-local removed = {}
-if ARGV[3] == '1' then
-  local old = redis.call('HGETALL', KEYS[2])
-  for i = 1, #old, 2 do
-    if seq == 0 or tonumber(old[i + 1]) < seq then
-      redis.call('HDEL', KEYS[1], old[i])
-      redis.call('HDEL', KEYS[2], old[i])
-      table.insert(removed, old[i])
-    end
-  end
-  if seq > 0 then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6]) end
-end
-local added = {}
-for i = 8, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  local prev = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '-1')
-  if seq > prev then redis.call('HSET', KEYS[2], ARGV[i], ARGV[5]) end
-  table.insert(added, ARGV[i])
-end
-local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'put', 'subject', ARGV[1], 'slot', ARGV[2],
-  'add', table.concat(added, ','), 'del', table.concat(removed, ','))
-return {id, table.concat(removed, ',')}
-`;
-
-// KEYS: slot hash, subject hash, stream, barrier, tombstone. ARGV: subject, slot, maxlen, seq, barrierTtlSeconds.
-// Returns the change id, 'stale', or false when the subject has no templates (the barrier and the
-// tombstone are set all the same, so an enrolment queued before this removal cannot land after it).
-const DEL = `
-local seq = tonumber(ARGV[4])
-if seq > 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= seq then return 'stale' end
-local old = redis.call('HGETALL', KEYS[2])
-local ids = {}
-for i = 1, #old, 2 do
-  if seq == 0 or tonumber(old[i + 1]) < seq then
-    redis.call('HDEL', KEYS[1], old[i])
-    redis.call('HDEL', KEYS[2], old[i])
-    table.insert(ids, old[i])
-  end
-end
-if seq > 0 then redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[5]) end
-redis.call('SET', KEYS[5], ARGV[4])
-if #ids == 0 then return false end
-return redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'op', 'del', 'subject', ARGV[1], 'slot', ARGV[2],
-  'add', '', 'del', table.concat(ids, ','))
-`;
-
-// KEYS: meta. ARGV: dim, head id ('' = leave the head alone). Returns the stored {dim, head},
-// setting each when absent: the first process to use a store decides, the others are checked.
-const META = `
-redis.call('HSETNX', KEYS[1], 'dim', ARGV[1])
-if ARGV[2] ~= '' then redis.call('HSETNX', KEYS[1], 'head', ARGV[2]) end
-return {redis.call('HGET', KEYS[1], 'dim'), redis.call('HGET', KEYS[1], 'head') or ''}
-`;
+const PUT = loadScript('put');
+const DEL = loadScript('del');
+const META = loadScript('meta');
 
 type Scripted = Redis & {
   yocoPut(...args: (string | Buffer | number)[]): Promise<[string, string]>;
@@ -164,6 +96,7 @@ export class GalleryStore {
   readonly prefix: string;
   readonly dim: number;
   readonly streamKey: string;
+  readonly keys: StoreKeys;
   private readonly maxLen: number;
   private readonly barrierTtl: number;
   private readonly redis: Scripted;
@@ -175,7 +108,8 @@ export class GalleryStore {
     this.maxLen = options.streamMaxLen ?? 1_000_000;
     if (!Number.isInteger(this.maxLen) || this.maxLen < 1) throw new RangeError(`streamMaxLen must be a positive integer, got ${this.maxLen}`);
     this.barrierTtl = options.barrierTtlSeconds ?? 86_400;
-    this.streamKey = `${this.prefix}changes`;
+    this.keys = new StoreKeys(this.prefix);
+    this.streamKey = this.keys.changes;
     if (!('yocoPut' in redis)) {
       redis.defineCommand('yocoPut', { numberOfKeys: 5, lua: PUT });
       redis.defineCommand('yocoDel', { numberOfKeys: 5, lua: DEL });
@@ -185,25 +119,25 @@ export class GalleryStore {
   }
 
   slotKey(slot: number): string {
-    return `${this.prefix}slot:${slot}`;
+    return this.keys.slot(slot);
   }
 
   subjectKey(subjectId: string): string {
-    return `${this.prefix}subject:${subjectId}`;
+    return this.keys.subject(subjectId);
   }
 
   /** Holds only a sequence number; expires (see barrierTtlSeconds). */
   barrierKey(subjectId: string): string {
-    return `${this.prefix}barrier:${subjectId}`;
+    return this.keys.barrier(subjectId);
   }
 
   /** Marks a removed subject; imports skip it. Holds the removal's sequence only. */
   tombstoneKey(subjectId: string): string {
-    return `${this.prefix}removed:${subjectId}`;
+    return this.keys.tombstone(subjectId);
   }
 
   get metaKey(): string {
-    return `${this.prefix}meta`;
+    return this.keys.meta;
   }
 
   /**

@@ -5,3 +5,4 @@ export { templateIdOf, encodeTemplate, decodeTemplate, decodeCheckedTemplate, ty
 export { compareStreamIds, isStreamId, STREAM_START } from './stream-id.js';
 export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError, TemplateRecordError, RedisVersionError } from './errors/index.js';
 export { SliceFollower, type SliceFollowerOptions, type SliceState, type FollowerEvent } from './slice-follower.js';
+export { StoreKeys } from './keys.js';

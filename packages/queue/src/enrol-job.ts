@@ -1,4 +1,5 @@
 import { f32FromBytes } from '@yoco/common';
+import { StoreKeys } from '@yoco/gallery';
 
 /** What an enrolment job carries. Vectors travel as base64 float32 and are stripped once the job ends. */
 export type EnrolJobData =
@@ -56,9 +57,9 @@ export const MAX_IMPORT_SUBJECTS = 256;
 
 export const QUEUE_NAME = 'enrol';
 
-/** BullMQ's key prefix under the deployment's prefix: 'yoco:' -> 'yoco:bull'. */
+/** BullMQ's key prefix under the deployment's prefix: 'yoco:' -> 'yoco:bull' (StoreKeys holds every key). */
 export function bullPrefix(prefix: string): string {
-  return `${prefix}bull`;
+  return new StoreKeys(prefix).queue;
 }
 
 export function encodeVector(v: Float32Array): string {

@@ -1,0 +1,42 @@
+/**
+ * Every Redis key the store of record and its queue use, under the
+ * deployment's prefix ('yoco:' by default): built here and nowhere else.
+ */
+export class StoreKeys {
+  constructor(readonly prefix: string) {}
+
+  /** The change stream every write appends to. */
+  get changes(): string {
+    return `${this.prefix}changes`;
+  }
+
+  /** The store's vector width and the cluster's head id. */
+  get meta(): string {
+    return `${this.prefix}meta`;
+  }
+
+  /** BullMQ's own prefix for the enrolment queue. */
+  get queue(): string {
+    return `${this.prefix}bull`;
+  }
+
+  /** templateId -> record for every template of the slot. */
+  slot(slot: number): string {
+    return `${this.prefix}slot:${slot}`;
+  }
+
+  /** templateId -> the sequence that wrote it, for one subject. */
+  subject(subjectId: string): string {
+    return `${this.prefix}subject:${subjectId}`;
+  }
+
+  /** The sequence of the subject's last replace or remove (expires). */
+  barrier(subjectId: string): string {
+    return `${this.prefix}barrier:${subjectId}`;
+  }
+
+  /** Marks a removed subject (a sequence only); imports skip it. */
+  tombstone(subjectId: string): string {
+    return `${this.prefix}removed:${subjectId}`;
+  }
+}
