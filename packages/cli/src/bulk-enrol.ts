@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { templateIdOf } from '@yoco/gallery';
 import { isServiceError, Status, statusName, unary } from '@yoco/rpc';
 import { ProgressBar } from './progress-bar.js';
+import { getErrorMessage } from '@yoco/common';
 
 export interface EnrolRecord {
   subjectId: string;
@@ -50,7 +51,7 @@ export async function bulkEnrol(client: grpc.Client, records: AsyncIterable<Enro
       summary.jobs.push(res.jobId);
       bar.tick(true);
     } catch (err) {
-      const reason = isServiceError(err) ? `${statusName(err.code)}: ${err.details}` : (err as Error).message;
+      const reason = isServiceError(err) ? `${statusName(err.code)}: ${err.details}` : getErrorMessage(err);
       summary.failed.push({ subjectId: r.subjectId, reason });
       bar.tick(false);
     }

@@ -3,7 +3,7 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, sleep, startRedisServer, type RedisServerHandle } from '@yoco/common';
+import { freePort, sleep, startRedisServer, type RedisServerHandle, getErrorMessage } from '@yoco/common';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
 import type * as grpc from '@grpc/grpc-js';
 
@@ -187,7 +187,7 @@ export class LocalCluster {
         if (ok) return;
         last = JSON.stringify(status.shards.map((s: any) => [s.index, s.replicas.map((r: any) => r.state)]));
       } catch (err) {
-        last = (err as Error).message;
+        last = getErrorMessage(err);
       }
       await sleep(100);
     }

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { YocoError } from '@yoco/common';
+import { YocoError, getErrorMessage } from '@yoco/common';
 import { isServiceError, statusName } from '@yoco/rpc';
 import { enrolBulk, enrolOne, listFailedJobs, removeOne } from './commands/enrol.js';
 import { identify } from './commands/identify.js';
@@ -92,7 +92,7 @@ main().then(
   (err: unknown) => {
     if (isServiceError(err)) console.error(`error: ${statusName(err.code)}: ${err.details}`);
     else if (err instanceof YocoError) console.error(`error: ${err.message}`);
-    else console.error(`error: ${(err as Error).message}`);
+    else console.error(`error: ${getErrorMessage(err)}`);
     process.exit(1);
   },
 );

@@ -3,6 +3,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { EnrolRecord } from './bulk-enrol.js';
+import { getErrorMessage } from '@yoco/common';
 
 interface Line {
   subject_id?: string;
@@ -38,7 +39,7 @@ export async function readRecords(path: string): Promise<EnrolRecord[]> {
     try {
       out.push(toRecord(JSON.parse(line) as Line, ''));
     } catch (err) {
-      throw new Error(`${path}:${n}: ${(err as Error).message}`);
+      throw new Error(`${path}:${n}: ${getErrorMessage(err)}`);
     }
   }
   return out;

@@ -1,4 +1,4 @@
-import { ConfigError } from './errors/index.js';
+import { ConfigError, getErrorMessage } from './errors/index.js';
 
 /** How one environment variable is read: its parser gets the raw string and throws a message when it is unusable. */
 export interface EnvVar<T> {
@@ -26,7 +26,7 @@ export function readEnv<C>(spec: EnvSpec<C>, env: NodeJS.ProcessEnv = process.en
     try {
       out[key] = v.parse(raw);
     } catch (err) {
-      throw new ConfigError(v.name, `${(err as Error).message} (got '${raw}')`);
+      throw new ConfigError(v.name, `${getErrorMessage(err)} (got '${raw}')`);
     }
   }
   return out;

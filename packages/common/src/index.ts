@@ -3,7 +3,7 @@ export { assertVectors, f32FromBytes, norm, shown, MAX_VECTOR_VALUE } from './ve
 export { Rng } from './random.js';
 export { readEnv, parse, splitAddress, type EnvSpec, type EnvVar } from './env-config.js';
 export { freePort } from './free-port.js';
-export { startRedisServer, RedisBinaryMissingError, type RedisServerHandle, type RedisServerOptions } from './redis-server.js';
+export { startRedisServer, type RedisServerHandle, type RedisServerOptions } from './redis-server.js';
 export { LatencyWindow } from './latency-window.js';
 export { msUntil, sleep, clampTimeout, deadlineFrom, MAX_CALL_TIMEOUT_MS } from './deadline.js';
 export { Batcher, type BatcherOptions, type SubmitOptions, type DropReason } from './batcher.js';

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { YocoError } from './errors/index.js';
+import { RedisBinaryMissingError } from './errors/index.js';
 import { freePort } from './free-port.js';
 
 export interface RedisServerOptions {
@@ -26,14 +26,6 @@ export interface RedisServerHandle {
   stop(): Promise<void>;
 }
 
-export class RedisBinaryMissingError extends YocoError {
-  constructor(binary: string) {
-    super(
-      'REDIS_MISSING',
-      `'${binary}' was not found. Install Redis (Debian/Ubuntu: apt-get install redis-server) or set REDIS_URL to a running Redis.`,
-    );
-  }
-}
 
 function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {

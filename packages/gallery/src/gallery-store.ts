@@ -1,4 +1,4 @@
-import { assertVectors } from '@yoco/common';
+import { assertVectors, getErrorMessage } from '@yoco/common';
 import type { Redis } from 'ioredis';
 import { RedisVersionError, StoreMismatchError, SubjectNotFoundError, TemplateRecordError } from './errors/index.js';
 import { assertSubjectId, SLOT_COUNT, slotOf } from './slots.js';
@@ -291,24 +291,24 @@ export class GalleryStore {
   }
 
   async streamInfo(): Promise<StreamInfo> {
-    try {
-      const raw = (await this.redis.xinfo('STREAM', this.streamKey)) as unknown[];
-      const info: Record<string, unknown> = {};
-      for (let i = 0; i + 1 < raw.length; i += 2) info[String(raw[i])] = raw[i + 1];
-      if (!('entries-added' in info)) {
-        throw new RedisVersionError('XINFO STREAM has no entries-added (Redis older than 7.0): a shard cannot tell whether it missed trimmed changes; upgrade Redis');
-      }
-      return {
-        lastId: String(info['last-generated-id'] ?? STREAM_START),
-        firstId: Array.isArray(info['first-entry']) ? String(info['first-entry'][0]) : STREAM_START,
-        length: Number(info['length'] ?? 0),
-        entriesAdded: Number(info['entries-added']),
-        maxDeletedId: String(info['max-deleted-entry-id'] ?? STREAM_START),
-      };
-    } catch (err) {
-      if (/no such key/i.test((err as Error).message)) return { lastId: STREAM_START, firstId: STREAM_START, length: 0, entriesAdded: 0, maxDeletedId: STREAM_START };
-      throw err;
+    // EXISTS and XINFO in one transaction: a stream that does not exist yet is told apart without reading an error message.
+    const [[existsErr, exists], [infoErr, reply]] = (await this.redis.multi().exists(this.streamKey).xinfo('STREAM', this.streamKey).exec()) ?? [[null, 0], [null, null]];
+    if (existsErr) throw existsErr;
+    if (Number(exists) === 0) return { lastId: STREAM_START, firstId: STREAM_START, length: 0, entriesAdded: 0, maxDeletedId: STREAM_START };
+    if (infoErr) throw infoErr;
+    const raw = reply as unknown[];
+    const info: Record<string, unknown> = {};
+    for (let i = 0; i + 1 < raw.length; i += 2) info[String(raw[i])] = raw[i + 1];
+    if (!('entries-added' in info)) {
+      throw new RedisVersionError('XINFO STREAM has no entries-added (Redis older than 7.0): a shard cannot tell whether it missed trimmed changes; upgrade Redis');
     }
+    return {
+      lastId: String(info['last-generated-id'] ?? STREAM_START),
+      firstId: Array.isArray(info['first-entry']) ? String(info['first-entry'][0]) : STREAM_START,
+      length: Number(info['length'] ?? 0),
+      entriesAdded: Number(info['entries-added']),
+      maxDeletedId: String(info['max-deleted-entry-id'] ?? STREAM_START),
+    };
   }
 
   /**

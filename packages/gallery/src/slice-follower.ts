@@ -1,5 +1,5 @@
-import { CancelledError, DeadlineError, InvalidArgumentError, YocoError, clampTimeout, shown } from '@yoco/common';
-import type { Redis } from 'ioredis';
+import { CancelledError, DeadlineError, InvalidArgumentError, YocoError, clampTimeout, shown, getErrorMessage } from '@yoco/common';
+import { ReplyError, type Redis } from 'ioredis';
 import type { GallerySlice } from './gallery-slice.js';
 import { GalleryStore, type Change, type StreamInfo } from './gallery-store.js';
 import type { Template } from './template-record.js';
@@ -55,15 +55,14 @@ export type SliceState = 'idle' | 'loading' | 'serving' | 'reloading' | 'stopped
 /** Changes read per XREAD. */
 const READ_COUNT = 1000;
 
-/** ioredis' errors for a connection that is down or gone, as opposed to a reply Redis gave. */
-function redisUnreachable(err: unknown): boolean {
-  if (err instanceof YocoError) return false;
-  const e = err as { name?: string; message?: string; code?: string };
-  return (
-    e.name === 'MaxRetriesPerRequestError' ||
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN', 'EHOSTUNREACH'].includes(e.code ?? '') ||
-    /Connection is closed|Stream isn't writeable|Command timed out|enableOfflineQueue/i.test(e.message ?? '')
-  );
+/**
+ * Whether a failure says something about the change (a record of ours that
+ * cannot be used, a reply Redis gave, a bug) rather than about reaching Redis
+ * (ioredis' connection errors, which are plain Errors and system errors): only
+ * the first kind counts towards giving up on a change.
+ */
+function aboutTheChange(err: unknown): boolean {
+  return err instanceof YocoError || err instanceof ReplyError || err instanceof TypeError || err instanceof RangeError;
 }
 
 /**
@@ -163,7 +162,7 @@ export class SliceFollower {
       await fresh.scorer.flush();
     } catch (err) {
       if (fresh && fresh !== this.current) await fresh.close();
-      this.reloadReason ??= reason ?? `the last load failed: ${(err as Error).message}`;
+      this.reloadReason ??= reason ?? `the last load failed: ${getErrorMessage(err)}`;
       throw err;
     }
     if (fresh !== this.current) this.swap(fresh);
@@ -271,7 +270,7 @@ export class SliceFollower {
         this.lastError = undefined;
       } catch (err) {
         if (this.stopped) return;
-        this.lastError = (err as Error).message;
+        this.lastError = getErrorMessage(err);
         this.options.onEvent?.('stream-error', { error: this.lastError, retryMs: backoff });
         await new Promise((r) => setTimeout(r, backoff));
         backoff = Math.min(backoff * 2, 2000);
@@ -292,12 +291,12 @@ export class SliceFollower {
       this.attempts.delete(change.id);
       return true;
     } catch (err) {
-      if (redisUnreachable(err)) throw err;
+      if (!aboutTheChange(err)) throw err;
       const attempt = (this.attempts.get(change.id) ?? 0) + 1;
       this.attempts.set(change.id, attempt);
-      this.options.onEvent?.('change-failed', { id: change.id, subject: change.subjectId, attempt, error: (err as Error).message });
+      this.options.onEvent?.('change-failed', { id: change.id, subject: change.subjectId, attempt, error: getErrorMessage(err) });
       if (attempt < this.maxChangeAttempts) throw err;
-      this.requestReload(`change ${change.id} could not be applied after ${attempt} attempts: ${(err as Error).message}`);
+      this.requestReload(`change ${change.id} could not be applied after ${attempt} attempts: ${getErrorMessage(err)}`);
       return false;
     }
   }

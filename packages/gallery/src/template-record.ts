@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { assertVectors } from '@yoco/common';
+import { assertVectors, getErrorMessage } from '@yoco/common';
 import { TemplateRecordError } from './errors/index.js';
 
 /** One enrolled image's vector, owned by a subject. */
@@ -54,7 +54,7 @@ export function decodeCheckedTemplate(templateId: string, bytes: Buffer, dim: nu
   try {
     assertVectors(t.vector, dim, 'vector', 1);
   } catch (err) {
-    throw new TemplateRecordError(templateId, (err as Error).message);
+    throw new TemplateRecordError(templateId, getErrorMessage(err));
   }
   return t;
 }

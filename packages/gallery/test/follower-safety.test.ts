@@ -168,8 +168,18 @@ describe('lost changes are found without waiting for a write', () => {
 
   it('Redis older than 7.0 is refused with a clear message', async () => {
     // A fake server that answers like Redis 6.2 (no entries-added in XINFO STREAM).
+    const reply = (cmd: string): string => {
+      if (cmd === 'INFO') {
+        const body = '# Server\r\nredis_version:6.2.14\r\nloading:0\r\n';
+        return `$${body.length}\r\n${body}\r\n`;
+      }
+      if (cmd === 'EXISTS') return ':1\r\n';
+      if (cmd === 'XINFO') return '*4\r\n$6\r\nlength\r\n:0\r\n$17\r\nlast-generated-id\r\n$3\r\n0-0\r\n';
+      return '+OK\r\n';
+    };
     const server: Server = createServer((sock) => {
       let pending = '';
+      let queued: string[] | undefined;
       sock.on('data', (d) => {
         pending += d.toString('latin1');
         // One reply per command, several of which may come in one chunk: *N, then N bulk strings.
@@ -187,12 +197,16 @@ describe('lost changes are found without waiting for a write', () => {
           }
           pending = pending.slice(at);
           const cmd = args[0].toUpperCase();
-          if (cmd === 'INFO') {
-            const body = '# Server\r\nredis_version:6.2.14\r\nloading:0\r\n';
-            sock.write(`$${body.length}\r\n${body}\r\n`);
-          } else if (cmd === 'XINFO') {
-            sock.write('*4\r\n$6\r\nlength\r\n:0\r\n$17\r\nlast-generated-id\r\n$3\r\n0-0\r\n');
-          } else sock.write('+OK\r\n');
+          if (cmd === 'MULTI') {
+            queued = [];
+            sock.write('+OK\r\n');
+          } else if (cmd === 'EXEC') {
+            sock.write(`*${queued!.length}\r\n${queued!.map(reply).join('')}`);
+            queued = undefined;
+          } else if (queued) {
+            queued.push(cmd);
+            sock.write('+QUEUED\r\n');
+          } else sock.write(reply(cmd));
         }
       });
     });

@@ -1,10 +1,11 @@
-import { InvalidArgumentError } from '@yoco/common';
+import { getErrorMessage } from '@yoco/common';
 import type { Metadata, Sharp, SharpOptions } from 'sharp';
 
 // Loaded on first use: shards import this package for the profile table and never decode images.
 let sharpModule: Promise<(input: Buffer, options?: SharpOptions) => Sharp> | undefined;
 const loadSharp = () => (sharpModule ??= import('sharp').then((m) => m.default));
 import type { ModelProfile } from './profiles.js';
+import { ImageError } from './errors/index.js';
 
 export interface ImageLimits {
   /** Largest encoded image accepted (bytes). */
@@ -16,13 +17,6 @@ export interface ImageLimits {
 export const DEFAULT_IMAGE_LIMITS: ImageLimits = { maxBytes: 10 * 1024 * 1024, maxPixels: 40_000_000 };
 
 const FORMATS = new Set(['jpeg', 'png', 'webp']);
-
-/** An image we refuse; the message says why (code IMAGE, an INVALID_ARGUMENT). */
-export class ImageError extends InvalidArgumentError {
-  constructor(message: string) {
-    super(message, 'IMAGE');
-  }
-}
 
 /**
  * Decodes a JPEG, PNG or WebP and lays it out as the profile's input: EXIF
@@ -39,7 +33,7 @@ export async function preprocess(bytes: Uint8Array, profile: ModelProfile, limit
   try {
     meta = await sharp(input, { limitInputPixels: false }).metadata();
   } catch (err) {
-    throw new ImageError(`not a decodable image (JPEG, PNG or WebP): ${(err as Error).message}`);
+    throw new ImageError(`not a decodable image (JPEG, PNG or WebP): ${getErrorMessage(err)}`);
   }
   if (!meta.format || !FORMATS.has(meta.format)) throw new ImageError(`image format '${meta.format ?? 'unknown'}' is not accepted; send JPEG, PNG or WebP`);
   const { width = 0, height = 0 } = meta;
@@ -57,7 +51,7 @@ export async function preprocess(bytes: Uint8Array, profile: ModelProfile, limit
       .raw()
       .toBuffer();
   } catch (err) {
-    throw new ImageError(`image could not be decoded: ${(err as Error).message}`);
+    throw new ImageError(`image could not be decoded: ${getErrorMessage(err)}`);
   }
   if (raw.length !== w * h * 3) throw new ImageError(`decoded image has ${raw.length} bytes, expected ${w * h * 3}`);
   const out = new Float32Array(3 * h * w);
@@ -72,3 +66,5 @@ export async function preprocess(bytes: Uint8Array, profile: ModelProfile, limit
   }
   return out;
 }
+
+

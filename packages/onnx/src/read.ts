@@ -1,5 +1,6 @@
 import { OnnxDecodeError } from './errors/onnx-decode-error.js';
 import { onnx, type AttributeProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.js';
+import { getErrorMessage } from '@yoco/common';
 
 /** int64 fields decode as Long objects (the `long` package is present) or plain numbers. */
 export function toNumber(v: number | { toNumber(): number } | null | undefined): number {
@@ -13,7 +14,7 @@ export function decodeModel(bytes: Uint8Array): ModelProto {
   try {
     model = onnx.ModelProto.decode(bytes);
   } catch (err) {
-    throw new OnnxDecodeError(`not an ONNX model: ${(err as Error).message}`, { cause: err });
+    throw new OnnxDecodeError(`not an ONNX model: ${getErrorMessage(err)}`, { cause: err });
   }
   // Protobuf happily decodes many random byte strings into an empty message.
   if (!model.graph || (model.graph.node ?? []).length === 0) {

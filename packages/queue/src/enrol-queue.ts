@@ -1,6 +1,7 @@
-import { clampTimeout, DeadlineError, InvalidArgumentError, shown, UnavailableError, YocoError } from '@yoco/common';
+import { clampTimeout, DeadlineError, InvalidArgumentError, shown, UnavailableError, YocoError, getErrorMessage } from '@yoco/common';
 import { Job, Queue, QueueEvents, type JobsOptions } from 'bullmq';
 import { Redis, ReplyError } from 'ioredis';
+import { JobFailedError } from './errors/index.js';
 import { bullPrefix, encodeVector, JOB_OPTIONS, QUEUE_NAME, REQUEST_ID_TTL_MS, type EnrolJobData, type EnrolJobResult, type ImportJobSubject } from './enrol-job.js';
 
 export interface EnrolQueueOptions {
@@ -32,12 +33,6 @@ export function assertRequestId(id: string): void {
   if (!REQUEST_ID.test(id)) throw new InvalidArgumentError(`request_id ${shown(id)} is invalid: use 1-128 characters of A-Z a-z 0-9 . _ : @ -`, 'REQUEST_ID');
 }
 
-/** A job finished but failed; carries BullMQ's reason. */
-export class JobFailedError extends YocoError {
-  constructor(readonly jobId: string, reason: string) {
-    super('JOB_FAILED', `job ${jobId} failed: ${reason}`);
-  }
-}
 
 /**
  * The producer side of the enrolment queue (the coordinator, the CLI, tests):
@@ -94,11 +89,11 @@ export class EnrolQueue {
         }),
       ]);
     } catch (err) {
-      if (err instanceof ReplyError) throw new UnavailableError(`Redis refused the job (${(err as Error).message}); ${nothing}`, 'STORE_UNAVAILABLE');
+      if (err instanceof ReplyError) throw new UnavailableError(`Redis refused the job (${getErrorMessage(err)}); ${nothing}`, 'STORE_UNAVAILABLE');
       const retry = requestId
         ? `retry with the same request_id (${shown(requestId)}) to get that job if it landed, or queue it once if it did not`
         : 'set request_id on a retry to make it safe (without one, a retry may queue the job twice: harmless for an enrolment, whose template ids are content digests, and for a removal)';
-      throw new UnavailableError(`Redis did not confirm the job (${(err as Error).message}): it may or may not have been queued; ${retry}`, 'OUTCOME_UNKNOWN');
+      throw new UnavailableError(`Redis did not confirm the job (${getErrorMessage(err)}): it may or may not have been queued; ${retry}`, 'OUTCOME_UNKNOWN');
     } finally {
       clearTimeout(timer);
     }
@@ -148,8 +143,14 @@ export class EnrolQueue {
         return done.returnvalue ?? resultOf(done);
       }
     })();
+    const ms = Math.max(1, clampTimeout(timeoutMs));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineError(`job ${job.id} was accepted and is still running; ask GetJob for its token`)), ms);
+    });
     try {
-      const result = await Promise.race([job.waitUntilFinished(events, Math.max(1, clampTimeout(timeoutMs))), poll]);
+      // BullMQ's own timeout, a little later than ours, only lets it drop its listeners.
+      const result = await Promise.race([job.waitUntilFinished(events, ms + 1000), poll, deadline]);
       if (result) return result;
       const done = await Job.fromId<EnrolJobData, EnrolJobResult>(this.queue, String(job.id));
       const recorded = done && (done.returnvalue ?? resultOf(done));
@@ -157,10 +158,9 @@ export class EnrolQueue {
       return recorded;
     } catch (err) {
       if (err instanceof YocoError) throw err;
-      const message = (err as Error).message;
-      if (/timed out/i.test(message)) throw new DeadlineError(`job ${job.id} was accepted and is still running; ask GetJob for its token`);
-      throw new JobFailedError(String(job.id), message);
+      throw new JobFailedError(String(job.id), getErrorMessage(err));
     } finally {
+      clearTimeout(timer);
       controller.abort();
     }
   }

@@ -1,4 +1,5 @@
-export { EnrolQueue, JobFailedError, assertRequestId, type EnrolQueueOptions, type JobStatus } from './enrol-queue.js';
+export { EnrolQueue, assertRequestId, type EnrolQueueOptions, type JobStatus } from './enrol-queue.js';
+export { JobFailedError } from './errors/index.js';
 export {
   QUEUE_NAME,
   JOB_OPTIONS,

@@ -1,42 +1,42 @@
 import { status as Status, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { YocoError } from '@yoco/common';
+import {
+  AbortedError,
+  CancelledError,
+  DeadlineError,
+  FailedPreconditionError,
+  getErrorMessage,
+  InvalidArgumentError,
+  NotFoundError,
+  NotImplementedError,
+  ResourceExhaustedError,
+  UnavailableError,
+  YocoError,
+} from '@yoco/common';
 import type { Logger } from 'pino';
 
-/** Every YocoError code that is not INTERNAL, mapped to its gRPC status in one place. */
-const BY_CODE: Record<string, Status> = {
-  INVALID_ARGUMENT: Status.INVALID_ARGUMENT,
-  VECTOR_LENGTH: Status.INVALID_ARGUMENT,
-  VECTOR_NOT_FINITE: Status.INVALID_ARGUMENT,
-  VECTOR_RANGE: Status.INVALID_ARGUMENT,
-  VECTOR_NORM: Status.INVALID_ARGUMENT,
-  THRESHOLD: Status.INVALID_ARGUMENT,
-  REQUEST_ID: Status.INVALID_ARGUMENT,
-  QUERIES: Status.INVALID_ARGUMENT,
-  SUBJECT_ID: Status.INVALID_ARGUMENT,
-  TOP_K: Status.INVALID_ARGUMENT,
-  PROBE: Status.INVALID_ARGUMENT,
-  IMAGE: Status.INVALID_ARGUMENT,
-  TOKEN: Status.INVALID_ARGUMENT,
-  NOT_FOUND: Status.NOT_FOUND,
-  SUBJECT_NOT_FOUND: Status.NOT_FOUND,
-  UNAVAILABLE: Status.UNAVAILABLE,
-  LOADING: Status.UNAVAILABLE,
-  SHARDS_UNAVAILABLE: Status.UNAVAILABLE,
-  STORE_UNAVAILABLE: Status.UNAVAILABLE,
-  OUTCOME_UNKNOWN: Status.UNAVAILABLE,
-  STALE: Status.UNAVAILABLE,
-  CANCELLED: Status.CANCELLED,
-  CAPACITY: Status.RESOURCE_EXHAUSTED,
-  WRONG_SHARD: Status.FAILED_PRECONDITION,
-  HEAD_MISMATCH: Status.FAILED_PRECONDITION,
-  REDIS_VERSION: Status.FAILED_PRECONDITION,
-  DEADLINE_EXCEEDED: Status.DEADLINE_EXCEEDED,
-  UNIMPLEMENTED: Status.UNIMPLEMENTED,
-  STORE_MISMATCH: Status.FAILED_PRECONDITION,
-  RESOURCE_EXHAUSTED: Status.RESOURCE_EXHAUSTED,
-  ABORTED: Status.ABORTED,
-  JOB_FAILED: Status.ABORTED,
-};
+/**
+ * The gRPC status of each kind of error, by class: every error of ours
+ * extends one of these (common/errors/status-errors.ts), so a new error class
+ * states its status where it is declared, and anything else is INTERNAL. The
+ * YocoError's string code travels beside it, in the `yoco-error-code` trailer.
+ */
+const BY_CLASS: [new (...args: never[]) => YocoError, Status][] = [
+  [InvalidArgumentError, Status.INVALID_ARGUMENT],
+  [NotFoundError, Status.NOT_FOUND],
+  [UnavailableError, Status.UNAVAILABLE],
+  [DeadlineError, Status.DEADLINE_EXCEEDED],
+  [ResourceExhaustedError, Status.RESOURCE_EXHAUSTED],
+  [FailedPreconditionError, Status.FAILED_PRECONDITION],
+  [AbortedError, Status.ABORTED],
+  [CancelledError, Status.CANCELLED],
+  [NotImplementedError, Status.UNIMPLEMENTED],
+];
+
+/** The status an error of ours goes out with (INTERNAL for anything not of a status class). */
+export function statusOf(err: YocoError): Status {
+  for (const [cls, status] of BY_CLASS) if (err instanceof cls) return status;
+  return Status.INTERNAL;
+}
 
 export function isServiceError(err: unknown): err is ServiceError {
   return typeof err === 'object' && err !== null && typeof (err as ServiceError).code === 'number' && 'details' in err;
@@ -52,8 +52,8 @@ export function errorMetadata(errorCode: string): Metadata {
 /** The status a failure goes out with; the YocoError code travels in the `yoco-error-code` trailer. */
 export function toServiceError(err: unknown): Partial<ServiceError> {
   if (isServiceError(err)) return { code: err.code, details: err.details, metadata: err.metadata };
-  if (err instanceof YocoError) return { code: BY_CODE[err.code] ?? Status.INTERNAL, details: err.message, metadata: errorMetadata(err.code) };
-  return { code: Status.INTERNAL, details: `internal error: ${(err as Error)?.message ?? String(err)}` };
+  if (err instanceof YocoError) return { code: statusOf(err), details: err.message, metadata: errorMetadata(err.code) };
+  return { code: Status.INTERNAL, details: `internal error: ${getErrorMessage(err)}` };
 }
 
 /** toServiceError, logged as servers log failures: errors of ours at error level, refusals at debug. */

@@ -1,4 +1,4 @@
-import { splitAddress, checkFailpoints } from '@yoco/common';
+import { splitAddress, checkFailpoints, getErrorMessage } from '@yoco/common';
 import { createLogger, onShutdownSignal } from '@yoco/rpc';
 import { readCoordinatorConfig } from './config.js';
 import { Coordinator } from './coordinator.js';
@@ -13,6 +13,6 @@ try {
   await coordinator.start();
   logger.info({ grpcPort: coordinator.port, metricsPort: metrics.port, shards: coordinator.directory.count }, 'ready');
 } catch (err) {
-  logger.fatal({ err: (err as Error).message }, 'coordinator failed to start');
+  logger.fatal({ err: getErrorMessage(err) }, 'coordinator failed to start');
   process.exit(1);
 }

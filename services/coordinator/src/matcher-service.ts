@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import {
   assertVectors,
   CancelledError,
+  FailedPreconditionError,
   deadlineFrom,
   DeadlineError,
   f32FromBytes,
@@ -12,14 +13,15 @@ import {
   ResourceExhaustedError,
   shown,
   UnavailableError,
-  YocoError,
+  getErrorMessage,
 } from '@yoco/common';
 import { assertSubjectId, GalleryStore, isStreamId, shardOfSlot, slotOf, SubjectNotFoundError, templateIdOf } from '@yoco/gallery';
-import { JobFailedError, MAX_IMPORT_SUBJECTS, type EnrolQueue, type ImportOutcome } from '@yoco/queue';
+import { MAX_IMPORT_SUBJECTS, type EnrolQueue, type ImportOutcome } from '@yoco/queue';
 import { Histogram, type Registry } from 'prom-client';
 import { unary, type CallContext } from '@yoco/rpc';
 import type { CoordinatorConfig } from './config.js';
-import { ShardCaller, ShardUnavailableError } from './shard-caller.js';
+import { ShardUnavailableError } from './errors/index.js';
+import { ShardCaller } from './shard-caller.js';
 import type { EmbedderClient } from './embedder-client.js';
 import type { Replica, ShardDirectory } from './shard-directory.js';
 
@@ -64,25 +66,12 @@ function f32Bytes(v: Float32Array): Buffer {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
-class FailedPreconditionError extends YocoError {
-  constructor(message: string) {
-    super('STORE_MISMATCH', message);
-  }
-}
-
-/** A job ran and failed (its reason is in the message). */
-class AbortedError extends YocoError {
-  constructor(message: string) {
-    super('ABORTED', message);
-  }
-}
-
 /** A job's id as Enrol, Remove or Import returned it. */
 const JOB_ID = /^\d{1,20}$/;
 
 /** What the replica said of itself at the last poll, or UNREACHABLE when it did not answer. */
 function replicaState(r: Replica): string {
-  if (!r.status || (r.lastError !== undefined && !r.lastError.startsWith('state '))) return 'UNREACHABLE';
+  if (!r.status || !r.reachable) return 'UNREACHABLE';
   return r.status.state;
 }
 
@@ -196,7 +185,7 @@ export class MatcherService {
       if (!embedder) throw new NotImplementedError('image probes need an embedder (EMBEDDER_ADDRESS is not set); send a vector');
       const vectors = await embedder.embed(images.map((i) => i.bytes), deadline, probes.length > 1 ? images.map((i) => i.index) : undefined);
       vectors.forEach((v, k) => {
-        if (v.length !== dim) throw new FailedPreconditionError(`the embedder's model gives ${v.length}-wide vectors but the cluster's head takes ${dim}`);
+        if (v.length !== dim) throw new FailedPreconditionError(`the embedder's model gives ${v.length}-wide vectors but the cluster's head takes ${dim}`, 'STORE_MISMATCH');
         assertVectors(v, dim, 'embedding', 1);
         out[images[k].index] = v;
       });
@@ -358,7 +347,7 @@ export class MatcherService {
       try {
         assertSubjectId(s.subjectId);
       } catch (err) {
-        throw new InvalidArgumentError(`subject ${i}: ${(err as Error).message}`, 'SUBJECT_ID');
+        throw new InvalidArgumentError(`subject ${i}: ${getErrorMessage(err)}`, 'SUBJECT_ID');
       }
       if (seen.has(s.subjectId)) throw new InvalidArgumentError(`subject ${shown(s.subjectId)} appears twice in one Import`, 'SUBJECT_ID');
       seen.add(s.subjectId);
@@ -380,20 +369,16 @@ export class MatcherService {
     return this.storeDim;
   }
 
-  private async waitFor(job: Parameters<EnrolQueue['wait']>[0], call: Call) {
-    try {
-      return await this.deps.queue.wait(job, this.deadline(call) - Date.now());
-    } catch (err) {
-      if (err instanceof JobFailedError) throw new AbortedError(err.message);
-      throw err;
-    }
+  /** A job's result within the call's deadline; a failed job is ABORTED (JobFailedError), with its reason. */
+  private waitFor(job: Parameters<EnrolQueue['wait']>[0], call: Call) {
+    return this.deps.queue.wait(job, this.deadline(call) - Date.now());
   }
 
   private async storeCall<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
-      throw new UnavailableError(`Redis unavailable: ${(err as Error).message}`, 'STORE_UNAVAILABLE');
+      throw new UnavailableError(`Redis unavailable: ${getErrorMessage(err)}`, 'STORE_UNAVAILABLE');
     }
   }
 

@@ -1,7 +1,8 @@
 import type * as grpc from '@grpc/grpc-js';
-import { CancelledError, DeadlineError, UnavailableError } from '@yoco/common';
+import { CancelledError, DeadlineError, UnavailableError, getErrorMessage } from '@yoco/common';
 import { isServiceError, Status } from '@yoco/rpc';
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { ShardUnavailableError } from './errors/index.js';
 import type { Replica, ShardDirectory } from './shard-directory.js';
 
 /** Codes after which another replica may well succeed (FAILED_PRECONDITION: the replica is not the shard index asked for, or not the cluster's head). */
@@ -14,18 +15,6 @@ const RETRYABLE = new Set<number>([
   Status.ABORTED,
   Status.FAILED_PRECONDITION,
 ]);
-
-/** One shard index could not answer; carries what each replica said. */
-export class ShardUnavailableError extends UnavailableError {
-  constructor(readonly index: number, readonly reasons: string[], readonly codes: number[] = []) {
-    super(`shard ${index} unavailable: ${reasons.length ? reasons.join('; ') : 'no replica known'}`, 'SHARDS_UNAVAILABLE');
-  }
-
-  /** Every replica refused for load (RESOURCE_EXHAUSTED): the shard is up, just full. */
-  get overloaded(): boolean {
-    return this.codes.length > 0 && this.codes.every((c) => c === Status.RESOURCE_EXHAUSTED);
-  }
-}
 
 export interface CallOptions<Res> {
   deadline: number;
@@ -116,7 +105,7 @@ export class ShardCaller {
           },
           (err: unknown) => {
             const code = isServiceError(err) ? err.code : Status.UNKNOWN;
-            const detail = isServiceError(err) ? err.details : (err as Error).message;
+            const detail = isServiceError(err) ? err.details : getErrorMessage(err);
             failed(replica, code, detail, true, err);
           },
         );

@@ -1,6 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import type * as grpc from '@grpc/grpc-js';
-import { LatencyWindow, splitAddress } from '@yoco/common';
+import { LatencyWindow, splitAddress, getErrorMessage } from '@yoco/common';
 import { DIRECT_CLIENT_OPTIONS, loadProtos, makeClient, MultiplexedChannel, Status, unary, type Logger, type MultiplexedCallOptions } from '@yoco/rpc';
 
 export interface ShardStatusReply {
@@ -40,6 +40,8 @@ export interface Replica {
   status: ShardStatusReply | undefined;
   /** Last poll or call succeeded and the replica said SERVING. */
   healthy: boolean;
+  /** The last poll got an answer, and no call has failed with UNAVAILABLE since. */
+  reachable: boolean;
   lastError: string | undefined;
   inflight: number;
   /** Its view's age as last reported (a Search reply or a status poll), and when that was. */
@@ -108,7 +110,7 @@ export class ShardDirectory {
       // query and gets one top-k back (at most 1000 matches): a few hundred KiB either way.
       const client = makeClient(Shard, a, { ...DIRECT_CLIENT_OPTIONS, 'grpc.max_send_message_length': 1 << 20, 'grpc.max_receive_message_length': 4 << 20 });
       const searchStream = new MultiplexedChannel<object, unknown>(client, 'SearchStream');
-      this.replicas.set(a, { address: a, client, searchStream, unarySearch: false, status: undefined, healthy: false, lastError: 'not polled yet', inflight: 0, stalenessMs: Infinity, stalenessAt: 0 });
+      this.replicas.set(a, { address: a, client, searchStream, unarySearch: false, status: undefined, healthy: false, reachable: false, lastError: 'not polled yet', inflight: 0, stalenessMs: Infinity, stalenessAt: 0 });
       changed = true;
     }
     for (const [a, r] of this.replicas) {
@@ -134,7 +136,7 @@ export class ShardDirectory {
       const found = await lookup(host, { all: true });
       return found.map((f) => (f.family === 6 ? `[${f.address}]:${port}` : `${f.address}:${port}`)).sort();
     } catch (err) {
-      this.options.logger.warn({ err: (err as Error).message, dns: this.options.dns }, 'shard DNS lookup failed; keeping the last known replicas');
+      this.options.logger.warn({ err: getErrorMessage(err), dns: this.options.dns }, 'shard DNS lookup failed; keeping the last known replicas');
       return [...this.replicas.keys()];
     }
   }
@@ -144,13 +146,15 @@ export class ShardDirectory {
       const s = await unary<object, ShardStatusReply>(r.client, 'Status', {}, { deadline: Date.now() + Math.max(500, this.options.refreshMs) });
       const moved = r.status && (r.status.index !== s.index || r.status.count !== s.count);
       r.status = s;
+      r.reachable = true;
       r.healthy = s.state === 'SERVING';
       r.lastError = r.healthy ? undefined : `state ${s.state}`;
       this.noteStaleness(r, s.stalenessMs < 0 ? Infinity : s.stalenessMs);
       if (moved) this.epoch++;
     } catch (err) {
       r.healthy = false;
-      r.lastError = (err as grpc.ServiceError).details || (err as Error).message;
+      r.reachable = false;
+      r.lastError = (err as grpc.ServiceError).details || getErrorMessage(err);
     }
   }
 
@@ -247,6 +251,7 @@ export class ShardDirectory {
 
   markFailed(r: Replica, reason: string): void {
     r.healthy = false;
+    r.reachable = false;
     r.lastError = reason;
   }
 

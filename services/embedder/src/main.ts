@@ -1,4 +1,4 @@
-import { splitAddress, checkFailpoints } from '@yoco/common';
+import { splitAddress, checkFailpoints, getErrorMessage } from '@yoco/common';
 import { createLogger, onShutdownSignal } from '@yoco/rpc';
 import { readEmbedderConfig } from './config.js';
 import { EmbedderWorker } from './embedder-worker.js';
@@ -13,6 +13,6 @@ try {
   await worker.start();
   logger.info({ grpcPort: worker.port, metricsPort: metrics.port, model: worker.modelId, dim: worker.profile.dim }, 'ready');
 } catch (err) {
-  logger.fatal({ err: (err as Error).message }, 'embedder failed to start');
+  logger.fatal({ err: getErrorMessage(err) }, 'embedder failed to start');
   process.exit(1);
 }

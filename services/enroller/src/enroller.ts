@@ -1,4 +1,4 @@
-import { assertVectors, failpoint } from '@yoco/common';
+import { assertVectors, failpoint, getErrorMessage } from '@yoco/common';
 import { assertSubjectId, compareStreamIds, GalleryStore, SubjectNotFoundError } from '@yoco/gallery';
 import { bullPrefix, decodeVector, MAX_IMPORT_SUBJECTS, QUEUE_NAME, type EnrolJobData, type EnrolJobResult, type ImportJobSubject, type ImportOutcome } from '@yoco/queue';
 import { ServiceMetrics, type Logger } from '@yoco/rpc';
@@ -97,7 +97,7 @@ export class Enroller {
     try {
       assertSubjectId(data.subjectId);
     } catch (err) {
-      refuse((err as Error).message);
+      refuse(getErrorMessage(err));
     }
     if (data.kind === 'remove') {
       try {
@@ -125,7 +125,7 @@ export class Enroller {
       try {
         assertSubjectId(s.subjectId);
       } catch (err) {
-        refuse(`subject ${i}: ${(err as Error).message}`);
+        refuse(`subject ${i}: ${getErrorMessage(err)}`);
       }
       return { subjectId: s.subjectId, replace: Boolean(s.replace), vectors: this.vectors(s.vectors, `subject ${s.subjectId}: `) };
     });
@@ -149,7 +149,7 @@ export class Enroller {
         assertVectors(vector, this.dim, `vector ${i}`, 1);
         return vector;
       } catch (err) {
-        return refuse(`${where}${(err as Error).message}`);
+        return refuse(`${where}${getErrorMessage(err)}`);
       }
     });
   }

@@ -1,4 +1,4 @@
-import { splitAddress, checkFailpoints } from '@yoco/common';
+import { splitAddress, checkFailpoints, getErrorMessage } from '@yoco/common';
 import { resolveHead } from '@yoco/head';
 import { createLogger, onShutdownSignal } from '@yoco/rpc';
 import { readEnrollerConfig } from './config.js';
@@ -15,6 +15,6 @@ try {
   await enroller.start();
   logger.info({ metricsPort: metrics.port, concurrency: config.concurrency, dim: head.dim }, 'ready');
 } catch (err) {
-  logger.fatal({ err: (err as Error).message }, 'enroller failed to start');
+  logger.fatal({ err: getErrorMessage(err) }, 'enroller failed to start');
   process.exit(1);
 }

@@ -1,4 +1,4 @@
-import { splitAddress, checkFailpoints } from '@yoco/common';
+import { splitAddress, checkFailpoints, getErrorMessage } from '@yoco/common';
 import { resolveHead } from '@yoco/head';
 import { createLogger, onShutdownSignal } from '@yoco/rpc';
 import { readShardConfig } from './config.js';
@@ -16,6 +16,6 @@ try {
   // One line the launcher (and people) can read: where this shard listens.
   logger.info({ grpcPort: worker.port, metricsPort: metrics.port, index: config.index, count: config.count }, 'ready');
 } catch (err) {
-  logger.fatal({ err: (err as Error).message }, 'shard failed to start');
+  logger.fatal({ err: getErrorMessage(err) }, 'shard failed to start');
   process.exit(1);
 }

@@ -4,6 +4,7 @@ import {
   Batcher,
   CancelledError,
   deadlineFrom,
+  FailedPreconditionError,
   failpointMs,
   f32FromBytes,
   InvalidArgumentError,
@@ -20,6 +21,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type CallContext, type Logger } from '@yoco/rpc';
 import { Redis } from 'ioredis';
 import type { ShardConfig } from './config.js';
+import { WrongShardError } from './errors/index.js';
 
 export const MAX_TOP_K = 1000;
 /** Queries one Search call may carry (each is scanned as its own query, batched with the others). */
@@ -54,12 +56,6 @@ interface SearchContext {
 /** LOADING: the first load; RELOADING: it knows it missed changes; HEAD_MISMATCH: not the cluster's head. Only SERVING answers. */
 export type ShardState = 'LOADING' | 'SERVING' | 'RELOADING' | 'HEAD_MISMATCH' | 'DRAINING';
 
-/** The caller meant another shard index (a reused address): answering would put the wrong subjects in its merge. */
-class WrongShardError extends YocoError {
-  constructor(expected: number, actual: number) {
-    super('WRONG_SHARD', `this is shard ${actual}, not shard ${expected}: the address now belongs to another shard`);
-  }
-}
 
 /** Queries from raw little-endian float32 bytes when sent that way, else from the repeated field. */
 function floats(bytes: Buffer | undefined, values: number[] | undefined): Float32Array {
@@ -310,7 +306,7 @@ export class ShardWorker {
   }
 
   /** Why this shard does not answer now. */
-  private refusal(): UnavailableError {
+  private refusal(): UnavailableError | FailedPreconditionError {
     const i = this.config.index;
     switch (this.state) {
       case 'DRAINING':
@@ -318,7 +314,7 @@ export class ShardWorker {
       case 'RELOADING':
         return new UnavailableError(`shard ${i} knows it missed changes and is reloading its slots (${this.follower?.reason ?? ''}): ask another replica`, 'STALE');
       case 'HEAD_MISMATCH':
-        return new UnavailableError(`shard ${i} does not run the cluster's head: ${this.headMismatch}`, 'HEAD_MISMATCH');
+        return new FailedPreconditionError(`shard ${i} does not run the cluster's head: ${this.headMismatch}`, 'HEAD_MISMATCH');
       default:
         return new UnavailableError(`shard ${i} is loading its slots`, 'LOADING');
     }

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { assertVectors } from '@yoco/common';
+import { assertVectors, getErrorMessage } from '@yoco/common';
 import { assertSubjectId } from '@yoco/gallery';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
 import type * as grpc from '@grpc/grpc-js';
@@ -70,7 +70,7 @@ export async function importFile(path: string, options: ImportOptions): Promise<
         seen.set(subjectId, n);
         entries.push({ line: n, subjectId, vectors, replace: Boolean(rec.replace) });
       } catch (err) {
-        failures.push({ line: n, message: (err as Error).message });
+        failures.push({ line: n, message: getErrorMessage(err) });
       }
     }
     const bar = new ProgressBar(entries.length + failures.length, 'import');
@@ -103,7 +103,7 @@ export async function importFile(path: string, options: ImportOptions): Promise<
             }
           });
         } catch (err) {
-          const reason = (err as grpc.ServiceError).details ?? (err as Error).message;
+          const reason = (err as grpc.ServiceError).details ?? getErrorMessage(err);
           for (const e of part) {
             failures.push({ line: e.line, message: reason });
             bar.tick(false);

@@ -1,4 +1,16 @@
 export { YocoError } from './yoco-error.js';
 export { VectorLengthError, NonFiniteVectorError, VectorRangeError } from './invalid-vector-error.js';
 export { ConfigError } from './config-error.js';
-export { InvalidArgumentError, UnavailableError, DeadlineError, NotImplementedError, NotFoundError, ResourceExhaustedError, CancelledError } from './status-errors.js';
+export {
+  InvalidArgumentError,
+  UnavailableError,
+  DeadlineError,
+  NotImplementedError,
+  NotFoundError,
+  ResourceExhaustedError,
+  CancelledError,
+  FailedPreconditionError,
+  AbortedError,
+} from './status-errors.js';
+export { getErrorMessage } from './error-message.js';
+export { RedisBinaryMissingError } from './redis-binary-missing-error.js';

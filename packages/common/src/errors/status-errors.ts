@@ -39,6 +39,20 @@ export class ResourceExhaustedError extends YocoError {
   }
 }
 
+/** The system is not in a state the request needs (another head, another width, another shard index). */
+export class FailedPreconditionError extends YocoError {
+  constructor(message: string, code = 'FAILED_PRECONDITION') {
+    super(code, message);
+  }
+}
+
+/** The work ran and failed (a job's reason is in the message). */
+export class AbortedError extends YocoError {
+  constructor(message: string, code = 'ABORTED') {
+    super(code, message);
+  }
+}
+
 /** The caller gave up on the call (a cancel, a losing hedge); its work was skipped. */
 export class CancelledError extends YocoError {
   constructor(message = 'the call was cancelled') {

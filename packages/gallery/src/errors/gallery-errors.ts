@@ -1,22 +1,22 @@
-import { YocoError } from '@yoco/common';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, YocoError } from '@yoco/common';
 
-export class InvalidSubjectIdError extends YocoError {
+export class InvalidSubjectIdError extends InvalidArgumentError {
   constructor(id: unknown) {
     const shown = typeof id === 'string' ? (id.length > 40 ? `'${id.slice(0, 40)}...' (${id.length} chars)` : `'${id}'`) : String(id);
-    super('SUBJECT_ID', `subject id ${shown} is invalid: use 1-128 characters of A-Z a-z 0-9 . _ : @ -`);
+    super(`subject id ${shown} is invalid: use 1-128 characters of A-Z a-z 0-9 . _ : @ -`, 'SUBJECT_ID');
   }
 }
 
-export class SubjectNotFoundError extends YocoError {
+export class SubjectNotFoundError extends NotFoundError {
   constructor(readonly subjectId: string) {
-    super('SUBJECT_NOT_FOUND', `subject '${subjectId}' is not enrolled`);
+    super(`subject '${subjectId}' is not enrolled`, 'SUBJECT_NOT_FOUND');
   }
 }
 
 /** The store was written for another vector width (or head) than the caller's. */
-export class StoreMismatchError extends YocoError {
+export class StoreMismatchError extends FailedPreconditionError {
   constructor(message: string) {
-    super('STORE_MISMATCH', message);
+    super(message, 'STORE_MISMATCH');
   }
 }
 
@@ -28,8 +28,8 @@ export class TemplateRecordError extends YocoError {
 }
 
 /** A Redis too old for what the follower relies on (XINFO's entries-added and max-deleted-entry-id, Redis 7.0). */
-export class RedisVersionError extends YocoError {
+export class RedisVersionError extends FailedPreconditionError {
   constructor(message: string) {
-    super('REDIS_VERSION', message);
+    super(message, 'REDIS_VERSION');
   }
 }

@@ -1,0 +1,10 @@
+import { YocoError } from './yoco-error.js';
+
+export class RedisBinaryMissingError extends YocoError {
+  constructor(binary: string) {
+    super(
+      'REDIS_MISSING',
+      `'${binary}' was not found. Install Redis (Debian/Ubuntu: apt-get install redis-server) or set REDIS_URL to a running Redis.`,
+    );
+  }
+}

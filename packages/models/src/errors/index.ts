@@ -1,0 +1,1 @@
+export { ImageError } from './image-error.js';

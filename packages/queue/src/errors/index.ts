@@ -1,0 +1,1 @@
+export { JobFailedError } from './job-failed-error.js';

@@ -1,0 +1,1 @@
+export { ShardUnavailableError } from './shard-unavailable-error.js';

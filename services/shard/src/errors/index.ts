@@ -1,0 +1,1 @@
+export { WrongShardError } from './wrong-shard-error.js';
