@@ -4,7 +4,7 @@ import { Tensor, type InferenceSession } from 'onnxruntime-node';
 import { BaseScorer, type BaseScorerOptions } from './base-scorer.js';
 import type { Head } from './head.js';
 import { createSession, SharedSessions, type RuntimeOptions } from './ort-session.js';
-import { MAX_QUERIES, ReluDotKernel } from './relu-dot-kernel.js';
+import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
 
 export interface FactorizedOptions extends RuntimeOptions, BaseScorerOptions {
   /** Gallery rows projected per ORT run when adding (bounds the temporary [n, D] tensor). */

@@ -1,0 +1,96 @@
+import { Worker } from 'node:worker_threads';
+import { scanModule } from './wasm-module.js';
+
+// Control words shared with each helper: [job seq, done seq, p, u, w, out, n, hb]. seq -1 = exit.
+const SEQ = 0;
+const DONE = 1;
+const ARGS = 2;
+
+/** A helper thread: waits on its control word, scans the rows it is handed, signals done. */
+const HELPER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, control } = workerData;
+const ctrl = new Int32Array(control);
+const score = new WebAssembly.Instance(module, { env: { memory } }).exports.score;
+let seen = 0;
+for (;;) {
+  Atomics.wait(ctrl, ${SEQ}, seen);
+  seen = Atomics.load(ctrl, ${SEQ});
+  if (seen < 0) break;
+  score(ctrl[${ARGS}], ctrl[${ARGS + 1}], ctrl[${ARGS + 2}], ctrl[${ARGS + 3}], ctrl[${ARGS + 4}], ctrl[${ARGS + 5}]);
+  Atomics.store(ctrl, ${DONE}, seen);
+  Atomics.notify(ctrl, ${DONE});
+}
+`;
+
+interface Helper {
+  worker: Worker;
+  ctrl: Int32Array;
+  seq: number;
+}
+
+/** Arguments of one score() call: pointers into the shared memory, a row count, the row width in bytes. */
+export interface ScanJob {
+  p: number;
+  u: number;
+  w: number;
+  out: number;
+  n: number;
+  hb: number;
+}
+
+/**
+ * Helper threads that run score() on the same shared memory as the calling
+ * thread. A job is handed over by writing its arguments into the helper's
+ * control words and waking it (no message passing, no copies); the caller
+ * then waits for the done word. Workers are unref'ed: an idle pool never
+ * holds the process open.
+ */
+export class ScanPool {
+  private readonly helpers: Helper[] = [];
+
+  constructor(memory: WebAssembly.Memory, size: number) {
+    for (let t = 0; t < size; t++) {
+      const control = new SharedArrayBuffer(4 * (ARGS + 6));
+      const worker = new Worker(HELPER_SOURCE, { eval: true, workerData: { module: scanModule(), memory, control } });
+      worker.unref();
+      this.helpers.push({ worker, ctrl: new Int32Array(control), seq: 0 });
+    }
+  }
+
+  get size(): number {
+    return this.helpers.length;
+  }
+
+  /** Starts job on helper i (0-based); join(i) waits for it. */
+  post(i: number, job: ScanJob): void {
+    const h = this.helpers[i];
+    const c = h.ctrl;
+    c[ARGS] = job.p;
+    c[ARGS + 1] = job.u;
+    c[ARGS + 2] = job.w;
+    c[ARGS + 3] = job.out;
+    c[ARGS + 4] = job.n;
+    c[ARGS + 5] = job.hb;
+    Atomics.store(c, SEQ, ++h.seq);
+    Atomics.notify(c, SEQ);
+  }
+
+  join(i: number): void {
+    const h = this.helpers[i];
+    for (;;) {
+      const done = Atomics.load(h.ctrl, DONE);
+      if (done === h.seq) return;
+      Atomics.wait(h.ctrl, DONE, done);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const h of this.helpers) {
+      Atomics.store(h.ctrl, SEQ, -1);
+      Atomics.notify(h.ctrl, SEQ);
+    }
+    await Promise.all(this.helpers.map((h) => h.worker.terminate()));
+    this.helpers.length = 0;
+  }
+}
