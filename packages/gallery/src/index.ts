@@ -6,3 +6,4 @@ export { compareStreamIds, isStreamId, STREAM_START } from './stream-id.js';
 export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError, TemplateRecordError, RedisVersionError } from './errors/index.js';
 export { SliceFollower, type SliceFollowerOptions, type SliceState, type FollowerEvent } from './slice-follower.js';
 export { StoreKeys } from './keys.js';
+export { connectRedis, reconnectDelay, type RedisPurpose } from './redis-connection.js';

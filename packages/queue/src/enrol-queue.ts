@@ -1,6 +1,7 @@
 import { clampTimeout, DeadlineError, InvalidArgumentError, shown, UnavailableError, YocoError, getErrorMessage } from '@yoco/common';
 import { Job, Queue, QueueEvents, type JobsOptions } from 'bullmq';
-import { Redis, ReplyError } from 'ioredis';
+import { connectRedis } from '@yoco/gallery';
+import { ReplyError, type Redis } from 'ioredis';
 import { JobFailedError } from './errors/index.js';
 import { bullPrefix, encodeVector, JOB_OPTIONS, QUEUE_NAME, REQUEST_ID_TTL_MS, type EnrolJobData, type EnrolJobResult, type ImportJobSubject } from './enrol-job.js';
 
@@ -48,8 +49,7 @@ export class EnrolQueue {
 
   constructor(private readonly options: EnrolQueueOptions) {
     this.addTimeoutMs = options.addTimeoutMs ?? 2000;
-    this.connection = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
-    this.connection.on('error', () => undefined);
+    this.connection = connectRedis(options.redisUrl, 'request');
     this.queue = new Queue<EnrolJobData, EnrolJobResult>(QUEUE_NAME, {
       connection: this.connection,
       prefix: bullPrefix(options.prefix),

@@ -1,7 +1,7 @@
-import { GalleryStore } from '@yoco/gallery';
+import { connectRedis, GalleryStore } from '@yoco/gallery';
 import { EnrolQueue } from '@yoco/queue';
 import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger } from '@yoco/rpc';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { CoordinatorConfig } from './config.js';
 import { EmbedderClient } from './embedder-client.js';
 import { MatcherService } from './matcher-service.js';
@@ -19,8 +19,7 @@ export class Coordinator {
 
   constructor(private readonly config: CoordinatorConfig, private readonly logger: Logger) {
     // Fail fast when Redis is down (callers get UNAVAILABLE) instead of queueing commands.
-    this.redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
-    this.redis.on('error', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+    this.redis = connectRedis(config.redisUrl, 'request', (err) => logger.debug({ err: err.message }, 'redis connection error'));
     // The store's meta records the cluster's head: only replicas running it are merged.
     const meta = new GalleryStore(this.redis, { prefix: config.prefix, dim: 1 });
     this.directory = new ShardDirectory({

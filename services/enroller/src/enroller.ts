@@ -1,9 +1,9 @@
 import { assertVectors, failpoint, getErrorMessage } from '@yoco/common';
-import { assertSubjectId, compareStreamIds, GalleryStore, SubjectNotFoundError } from '@yoco/gallery';
+import { assertSubjectId, compareStreamIds, connectRedis, GalleryStore, SubjectNotFoundError } from '@yoco/gallery';
 import { bullPrefix, decodeVector, MAX_IMPORT_SUBJECTS, QUEUE_NAME, type EnrolJobData, type EnrolJobResult, type ImportJobSubject, type ImportOutcome } from '@yoco/queue';
 import { ServiceMetrics, type Logger } from '@yoco/rpc';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { EnrollerConfig } from './config.js';
 
@@ -33,8 +33,7 @@ export class Enroller {
   private readonly duration: Histogram<'kind'>;
 
   constructor(private readonly config: EnrollerConfig, private readonly dim: number, private readonly logger: Logger) {
-    this.redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    this.redis.on('error', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+    this.redis = connectRedis(config.redisUrl, 'worker', (err) => logger.debug({ err: err.message }, 'redis connection error'));
     this.store = new GalleryStore(this.redis, { prefix: config.prefix, dim });
     const registers = [this.metrics.registry];
     this.jobs = new Counter({ name: 'yoco_enroller_jobs_total', help: 'jobs finished, by kind and outcome', labelNames: ['kind', 'outcome'], registers });

@@ -14,12 +14,12 @@ import {
   YocoError,
   type DropReason,
 } from '@yoco/common';
-import { GallerySlice, GalleryStore, ownedSlots, SliceFollower, assertSubjectId, type FollowerEvent, type SubjectMatch } from '@yoco/gallery';
+import { connectRedis, GallerySlice, GalleryStore, ownedSlots, SliceFollower, assertSubjectId, type FollowerEvent, type SubjectMatch } from '@yoco/gallery';
 import { createScorer, type Head } from '@yoco/head';
 import { PROFILES } from '@yoco/models';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type CallContext, type Logger } from '@yoco/rpc';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { ShardConfig } from './config.js';
 import { WrongShardError } from './errors/index.js';
 
@@ -101,8 +101,7 @@ export class ShardWorker {
       throw new Error(`YOCO_MODEL_ID ${config.modelId} gives ${profile.dim}-wide vectors but the head takes ${head.dim}: use one profile for the whole cluster`);
     }
     this.slots = ownedSlots(config.index, config.count);
-    this.redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true });
-    this.redis.on('error', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+    this.redis = connectRedis(config.redisUrl, 'follower', (err) => logger.debug({ err: err.message }, 'redis connection error'));
     this.store = new GalleryStore(this.redis, { prefix: config.prefix, dim: head.dim });
     const registers = [this.metrics.registry];
     const self = this;

@@ -1,9 +1,8 @@
 import { resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
-import { GalleryStore } from '@yoco/gallery';
+import { connectRedis, GalleryStore } from '@yoco/gallery';
 import { HEAD_ENV, resolveHead, type HeadConfig } from '@yoco/head';
-import { Redis } from 'ioredis';
 import { buildModels, MODELS_DIR, PROFILES } from '@yoco/models';
 import { DEMO_PHOTOS, enrolDemoGallery, enrolDemoPhotos } from '../demo-gallery.js';
 import { LocalCluster } from '../local-cluster.js';
@@ -85,7 +84,7 @@ export async function up(): Promise<void> {
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
 
-  const redis = new Redis(cluster.redisUrl);
+  const redis = connectRedis(cluster.redisUrl, 'tool');
   const store = new GalleryStore(redis, { prefix: config.prefix, dim: head.dim });
   const probeFile = resolve(dataDir, 'demo-probe.json');
   const photoProbe = resolve(dataDir, 'demo-probe.jpg');
