@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import type { CoordinatorConfig } from './config.js';
 import { EmbedderClient } from './embedder-client.js';
 import { MatcherService } from './matcher-service.js';
+import { storeReader, type StoreReader } from './store-reader.js';
 import { ShardDirectory } from './shard-directory.js';
 
 /** The coordinator process's parts: shard directory, Redis, the Matcher server. */
@@ -12,6 +13,7 @@ export class Coordinator {
   readonly metrics = new ServiceMetrics('coordinator');
   readonly directory: ShardDirectory;
   private readonly redis: Redis;
+  private readonly store: StoreReader;
   private readonly queue: EnrolQueue;
   private readonly embedder: EmbedderClient | undefined;
   private server: RpcServer | undefined;
@@ -20,14 +22,15 @@ export class Coordinator {
   constructor(private readonly config: CoordinatorConfig, private readonly logger: Logger) {
     // Fail fast when Redis is down (callers get UNAVAILABLE) instead of queueing commands.
     this.redis = connectRedis(config.redisUrl, 'request', (err) => logger.debug({ err: err.message }, 'redis connection error'));
-    // The store's meta records the cluster's head: only replicas running it are merged.
-    const meta = new GalleryStore(this.redis, { prefix: config.prefix, dim: 1 });
+    // The store's meta records the cluster's head: only replicas running it are merged. Its width is only
+    // read for writes while no shard answers; the store is never written from here.
+    this.store = storeReader(new GalleryStore(this.redis, { prefix: config.prefix, dim: 1 }));
     this.directory = new ShardDirectory({
       addresses: config.shardAddresses,
       dns: config.shardDns,
       refreshMs: config.refreshMs,
       logger,
-      clusterHead: () => meta.storedHead(),
+      clusterHead: () => this.store.clusterHead(),
     });
     this.queue = new EnrolQueue({ redisUrl: config.redisUrl, prefix: config.prefix });
     this.embedder = config.embedderAddress ? new EmbedderClient(config.embedderAddress, config.maxImageBytes) : undefined;
@@ -56,11 +59,8 @@ export class Coordinator {
 
   async start(): Promise<void> {
     await this.directory.start();
-    const dim = this.directory.dim;
-    // The store's dim is only used to validate writes; reads need none.
-    const store = new GalleryStore(this.redis, { prefix: this.config.prefix, dim: dim || 1 });
     if (this.embedder) await this.checkEmbedder(this.embedder);
-    const matcher = new MatcherService({ config: this.config, directory: this.directory, store, queue: this.queue, embedder: this.embedder, registry: this.metrics.registry });
+    const matcher = new MatcherService({ config: this.config, directory: this.directory, store: this.store, queue: this.queue, embedder: this.embedder, registry: this.metrics.registry });
     this.server = new RpcServer({
       address: this.config.grpcAddress,
       logger: this.logger,

@@ -2,3 +2,4 @@ export { Coordinator } from './coordinator.js';
 export { readCoordinatorConfig, COORDINATOR_ENV, type CoordinatorConfig } from './config.js';
 export { MatcherService, MAX_TOP_K, DEFAULT_TOP_K } from './matcher-service.js';
 export { ShardDirectory } from './shard-directory.js';
+export { mergeMatches, type ShardMatch, type MergedMatch } from './merge.js';

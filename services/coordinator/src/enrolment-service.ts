@@ -1,0 +1,126 @@
+import { getErrorMessage, InvalidArgumentError, NotFoundError, shown, UnavailableError } from '@yoco/common';
+import { assertSubjectId, templateIdOf } from '@yoco/gallery';
+import { MAX_IMPORT_SUBJECTS, type EnrolQueue, type ImportOutcome } from '@yoco/queue';
+import type { CoordinatorConfig } from './config.js';
+import type { Probe, ProbeReader } from './probe-reader.js';
+import type { ShardDirectory } from './shard-directory.js';
+import type { StoreReader } from './store-reader.js';
+import { callDeadline, type Call } from './unary-call.js';
+
+/** Templates one Enrol may carry (and vectors one Import subject may). */
+export const MAX_PROBES = 64;
+
+/** A job's id as Enrol, Remove or Import returned it. */
+const JOB_ID = /^\d{1,20}$/;
+
+/**
+ * The write path: Enrol, Remove and Import validate everything and queue one
+ * job each (the enroller applies it); GetJob and ListJobs read the queue.
+ */
+export class EnrolmentService {
+  private storeDim: number | undefined;
+
+  constructor(
+    private readonly config: CoordinatorConfig,
+    private readonly directory: ShardDirectory,
+    private readonly probes: ProbeReader,
+    private readonly queue: EnrolQueue,
+    private readonly store: StoreReader,
+  ) {}
+
+  /** Validates everything, then queues the job; with `wait`, returns once it is applied (within the deadline). */
+  async enrol(req: { subjectId?: string; probes?: Probe[]; replace?: boolean; wait?: boolean; requestId?: string }, call: Call) {
+    assertSubjectId(req.subjectId);
+    const dim = await this.writeDim();
+    const probes = req.probes ?? [];
+    if (probes.length === 0) throw new InvalidArgumentError('probes is empty: enrol at least one image or vector', 'PROBE');
+    if (probes.length > MAX_PROBES) throw new InvalidArgumentError(`${probes.length} probes; at most ${MAX_PROBES} per Enrol`, 'PROBE');
+    const vectors = await this.probes.vectors(probes, dim, callDeadline(call, this.config.defaultTimeoutMs));
+    const subjectId = req.subjectId;
+    const job = await this.queue.enrol(subjectId, vectors, req.replace ?? false, req.requestId ?? '');
+    const templateIds = [...new Set(vectors.map((v) => templateIdOf(subjectId, v)))];
+    if (!req.wait) return { jobId: String(job.id), consistencyToken: '', templateIds };
+    const result = await this.waitFor(job, call);
+    return { jobId: String(job.id), consistencyToken: result.token, templateIds };
+  }
+
+  /**
+   * Queues the removal without asking Redis first: a subject whose Enrol is
+   * still queued must be removed too (the job order decides, and the
+   * removal's barrier keeps the earlier enrolment from landing after it).
+   * With `wait`, a subject that had nothing to remove is NOT_FOUND.
+   */
+  async remove(req: { subjectId?: string; wait?: boolean; requestId?: string }, call: Call) {
+    assertSubjectId(req.subjectId);
+    const job = await this.queue.remove(req.subjectId, req.requestId ?? '');
+    if (!req.wait) return { jobId: String(job.id), consistencyToken: '' };
+    const result = await this.waitFor(job, call);
+    if (result.notFound) throw new NotFoundError(`subject '${req.subjectId}' had no templates to remove (job ${job.id}; an enrolment queued before this removal will not land)`, 'SUBJECT_NOT_FOUND');
+    return { jobId: String(job.id), consistencyToken: result.token };
+  }
+
+  /** The bulk lane: up to MAX_IMPORT_SUBJECTS subjects in one job, checked here as Enrol checks one. */
+  async import(req: { subjects?: { subjectId?: string; vectors?: Probe['vector'][]; replace?: boolean }[]; requestId?: string; wait?: boolean }, call: Call) {
+    const dim = await this.writeDim();
+    const subjects = req.subjects ?? [];
+    if (subjects.length === 0 || subjects.length > MAX_IMPORT_SUBJECTS) {
+      throw new InvalidArgumentError(`${subjects.length} subjects; an Import carries 1-${MAX_IMPORT_SUBJECTS}`, 'PROBE');
+    }
+    const seen = new Set<string>();
+    const checked = subjects.map((s, i) => {
+      try {
+        assertSubjectId(s.subjectId);
+      } catch (err) {
+        throw new InvalidArgumentError(`subject ${i}: ${getErrorMessage(err)}`, 'SUBJECT_ID');
+      }
+      if (seen.has(s.subjectId)) throw new InvalidArgumentError(`subject ${shown(s.subjectId)} appears twice in one Import`, 'SUBJECT_ID');
+      seen.add(s.subjectId);
+      const vectors = s.vectors ?? [];
+      if (vectors.length === 0 || vectors.length > MAX_PROBES) throw new InvalidArgumentError(`subject ${shown(s.subjectId)}: ${vectors.length} vectors; 1-${MAX_PROBES}`, 'PROBE');
+      return { subjectId: s.subjectId, replace: s.replace ?? false, vectors: vectors.map((v, j) => this.probes.vectorOf({ vector: v }, dim, `subject ${s.subjectId} vector ${j}`)) };
+    });
+    const job = await this.queue.import(checked, req.requestId ?? '');
+    if (!req.wait) return { jobId: String(job.id), results: [], consistencyToken: '' };
+    const result = await this.waitFor(job, call);
+    return { jobId: String(job.id), results: (result.results ?? []).map((r: ImportOutcome) => ({ ...r })), consistencyToken: result.token };
+  }
+
+  async getJob(req: { jobId?: string }) {
+    if (!req.jobId || !JOB_ID.test(req.jobId)) throw new InvalidArgumentError(`job id ${shown(req.jobId ?? '')} is not one Enrol, Remove or Import returned`);
+    const jobId = req.jobId;
+    const status = await storeCall(() => this.queue.status(jobId));
+    if (!status) throw new NotFoundError(`job ${jobId} is unknown (completed jobs are kept for an hour)`);
+    return status;
+  }
+
+  async listJobs(req: { state?: string; limit?: number }) {
+    const state = req.state || 'failed';
+    if (state !== 'failed') throw new InvalidArgumentError(`only failed jobs are listed, not '${state}'`);
+    const limit = req.limit || 100;
+    if (limit > 1000) throw new InvalidArgumentError(`limit ${limit} is above 1000`);
+    const [jobs, total] = await storeCall(() => Promise.all([this.queue.failed(limit), this.queue.failedCount()]));
+    return { jobs, total };
+  }
+
+  /** The vector width writes must have: the shards', or the store's when no shard has answered (enrolment works without shards). */
+  private async writeDim(): Promise<number> {
+    if (this.directory.dim) return this.directory.dim;
+    this.storeDim ??= (await storeCall(() => this.store.dim())) || undefined;
+    if (!this.storeDim) throw new UnavailableError('the vector width is unknown: no shard has answered and the store is empty', 'SHARDS_UNAVAILABLE');
+    return this.storeDim;
+  }
+
+  /** A job's result within the call's deadline; a failed job is ABORTED (JobFailedError), with its reason. */
+  private waitFor(job: Parameters<EnrolQueue['wait']>[0], call: Call) {
+    return this.queue.wait(job, callDeadline(call, this.config.defaultTimeoutMs) - Date.now());
+  }
+}
+
+/** A read of Redis (the queue, the store) that failed for want of Redis: UNAVAILABLE, saying so. */
+export async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new UnavailableError(`Redis unavailable: ${getErrorMessage(err)}`, 'STORE_UNAVAILABLE');
+  }
+}

@@ -1,0 +1,187 @@
+import { CancelledError, DeadlineError, InvalidArgumentError, ResourceExhaustedError, shown, UnavailableError } from '@yoco/common';
+import { assertSubjectId, isStreamId, shardOfSlot, slotOf, SubjectNotFoundError } from '@yoco/gallery';
+import { Histogram, type Registry } from 'prom-client';
+import { unary, type CallContext } from '@yoco/rpc';
+import type { CoordinatorConfig } from './config.js';
+import { ShardUnavailableError } from './errors/index.js';
+import { mergeMatches, type ShardMatch } from './merge.js';
+import { f32Bytes, type Probe, type ProbeReader } from './probe-reader.js';
+import { ShardCaller } from './shard-caller.js';
+import type { Replica, ShardDirectory } from './shard-directory.js';
+import { callDeadline, cancelSignal, DEADLINE_MARGIN_MS, type Call } from './unary-call.js';
+
+export const MAX_TOP_K = 1000;
+export const DEFAULT_TOP_K = 10;
+
+interface ShardSearchResponse {
+  results: { matches: ShardMatch[] }[];
+  shardIndex: number;
+  templates: number;
+  watermark: string;
+  searchMs: number;
+  stalenessMs: number;
+}
+
+interface ShardScoreResponse {
+  found: boolean;
+  best?: ShardMatch;
+  shardIndex: number;
+  stalenessMs: number;
+}
+
+export interface IdentifyRequest {
+  probe?: Probe;
+  topK?: number;
+  threshold?: number;
+  consistencyToken?: string;
+  allowPartial?: boolean;
+}
+
+/**
+ * The read path: Identify (fan-out to one replica of every shard index,
+ * hedged, merged) and Verify (the one shard that owns the subject). It asks
+ * shards only; it never reads Redis.
+ */
+export class IdentifyService {
+  private readonly caller: ShardCaller;
+  private readonly fanout: Histogram;
+
+  constructor(
+    private readonly config: CoordinatorConfig,
+    private readonly directory: ShardDirectory,
+    private readonly probes: ProbeReader,
+    registry: Registry,
+  ) {
+    this.caller = new ShardCaller(directory, registry);
+    this.fanout = new Histogram({ name: 'yoco_coordinator_fanout_shards', help: 'shard indexes asked per Identify', buckets: [1, 2, 4, 8, 16, 32, 64], registers: [registry] });
+  }
+
+  unaryIdentify(req: IdentifyRequest, call: Call) {
+    return this.identify(req, callDeadline(call, this.config.defaultTimeoutMs), cancelSignal(call), `peer:${call.getPeer()}`);
+  }
+
+  /** An IdentifyStream call: the same answer as the unary one, with the call's own timeout and cancel. */
+  streamedIdentify(req: IdentifyRequest, { deadline, timeoutMs, signal, lane }: CallContext) {
+    return this.identify(req, (timeoutMs ? deadline : Date.now() + this.config.defaultTimeoutMs) - DEADLINE_MARGIN_MS, signal, lane);
+  }
+
+  /**
+   * `deadline`: epoch ms, the margin for a partial answer already taken off. `signal`: the caller gave up.
+   * `lane`: who the caller is (a stream, a peer); shards give each lane its turn.
+   */
+  async identify(req: IdentifyRequest, deadline: number, signal?: AbortSignal, lane = '') {
+    const { k, dim } = this.topology();
+    const topK = req.topK || DEFAULT_TOP_K;
+    if (topK > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${topK} is above ${MAX_TOP_K}`, 'TOP_K');
+    const threshold = this.threshold(req.threshold);
+    const consistencyToken = this.token(req.consistencyToken);
+    const [vector] = await this.probes.vectors([req.probe], dim, deadline);
+    const queriesF32 = f32Bytes(vector);
+    this.fanout.observe(k);
+    const settled = await Promise.allSettled(
+      Array.from({ length: k }, (_, i) =>
+        this.caller.call(
+          i,
+          // Each shard is told which index it is meant to be: a replica at a reused address refuses.
+          (r, o) => this.directory.search<ShardSearchResponse>(r, { queriesF32, topK, consistencyToken, expectedShard: { index: i }, lane }, o),
+          { deadline, hedgeAfterMs: this.hedgeDelay(i), signal, reject: (res, r) => this.refusal(i, res, r) },
+        ),
+      ),
+    );
+    if (signal?.aborted) throw new CancelledError('the caller cancelled the call');
+    const matches: ShardMatch[] = [];
+    const missing: number[] = [];
+    const reasons: string[] = [];
+    let gallerySize = 0;
+    let stalenessMs = 0;
+    let overloaded = 0;
+    settled.forEach((s, i) => {
+      if (s.status === 'fulfilled') {
+        const res = s.value.response;
+        matches.push(...(res.results[0]?.matches ?? []));
+        this.directory.recordSearchTime(i, res.searchMs);
+        gallerySize += res.templates;
+        stalenessMs = Math.max(stalenessMs, res.stalenessMs);
+        return;
+      }
+      const err = s.reason as Error;
+      // The request itself is wrong (a shard refused it as such): no replica will do better.
+      if (!(err instanceof ShardUnavailableError) && !(err instanceof DeadlineError)) throw err;
+      if (err instanceof ShardUnavailableError && err.overloaded) overloaded++;
+      missing.push(i);
+      reasons.push(err.message);
+    });
+    if (overloaded > 0 && overloaded === missing.length && !req.allowPartial) {
+      throw new ResourceExhaustedError(`shards [${missing.join(', ')}] are at capacity: retry shortly: ${reasons.join('; ')}`);
+    }
+    if (missing.length > 0 && !req.allowPartial) {
+      if (settled.every((s) => s.status === 'rejected' && s.reason instanceof DeadlineError)) {
+        throw new DeadlineError(`no shard answered before the deadline: ${reasons.join('; ')}`);
+      }
+      throw new UnavailableError(`shards [${missing.join(', ')}] unavailable (set allow_partial for what the others found): ${reasons.join('; ')}`, 'SHARDS_UNAVAILABLE');
+    }
+    return { matches: mergeMatches(matches, topK, threshold), partial: missing.length > 0, missingShards: missing, gallerySize, threshold, stalenessMs };
+  }
+
+  async verify(req: { subjectId?: string; probe?: Probe; threshold?: number; consistencyToken?: string }, call: Call) {
+    const { k, dim } = this.topology();
+    assertSubjectId(req.subjectId);
+    const threshold = this.threshold(req.threshold);
+    const deadline = callDeadline(call, this.config.defaultTimeoutMs);
+    const [vector] = await this.probes.vectors([req.probe], dim, deadline);
+    const index = shardOfSlot(slotOf(req.subjectId), k);
+    const request = { subjectId: req.subjectId, queryF32: f32Bytes(vector), consistencyToken: this.token(req.consistencyToken), expectedShard: { index } };
+    const { response } = await this.caller.call(
+      index,
+      (r, o) => unary<object, ShardScoreResponse>(r.client, 'ScoreSubject', request, o),
+      { deadline, hedgeAfterMs: this.hedgeDelay(index), signal: cancelSignal(call), reject: (res, r) => this.refusal(index, { stalenessMs: res.stalenessMs }, r) },
+    );
+    if (!response.found || !response.best) throw new SubjectNotFoundError(req.subjectId);
+    return { match: response.best.score >= threshold, score: response.best.score, templateId: response.best.templateId, threshold, stalenessMs: response.stalenessMs };
+  }
+
+  /** The cluster's topology, or UNAVAILABLE when no shard has answered yet. */
+  private topology(): { k: number; dim: number } {
+    const { count: k, dim } = this.directory;
+    if (k === 0) throw new UnavailableError('no shard replica has answered yet; the cluster is starting or unreachable', 'SHARDS_UNAVAILABLE');
+    return { k, dim };
+  }
+
+  /**
+   * Drops an answer that must not be merged: from another shard index (a
+   * reused address), or too stale for the policy. ScoreSubject answers are not
+   * checked for their index (builds before it did not send one; the shard
+   * itself refuses a request naming another index).
+   */
+  private refusal(index: number, answer: { shardIndex?: number; stalenessMs: number }, replica: Replica): string | undefined {
+    this.directory.noteStaleness(replica, answer.stalenessMs);
+    if (answer.shardIndex !== undefined && answer.shardIndex !== index) return `answered as shard ${answer.shardIndex}, not shard ${index} (its address was reused)`;
+    const { stalePolicy, maxStalenessMs } = this.config;
+    if (stalePolicy === 'refuse' && answer.stalenessMs > maxStalenessMs) {
+      return `stale: its view is ${Math.round(answer.stalenessMs)} ms old (MAX_STALENESS_MS ${maxStalenessMs})`;
+    }
+    return undefined;
+  }
+
+  private hedgeDelay(index: number): number | undefined {
+    const h = this.config.hedgeDelay;
+    if (h === 0) return undefined;
+    if (h !== 'auto') return h;
+    // Until there is a history, wait long enough not to double every call of a cold cluster.
+    return Math.max(1, this.directory.p95(index) ?? 50);
+  }
+
+  private threshold(requested: number | undefined): number {
+    const t = requested ?? 0;
+    if (!Number.isFinite(t) || t < 0 || t > 1) throw new InvalidArgumentError(`threshold ${t} is outside [0, 1] (0 = the default)`, 'THRESHOLD');
+    const min = this.config.minThreshold;
+    // The field is a float32: shown as the caller wrote it, not as 0.10000000149011612.
+    if (t > 0 && t < min) throw new InvalidArgumentError(`threshold ${Number(t.toPrecision(6))} is below this deployment's floor ${min} (MIN_THRESHOLD)`, 'THRESHOLD');
+    return t > 0 ? t : this.config.defaultThreshold;
+  }
+
+  private token(token: string | undefined): string {
+    if (token && !isStreamId(token)) throw new InvalidArgumentError(`consistency_token ${shown(token)} is not a token Enrol or Remove returned`, 'TOKEN');
+    return token ?? '';
+  }
+}

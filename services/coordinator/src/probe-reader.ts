@@ -1,0 +1,65 @@
+import { assertVectors, f32FromBytes, FailedPreconditionError, InvalidArgumentError, norm, NotImplementedError } from '@yoco/common';
+import type { CoordinatorConfig } from './config.js';
+import type { EmbedderClient } from './embedder-client.js';
+
+/** A probe as the Matcher's contract carries it: an image or a vector (as floats, or raw little-endian float32). */
+export interface Probe {
+  image?: Buffer;
+  vector?: { values: number[]; f32le?: Buffer };
+  kind?: 'image' | 'vector';
+}
+
+/**
+ * Probes into checked vectors, for the read and the write path alike: the
+ * public API's trust boundary for vectors (length, finite values, range, the
+ * opt-in norm range), and images embedded by the embedder.
+ */
+export class ProbeReader {
+  constructor(
+    private readonly config: Pick<CoordinatorConfig, 'normRange'>,
+    private readonly embedder: EmbedderClient | undefined,
+  ) {}
+
+  /** A vector probe's values, checked; image probes go through vectors(). */
+  vectorOf(probe: Probe, dim: number, what = 'probe vector'): Float32Array {
+    const bytes = probe.vector?.f32le;
+    const v = bytes && bytes.length > 0 ? f32FromBytes(bytes, what) : Float32Array.from(probe.vector?.values ?? []);
+    assertVectors(v, dim, what, 1);
+    this.checkNorm(v, what);
+    return v;
+  }
+
+  /** Every probe as a vector: vectors checked, images embedded together in one Embed call. */
+  async vectors(probes: (Probe | null | undefined)[], dim: number, deadline: number): Promise<Float32Array[]> {
+    const out: (Float32Array | undefined)[] = [];
+    const images: { index: number; bytes: Buffer }[] = [];
+    probes.forEach((probe, index) => {
+      if (probe?.kind === 'vector') out[index] = this.vectorOf(probe, dim);
+      else if (probe?.kind === 'image') images.push({ index, bytes: probe.image ?? Buffer.alloc(0) });
+      else throw new InvalidArgumentError(`${probes.length > 1 ? `probe ${index}` : 'probe'} is empty: set an image or a vector`, 'PROBE');
+    });
+    if (images.length > 0) {
+      if (!this.embedder) throw new NotImplementedError('image probes need an embedder (EMBEDDER_ADDRESS is not set); send a vector');
+      const vectors = await this.embedder.embed(images.map((i) => i.bytes), deadline, probes.length > 1 ? images.map((i) => i.index) : undefined);
+      vectors.forEach((v, k) => {
+        if (v.length !== dim) throw new FailedPreconditionError(`the embedder's model gives ${v.length}-wide vectors but the cluster's head takes ${dim}`, 'STORE_MISMATCH');
+        assertVectors(v, dim, 'embedding', 1);
+        out[images[k].index] = v;
+      });
+    }
+    return out as Float32Array[];
+  }
+
+  /** The opt-in norm range (VECTOR_NORM_RANGE): a vector far from what the model emits is refused. */
+  private checkNorm(v: Float32Array, what: string): void {
+    const range = this.config.normRange;
+    if (!range) return;
+    const n = norm(v);
+    if (n < range[0] || n > range[1]) throw new InvalidArgumentError(`${what} has norm ${n.toPrecision(4)}, outside the accepted ${range[0]}..${range[1]} (VECTOR_NORM_RANGE)`, 'VECTOR_NORM');
+  }
+}
+
+/** Raw little-endian float32: the shards read it without decoding floats one by one. */
+export function f32Bytes(v: Float32Array): Buffer {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
