@@ -95,22 +95,20 @@ export class Batcher<I, O> {
     const batch: Pending<I, O>[] = [];
     const now = Date.now();
     while (batch.length < this.options.maxBatch && this.waiting > 0) {
-      for (const [key, lane] of this.lanes) {
-        const p = lane.shift()!;
-        this.waiting--;
-        // A lane that took its turn goes to the back of the line.
-        this.lanes.delete(key);
-        if (lane.length > 0) this.lanes.set(key, lane);
-        if (p.signal?.aborted) {
-          this.onDrop('cancelled');
-          p.reject(new CancelledError());
-        } else if (p.deadline <= now) {
-          this.onDrop('deadline');
-          p.reject(new DeadlineError('the call waited past its deadline in the queue; it was not run'));
-        } else {
-          batch.push(p);
-        }
-        if (batch.length === this.options.maxBatch) break;
+      // The lane at the front takes one turn, then goes to the back of the line (lanes never stay empty).
+      const [key, lane] = this.lanes.entries().next().value!;
+      const p = lane.shift()!;
+      this.waiting--;
+      this.lanes.delete(key);
+      if (lane.length > 0) this.lanes.set(key, lane);
+      if (p.signal?.aborted) {
+        this.onDrop('cancelled');
+        p.reject(new CancelledError());
+      } else if (p.deadline <= now) {
+        this.onDrop('deadline');
+        p.reject(new DeadlineError('the call waited past its deadline in the queue; it was not run'));
+      } else {
+        batch.push(p);
       }
     }
     return batch;

@@ -1,4 +1,4 @@
-import { assertVectors, getErrorMessage } from '@yoco/common';
+import { assertVectors } from '@yoco/common';
 import type { Redis } from 'ioredis';
 import { RedisVersionError, StoreMismatchError, SubjectNotFoundError, TemplateRecordError } from './errors/index.js';
 import { assertSubjectId, SLOT_COUNT, slotOf } from './slots.js';

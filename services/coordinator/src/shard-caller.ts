@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { CancelledError, DeadlineError, UnavailableError, getErrorMessage } from '@yoco/common';
+import { CancelledError, DeadlineError, getErrorMessage } from '@yoco/common';
 import { isServiceError, Status } from '@yoco/rpc';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { ShardUnavailableError } from './errors/index.js';

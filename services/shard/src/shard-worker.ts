@@ -11,7 +11,6 @@ import {
   LatencyWindow,
   sleep,
   UnavailableError,
-  YocoError,
   type DropReason,
 } from '@yoco/common';
 import { connectRedis, GallerySlice, GalleryStore, ownedSlots, SliceFollower, assertSubjectId, type FollowerEvent, type SubjectMatch } from '@yoco/gallery';
@@ -205,7 +204,8 @@ export class ShardWorker {
       ],
     });
     await this.server.start();
-    if (failpointMs('shard.load-delay-ms') > 0) await sleep(failpointMs('shard.load-delay-ms'));
+    const loadDelay = failpointMs('shard.load-delay-ms');
+    if (loadDelay > 0) await sleep(loadDelay);
     await this.store.checkServer();
     const { headId } = await this.store.checkMeta(this.head.id);
     if (headId && headId !== this.head.id) {

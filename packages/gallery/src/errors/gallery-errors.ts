@@ -1,9 +1,8 @@
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, YocoError } from '@yoco/common';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, shown, YocoError } from '@yoco/common';
 
 export class InvalidSubjectIdError extends InvalidArgumentError {
   constructor(id: unknown) {
-    const shown = typeof id === 'string' ? (id.length > 40 ? `'${id.slice(0, 40)}...' (${id.length} chars)` : `'${id}'`) : String(id);
-    super(`subject id ${shown} is invalid: use 1-128 characters of A-Z a-z 0-9 . _ : @ -`, 'SUBJECT_ID');
+    super(`subject id ${typeof id === 'string' ? shown(id) : String(id)} is invalid: use 1-128 characters of A-Z a-z 0-9 . _ : @ -`, 'SUBJECT_ID');
   }
 }
 
