@@ -156,8 +156,9 @@ describe('one head, one topology', () => {
     });
     const status = await until(async () => {
       const s = await unary<object, any>(cluster!.matcherClient(), 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
-      return s.shards[0].replicas.length === 2 ? s : undefined;
-    }, 10_000, 'both replicas in ClusterStatus');
+      // Both replicas polled, and the cluster's head read from the store (the coordinator reads it on each refresh).
+      return s.shards[0].replicas.length === 2 && s.headId === good.id && s.shards[0].replicas.every((r: any) => r.headId === good.id || /runs head/.test(r.excluded)) ? s : undefined;
+    }, 10_000, "both replicas in ClusterStatus, and the cluster's head known");
     expect(status.headId).toBe(good.id);
     const bad = status.shards[0].replicas.find((r: any) => r.headId !== good.id);
     expect(bad.state).toBe('HEAD_MISMATCH');
