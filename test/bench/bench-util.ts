@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { cpus, totalmem } from 'node:os';
-import { startRedisServer } from '@yoco/common';
+import { startRedisServer } from '@yoco/devkit';
 import { GalleryStore } from '@yoco/gallery';
 import { Redis } from 'ioredis';
 

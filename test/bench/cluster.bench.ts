@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { LocalCluster, demoVector } from '@yoco/cli';
+import { demoVector } from '@yoco/cli';
+import { LocalCluster } from '@yoco/devkit';
 import { freePort, Rng } from '@yoco/common';
 import { GallerySlice, ownedSlots, slotOf } from '@yoco/gallery';
 import { createScorer, metricHead } from '@yoco/head';
@@ -169,7 +170,7 @@ async function main(): Promise<void> {
     // What each shard spent inside Search during the Identify calls (its own clock, transport
     // excluded, as reported to the coordinator: ClusterStatus): the scoring time under the same
     // conditions as the end-to-end calls, both shards busy at once.
-    const status = await unary<object, { shards: { index: number; searchP50Ms: number; callP50Ms: number; replicas: { templates: number }[] }[] }>(client, 'ClusterStatus', {});
+    const status = await unary(client, 'ClusterStatus', {});
     for (const s of status.shards) {
       results.push({ what: `shard ${s.index} Search in the cluster, server side (${s.replicas[0]?.templates} rows)`, concurrency: 1, p50_ms: s.searchP50Ms, p99_ms: null, qps: null });
       results.push({ what: `shard ${s.index} call from the coordinator`, concurrency: 1, p50_ms: s.callP50Ms, p99_ms: null, qps: null });

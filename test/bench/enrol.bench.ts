@@ -8,13 +8,15 @@
  * always (what `npm start` runs: an acknowledged write is on disk).
  * `npm run bench:enrol` (`-- --preload N --bulk N --lag N` to resize).
  */
+import { rawUnary } from '../support/raw-unary.js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { bulkEnrol, demoVector, LocalCluster, waitForJobs } from '@yoco/cli';
-import { Rng, startRedisServer } from '@yoco/common';
+import { bulkEnrol, demoVector, waitForJobs } from '@yoco/cli';
+import { LocalCluster, startRedisServer } from '@yoco/devkit';
+import { Rng } from '@yoco/common';
 import { GalleryStore, shardOfSlot, slotOf } from '@yoco/gallery';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
 import type * as grpc from '@grpc/grpc-js';
@@ -55,8 +57,8 @@ async function measure(cluster: LocalCluster, fsync: string, rng: Rng): Promise<
       const v = demoVector(rng, D);
       return { subjectId: `import-${fsync}-${b * 256 + i}`, vectors: [{ f32le: Buffer.from(v.buffer, v.byteOffset, v.byteLength) }] };
     });
-    const r = await unary<object, { results: { outcome: string }[] }>(client, 'Import', { subjects, wait: true }, { deadline: Date.now() + 120_000 });
-    if (r.results.some((x) => x.outcome !== 'applied')) throw new Error('import did not apply every subject');
+    const r = await rawUnary(client, 'Import', { subjects, wait: true }, { deadline: Date.now() + 120_000 });
+    if (r.results.some((x: { outcome: string }) => x.outcome !== 'applied')) throw new Error('import did not apply every subject');
   });
   rows.push({ what: 'Import applied (256 per job)', fsync, concurrency: 4, value: (BULK / (performance.now() - t1)) * 1000, unit: 'subjects/s' });
 
@@ -71,13 +73,13 @@ async function measure(cluster: LocalCluster, fsync: string, rng: Rng): Promise<
   for (let i = 0; i < LAG; i++) {
     const id = `lag-${fsync}-${i}`;
     const v = demoVector(rng, D);
-    await unary(client, 'Enrol', { subjectId: id, probes: [{ vector: { values: Array.from(v) } }] }, { deadline: Date.now() + 30_000 });
+    await rawUnary(client, 'Enrol', { subjectId: id, probes: [{ vector: { values: Array.from(v) } }] }, { deadline: Date.now() + 30_000 });
     const acceptedAt = performance.now();
     const owners = replicas.get(shardOfSlot(slotOf(id), K))!;
     await Promise.all(
       owners.map(async (shard) => {
         for (;;) {
-          const r = await unary<object, { found: boolean }>(shard, 'ScoreSubject', { subjectId: id, query: Array.from(v) }, { deadline: Date.now() + 5000 });
+          const r = await rawUnary(shard, 'ScoreSubject', { subjectId: id, query: Array.from(v) }, { deadline: Date.now() + 5000 });
           if (r.found) return;
         }
       }),

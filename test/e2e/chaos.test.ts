@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '@yoco/common';
-import type { LocalCluster } from '@yoco/cli';
+import type { LocalCluster } from '@yoco/devkit';
 import { GalleryStore, ownedSlots } from '@yoco/gallery';
 import { isServiceError, loadProtos, makeClient, Status, unary } from '@yoco/rpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -161,7 +161,7 @@ describe('chaos: k=2 x 2 replicas for 60 s of frozen, killed and restarted repli
       const c = makeClient(loadProtos().Shard, shard.address);
       let held: string[] = [];
       for (let i = 0; i < 100; i++) {
-        const res = await unary<object, { templates: { subjectId: string; templateId: string }[] }>(c, 'ListTemplates', {}, { deadline: Date.now() + 5000 }).catch(() => ({ templates: [] }));
+        const res = await unary(c, 'ListTemplates', {}, { deadline: Date.now() + 5000 }).catch(() => ({ templates: [] }));
         held = res.templates.map((t) => `${t.subjectId}/${t.templateId}`).sort();
         if (held.length === inRedis.length) break;
         await new Promise((r) => setTimeout(r, 100));
@@ -170,7 +170,7 @@ describe('chaos: k=2 x 2 replicas for 60 s of frozen, killed and restarted repli
       // And searched directly, each of its live stable subjects is found first.
       const mine = stable.filter(([id]) => inRedis.some((x) => x.startsWith(`${id}/`))).slice(0, 100);
       for (const [id, vectors] of mine) {
-        const r = await unary<object, any>(c, 'Search', { queries: Array.from(vectors[0]), topK: 1, expectedShard: { index: shard.index } }, { deadline: Date.now() + 5000 });
+        const r = await unary(c, 'Search', { queries: Array.from(vectors[0]), topK: 1, expectedShard: { index: shard.index } }, { deadline: Date.now() + 5000 });
         expect(r.results[0].matches[0].subjectId, `${shard.name}: ${id}`).toBe(id);
       }
       c.close();

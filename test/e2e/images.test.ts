@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { alteredCopy, DEMO_PHOTOS, type LocalCluster } from '@yoco/cli';
+import { alteredCopy, DEMO_PHOTOS } from '@yoco/cli';
+import type { LocalCluster } from '@yoco/devkit';
 import { PROFILES } from '@yoco/models';
 import { isServiceError, statusName, unary } from '@yoco/rpc';
 import sharp from 'sharp';
@@ -50,12 +51,12 @@ describe.each(Object.keys(FLOORS) as (keyof typeof FLOORS)[])('images end to end
     const client = cluster.matcherClient();
     let token = '';
     for (const p of photos) {
-      const r = await unary<object, { consistencyToken: string }>(client, 'Enrol', { subjectId: p.id, probes: [{ image: p.bytes }], wait: true }, { deadline: Date.now() + 60_000 });
+      const r = await unary(client, 'Enrol', { subjectId: p.id, probes: [{ image: p.bytes }], wait: true }, { deadline: Date.now() + 60_000 });
       token = r.consistencyToken;
     }
     let hits = 0;
     for (const p of photos) {
-      const res = await unary<object, { matches: { subjectId: string }[] }>(
+      const res = await unary(
         client,
         'Identify',
         { probe: { image: await alteredCopy(p.bytes) }, topK: 3, consistencyToken: token },
@@ -87,7 +88,7 @@ describe.each(Object.keys(FLOORS) as (keyof typeof FLOORS)[])('images end to end
       /^INVALID_ARGUMENT: probe 1: not a decodable image/,
     );
     expect(await code(unary(client, 'GetSubject', { subjectId: 'bad-img' }, { deadline: Date.now() + 5000 }))).toMatch(/^NOT_FOUND/);
-    const verify = await unary<object, { match: boolean }>(client, 'Verify', { subjectId: photos[2].id, probe: { image: photos[2].bytes } }, { deadline: Date.now() + 30_000 });
+    const verify = await unary(client, 'Verify', { subjectId: photos[2].id, probe: { image: photos[2].bytes } }, { deadline: Date.now() + 30_000 });
     expect(verify.match).toBe(true);
   });
 });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '@yoco/common';
-import { stopChild } from '@yoco/cli';
+import { stopChild } from '@yoco/devkit';
 import { PROTO_DIR } from '@yoco/rpc';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, flushPrefix, redisUrl, testPrefix } from '../support/redis.js';

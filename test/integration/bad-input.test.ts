@@ -1,5 +1,7 @@
+import { type LocalCluster } from '@yoco/devkit';
+import { rawUnary } from '../support/raw-unary.js';
 import { Rng } from '@yoco/common';
-import type { LocalCluster } from '@yoco/cli';
+
 import { isServiceError, loadProtos, makeClient, MultiplexedChannel, Status, statusName, unary } from '@yoco/rpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIM, identify, startCluster, unitVector, writeGallery, type Gallery } from '../support/cluster.js';
@@ -30,7 +32,7 @@ async function code(p: Promise<unknown>): Promise<[string, string]> {
   }
 }
 
-const call = (method: string, req: object) => unary(cluster.matcherClient(), method, req, { deadline: Date.now() + 5000 });
+const call = (method: string, req: object) => rawUnary(cluster.matcherClient(), method, req, { deadline: Date.now() + 5000 });
 
 describe('bad input gets its documented status and the cluster keeps serving', () => {
   const rng = new Rng(1);
@@ -120,8 +122,8 @@ describe('bad input gets its documented status and the cluster keeps serving', (
     // A shard takes at most 32 queries per Search, and no message larger than that needs.
     const shard = makeClient(loadProtos().Shard, cluster.shards.get('shard-0a')!.address);
     const many = Array.from({ length: 33 }, () => Array.from(good())).flat();
-    expect((await code(unary(shard, 'Search', { queries: many, topK: 1 }, { deadline: Date.now() + 5000 })))[1]).toBe('33 queries in one Search; at most 32');
-    expect((await code(unary(shard, 'Search', { queries: new Array(40_000).fill(0.01), topK: 1 }, { deadline: Date.now() + 5000 })))[0]).toBe('RESOURCE_EXHAUSTED');
+    expect((await code(rawUnary(shard, 'Search', { queries: many, topK: 1 }, { deadline: Date.now() + 5000 })))[1]).toBe('33 queries in one Search; at most 32');
+    expect((await code(rawUnary(shard, 'Search', { queries: new Array(40_000).fill(0.01), topK: 1 }, { deadline: Date.now() + 5000 })))[0]).toBe('RESOURCE_EXHAUSTED');
     shard.close();
     // The Matcher takes images up to its limit, not messages of any size.
     expect((await code(call('Identify', { probe: { image: Buffer.alloc(17 * 1024 * 1024, 1) } })))[0]).toBe('RESOURCE_EXHAUSTED');

@@ -1,3 +1,4 @@
+import { stopChild, type LocalCluster } from '@yoco/devkit';
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -5,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort, Rng } from '@yoco/common';
-import { stopChild, type LocalCluster } from '@yoco/cli';
+
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIM, startCluster, unitVector } from '../support/cluster.js';
@@ -143,7 +144,7 @@ describe('shard discovery by DNS name', () => {
     try {
       let status: any;
       for (let i = 0; i < 100; i++) {
-        status = await unary<object, any>(client, 'ClusterStatus', {}, { deadline: Date.now() + 1000 }).catch(() => undefined);
+        status = await unary(client, 'ClusterStatus', {}, { deadline: Date.now() + 1000 }).catch(() => undefined);
         if (status?.shards?.[0]?.healthy) break;
         await new Promise((r) => setTimeout(r, 100));
       }

@@ -1,8 +1,10 @@
+import { stopChild } from '@yoco/devkit';
+import { rawUnary } from '../support/raw-unary.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '@yoco/common';
-import { stopChild } from '@yoco/cli';
+import { freePort, vectorFromWire } from '@yoco/common';
+
 import { isServiceError, loadProtos, makeClient, statusName, unary } from '@yoco/rpc';
 import type * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
@@ -46,7 +48,7 @@ beforeAll(async () => {
   });
   client = makeClient(loadProtos().Embedder, `127.0.0.1:${port}`);
   for (let i = 0; i < 300; i++) {
-    if (await unary(client, 'Info', {}, { deadline: Date.now() + 1000 }).then(() => true, () => false)) return;
+    if (await rawUnary(client, 'Info', {}, { deadline: Date.now() + 1000 }).then(() => true, () => false)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error('embedder did not start');
@@ -57,7 +59,17 @@ afterAll(async () => {
   if (child) await stopChild(child, 'SIGTERM');
 });
 
-const embed = (images: Buffer[]) => unary<object, { embeddings: { values: number[] }[]; modelId: string }>(client, 'Embed', { images }, { deadline: Date.now() + 60_000 });
+interface Embedded { embeddings: number[][]; modelId: string }
+// What the embedder sends is f32le bytes; the tests compare plain numbers.
+const embed = (images: Buffer[]): Promise<Embedded> =>
+  rawUnary(client, 'Embed', { images }, { deadline: Date.now() + 60_000 }).then((r) => ({
+    modelId: r.modelId,
+    embeddings: r.embeddings.map((e: { f32le: Buffer; values: number[] }) => {
+      // The one encoding: bytes, never the per-float field.
+      expect(e.values).toHaveLength(0);
+      return Array.from(vectorFromWire(e.f32le, e.values));
+    }),
+  }));
 const maxDiff = (a: number[], b: number[]) => Math.max(...a.map((v, i) => Math.abs(v - b[i])));
 
 async function status(p: Promise<unknown>): Promise<string> {
@@ -85,7 +97,7 @@ describe('the embedder', () => {
 
     const res = await embed([jpeg, png, webp, rgba, gray, oriented, upright]);
     expect(res.modelId).toMatch(/^face-resnet128:[0-9a-f]{12}$/);
-    const v = res.embeddings.map((e) => e.values);
+    const v = res.embeddings;
     for (const e of v) expect(e).toHaveLength(128);
     expect(maxDiff(v[1], v[2])).toBeLessThan(0.02); // WebP decodes to nearly the PNG's pixels
     expect(maxDiff(v[0], v[1])).toBeLessThan(0.05); // JPEG q95 is close to the PNG
@@ -101,10 +113,10 @@ describe('the embedder', () => {
     const runs = async () => Number(/yoco_embedder_batch_size_count\{[^}]*\} (\d+)/.exec(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text())?.[1] ?? 0);
     const before = await runs();
     const sequential: number[][] = [];
-    for (const img of images) sequential.push((await embed([img])).embeddings[0].values);
+    for (const img of images) sequential.push((await embed([img])).embeddings[0]);
     const mid = await runs();
     expect(mid - before).toBe(64);
-    const concurrent = (await Promise.all(images.map((img) => embed([img])))).map((r) => r.embeddings[0].values);
+    const concurrent = (await Promise.all(images.map((img) => embed([img])))).map((r) => r.embeddings[0]);
     const after = await runs();
     for (let i = 0; i < 64; i++) expect(maxDiff(concurrent[i], sequential[i])).toBeLessThan(1e-4);
     expect(after - mid).toBeLessThan(64);
@@ -126,6 +138,6 @@ describe('the embedder', () => {
     expect(await status(embed([zeroArea]))).toMatch(/^INVALID_ARGUMENT: (image has no area|not a decodable image)/);
     expect(await status(embed([png, Buffer.alloc(0)]))).toBe('INVALID_ARGUMENT: image 1: image is empty (0 bytes)');
     expect(await status(embed([]))).toBe('INVALID_ARGUMENT: no images to embed');
-    expect((await embed([png])).embeddings[0].values).toHaveLength(128);
+    expect((await embed([png])).embeddings[0]).toHaveLength(128);
   });
 });

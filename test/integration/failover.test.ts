@@ -1,5 +1,6 @@
+import { type LocalCluster } from '@yoco/devkit';
 import { Rng } from '@yoco/common';
-import type { LocalCluster } from '@yoco/cli';
+
 import { freePort } from '@yoco/common';
 import { isServiceError, Status } from '@yoco/rpc';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';

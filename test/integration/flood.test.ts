@@ -1,9 +1,10 @@
+import { type LocalCluster } from '@yoco/devkit';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { LocalCluster } from '@yoco/cli';
+
 import { Status } from '@yoco/rpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { identify, startCluster, writeGallery, type Gallery } from '../support/cluster.js';

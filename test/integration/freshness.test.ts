@@ -1,8 +1,10 @@
+import { startRedisServer, type RedisServerHandle, stopChild, type LocalCluster } from '@yoco/devkit';
+import { rawUnary } from '../support/raw-unary.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { freePort, Rng, startRedisServer, type RedisServerHandle } from '@yoco/common';
-import { stopChild, type LocalCluster } from '@yoco/cli';
+import { freePort, Rng } from '@yoco/common';
+
 import { GalleryStore } from '@yoco/gallery';
 import { metricHead } from '@yoco/head';
 import { isServiceError, loadProtos, makeClient, Status, unary } from '@yoco/rpc';
@@ -82,8 +84,8 @@ describe('lost changes', () => {
     cluster.signal('shard-0a', 'SIGCONT');
     const client = shardClient(shard.address);
     const held = await until(async () => {
-      const res = await unary<object, { templates: { subjectId: string }[] }>(client, 'ListTemplates', {}, { deadline: Date.now() + 2000 });
-      const ids = new Set(res.templates.map((t) => t.subjectId));
+      const res = await rawUnary(client, 'ListTemplates', {}, { deadline: Date.now() + 2000 });
+      const ids = new Set(res.templates.map((t: { subjectId: string }) => t.subjectId));
       return [...more.subjects.keys()].every((id) => ids.has(id)) ? ids : undefined;
     }, 15_000, 'the woken shard to hold the 200 subjects it missed');
     expect(held.size).toBe(250);
@@ -103,7 +105,7 @@ describe('freshness is visible and has a policy', () => {
       shardEnv: () => ({ METRICS_ADDRESS: `127.0.0.1:${metricsPort}` }),
     });
     const v = unitVector(rng);
-    await unary(cluster.matcherClient(), 'Enrol', { subjectId: 'fresh-1', probes: [{ vector: { values: Array.from(v) } }], wait: true }, { deadline: Date.now() + 10_000 });
+    await rawUnary(cluster.matcherClient(), 'Enrol', { subjectId: 'fresh-1', probes: [{ vector: { values: Array.from(v) } }], wait: true }, { deadline: Date.now() + 10_000 });
     // A second coordinator over the same shard, refusing views older than 1.5 s.
     const strictAddress = `127.0.0.1:${await freePort()}`;
     spawnService('coordinator', {
@@ -155,7 +157,7 @@ describe('one head, one topology', () => {
       expectHealthy: () => 1,
     });
     const status = await until(async () => {
-      const s = await unary<object, any>(cluster!.matcherClient(), 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
+      const s = await rawUnary(cluster!.matcherClient(), 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
       // Both replicas polled, and the cluster's head read from the store (the coordinator reads it on each refresh).
       return s.shards[0].replicas.length === 2 && s.headId === good.id && s.shards[0].replicas.every((r: any) => r.headId === good.id || /runs head/.test(r.excluded)) ? s : undefined;
     }, 10_000, "both replicas in ClusterStatus, and the cluster's head known");
@@ -179,10 +181,10 @@ describe('one head, one topology', () => {
     cluster = await startCluster(prefix, { shards: 2, replicas: 1 });
     const s0 = shardClient(cluster.shards.get('shard-0a')!.address);
     const query = Array.from(unitVector(new Rng(36)));
-    const wrong = await code(unary(s0, 'Search', { queries: query, topK: 3, expectedShard: { index: 1 } }, { deadline: Date.now() + 5000 }));
+    const wrong = await code(rawUnary(s0, 'Search', { queries: query, topK: 3, expectedShard: { index: 1 } }, { deadline: Date.now() + 5000 }));
     expect(wrong.code).toBe(Status.FAILED_PRECONDITION);
     expect(wrong.details).toMatch(/this is shard 0, not shard 1/);
-    expect((await unary<object, any>(s0, 'Search', { queries: query, topK: 3, expectedShard: { index: 0 } }, { deadline: Date.now() + 5000 })).shardIndex).toBe(0);
+    expect((await rawUnary(s0, 'Search', { queries: query, topK: 3, expectedShard: { index: 0 } }, { deadline: Date.now() + 5000 })).shardIndex).toBe(0);
 
     // Three replicas of a k=3 layout that never finish loading: they outnumber the two that serve, and must not change k.
     const extra: string[] = [];
@@ -202,11 +204,11 @@ describe('one head, one topology', () => {
     const matcher = matcherAt(address);
     // Wait until the coordinator has heard from all five.
     await until(async () => {
-      const s = await unary<object, any>(matcher, 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
+      const s = await rawUnary(matcher, 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
       return s.shardCount === 2 && s.shards.every((x: any) => x.healthy) ? s : undefined;
     }, 20_000, 'the coordinator to serve k=2');
     await new Promise((r) => setTimeout(r, 1000));
-    const s = await unary<object, any>(matcher, 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
+    const s = await rawUnary(matcher, 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
     expect(s.shardCount).toBe(2);
     for (const [id, vectors] of [...gallery.subjects].slice(0, 20)) {
       expect((await identify(matcher, vectors[0], { topK: 1 })).matches[0].subjectId).toBe(id);

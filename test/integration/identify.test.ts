@@ -1,5 +1,6 @@
+import { type LocalCluster } from '@yoco/devkit';
 import { Rng } from '@yoco/common';
-import type { LocalCluster } from '@yoco/cli';
+
 import { GallerySlice, type Template } from '@yoco/gallery';
 import { createScorer, metricHead } from '@yoco/head';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -96,7 +97,7 @@ describe.each([
       // The stream carries on after a refused call.
       expect((await call({ probe: { vector: { values: Array.from(qs[0]) } }, topK: 3 })).matches).toHaveLength(3);
       // ClusterStatus shows, per shard index, the calls' p50 and the shard's own Search time within them.
-      const status = await unary<object, { shards: { searchP50Ms: number; callP50Ms: number }[] }>(cluster.matcherClient(), 'ClusterStatus', {});
+      const status = await unary(cluster.matcherClient(), 'ClusterStatus', {});
       expect(status.shards).toHaveLength(k);
       for (const s of status.shards) {
         expect(s.searchP50Ms).toBeGreaterThan(0);

@@ -1,10 +1,12 @@
+import { stopChild, type LocalCluster } from '@yoco/devkit';
+import { rawUnary } from '../support/raw-unary.js';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { freePort, Rng } from '@yoco/common';
-import { stopChild, type LocalCluster } from '@yoco/cli';
-import { loadProtos, makeClient, unary } from '@yoco/rpc';
+
+import { bindService, createLogger, loadProtos, makeClient, RpcServer, SERVICE_NAMES, ServiceMetrics, unary, type v1 } from '@yoco/rpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIM, HEAD_ENV, identify, startCluster, unitVector, writeGallery } from '../support/cluster.js';
 import { connect, flushPrefix, redisUrl, testPrefix } from '../support/redis.js';
@@ -51,7 +53,7 @@ function healthCheck(address: string, service: string): Promise<string> {
   const def = protoLoader.loadSync('health/v1/health.proto', { includeDirs: [`${ROOT}/node_modules/grpc-health-check/proto`], enums: String });
   const pkg = grpc.loadPackageDefinition(def) as any;
   const client = new pkg.grpc.health.v1.Health(address, grpc.credentials.createInsecure());
-  return unary<object, { status: string }>(client, 'Check', { service }, { deadline: Date.now() + 5000 }).then((r) => {
+  return rawUnary(client, 'Check', { service }, { deadline: Date.now() + 5000 }).then((r) => {
     client.close();
     return r.status;
   });
@@ -77,7 +79,7 @@ describe('a shard still loading', () => {
     });
     try {
       const client = makeClient(loadProtos().Shard, address);
-      const search = () => unary<object, any>(client, 'Search', { queries: Array.from(unitVector(new Rng(3))), topK: 3 }, { deadline: Date.now() + 2000 });
+      const search = () => rawUnary(client, 'Search', { queries: Array.from(unitVector(new Rng(3))), topK: 3 }, { deadline: Date.now() + 2000 });
       let err: any;
       // Until the process is up the connection is refused; then, for 3 s, it says it is loading.
       for (const until = Date.now() + 15_000; Date.now() < until && !err; ) {
@@ -104,7 +106,7 @@ describe('graceful shutdown', () => {
   it('SIGTERM lets an in-flight Search finish, then the shard exits 0', async () => {
     const slow = cluster.shards.get('shard-0b')!;
     const client = makeClient(loadProtos().Shard, slow.address);
-    const pending = unary<object, any>(client, 'Search', { queries: Array.from(unitVector(new Rng(1))), topK: 3 }, { deadline: Date.now() + 10_000 });
+    const pending = rawUnary(client, 'Search', { queries: Array.from(unitVector(new Rng(1))), topK: 3 }, { deadline: Date.now() + 10_000 });
     await new Promise((r) => setTimeout(r, 300));
     const exited = new Promise<number | null>((resolve) => slow.process.once('exit', (code) => resolve(code)));
     slow.process.kill('SIGTERM');
@@ -129,12 +131,47 @@ describe('configuration is validated at start', () => {
       ['coordinator', { SHARD_ADDRESSES: 'nohostport' }, 'SHARD_ADDRESSES'],
       ['coordinator', { SHARD_ADDRESSES: '127.0.0.1:1', DEFAULT_THRESHOLD: '2' }, 'DEFAULT_THRESHOLD'],
       ['coordinator', {}, 'SHARD_ADDRESSES'],
-      // A shard told its vectors come from a 128-wide model, with a head for 64: refused.
-      ['shard', { SHARD_INDEX: '0', YOCO_MODEL_ID: 'face-resnet128', GRPC_ADDRESS: '127.0.0.1:0', METRICS_ADDRESS: '127.0.0.1:0' }, 'YOCO_MODEL_ID face-resnet128 gives 128-wide vectors'],
     ] as const) {
       const r = run(script, { ...env, REDIS_URL: redisUrl() });
       expect(r.status, `${script} ${JSON.stringify(env)}`).toBe(1);
       expect(r.stdout + r.stderr).toContain(variable);
+    }
+  });
+
+  it("a coordinator whose embedder's model does not fit the shards' head refuses to start", async () => {
+    // The one process that sees both: the model's width comes from the embedder, the head's from the shards.
+    const embedder = new RpcServer({
+      address: '127.0.0.1:0',
+      logger: createLogger('fake-embedder'),
+      metrics: new ServiceMetrics('fake_embedder'),
+      services: [
+        bindService<v1.EmbedderHandlers>(
+          SERVICE_NAMES.Embedder,
+          loadProtos().Embedder.service,
+          { Info: async () => ({ modelId: 'face-resnet128:000000000000', dim: 2 * DIM, profile: 'face-resnet128' }), Embed: async () => ({ embeddings: [] }) },
+          {},
+        ),
+      ],
+    });
+    const port = await embedder.start();
+    embedder.setServing(true);
+    try {
+      const env = { REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, SHARD_ADDRESSES: cluster.shards.get('shard-0a')!.address, EMBEDDER_ADDRESS: `127.0.0.1:${port}`, GRPC_ADDRESS: '127.0.0.1:0', METRICS_ADDRESS: '127.0.0.1:0' };
+      const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, [`${ROOT}/services/coordinator/dist/main.js`], { env: { ...process.env, ...env } });
+        let out = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (out += d));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+        child.on('exit', (code) => {
+          clearTimeout(timer);
+          resolve({ code, out });
+        });
+      });
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(`face-resnet128:000000000000 gives ${2 * DIM}-wide vectors but the shards' head takes ${DIM}`);
+    } finally {
+      await embedder.shutdown(0);
     }
   });
 

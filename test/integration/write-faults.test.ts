@@ -1,8 +1,9 @@
+import { startRedisServer, type RedisServerHandle, type LocalCluster } from '@yoco/devkit';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Rng, startRedisServer, type RedisServerHandle } from '@yoco/common';
-import type { LocalCluster } from '@yoco/cli';
+import { Rng } from '@yoco/common';
+
 import { GalleryStore, ownedSlots } from '@yoco/gallery';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
 import { Redis } from 'ioredis';
@@ -59,7 +60,7 @@ describe('faults on the write path', () => {
     const shard = makeClient(loadProtos().Shard, c.shards.get('shard-0a')!.address);
     let held: string[] = [];
     for (let i = 0; i < 100; i++) {
-      const res = await unary<object, any>(shard, 'ListTemplates', {}, { deadline: Date.now() + 5000 });
+      const res = await unary(shard, 'ListTemplates', {}, { deadline: Date.now() + 5000 });
       held = res.templates.map((t: any) => `${t.subjectId}/${t.templateId}`);
       if (held.length === inRedis.length) break;
       await new Promise((r) => setTimeout(r, 100));
@@ -71,7 +72,7 @@ describe('faults on the write path', () => {
     // Vectors: each subject's own template scores as itself through the restarted shard.
     const ownedBy0 = new Set(inRedis.map((x) => x.split('/')[0]));
     for (const s of subjects.filter((s) => ownedBy0.has(s.id)).slice(0, 60)) {
-      const v = await unary<object, any>(client, 'Verify', { subjectId: s.id, probe: { vector: { values: Array.from(s.vectors[0]) } } }, { deadline: Date.now() + 5000 });
+      const v = await unary(client, 'Verify', { subjectId: s.id, probe: { vector: { values: Array.from(s.vectors[0]) } } }, { deadline: Date.now() + 5000 });
       expect(v.score).toBeGreaterThan(0.99);
     }
     shard.close();
@@ -96,7 +97,7 @@ describe('faults on the write path', () => {
       expect(ids.length, s.id).toBe(s.vectors.length);
     }
     expect(await store.countTemplates()).toBe(subjects.reduce((n, s) => n + s.vectors.length, 0));
-    const status = await unary<object, any>(client, 'ClusterStatus', {}, { deadline: Date.now() + 5000 });
+    const status = await unary(client, 'ClusterStatus', {}, { deadline: Date.now() + 5000 });
     expect(status.failedJobs).toBe(0);
     redis.disconnect();
   });

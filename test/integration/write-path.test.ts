@@ -1,5 +1,6 @@
+import { type LocalCluster } from '@yoco/devkit';
 import { Rng } from '@yoco/common';
-import type { LocalCluster } from '@yoco/cli';
+
 import { GalleryStore, slotOf } from '@yoco/gallery';
 import { bullPrefix, QUEUE_NAME } from '@yoco/queue';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
@@ -26,7 +27,7 @@ async function everyReplica(vector: Float32Array, token: string, k = 5): Promise
   const out: string[][] = [];
   for (const s of cluster.shards.values()) {
     const client = makeClient(loadProtos().Shard, s.address);
-    const res = await unary<object, any>(client, 'Search', { queries: Array.from(vector), topK: k, consistencyToken: token }, { deadline: Date.now() + 5000 });
+    const res = await unary(client, 'Search', { queries: Array.from(vector), topK: k, consistencyToken: token }, { deadline: Date.now() + 5000 });
     out.push(res.results[0].matches.map((m: any) => m.subjectId));
     client.close();
   }
@@ -90,13 +91,13 @@ describe('remove and replace', () => {
     const [old1, old2, fresh] = [unitVector(rng), unitVector(rng), unitVector(rng)];
     const first = await enrol(client, 'mover', [old1, old2], { wait: true });
     const second = await enrol(client, 'mover', [fresh], { wait: true, replace: true });
-    const s = await unary<object, any>(client, 'GetSubject', { subjectId: 'mover' }, { deadline: Date.now() + 5000 });
+    const s = await unary(client, 'GetSubject', { subjectId: 'mover' }, { deadline: Date.now() + 5000 });
     expect(s.templateIds).toEqual(second.templateIds);
     const withOld = await identify(client, old1, { consistencyToken: second.consistencyToken, topK: 1000 });
     const hit = withOld.matches.find((m) => m.subjectId === 'mover');
     expect(first.templateIds).not.toContain(hit?.templateId);
     expect(hit?.templateId).toBe(second.templateIds[0]);
-    const v = await unary<object, any>(client, 'Verify', { subjectId: 'mover', probe: { vector: { values: Array.from(fresh) } }, consistencyToken: second.consistencyToken }, { deadline: Date.now() + 5000 });
+    const v = await unary(client, 'Verify', { subjectId: 'mover', probe: { vector: { values: Array.from(fresh) } }, consistencyToken: second.consistencyToken }, { deadline: Date.now() + 5000 });
     expect(v).toMatchObject({ match: true, templateId: second.templateIds[0] });
   });
 });
@@ -113,14 +114,14 @@ describe('bad jobs', () => {
     expect(ok.consistencyToken).not.toBe('');
     let listed: any;
     for (let i = 0; i < 100; i++) {
-      listed = await unary<object, any>(client, 'ListJobs', { state: 'failed' }, { deadline: Date.now() + 5000 });
+      listed = await unary(client, 'ListJobs', { state: 'failed' }, { deadline: Date.now() + 5000 });
       if (listed.jobs.length >= 2) break;
       await new Promise((r) => setTimeout(r, 50));
     }
     const byId = new Map(listed.jobs.map((j: any) => [j.jobId, j]));
     expect(byId.get(bad.id)).toMatchObject({ subjectId: 'broken', state: 'failed', failedReason: `vector 0 has 10 values, expected ${DIM}`, attempts: 1 });
     expect((byId.get(badId.id) as any).failedReason).toMatch(/subject id 'no spaces allowed' is invalid/);
-    const status = await unary<object, any>(client, 'ClusterStatus', {}, { deadline: Date.now() + 5000 });
+    const status = await unary(client, 'ClusterStatus', {}, { deadline: Date.now() + 5000 });
     expect(status.failedJobs).toBeGreaterThanOrEqual(2);
     expect((await Job.fromId(queue, bad.id!))?.data.vectors).toEqual([]);
     expect(await new GalleryStore(redis, { prefix, dim: DIM }).templateIds('broken')).toEqual([]);

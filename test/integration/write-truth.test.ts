@@ -1,5 +1,6 @@
-import { Rng, startRedisServer, type RedisServerHandle } from '@yoco/common';
-import { UP_REDIS, type LocalCluster } from '@yoco/cli';
+import { startRedisServer, type RedisServerHandle, type LocalCluster } from '@yoco/devkit';
+import { Rng } from '@yoco/common';
+import { UP_REDIS } from '@yoco/cli';
 import { GalleryStore } from '@yoco/gallery';
 import { isServiceError, Status, unary } from '@yoco/rpc';
 import { Redis } from 'ioredis';
@@ -42,8 +43,8 @@ describe('the write path says the truth', () => {
     expect(other.code).toBe(Status.INVALID_ARGUMENT);
     expect(other.errorCode).toBe('REQUEST_ID');
     expect((await failure(enrol(client, 'idem-3', [v], { requestId: 'spaces are not ok' }))).errorCode).toBe('REQUEST_ID');
-    const rm1 = await unary<object, { jobId: string }>(client, 'Remove', { subjectId: 'idem-1', requestId: 'gate-7:req-0002' }, { deadline: Date.now() + 5000 });
-    const rm2 = await unary<object, { jobId: string }>(client, 'Remove', { subjectId: 'idem-1', requestId: 'gate-7:req-0002' }, { deadline: Date.now() + 5000 });
+    const rm1 = await unary(client, 'Remove', { subjectId: 'idem-1', requestId: 'gate-7:req-0002' }, { deadline: Date.now() + 5000 });
+    const rm2 = await unary(client, 'Remove', { subjectId: 'idem-1', requestId: 'gate-7:req-0002' }, { deadline: Date.now() + 5000 });
     expect(rm2.jobId).toBe(rm1.jobId);
   });
 

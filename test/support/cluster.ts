@@ -1,8 +1,10 @@
+import { type RedisServerHandle, LocalCluster, type LocalClusterOptions } from '@yoco/devkit';
+import { rawUnary } from './raw-unary.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Rng, type RedisServerHandle } from '@yoco/common';
-import { LocalCluster, type LocalClusterOptions } from '@yoco/cli';
+import { Rng } from '@yoco/common';
+
 import { GalleryStore } from '@yoco/gallery';
 import { unary } from '@yoco/rpc';
 import type * as grpc from '@grpc/grpc-js';
@@ -78,7 +80,7 @@ export interface IdentifyReply {
 }
 
 export function identify(client: grpc.Client, vector: Float32Array | number[], extra: Record<string, unknown> = {}, timeoutMs = 10_000): Promise<IdentifyReply> {
-  return unary(client, 'Identify', { probe: { vector: { values: Array.from(vector) } }, ...extra }, { deadline: Date.now() + timeoutMs });
+  return rawUnary(client, 'Identify', { probe: { vector: { values: Array.from(vector) } }, ...extra }, { deadline: Date.now() + timeoutMs });
 }
 
 export interface EnrolReply {
@@ -88,18 +90,18 @@ export interface EnrolReply {
 }
 
 export function enrol(client: grpc.Client, subjectId: string, vectors: Float32Array[], extra: Record<string, unknown> = {}, timeoutMs = 20_000): Promise<EnrolReply> {
-  return unary(client, 'Enrol', { subjectId, probes: vectors.map((v) => ({ vector: { values: Array.from(v) } })), ...extra }, { deadline: Date.now() + timeoutMs });
+  return rawUnary(client, 'Enrol', { subjectId, probes: vectors.map((v) => ({ vector: { values: Array.from(v) } })), ...extra }, { deadline: Date.now() + timeoutMs });
 }
 
 export function removeSubject(client: grpc.Client, subjectId: string, wait = true, timeoutMs = 20_000): Promise<{ jobId: string; consistencyToken: string }> {
-  return unary(client, 'Remove', { subjectId, wait }, { deadline: Date.now() + timeoutMs });
+  return rawUnary(client, 'Remove', { subjectId, wait }, { deadline: Date.now() + timeoutMs });
 }
 
 /** Polls GetJob until the job completes; returns its status (throws if it failed). */
 export async function jobDone(client: grpc.Client, jobId: string, timeoutMs = 60_000): Promise<{ consistencyToken: string; state: string }> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    const s = await unary<object, { state: string; consistencyToken: string; failedReason: string }>(client, 'GetJob', { jobId }, { deadline: Date.now() + 5000 });
+    const s = await rawUnary(client, 'GetJob', { jobId }, { deadline: Date.now() + 5000 });
     if (s.state === 'completed') return s;
     if (s.state === 'failed') throw new Error(`job ${jobId} failed: ${s.failedReason}`);
     if (Date.now() > until) throw new Error(`job ${jobId} still ${s.state}`);

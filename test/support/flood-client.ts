@@ -15,7 +15,7 @@ const calls = Number(callsArg);
 const vector = Float32Array.from(JSON.parse(vectorJson) as number[]);
 const f32 = Buffer.from(vector.buffer);
 const protos = loadProtos();
-const client = makeClient(kind === 'identify' ? protos.Matcher : protos.Shard, address);
+const client: grpc.Client = kind === 'identify' ? makeClient(protos.Matcher, address) : makeClient(protos.Shard, address);
 const method = kind === 'identify' ? 'IdentifyStream' : 'SearchStream';
 const stream = (client as unknown as Record<string, () => grpc.ClientDuplexStream<CallEnvelope<object>, ReplyEnvelope<object>>>)[method]();
 const request = kind === 'identify' ? { probe: { vector: { f32le: f32 } }, topK: 5 } : { queriesF32: f32, topK: 5 };

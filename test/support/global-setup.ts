@@ -1,4 +1,4 @@
-import { startRedisServer, type RedisServerHandle } from '@yoco/common';
+import { startRedisServer, type RedisServerHandle } from '@yoco/devkit';
 
 let redis: RedisServerHandle | undefined;
 

@@ -1,6 +1,5 @@
-import type * as grpc from '@grpc/grpc-js';
 import { templateIdOf } from '@yoco/gallery';
-import { isServiceError, Status, statusName, unary } from '@yoco/rpc';
+import { isServiceError, Status, statusName, unary, type v1 } from '@yoco/rpc';
 import { ProgressBar } from './progress-bar.js';
 import { getErrorMessage } from '@yoco/common';
 
@@ -23,7 +22,7 @@ export interface BulkSummary {
  * content digests) is skipped, so re-running after a crash only sends the rest.
  * Each accepted subject is enrolled with replace, so the gallery ends equal to the input.
  */
-export async function bulkEnrol(client: grpc.Client, records: AsyncIterable<EnrolRecord> | Iterable<EnrolRecord>, total: number, concurrency: number, label = 'enrol'): Promise<BulkSummary> {
+export async function bulkEnrol(client: v1.MatcherClient, records: AsyncIterable<EnrolRecord> | Iterable<EnrolRecord>, total: number, concurrency: number, label = 'enrol'): Promise<BulkSummary> {
   const summary: BulkSummary = { accepted: 0, unchanged: 0, failed: [], jobs: [] };
   const bar = new ProgressBar(total, label);
   const iterator = (Symbol.asyncIterator in records ? records[Symbol.asyncIterator]() : (records as Iterable<EnrolRecord>)[Symbol.iterator]()) as
@@ -32,7 +31,7 @@ export async function bulkEnrol(client: grpc.Client, records: AsyncIterable<Enro
   const one = async (r: EnrolRecord) => {
     const want = [...new Set(r.vectors.map((v) => templateIdOf(r.subjectId, v)))].sort();
     try {
-      const have = await unary<object, { templateIds: string[] }>(client, 'GetSubject', { subjectId: r.subjectId }, { deadline: deadline() }).catch((err) => {
+      const have = await unary(client, 'GetSubject', { subjectId: r.subjectId }, { deadline: deadline() }).catch((err) => {
         if (isServiceError(err) && err.code === Status.NOT_FOUND) return { templateIds: [] };
         throw err;
       });
@@ -41,7 +40,7 @@ export async function bulkEnrol(client: grpc.Client, records: AsyncIterable<Enro
         bar.tick(true);
         return;
       }
-      const res = await unary<object, { jobId: string }>(
+      const res = await unary(
         client,
         'Enrol',
         { subjectId: r.subjectId, probes: r.vectors.map((v) => ({ vector: { values: Array.from(v) } })), replace: true },
@@ -70,13 +69,13 @@ export async function bulkEnrol(client: grpc.Client, records: AsyncIterable<Enro
 }
 
 /** Polls GetJob until every job has completed or failed; returns the failed ones. */
-export async function waitForJobs(client: grpc.Client, jobs: string[], timeoutMs = 600_000): Promise<{ jobId: string; subjectId: string; reason: string }[]> {
+export async function waitForJobs(client: v1.MatcherClient, jobs: string[], timeoutMs = 600_000): Promise<{ jobId: string; subjectId: string; reason: string }[]> {
   const failed: { jobId: string; subjectId: string; reason: string }[] = [];
   const until = Date.now() + timeoutMs;
   // Jobs finish roughly in order: walk the list, waiting on each until it is done.
   for (const jobId of jobs) {
     for (;;) {
-      const s = await unary<object, { state: string; subjectId: string; failedReason: string }>(client, 'GetJob', { jobId }, { deadline: Date.now() + 10_000 });
+      const s = await unary(client, 'GetJob', { jobId }, { deadline: Date.now() + 10_000 });
       if (s.state === 'completed') break;
       if (s.state === 'failed') {
         failed.push({ jobId, subjectId: s.subjectId, reason: s.failedReason });

@@ -1,10 +1,9 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { unary } from '@yoco/rpc';
+import { unary, type v1 } from '@yoco/rpc';
 import sharp from 'sharp';
 import { Rng } from '@yoco/common';
-import type * as grpc from '@grpc/grpc-js';
 import { bulkEnrol, waitForJobs, type EnrolRecord } from './bulk-enrol.js';
 
 /** A seeded demo subject's vector: unit length, as the backbone's normalised features are. */
@@ -21,7 +20,7 @@ export function demoVector(rng: Rng, dim: number): Float32Array {
  * through the Matcher, waits until every job is applied, and writes a probe
  * file: a noisy copy of one subject's first template.
  */
-export async function enrolDemoGallery(client: grpc.Client, dim: number, count: number, probeFile: string, seed = 42): Promise<string> {
+export async function enrolDemoGallery(client: v1.MatcherClient, dim: number, count: number, probeFile: string, seed = 42): Promise<string> {
   const rng = new Rng(seed);
   const pick = Math.floor(count / 3);
   const records: EnrolRecord[] = [];
@@ -60,7 +59,7 @@ export async function alteredCopy(image: Uint8Array): Promise<Buffer> {
 }
 
 /** Enrols every photo in `dir` as subject photo-<name> (by image, waiting for each) and writes an altered copy of one. */
-export async function enrolDemoPhotos(client: grpc.Client, dir: string, probeFile: string): Promise<string> {
+export async function enrolDemoPhotos(client: v1.MatcherClient, dir: string, probeFile: string): Promise<string> {
   const files = readdirSync(dir).filter((f) => /\.(jpe?g|png|webp)$/i.test(f)).sort();
   let target = '';
   for (const [i, f] of files.entries()) {

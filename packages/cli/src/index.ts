@@ -1,4 +1,3 @@
-export { LocalCluster, stopChild, type LocalClusterOptions, type ProcessInfo } from './local-cluster.js';
 export { readVectorFile } from './vector-file.js';
 export { enrolDemoGallery, enrolDemoPhotos, alteredCopy, demoVector, DEMO_PHOTOS } from './demo-gallery.js';
 export { bulkEnrol, waitForJobs, type EnrolRecord, type BulkSummary } from './bulk-enrol.js';

@@ -17,8 +17,15 @@ export function msUntil(deadline: Date | number): number {
   return t === Infinity ? Infinity : t - Date.now();
 }
 
-/** Epoch ms of a deadline: the caller's, never further than MAX_CALL_TIMEOUT_MS away; `fallbackMs` when it set none. */
-export function deadlineFrom(deadline: Date | number | undefined, fallbackMs: number): number {
+/** What a call that sets no deadline gets, unless its service has a configured default (the Matcher's DEFAULT_TIMEOUT_MS). */
+export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
+
+/**
+ * The one deadline helper. Epoch ms of a call's deadline: the caller's
+ * (a Date, epoch ms; undefined or Infinity for none), never further than
+ * MAX_CALL_TIMEOUT_MS away; `fallbackMs` from now when it set none.
+ */
+export function deadlineFrom(deadline: Date | number | undefined, fallbackMs = DEFAULT_CALL_TIMEOUT_MS): number {
   const left = deadline === undefined ? Infinity : msUntil(deadline);
   return Date.now() + (Number.isFinite(left) ? clampTimeout(left) : clampTimeout(fallbackMs));
 }

@@ -190,8 +190,9 @@ export class GalleryStore {
     if (vectors.length === 0) throw new RangeError('put needs at least one vector');
     const args: (string | Buffer)[] = [];
     const ids: string[] = [];
-    for (const v of vectors) {
-      assertVectors(v, this.dim, 'template', 1);
+    // The store's trust boundary: nothing unchecked is written, whoever called.
+    for (const [i, v] of vectors.entries()) {
+      assertVectors(v, this.dim, `vector ${i}`, 1);
       const id = templateIdOf(subjectId, v);
       if (ids.includes(id)) continue;
       ids.push(id);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { assertVectors, getErrorMessage } from '@yoco/common';
+import { assertVectors, f32FromBytes, f32leBytes, getErrorMessage } from '@yoco/common';
 import { TemplateRecordError } from './errors/index.js';
 
 /** One enrolled image's vector, owned by a subject. */
@@ -23,15 +23,14 @@ export function templateIdOf(subjectId: string, vector: Float32Array): string {
   return h.digest('hex').slice(0, 20);
 }
 
-/** [version u8][subject length u16 LE][subject UTF-8][vector float32 LE]. */
+/** [version u8][subject length u16 LE][subject UTF-8][vector: the f32le bytes of the vector codec]. */
 export function encodeTemplate(subjectId: string, vector: Float32Array): Buffer {
   const subject = Buffer.from(subjectId, 'utf8');
   const out = Buffer.allocUnsafe(3 + subject.length + vector.length * 4);
   out.writeUInt8(VERSION, 0);
   out.writeUInt16LE(subject.length, 1);
   subject.copy(out, 3);
-  const body = 3 + subject.length;
-  for (let i = 0; i < vector.length; i++) out.writeFloatLE(vector[i], body + i * 4);
+  f32leBytes(vector).copy(out, 3 + subject.length);
   return out;
 }
 
@@ -41,11 +40,8 @@ export function decodeTemplate(templateId: string, bytes: Buffer): Template {
   const body = 3 + len;
   if (body > bytes.length) throw new TemplateRecordError(templateId, 'truncated subject id');
   const subjectId = bytes.toString('utf8', 3, body);
-  const n = (bytes.length - body) / 4;
-  if (!Number.isInteger(n)) throw new TemplateRecordError(templateId, 'truncated vector');
-  const vector = new Float32Array(n);
-  for (let i = 0; i < n; i++) vector[i] = bytes.readFloatLE(body + i * 4);
-  return { subjectId, templateId, vector };
+  if ((bytes.length - body) % 4 !== 0) throw new TemplateRecordError(templateId, 'truncated vector');
+  return { subjectId, templateId, vector: f32FromBytes(bytes.subarray(body)) };
 }
 
 /** Decodes and checks a record against the store's width: a template a shard can hold, or TemplateRecordError. */

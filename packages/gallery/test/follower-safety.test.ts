@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:net';
-import { Batcher, Rng, startRedisServer } from '@yoco/common';
+import { Batcher, Rng } from '@yoco/common';
+import { startRedisServer } from '@yoco/devkit';
 import { GallerySlice, GalleryStore, ownedSlots, RedisVersionError, SliceFollower, slotOf, type FollowerEvent, type SubjectMatch } from '@yoco/gallery';
 import { createScorer, metricHead } from '@yoco/head';
 import { Redis } from 'ioredis';

@@ -15,4 +15,3 @@ export { HeadFormatError, RowIndexError, CapacityError } from './errors/index.js
 // The ONNX writer lives in @yoco/onnx; re-exported so model code needs one import.
 export { GraphBuilder, OnnxDecodeError } from '@yoco/onnx';
 export { VectorLengthError, NonFiniteVectorError, VectorRangeError } from '@yoco/common';
-export { HEAD_ENV, resolveHead, type HeadConfig } from './head-config.js';

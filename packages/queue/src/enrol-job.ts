@@ -1,4 +1,4 @@
-import { f32FromBytes } from '@yoco/common';
+import { f32FromBytes, f32leBytes } from '@yoco/common';
 import { StoreKeys } from '@yoco/gallery';
 
 /** What an enrolment job carries. Vectors travel as base64 float32 and are stripped once the job ends. */
@@ -62,10 +62,12 @@ export function bullPrefix(prefix: string): string {
   return new StoreKeys(prefix).queue;
 }
 
+/** A vector in a job: the codec's f32le bytes, as base64 because BullMQ job data is JSON. */
 export function encodeVector(v: Float32Array): string {
-  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+  return f32leBytes(v).toString('base64');
 }
 
+/** Not validated: the store checks every vector it writes. Jobs of every release so far carry this form. */
 export function decodeVector(s: string): Float32Array {
   return f32FromBytes(Buffer.from(s, 'base64'));
 }

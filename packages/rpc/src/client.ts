@@ -23,21 +23,41 @@ export const DIRECT_CLIENT_OPTIONS: grpc.ChannelOptions = {
   'grpc.enable_channelz': 0,
 };
 
-export function makeClient<C extends grpc.Client>(ctor: grpc.ServiceClientConstructor, address: string, options: grpc.ChannelOptions = {}): C {
-  return new ctor(address, grpc.credentials.createInsecure(), { ...CLIENT_OPTIONS, ...options }) as unknown as C;
+/** A generated client constructor (loadProtos().Matcher, ...): builds clients of type C. */
+export type ClientConstructor<C extends grpc.Client> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => C;
+
+export function makeClient<C extends grpc.Client>(ctor: ClientConstructor<C>, address: string, options: grpc.ChannelOptions = {}): C {
+  return new ctor(address, grpc.credentials.createInsecure(), { ...CLIENT_OPTIONS, ...options });
 }
 
-/** Calls a unary method; resolves with the response or rejects with the ServiceError. */
-export function unary<Req, Res>(
-  client: grpc.Client,
-  method: string,
-  request: Req,
-  options: { deadline?: grpc.Deadline; signal?: AbortSignal; metadata?: grpc.Metadata } = {},
-): Promise<Res> {
+// A generated client declares each unary method with four overloads; the last
+// one, (argument, callback), is the one conditional types see.
+type UnaryShape<Req, Res> = (argument: Req, callback: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
+
+// A streaming method's last overload is (options?) => stream: one parameter, not two.
+type IsUnary<F> = F extends UnaryShape<never, unknown> ? (F extends (...args: infer P) => unknown ? (P['length'] extends 2 ? true : false) : false) : false;
+
+/** The unary methods of a generated client (the PascalCase names, as in the proto). */
+export type UnaryMethod<C> = {
+  [K in keyof C]: K extends string ? (K extends Capitalize<K> ? (IsUnary<C[K]> extends true ? K : never) : never) : never;
+}[keyof C];
+export type RequestOf<C, M extends keyof C> = C[M] extends UnaryShape<infer Req, unknown> ? Req : never;
+export type ResponseOf<C, M extends keyof C> = C[M] extends (argument: never, callback: grpc.requestCallback<infer Res>) => grpc.ClientUnaryCall ? Res : never;
+
+export interface UnaryOptions {
+  deadline?: grpc.Deadline;
+  signal?: AbortSignal;
+  metadata?: grpc.Metadata;
+}
+
+/** Calls a unary method by its proto name; resolves with the response or rejects with the ServiceError. */
+export function unary<C extends grpc.Client, M extends UnaryMethod<C>>(client: C, method: M, request: RequestOf<C, M>, options: UnaryOptions = {}): Promise<ResponseOf<C, M>> {
+  type Res = ResponseOf<C, M>;
   return new Promise<Res>((resolve, reject) => {
-    const fn = (client as unknown as Record<string, Function>)[method];
+    // The generated client's methods are overloaded; this is the (argument, metadata, options, callback) one.
+    const fn = client[method] as unknown as (req: RequestOf<C, M>, md: grpc.Metadata, opts: grpc.CallOptions, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
     if (typeof fn !== 'function') {
-      reject(new Error(`no method ${method}`));
+      reject(new Error(`no method ${String(method)}`));
       return;
     }
     const call: grpc.ClientUnaryCall = fn.call(
@@ -45,7 +65,7 @@ export function unary<Req, Res>(
       request,
       options.metadata ?? new grpc.Metadata(),
       { deadline: options.deadline },
-      (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res)),
+      (err, res) => (err ? reject(err) : resolve(res as Res)),
     );
     options.signal?.addEventListener('abort', () => call.cancel(), { once: true });
   });

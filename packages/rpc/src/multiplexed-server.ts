@@ -1,15 +1,13 @@
 import { Metadata, status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
-import { CancelledError, clampTimeout, InvalidArgumentError, ResourceExhaustedError, UnavailableError } from '@yoco/common';
+import { CancelledError, InvalidArgumentError, ResourceExhaustedError, UnavailableError } from '@yoco/common';
 import type { Logger } from 'pino';
 import type { ServiceMetrics } from './metrics.js';
 import { failedCall, statusName } from './status.js';
 
 /** One call of a multiplexed stream: the request, and when its caller stops waiting. */
 export interface CallContext {
-  /** Epoch ms: now + the call's timeout (at most MAX_CALL_TIMEOUT_MS), or a minute when it set none. */
-  deadline: number;
-  /** As the caller sent it, clamped; 0 when it set none (handlers with a default of their own use that). */
-  timeoutMs: number;
+  /** Epoch ms: now + the call's timeout (at most MAX_CALL_TIMEOUT_MS); undefined when it set none (see deadlineFrom). */
+  callerDeadline: number | undefined;
   /** Aborted when the caller cancels the call (or the stream goes away). */
   signal: AbortSignal;
   /** Names the stream the call came on (unique in this process): work queues take their turns per lane. */
@@ -22,7 +20,8 @@ export type MultiplexedHandler<Req, Res> = (request: Req, context: CallContext) 
 export interface CallEnvelope<Req> {
   callId: number;
   timeoutMs: number;
-  request: Req;
+  /** null when the caller left it out (refused). */
+  request: Req | null;
   /** A message that cancels call `callId` instead of starting one. */
   cancel?: boolean;
 }
@@ -41,9 +40,6 @@ export interface MultiplexedOptions {
   /** Calls all streams of this server may have in flight together. */
   maxInflight: number;
 }
-
-/** A call without a timeout gets this long, as a unary call without a deadline would in practice. */
-const DEFAULT_TIMEOUT_MS = 60_000;
 
 interface OpenStream {
   id: number;
@@ -138,6 +134,7 @@ export class MultiplexedStreams {
     }
     let refusal: Error | undefined;
     if (this.draining) refusal = new UnavailableError('shutting down: call another replica');
+    else if (!message.request) refusal = new InvalidArgumentError(`call ${callId} carries no request`);
     else if (stream.inflight.has(callId)) refusal = new InvalidArgumentError(`call ${callId} is already in flight on this stream: call ids must be unique among calls in flight`);
     else if (stream.inflight.size >= this.options.maxInflightPerStream) {
       refusal = new ResourceExhaustedError(`${stream.inflight.size} calls are in flight on this stream (at most ${this.options.maxInflightPerStream}): wait for replies before sending more`);
@@ -165,9 +162,8 @@ export class MultiplexedStreams {
     }, { once: true });
     let outcome: Res | Error;
     try {
-      const timeoutMs = clampTimeout(message.timeoutMs || 0);
-      const deadline = Date.now() + (timeoutMs || DEFAULT_TIMEOUT_MS);
-      outcome = await handle(message.request, { deadline, timeoutMs, signal: controller.signal, lane: `stream-${stream.id}` });
+      const callerDeadline = message.timeoutMs > 0 ? Date.now() + message.timeoutMs : undefined;
+      outcome = await handle(message.request as Req, { callerDeadline, signal: controller.signal, lane: `stream-${stream.id}` });
     } catch (err) {
       outcome = err as Error;
     }

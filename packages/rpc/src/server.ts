@@ -9,13 +9,45 @@ import { failedCall, statusName } from './status.js';
 
 export type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
 
+// Keys of a generated XHandlers interface without its inherited index signature (which would swallow them in keyof).
+type MethodKeys<H> = keyof { [K in keyof H as string extends K ? never : number extends K ? never : K]: H[K] };
+
+/**
+ * The unary methods of a generated `XHandlers` interface (v1.ShardHandlers,
+ * ...), written as async functions: a method added to the proto is a compile
+ * error until it is implemented, and each takes and returns its own messages.
+ */
+export type UnaryHandlers<H> = {
+  [K in MethodKeys<H> as H[K] extends grpc.handleUnaryCall<never, unknown> ? K : never]: H[K] extends grpc.handleUnaryCall<infer Req, infer Res>
+    ? UnaryHandler<Req, Res>
+    : never;
+};
+
+/** Its bidirectional methods, each multiplexing calls of `request` answered with `response` (see MultiplexedStreams). */
+export type MultiplexedHandlers<H> = {
+  [K in MethodKeys<H> as H[K] extends grpc.handleBidiStreamingCall<never, unknown> ? K : never]: H[K] extends grpc.handleBidiStreamingCall<{ request?: infer Req | null }, { response?: infer Res | null }>
+    ? MultiplexedHandler<Req, Res>
+    : never;
+};
+
+/** A service as RpcServer takes it; built by bindService, which checks the handlers against the generated types. */
 export interface ServiceBinding {
   /** Fully qualified name, e.g. yoco.v1.Shard (health reports under it). */
   name: string;
   definition: grpc.ServiceDefinition;
-  handlers: Record<string, UnaryHandler<any, any>>;
-  /** Bidirectional methods that carry many unary calls each (see MultiplexedStreams). */
-  multiplexed?: Record<string, MultiplexedHandler<any, any>>;
+  // The untyped edge: a server holds services of different types side by side.
+  handlers: Record<string, UnaryHandler<never, unknown>>;
+  multiplexed: Record<string, MultiplexedHandler<never, unknown>>;
+}
+
+/** Binds typed handlers (H: the generated XHandlers interface) to a service definition. */
+export function bindService<H>(name: string, definition: grpc.ServiceDefinition, handlers: UnaryHandlers<H>, multiplexed: MultiplexedHandlers<H>): ServiceBinding {
+  return {
+    name,
+    definition,
+    handlers: handlers as Record<string, UnaryHandler<never, unknown>>,
+    multiplexed: multiplexed as Record<string, MultiplexedHandler<never, unknown>>,
+  };
 }
 
 export interface ServerOptions {
@@ -59,7 +91,7 @@ export class RpcServer {
     for (const s of options.services) {
       const impl: grpc.UntypedServiceImplementation = {};
       for (const [method, handler] of Object.entries(s.handlers)) impl[method] = this.wrap(`${s.name}/${method}`, handler);
-      for (const [method, handler] of Object.entries(s.multiplexed ?? {})) impl[method] = this.streams.handler(`${s.name}/${method}`, handler);
+      for (const [method, handler] of Object.entries(s.multiplexed)) impl[method] = this.streams.handler(`${s.name}/${method}`, handler);
       this.server.addService(s.definition, impl);
       this.health.setStatus(s.name, 'NOT_SERVING');
     }
@@ -111,12 +143,13 @@ export class RpcServer {
     return this.closing;
   }
 
-  private wrap(method: string, handler: UnaryHandler<any, any>): grpc.handleUnaryCall<any, any> {
+  private wrap(method: string, handler: UnaryHandler<never, unknown>): grpc.handleUnaryCall<unknown, unknown> {
     const { logger, metrics } = this.options;
     return (call, callback) => {
       const started = process.hrtime.bigint();
       const done = (code: number) => metrics.observe(method, statusName(code), Number(process.hrtime.bigint() - started) / 1e9);
-      handler(call.request, call).then(
+      // The request is the type bindService checked the handler against.
+      handler(call.request as never, call as never).then(
         (response) => {
           done(grpc.status.OK);
           callback(null, response);

@@ -79,8 +79,8 @@ describe('unary calls multiplexed over one stream', () => {
 
   it('fails a call at its deadline, and the handler is told that deadline', async () => {
     const seen: number[] = [];
-    const { channel } = await serve(async (req, { deadline }) => {
-      seen.push(deadline);
+    const { channel } = await serve(async (req, { callerDeadline }) => {
+      seen.push(callerDeadline ?? NaN);
       await sleep(req.topK);
       return { shardIndex: 1, watermark: '' };
     });

@@ -1,5 +1,6 @@
 import { assertSubjectId, shardOfSlot, slotOf, SubjectNotFoundError } from '@yoco/gallery';
 import type { EnrolQueue } from '@yoco/queue';
+import type { v1 } from '@yoco/rpc';
 import type { CoordinatorConfig } from './config.js';
 import { storeCall } from './enrolment-service.js';
 import type { Replica, ShardDirectory } from './shard-directory.js';
@@ -20,7 +21,7 @@ export class ClusterStatusService {
     private readonly store: StoreReader,
   ) {}
 
-  async getSubject(req: { subjectId?: string }) {
+  async getSubject(req: v1.GetSubjectRequest__Output): Promise<v1.GetSubjectResponse> {
     assertSubjectId(req.subjectId);
     const subjectId = req.subjectId;
     const ids = await storeCall(() => this.store.templateIds(subjectId));
@@ -30,7 +31,7 @@ export class ClusterStatusService {
     return { subjectId, templateIds: ids, slot, shard: k > 0 ? shardOfSlot(slot, k) : 0 };
   }
 
-  async clusterStatus() {
+  async clusterStatus(): Promise<v1.ClusterStatusResponse> {
     const directory = this.directory;
     // The failed-job count is best effort: status must answer while Redis is down.
     const failedJobs = await this.queue.failedCount().catch(() => 0);

@@ -1,8 +1,8 @@
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
+import { grpcAddressEnv, REDIS_ENV, SERVICE_ENV, type RedisConfig, type ServiceBaseConfig } from '@yoco/service';
 
-export interface CoordinatorConfig {
+export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig {
   grpcAddress: string;
-  metricsAddress: string;
   /** Static shard replica addresses (host:port); each replica reports its own index. */
   shardAddresses: string[];
   /** Or a DNS name (host:port) resolved to every replica, as a Kubernetes headless service gives. */
@@ -14,9 +14,6 @@ export interface CoordinatorConfig {
   /** Deadline for requests that carry none. */
   defaultTimeoutMs: number;
   defaultThreshold: number;
-  redisUrl: string;
-  prefix: string;
-  shutdownGraceMs: number;
   embedderAddress: string;
   maxImageBytes: number;
   /** serve: answer from stale shards and report it; refuse: UNAVAILABLE past maxStalenessMs. */
@@ -31,8 +28,9 @@ export interface CoordinatorConfig {
 }
 
 export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
-  grpcAddress: { name: 'GRPC_ADDRESS', default: '127.0.0.1:50051', parse: parse.address, doc: 'host:port the Matcher service binds' },
-  metricsAddress: { name: 'METRICS_ADDRESS', default: '0.0.0.0:9464', parse: parse.address, doc: 'host:port of /metrics' },
+  ...REDIS_ENV,
+  ...SERVICE_ENV,
+  grpcAddress: grpcAddressEnv('127.0.0.1:50051', 'Matcher'),
   shardAddresses: {
     name: 'SHARD_ADDRESSES',
     default: [],
@@ -49,9 +47,6 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
   },
   defaultTimeoutMs: { name: 'DEFAULT_TIMEOUT_MS', default: 10_000, parse: parse.int(1, 600_000), doc: 'deadline for calls that set none' },
   defaultThreshold: { name: 'DEFAULT_THRESHOLD', default: 0.5, parse: parse.number(Number.MIN_VALUE, 1), doc: 'acceptance threshold when a request sets none' },
-  redisUrl: { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', parse: parse.string, doc: 'Redis (store of record)' },
-  prefix: { name: 'YOCO_PREFIX', default: 'yoco:', parse: parse.string, doc: 'key prefix in Redis' },
-  shutdownGraceMs: { name: 'SHUTDOWN_GRACE_MS', default: 10_000, parse: parse.int(0, 600_000), doc: 'time in-flight calls get on SIGTERM' },
   embedderAddress: { name: 'EMBEDDER_ADDRESS', default: '', parse: parse.address, doc: 'the Embedder (host:port) for image probes; empty = vectors only' },
   maxImageBytes: { name: 'MAX_IMAGE_BYTES', default: 10 * 1024 * 1024, parse: parse.int(1, 16 * 1024 * 1024 - 64 * 1024), doc: 'largest image probe accepted' },
   stalePolicy: { name: 'STALE_POLICY', default: 'serve', parse: parse.oneOf('serve', 'refuse'), doc: "serve: answer and report staleness_ms; refuse: UNAVAILABLE when a shard's view is older than MAX_STALENESS_MS" },

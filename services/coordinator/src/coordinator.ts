@@ -1,6 +1,6 @@
 import { connectRedis, GalleryStore } from '@yoco/gallery';
 import { EnrolQueue } from '@yoco/queue';
-import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger } from '@yoco/rpc';
+import { RpcServer, ServiceMetrics, type Logger } from '@yoco/rpc';
 import type { Redis } from 'ioredis';
 import type { CoordinatorConfig } from './config.js';
 import { EmbedderClient } from './embedder-client.js';
@@ -53,6 +53,10 @@ export class Coordinator {
     }
   }
 
+  readyFields(): Record<string, unknown> {
+    return { grpcPort: this.port, shards: this.directory.count };
+  }
+
   get port(): number {
     return this.server?.port ?? 0;
   }
@@ -70,7 +74,7 @@ export class Coordinator {
       maxReceiveBytes: 16 * 1024 * 1024,
       maxSendBytes: 4 * 1024 * 1024,
       multiplexedLimits: { maxInflightPerStream: this.config.streamMaxInflight, maxInflight: this.config.serverMaxInflight },
-      services: [{ name: SERVICE_NAMES.Matcher, definition: loadProtos().Matcher.service, handlers: matcher.handlers(), multiplexed: matcher.multiplexed() }],
+      services: [matcher.binding()],
     });
     await this.server.start();
     this.server.setServing(true);

@@ -1,16 +1,15 @@
-import type * as grpc from '@grpc/grpc-js';
-import { InvalidArgumentError, UnavailableError } from '@yoco/common';
-import { isServiceError, loadProtos, makeClient, Status, unary } from '@yoco/rpc';
+import { InvalidArgumentError, UnavailableError, vectorFromWire } from '@yoco/common';
+import { isServiceError, loadProtos, makeClient, Status, unary, type v1 } from '@yoco/rpc';
 
 /** The coordinator's side of Embedder: images to vectors, with the caller's deadline. */
 export class EmbedderClient {
-  private readonly client: grpc.Client;
+  private readonly client: v1.EmbedderClient;
 
   constructor(readonly address: string, private readonly maxImageBytes: number) {
     this.client = makeClient(loadProtos().Embedder, address);
   }
 
-  async info(deadline = Date.now() + 5000): Promise<{ modelId: string; dim: number; profile: string }> {
+  async info(deadline = Date.now() + 5000): Promise<v1.EmbedderInfoResponse__Output> {
     return unary(this.client, 'Info', {}, { deadline });
   }
 
@@ -22,8 +21,9 @@ export class EmbedderClient {
       if (img.length > this.maxImageBytes) throw new InvalidArgumentError(`${where}image is ${img.length} bytes, over the ${this.maxImageBytes}-byte limit`, 'IMAGE');
     });
     try {
-      const res = await unary<object, { embeddings: { values: number[] }[] }>(this.client, 'Embed', { images }, { deadline });
-      return res.embeddings.map((e) => Float32Array.from(e.values));
+      const res = await unary(this.client, 'Embed', { images }, { deadline });
+      // Not validated here: the probe reader checks what comes back, as it checks a caller's vector.
+      return res.embeddings.map((e) => vectorFromWire(e.f32le, e.values, 'embedding'));
     } catch (err) {
       if (isServiceError(err) && err.code === Status.INVALID_ARGUMENT) {
         // The embedder names images by their place in its call; say which probe that was.

@@ -2,7 +2,8 @@ import { getErrorMessage, InvalidArgumentError, NotFoundError, shown, Unavailabl
 import { assertSubjectId, templateIdOf } from '@yoco/gallery';
 import { MAX_IMPORT_SUBJECTS, type EnrolQueue, type ImportOutcome } from '@yoco/queue';
 import type { CoordinatorConfig } from './config.js';
-import type { Probe, ProbeReader } from './probe-reader.js';
+import type { ProbeReader } from './probe-reader.js';
+import type { v1 } from '@yoco/rpc';
 import type { ShardDirectory } from './shard-directory.js';
 import type { StoreReader } from './store-reader.js';
 import { callDeadline, type Call } from './unary-call.js';
@@ -29,15 +30,15 @@ export class EnrolmentService {
   ) {}
 
   /** Validates everything, then queues the job; with `wait`, returns once it is applied (within the deadline). */
-  async enrol(req: { subjectId?: string; probes?: Probe[]; replace?: boolean; wait?: boolean; requestId?: string }, call: Call) {
+  async enrol(req: v1.EnrolRequest__Output, call: Call): Promise<v1.EnrolResponse> {
     assertSubjectId(req.subjectId);
     const dim = await this.writeDim();
-    const probes = req.probes ?? [];
+    const probes = req.probes;
     if (probes.length === 0) throw new InvalidArgumentError('probes is empty: enrol at least one image or vector', 'PROBE');
     if (probes.length > MAX_PROBES) throw new InvalidArgumentError(`${probes.length} probes; at most ${MAX_PROBES} per Enrol`, 'PROBE');
-    const vectors = await this.probes.vectors(probes, dim, callDeadline(call, this.config.defaultTimeoutMs));
+    const vectors = await this.probes.vectors(probes, dim, callDeadline(call.getDeadline(), this.config.defaultTimeoutMs));
     const subjectId = req.subjectId;
-    const job = await this.queue.enrol(subjectId, vectors, req.replace ?? false, req.requestId ?? '');
+    const job = await this.queue.enrol(subjectId, vectors, req.replace, req.requestId);
     const templateIds = [...new Set(vectors.map((v) => templateIdOf(subjectId, v)))];
     if (!req.wait) return { jobId: String(job.id), consistencyToken: '', templateIds };
     const result = await this.waitFor(job, call);
@@ -50,9 +51,9 @@ export class EnrolmentService {
    * removal's barrier keeps the earlier enrolment from landing after it).
    * With `wait`, a subject that had nothing to remove is NOT_FOUND.
    */
-  async remove(req: { subjectId?: string; wait?: boolean; requestId?: string }, call: Call) {
+  async remove(req: v1.RemoveRequest__Output, call: Call): Promise<v1.RemoveResponse> {
     assertSubjectId(req.subjectId);
-    const job = await this.queue.remove(req.subjectId, req.requestId ?? '');
+    const job = await this.queue.remove(req.subjectId, req.requestId);
     if (!req.wait) return { jobId: String(job.id), consistencyToken: '' };
     const result = await this.waitFor(job, call);
     if (result.notFound) throw new NotFoundError(`subject '${req.subjectId}' had no templates to remove (job ${job.id}; an enrolment queued before this removal will not land)`, 'SUBJECT_NOT_FOUND');
@@ -60,9 +61,9 @@ export class EnrolmentService {
   }
 
   /** The bulk lane: up to MAX_IMPORT_SUBJECTS subjects in one job, checked here as Enrol checks one. */
-  async import(req: { subjects?: { subjectId?: string; vectors?: Probe['vector'][]; replace?: boolean }[]; requestId?: string; wait?: boolean }, call: Call) {
+  async import(req: v1.ImportRequest__Output, call: Call): Promise<v1.ImportResponse> {
     const dim = await this.writeDim();
-    const subjects = req.subjects ?? [];
+    const subjects = req.subjects;
     if (subjects.length === 0 || subjects.length > MAX_IMPORT_SUBJECTS) {
       throw new InvalidArgumentError(`${subjects.length} subjects; an Import carries 1-${MAX_IMPORT_SUBJECTS}`, 'PROBE');
     }
@@ -75,25 +76,25 @@ export class EnrolmentService {
       }
       if (seen.has(s.subjectId)) throw new InvalidArgumentError(`subject ${shown(s.subjectId)} appears twice in one Import`, 'SUBJECT_ID');
       seen.add(s.subjectId);
-      const vectors = s.vectors ?? [];
+      const vectors = s.vectors;
       if (vectors.length === 0 || vectors.length > MAX_PROBES) throw new InvalidArgumentError(`subject ${shown(s.subjectId)}: ${vectors.length} vectors; 1-${MAX_PROBES}`, 'PROBE');
-      return { subjectId: s.subjectId, replace: s.replace ?? false, vectors: vectors.map((v, j) => this.probes.vectorOf({ vector: v }, dim, `subject ${s.subjectId} vector ${j}`)) };
+      return { subjectId: s.subjectId, replace: s.replace, vectors: vectors.map((v, j) => this.probes.vectorOf({ vector: v, kind: 'vector' }, dim, `subject ${s.subjectId} vector ${j}`)) };
     });
-    const job = await this.queue.import(checked, req.requestId ?? '');
+    const job = await this.queue.import(checked, req.requestId);
     if (!req.wait) return { jobId: String(job.id), results: [], consistencyToken: '' };
     const result = await this.waitFor(job, call);
     return { jobId: String(job.id), results: (result.results ?? []).map((r: ImportOutcome) => ({ ...r })), consistencyToken: result.token };
   }
 
-  async getJob(req: { jobId?: string }) {
-    if (!req.jobId || !JOB_ID.test(req.jobId)) throw new InvalidArgumentError(`job id ${shown(req.jobId ?? '')} is not one Enrol, Remove or Import returned`);
+  async getJob(req: v1.GetJobRequest__Output): Promise<v1.JobStatus> {
+    if (!JOB_ID.test(req.jobId)) throw new InvalidArgumentError(`job id ${shown(req.jobId)} is not one Enrol, Remove or Import returned`);
     const jobId = req.jobId;
     const status = await storeCall(() => this.queue.status(jobId));
     if (!status) throw new NotFoundError(`job ${jobId} is unknown (completed jobs are kept for an hour)`);
     return status;
   }
 
-  async listJobs(req: { state?: string; limit?: number }) {
+  async listJobs(req: v1.ListJobsRequest__Output): Promise<v1.ListJobsResponse> {
     const state = req.state || 'failed';
     if (state !== 'failed') throw new InvalidArgumentError(`only failed jobs are listed, not '${state}'`);
     const limit = req.limit || 100;
@@ -112,7 +113,7 @@ export class EnrolmentService {
 
   /** A job's result within the call's deadline; a failed job is ABORTED (JobFailedError), with its reason. */
   private waitFor(job: Parameters<EnrolQueue['wait']>[0], call: Call) {
-    return this.queue.wait(job, callDeadline(call, this.config.defaultTimeoutMs) - Date.now());
+    return this.queue.wait(job, callDeadline(call.getDeadline(), this.config.defaultTimeoutMs) - Date.now());
   }
 }
 

@@ -1,41 +1,19 @@
-import { CancelledError, DeadlineError, InvalidArgumentError, ResourceExhaustedError, shown, UnavailableError } from '@yoco/common';
+import { CancelledError, DeadlineError, f32leBytes, InvalidArgumentError, ResourceExhaustedError, shown, UnavailableError } from '@yoco/common';
 import { assertSubjectId, isStreamId, shardOfSlot, slotOf, SubjectNotFoundError } from '@yoco/gallery';
 import { Histogram, type Registry } from 'prom-client';
-import { unary, type CallContext } from '@yoco/rpc';
+import { unary, type CallContext, type v1 } from '@yoco/rpc';
 import type { CoordinatorConfig } from './config.js';
 import { ShardUnavailableError } from './errors/index.js';
-import { mergeMatches, type ShardMatch } from './merge.js';
-import { f32Bytes, type Probe, type ProbeReader } from './probe-reader.js';
+import { mergeMatches } from './merge.js';
+import type { ProbeReader } from './probe-reader.js';
 import { ShardCaller } from './shard-caller.js';
 import type { Replica, ShardDirectory } from './shard-directory.js';
-import { callDeadline, cancelSignal, DEADLINE_MARGIN_MS, type Call } from './unary-call.js';
+import { callDeadline, cancelSignal, type Call } from './unary-call.js';
 
 export const MAX_TOP_K = 1000;
 export const DEFAULT_TOP_K = 10;
 
-interface ShardSearchResponse {
-  results: { matches: ShardMatch[] }[];
-  shardIndex: number;
-  templates: number;
-  watermark: string;
-  searchMs: number;
-  stalenessMs: number;
-}
-
-interface ShardScoreResponse {
-  found: boolean;
-  best?: ShardMatch;
-  shardIndex: number;
-  stalenessMs: number;
-}
-
-export interface IdentifyRequest {
-  probe?: Probe;
-  topK?: number;
-  threshold?: number;
-  consistencyToken?: string;
-  allowPartial?: boolean;
-}
+type IdentifyRequest = v1.IdentifyRequest__Output;
 
 /**
  * The read path: Identify (fan-out to one replica of every shard index,
@@ -56,40 +34,40 @@ export class IdentifyService {
     this.fanout = new Histogram({ name: 'yoco_coordinator_fanout_shards', help: 'shard indexes asked per Identify', buckets: [1, 2, 4, 8, 16, 32, 64], registers: [registry] });
   }
 
-  unaryIdentify(req: IdentifyRequest, call: Call) {
-    return this.identify(req, callDeadline(call, this.config.defaultTimeoutMs), cancelSignal(call), `peer:${call.getPeer()}`);
+  unaryIdentify(req: IdentifyRequest, call: Call): Promise<v1.IdentifyResponse> {
+    return this.identify(req, callDeadline(call.getDeadline(), this.config.defaultTimeoutMs), cancelSignal(call), `peer:${call.getPeer()}`);
   }
 
   /** An IdentifyStream call: the same answer as the unary one, with the call's own timeout and cancel. */
-  streamedIdentify(req: IdentifyRequest, { deadline, timeoutMs, signal, lane }: CallContext) {
-    return this.identify(req, (timeoutMs ? deadline : Date.now() + this.config.defaultTimeoutMs) - DEADLINE_MARGIN_MS, signal, lane);
+  streamedIdentify(req: IdentifyRequest, { callerDeadline, signal, lane }: CallContext): Promise<v1.IdentifyResponse> {
+    return this.identify(req, callDeadline(callerDeadline, this.config.defaultTimeoutMs), signal, lane);
   }
 
   /**
    * `deadline`: epoch ms, the margin for a partial answer already taken off. `signal`: the caller gave up.
    * `lane`: who the caller is (a stream, a peer); shards give each lane its turn.
    */
-  async identify(req: IdentifyRequest, deadline: number, signal?: AbortSignal, lane = '') {
+  async identify(req: IdentifyRequest, deadline: number, signal?: AbortSignal, lane = ''): Promise<v1.IdentifyResponse> {
     const { k, dim } = this.topology();
     const topK = req.topK || DEFAULT_TOP_K;
     if (topK > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${topK} is above ${MAX_TOP_K}`, 'TOP_K');
     const threshold = this.threshold(req.threshold);
     const consistencyToken = this.token(req.consistencyToken);
     const [vector] = await this.probes.vectors([req.probe], dim, deadline);
-    const queriesF32 = f32Bytes(vector);
+    const queriesF32 = f32leBytes(vector);
     this.fanout.observe(k);
     const settled = await Promise.allSettled(
       Array.from({ length: k }, (_, i) =>
         this.caller.call(
           i,
           // Each shard is told which index it is meant to be: a replica at a reused address refuses.
-          (r, o) => this.directory.search<ShardSearchResponse>(r, { queriesF32, topK, consistencyToken, expectedShard: { index: i }, lane }, o),
+          (r, o) => this.directory.search(r, { queriesF32, topK, consistencyToken, expectedShard: { index: i }, lane }, o),
           { deadline, hedgeAfterMs: this.hedgeDelay(i), signal, reject: (res, r) => this.refusal(i, res, r) },
         ),
       ),
     );
     if (signal?.aborted) throw new CancelledError('the caller cancelled the call');
-    const matches: ShardMatch[] = [];
+    const matches: v1.ShardMatch__Output[] = [];
     const missing: number[] = [];
     const reasons: string[] = [];
     let gallerySize = 0;
@@ -123,17 +101,17 @@ export class IdentifyService {
     return { matches: mergeMatches(matches, topK, threshold), partial: missing.length > 0, missingShards: missing, gallerySize, threshold, stalenessMs };
   }
 
-  async verify(req: { subjectId?: string; probe?: Probe; threshold?: number; consistencyToken?: string }, call: Call) {
+  async verify(req: v1.VerifyRequest__Output, call: Call): Promise<v1.VerifyResponse> {
     const { k, dim } = this.topology();
     assertSubjectId(req.subjectId);
     const threshold = this.threshold(req.threshold);
-    const deadline = callDeadline(call, this.config.defaultTimeoutMs);
+    const deadline = callDeadline(call.getDeadline(), this.config.defaultTimeoutMs);
     const [vector] = await this.probes.vectors([req.probe], dim, deadline);
     const index = shardOfSlot(slotOf(req.subjectId), k);
-    const request = { subjectId: req.subjectId, queryF32: f32Bytes(vector), consistencyToken: this.token(req.consistencyToken), expectedShard: { index } };
+    const request = { subjectId: req.subjectId, queryF32: f32leBytes(vector), consistencyToken: this.token(req.consistencyToken), expectedShard: { index } };
     const { response } = await this.caller.call(
       index,
-      (r, o) => unary<object, ShardScoreResponse>(r.client, 'ScoreSubject', request, o),
+      (r, o) => unary(r.client, 'ScoreSubject', request, o),
       { deadline, hedgeAfterMs: this.hedgeDelay(index), signal: cancelSignal(call), reject: (res, r) => this.refusal(index, { stalenessMs: res.stalenessMs }, r) },
     );
     if (!response.found || !response.best) throw new SubjectNotFoundError(req.subjectId);
@@ -171,8 +149,7 @@ export class IdentifyService {
     return Math.max(1, this.directory.p95(index) ?? 50);
   }
 
-  private threshold(requested: number | undefined): number {
-    const t = requested ?? 0;
+  private threshold(t: number): number {
     if (!Number.isFinite(t) || t < 0 || t > 1) throw new InvalidArgumentError(`threshold ${t} is outside [0, 1] (0 = the default)`, 'THRESHOLD');
     const min = this.config.minThreshold;
     // The field is a float32: shown as the caller wrote it, not as 0.10000000149011612.
@@ -180,8 +157,8 @@ export class IdentifyService {
     return t > 0 ? t : this.config.defaultThreshold;
   }
 
-  private token(token: string | undefined): string {
+  private token(token: string): string {
     if (token && !isStreamId(token)) throw new InvalidArgumentError(`consistency_token ${shown(token)} is not a token Enrol or Remove returned`, 'TOKEN');
-    return token ?? '';
+    return token;
   }
 }

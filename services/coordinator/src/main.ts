@@ -1,18 +1,5 @@
-import { splitAddress, checkFailpoints, getErrorMessage } from '@yoco/common';
-import { createLogger, onShutdownSignal } from '@yoco/rpc';
+import { runService } from '@yoco/service';
 import { readCoordinatorConfig } from './config.js';
 import { Coordinator } from './coordinator.js';
 
-const logger = createLogger('coordinator');
-try {
-  checkFailpoints();
-  const config = readCoordinatorConfig();
-  const coordinator = new Coordinator(config, logger);
-  onShutdownSignal(logger, () => coordinator.stop());
-  const metrics = await coordinator.metrics.serve(...splitAddress(config.metricsAddress));
-  await coordinator.start();
-  logger.info({ grpcPort: coordinator.port, metricsPort: metrics.port, shards: coordinator.directory.count }, 'ready');
-} catch (err) {
-  logger.fatal({ err: getErrorMessage(err) }, 'coordinator failed to start');
-  process.exit(1);
-}
+await runService({ name: 'coordinator', readConfig: readCoordinatorConfig, create: (config, logger) => new Coordinator(config, logger) });

@@ -1,5 +1,5 @@
 import type { EnrolQueue } from '@yoco/queue';
-import type { CallContext } from '@yoco/rpc';
+import { bindService, loadProtos, SERVICE_NAMES, type ServiceBinding, type v1 } from '@yoco/rpc';
 import type { Registry } from 'prom-client';
 import { ClusterStatusService } from './cluster-status.js';
 import type { CoordinatorConfig } from './config.js';
@@ -9,7 +9,6 @@ import { IdentifyService } from './identify-service.js';
 import { ProbeReader } from './probe-reader.js';
 import type { ShardDirectory } from './shard-directory.js';
 import type { StoreReader } from './store-reader.js';
-import type { Call } from './unary-call.js';
 
 export { MAX_TOP_K, DEFAULT_TOP_K } from './identify-service.js';
 export { MAX_PROBES } from './enrolment-service.js';
@@ -37,23 +36,25 @@ export class MatcherService {
     this.status = new ClusterStatusService(deps.config, deps.directory, deps.queue, deps.store);
   }
 
-  handlers() {
+  /** The Matcher's methods, typed by the generated contract: a method added to matcher.proto does not compile until it is here. */
+  binding(): ServiceBinding {
     const { identify, enrolment, status } = this;
-    return {
-      Identify: (req: any, call: Call) => identify.unaryIdentify(req, call),
-      Verify: (req: any, call: Call) => identify.verify(req, call),
-      Enrol: (req: any, call: Call) => enrolment.enrol(req, call),
-      Remove: (req: any, call: Call) => enrolment.remove(req, call),
-      Import: (req: any, call: Call) => enrolment.import(req, call),
-      GetJob: (req: any) => enrolment.getJob(req),
-      ListJobs: (req: any) => enrolment.listJobs(req),
-      GetSubject: (req: any) => status.getSubject(req),
-      ClusterStatus: () => status.clusterStatus(),
-    };
-  }
-
-  /** Calls multiplexed over one stream (see MultiplexedStreams): the same answers as the unary methods. */
-  multiplexed() {
-    return { IdentifyStream: (req: any, ctx: CallContext) => this.identify.streamedIdentify(req, ctx) };
+    return bindService<v1.MatcherHandlers>(
+      SERVICE_NAMES.Matcher,
+      loadProtos().Matcher.service,
+      {
+        Identify: (req, call) => identify.unaryIdentify(req, call),
+        Verify: (req, call) => identify.verify(req, call),
+        Enrol: (req, call) => enrolment.enrol(req, call),
+        Remove: (req, call) => enrolment.remove(req, call),
+        Import: (req, call) => enrolment.import(req, call),
+        GetJob: (req) => enrolment.getJob(req),
+        ListJobs: (req) => enrolment.listJobs(req),
+        GetSubject: (req) => status.getSubject(req),
+        ClusterStatus: () => status.clusterStatus(),
+      },
+      // Calls multiplexed over one stream (see MultiplexedStreams): the same answers as the unary methods.
+      { IdentifyStream: (req, ctx) => identify.streamedIdentify(req, ctx) },
+    );
   }
 }

@@ -1,17 +1,9 @@
-/** One shard's candidate: its subject's best template. */
-export interface ShardMatch {
-  subjectId: string;
-  templateId: string;
-  score: number;
-  logit: number;
-}
+import type { v1 } from '@yoco/rpc';
 
-export interface MergedMatch {
-  subjectId: string;
-  score: number;
-  templateId: string;
-  accepted: boolean;
-}
+/** One shard's candidate: its subject's best template (what a shard sends). */
+export type ShardMatch = Pick<v1.ShardMatch__Output, 'subjectId' | 'templateId' | 'score' | 'logit'>;
+/** One line of the Matcher's answer. */
+export type MergedMatch = Required<v1.Match>;
 
 /**
  * The shards' candidates merged into the answer: best logit first (logits

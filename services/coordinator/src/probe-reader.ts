@@ -1,13 +1,10 @@
-import { assertVectors, f32FromBytes, FailedPreconditionError, InvalidArgumentError, norm, NotImplementedError } from '@yoco/common';
+import type { v1 } from '@yoco/rpc';
+import { assertVectors, decodeVectors, FailedPreconditionError, InvalidArgumentError, norm, NotImplementedError } from '@yoco/common';
 import type { CoordinatorConfig } from './config.js';
 import type { EmbedderClient } from './embedder-client.js';
 
 /** A probe as the Matcher's contract carries it: an image or a vector (as floats, or raw little-endian float32). */
-export interface Probe {
-  image?: Buffer;
-  vector?: { values: number[]; f32le?: Buffer };
-  kind?: 'image' | 'vector';
-}
+export type Probe = v1.Probe__Output;
 
 /**
  * Probes into checked vectors, for the read and the write path alike: the
@@ -22,9 +19,7 @@ export class ProbeReader {
 
   /** A vector probe's values, checked; image probes go through vectors(). */
   vectorOf(probe: Probe, dim: number, what = 'probe vector'): Float32Array {
-    const bytes = probe.vector?.f32le;
-    const v = bytes && bytes.length > 0 ? f32FromBytes(bytes, what) : Float32Array.from(probe.vector?.values ?? []);
-    assertVectors(v, dim, what, 1);
+    const { vectors: v } = decodeVectors(probe.vector?.f32le, probe.vector?.values, dim, what, 1);
     this.checkNorm(v, what);
     return v;
   }
@@ -57,9 +52,4 @@ export class ProbeReader {
     const n = norm(v);
     if (n < range[0] || n > range[1]) throw new InvalidArgumentError(`${what} has norm ${n.toPrecision(4)}, outside the accepted ${range[0]}..${range[1]} (VECTOR_NORM_RANGE)`, 'VECTOR_NORM');
   }
-}
-
-/** Raw little-endian float32: the shards read it without decoding floats one by one. */
-export function f32Bytes(v: Float32Array): Buffer {
-  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }

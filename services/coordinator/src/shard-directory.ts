@@ -1,40 +1,18 @@
 import { lookup } from 'node:dns/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { LatencyWindow, splitAddress, getErrorMessage } from '@yoco/common';
-import { DIRECT_CLIENT_OPTIONS, loadProtos, makeClient, MultiplexedChannel, Status, unary, type Logger, type MultiplexedCallOptions } from '@yoco/rpc';
+import { DIRECT_CLIENT_OPTIONS, isServiceError, loadProtos, makeClient, MultiplexedChannel, Status, unary, type Logger, type MultiplexedCallOptions, type v1 } from '@yoco/rpc';
 
-export interface ShardStatusReply {
-  index: number;
-  count: number;
-  state: string;
-  templates: number;
-  subjects: number;
-  ownedSlots: number;
-  watermark: string;
-  dim: number;
-  headId: string;
-  modelId: string;
-  engine: string;
-  p95Ms: number;
-  p50Ms: number;
-  /** -1 before its first load. */
-  stalenessMs: number;
-  reason: string;
-  rows: number;
-  capacity: number;
-  deadRows: number;
-  lastError: string;
-  memoryBytes: number;
-}
+export type ShardStatusReply = v1.ShardStatusResponse__Output;
 
 /** A replica whose view is older than this counts as stale when choosing between replicas (its follower reads the stream every second). */
 const FRESH_MS = 3000;
 
 export interface Replica {
   address: string;
-  client: grpc.Client;
+  client: v1.ShardClient;
   /** Search calls over one open SearchStream (one message each way per call). */
-  searchStream: MultiplexedChannel<object, unknown>;
+  searchStream: MultiplexedChannel<v1.ShardSearchRequest, v1.ShardSearchResponse__Output>;
   /** The replica answered SearchStream with UNIMPLEMENTED (an older build): unary Search instead. */
   unarySearch: boolean;
   status: ShardStatusReply | undefined;
@@ -109,7 +87,7 @@ export class ShardDirectory {
       // ShardCaller fails over itself: no transparent retries underneath it. A search sends one
       // query and gets one top-k back (at most 1000 matches): a few hundred KiB either way.
       const client = makeClient(Shard, a, { ...DIRECT_CLIENT_OPTIONS, 'grpc.max_send_message_length': 1 << 20, 'grpc.max_receive_message_length': 4 << 20 });
-      const searchStream = new MultiplexedChannel<object, unknown>(client, 'SearchStream');
+      const searchStream = new MultiplexedChannel<v1.ShardSearchRequest, v1.ShardSearchResponse__Output>(client, 'SearchStream');
       this.replicas.set(a, { address: a, client, searchStream, unarySearch: false, status: undefined, healthy: false, reachable: false, lastError: 'not polled yet', inflight: 0, stalenessMs: Infinity, stalenessAt: 0 });
       changed = true;
     }
@@ -143,7 +121,7 @@ export class ShardDirectory {
 
   private async poll(r: Replica): Promise<void> {
     try {
-      const s = await unary<object, ShardStatusReply>(r.client, 'Status', {}, { deadline: Date.now() + Math.max(500, this.options.refreshMs) });
+      const s = await unary(r.client, 'Status', {}, { deadline: Date.now() + Math.max(500, this.options.refreshMs) });
       const moved = r.status && (r.status.index !== s.index || r.status.count !== s.count);
       r.status = s;
       r.reachable = true;
@@ -159,17 +137,17 @@ export class ShardDirectory {
   }
 
   /** Shard.Search on one replica: over its open stream, or unary where the replica has no SearchStream. */
-  async search<Res>(r: Replica, request: object, options: MultiplexedCallOptions): Promise<Res> {
+  async search(r: Replica, request: v1.ShardSearchRequest, options: MultiplexedCallOptions): Promise<v1.ShardSearchResponse__Output> {
     if (!r.unarySearch) {
       try {
-        return (await r.searchStream.call(request, options)) as Res;
+        return await r.searchStream.call(request, options);
       } catch (err) {
-        if ((err as grpc.ServiceError).code !== Status.UNIMPLEMENTED) throw err;
+        if (!isServiceError(err) || err.code !== Status.UNIMPLEMENTED) throw err;
         r.unarySearch = true;
         this.options.logger.warn({ replica: r.address }, 'replica has no SearchStream (older build): using unary Search');
       }
     }
-    return unary<object, Res>(r.client, 'Search', request, options);
+    return unary(r.client, 'Search', request, options);
   }
 
   /** Whether a replica runs the cluster's head (any head while none is on record). */

@@ -6,9 +6,9 @@ export type Call = grpc.ServerUnaryCall<unknown, unknown>;
 /** Kept back from the caller's deadline so a partial answer still reaches it in time. */
 export const DEADLINE_MARGIN_MS = 20;
 
-/** A unary call's deadline (never further than MAX_CALL_TIMEOUT_MS; `fallbackMs` when it set none), less the margin. */
-export function callDeadline(call: Call, fallbackMs: number): number {
-  return deadlineFrom(call.getDeadline(), fallbackMs) - DEADLINE_MARGIN_MS;
+/** A call's deadline (a unary call's, or a streamed call's callerDeadline), the deployment's default when it set none, less the margin. */
+export function callDeadline(deadline: Date | number | undefined, fallbackMs: number): number {
+  return deadlineFrom(deadline, fallbackMs) - DEADLINE_MARGIN_MS;
 }
 
 /** Aborted when a unary call's caller cancels it (hedges and shard calls stop with it). */

@@ -17,7 +17,7 @@ async function fakeShard(status: Record<string, unknown>): Promise<string> {
     address: '127.0.0.1:0',
     logger,
     metrics: new ServiceMetrics('fake-shard'),
-    services: [{ name: 'yoco.v1.Shard', definition: loadProtos().Shard.service, handlers: { Status: async () => ({ count: 1, dim: 8, headId: 'h1', modelId: 'm', engine: 'factorized', state: 'SERVING', ...status }) } }],
+    services: [{ name: 'yoco.v1.Shard', definition: loadProtos().Shard.service, handlers: { Status: async () => ({ count: 1, dim: 8, headId: 'h1', modelId: 'm', engine: 'factorized', state: 'SERVING', ...status }) }, multiplexed: {} }],
   });
   await server.start();
   open.push(server);

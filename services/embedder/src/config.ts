@@ -1,12 +1,12 @@
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
 import { MODELS_DIR } from '@yoco/models';
+import { grpcAddressEnv, SERVICE_ENV, type ServiceBaseConfig } from '@yoco/service';
 
-export interface EmbedderConfig {
+export interface EmbedderConfig extends ServiceBaseConfig {
   /** A built-in profile name (resnet50-ms3840, face-resnet128) or a profile JSON file. */
   profile: string;
   modelsDir: string;
   grpcAddress: string;
-  metricsAddress: string;
   maxBatch: number;
   maxQueueDelayMs: number;
   maxImageBytes: number;
@@ -14,14 +14,13 @@ export interface EmbedderConfig {
   maxImagesPerCall: number;
   ortThreads: number;
   executionProviders: string[];
-  shutdownGraceMs: number;
 }
 
 export const EMBEDDER_ENV: EnvSpec<EmbedderConfig> = {
   profile: { name: 'EMBEDDER_PROFILE', default: 'resnet50-ms3840', parse: parse.string, doc: 'model profile: resnet50-ms3840, face-resnet128, or a profile JSON file' },
   modelsDir: { name: 'MODELS_DIR', default: MODELS_DIR, parse: parse.string, doc: 'where generated models live (built when missing)' },
-  grpcAddress: { name: 'GRPC_ADDRESS', default: '0.0.0.0:50071', parse: parse.address, doc: 'host:port the Embedder service binds' },
-  metricsAddress: { name: 'METRICS_ADDRESS', default: '0.0.0.0:9464', parse: parse.address, doc: 'host:port of /metrics' },
+  ...SERVICE_ENV,
+  grpcAddress: grpcAddressEnv('0.0.0.0:50071', 'Embedder'),
   maxBatch: { name: 'EMBED_MAX_BATCH', default: 8, parse: parse.int(1, 256), doc: 'images run together at most' },
   maxQueueDelayMs: { name: 'EMBED_MAX_QUEUE_DELAY_MS', default: 5, parse: parse.int(0, 10_000), doc: 'longest an image waits to be batched' },
   maxImageBytes: { name: 'MAX_IMAGE_BYTES', default: 10 * 1024 * 1024, parse: parse.int(1, 1 << 30), doc: 'largest encoded image' },
@@ -29,7 +28,6 @@ export const EMBEDDER_ENV: EnvSpec<EmbedderConfig> = {
   maxImagesPerCall: { name: 'MAX_IMAGES_PER_CALL', default: 64, parse: parse.int(1, 4096), doc: 'images one Embed call may carry' },
   ortThreads: { name: 'ORT_THREADS', default: 0, parse: parse.int(0, 256), doc: 'ONNX Runtime intra-op threads (0 = one per core)' },
   executionProviders: { name: 'ORT_PROVIDERS', default: [], parse: parse.list, doc: 'ONNX Runtime execution providers, e.g. cuda,cpu' },
-  shutdownGraceMs: { name: 'SHUTDOWN_GRACE_MS', default: 10_000, parse: parse.int(0, 600_000), doc: 'time in-flight calls get on SIGTERM' },
 };
 
 export function readEmbedderConfig(env: NodeJS.ProcessEnv = process.env): EmbedderConfig {

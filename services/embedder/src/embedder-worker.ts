@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { Batcher, InvalidArgumentError } from '@yoco/common';
+import { Batcher, f32leBytes, InvalidArgumentError } from '@yoco/common';
 import { buildModels, PROFILES, preprocess, type ModelProfile } from '@yoco/models';
-import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger } from '@yoco/rpc';
+import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { Gauge, Histogram } from 'prom-client';
 import type { EmbedderConfig } from './config.js';
@@ -48,6 +48,10 @@ export class EmbedderWorker {
     new Gauge({ name: 'yoco_embedder_queue_depth', help: 'images waiting for a batch', registers, collect() { this.set(self.batcher?.depth ?? 0); } });
   }
 
+  readyFields(): Record<string, unknown> {
+    return { grpcPort: this.port, model: this.modelId, dim: this.profile.dim };
+  }
+
   get port(): number {
     return this.server?.port ?? 0;
   }
@@ -79,14 +83,15 @@ export class EmbedderWorker {
       // An Embed call carries a few images; the reply, their vectors.
       maxReceiveBytes: this.config.maxImageBytes * 4 + 1024 * 1024,
       services: [
-        {
-          name: SERVICE_NAMES.Embedder,
-          definition: Embedder.service,
-          handlers: {
-            Embed: async (req: { images: Buffer[] }) => ({ embeddings: (await this.embed(req.images ?? [])).map((v) => ({ values: Array.from(v) })), modelId: this.modelId }),
+        bindService<v1.EmbedderHandlers>(
+          SERVICE_NAMES.Embedder,
+          Embedder.service,
+          {
+            Embed: async (req) => ({ embeddings: (await this.embed(req.images)).map((v) => ({ f32le: f32leBytes(v) })), modelId: this.modelId }),
             Info: async () => ({ modelId: this.modelId, dim: this.profile.dim, profile: this.profile.id }),
           },
-        },
+          {},
+        ),
       ],
     });
     await this.server.start();

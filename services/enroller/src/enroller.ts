@@ -1,4 +1,4 @@
-import { assertVectors, failpoint, getErrorMessage } from '@yoco/common';
+import { failpoint, getErrorMessage, InvalidArgumentError, sleep } from '@yoco/common';
 import { assertSubjectId, compareStreamIds, connectRedis, GalleryStore, SubjectNotFoundError } from '@yoco/gallery';
 import { bullPrefix, decodeVector, MAX_IMPORT_SUBJECTS, QUEUE_NAME, type EnrolJobData, type EnrolJobResult, type ImportJobSubject, type ImportOutcome } from '@yoco/queue';
 import { ServiceMetrics, type Logger } from '@yoco/rpc';
@@ -26,15 +26,15 @@ function refuse(reason: string): never {
 export class Enroller {
   readonly metrics = new ServiceMetrics('enroller');
   private readonly redis: Redis;
-  private readonly store: GalleryStore;
+  private store!: GalleryStore;
+  private dim = 0;
   private worker: Worker<EnrolJobData, EnrolJobResult> | undefined;
   private closing: Promise<void> | undefined;
   private readonly jobs: Counter<'kind' | 'outcome'>;
   private readonly duration: Histogram<'kind'>;
 
-  constructor(private readonly config: EnrollerConfig, private readonly dim: number, private readonly logger: Logger) {
+  constructor(private readonly config: EnrollerConfig, private readonly logger: Logger) {
     this.redis = connectRedis(config.redisUrl, 'worker', (err) => logger.debug({ err: err.message }, 'redis connection error'));
-    this.store = new GalleryStore(this.redis, { prefix: config.prefix, dim });
     const registers = [this.metrics.registry];
     this.jobs = new Counter({ name: 'yoco_enroller_jobs_total', help: 'jobs finished, by kind and outcome', labelNames: ['kind', 'outcome'], registers });
     this.duration = new Histogram({ name: 'yoco_enroller_job_duration_seconds', help: 'time to apply one job', labelNames: ['kind'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers });
@@ -51,7 +51,29 @@ export class Enroller {
     });
   }
 
+  readyFields(): Record<string, unknown> {
+    return { concurrency: this.config.concurrency, dim: this.dim };
+  }
+
+  /**
+   * The vector width is the store's: the first shard records it (from its
+   * head) before any write can be accepted. Until then there is nothing the
+   * enroller could apply, so it waits for it instead of guessing.
+   */
+  private async storeWidth(): Promise<number> {
+    const probe = new GalleryStore(this.redis, { prefix: this.config.prefix, dim: 1 });
+    for (let logged = false; !this.closing; logged = true) {
+      const dim = await probe.storedDim().catch(() => 0);
+      if (dim > 0) return dim;
+      if (!logged) this.logger.info({ prefix: this.config.prefix }, 'the store has no vector width yet (no shard has started): waiting for one');
+      await sleep(500);
+    }
+    return 0;
+  }
+
   async start(): Promise<void> {
+    this.dim = await this.storeWidth();
+    this.store = new GalleryStore(this.redis, { prefix: this.config.prefix, dim: this.dim });
     await this.store.checkMeta();
     this.worker = new Worker<EnrolJobData, EnrolJobResult>(QUEUE_NAME, (job) => this.process(job), {
       connection: this.redis.duplicate(),
@@ -73,7 +95,11 @@ export class Enroller {
     const seq = Number(job.id);
     try {
       if ((data.kind === 'enrol' || data.kind === 'import') && data.applied) return data.applied;
-      const result = await this.apply(data, seq);
+      const result = await this.apply(data, seq).catch((err: unknown) => {
+        // The store checks every vector it is given (its trust boundary); what it refuses no retry can fix.
+        if (err instanceof InvalidArgumentError) refuse(getErrorMessage(err));
+        throw err;
+      });
       // The vectors have done their work: drop them from the job so Redis keeps no second copy.
       if (data.kind === 'enrol') await job.updateData({ ...data, vectors: [], applied: result });
       if (data.kind === 'import') await job.updateData({ ...data, subjects: stripped(data.subjects), applied: result });
@@ -142,13 +168,12 @@ export class Enroller {
 
   private vectors(encoded: string[], where = ''): Float32Array[] {
     if (!Array.isArray(encoded) || encoded.length === 0) refuse(`${where}the job carries no vectors`);
+    // Decoded only: the store checks them as it writes them.
     return encoded.map((v, i) => {
       try {
-        const vector = decodeVector(v);
-        assertVectors(vector, this.dim, `vector ${i}`, 1);
-        return vector;
+        return decodeVector(v);
       } catch (err) {
-        return refuse(`${where}${getErrorMessage(err)}`);
+        return refuse(`${where}vector ${i}: ${getErrorMessage(err)}`);
       }
     });
   }

@@ -1,14 +1,11 @@
 import { hostname } from 'node:os';
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
-import { HEAD_ENV, type HeadConfig } from '@yoco/head';
+import { grpcAddressEnv, HEAD_ENV, REDIS_ENV, SERVICE_ENV, type HeadConfig, type RedisConfig, type ServiceBaseConfig } from '@yoco/service';
 
-export interface ShardConfig extends HeadConfig {
+export interface ShardConfig extends HeadConfig, RedisConfig, ServiceBaseConfig {
   index: number;
   count: number;
-  redisUrl: string;
-  prefix: string;
   grpcAddress: string;
-  metricsAddress: string;
   engine: 'factorized' | 'yoco' | 'reference';
   kernelThreads: number;
   ortThreads: number;
@@ -16,7 +13,6 @@ export interface ShardConfig extends HeadConfig {
   searchMaxDelayMs: number;
   executionProviders: string[];
   modelId: string;
-  shutdownGraceMs: number;
   searchMaxQueue: number;
   streamMaxInflight: number;
   serverMaxInflight: number;
@@ -38,10 +34,9 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   ...HEAD_ENV,
   index: { name: 'SHARD_INDEX', default: ordinalFromHostname, parse: parse.int(0, 4095), doc: 'this shard index (default: the StatefulSet ordinal in the hostname)' },
   count: { name: 'SHARD_COUNT', default: 1, parse: parse.int(1, 4096), doc: 'number of shard indexes k' },
-  redisUrl: { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', parse: parse.string, doc: 'Redis (store of record)' },
-  prefix: { name: 'YOCO_PREFIX', default: 'yoco:', parse: parse.string, doc: 'key prefix in Redis' },
-  grpcAddress: { name: 'GRPC_ADDRESS', default: '0.0.0.0:50061', parse: parse.address, doc: 'host:port the Shard service binds' },
-  metricsAddress: { name: 'METRICS_ADDRESS', default: '0.0.0.0:9464', parse: parse.address, doc: 'host:port of /metrics' },
+  ...REDIS_ENV,
+  ...SERVICE_ENV,
+  grpcAddress: grpcAddressEnv('0.0.0.0:50061', 'Shard'),
   engine: { name: 'SHARD_ENGINE', default: 'factorized', parse: parse.oneOf('factorized', 'yoco', 'reference'), doc: 'scoring engine' },
   kernelThreads: { name: 'KERNEL_THREADS', default: 0, parse: parse.int(0, 256), doc: 'threads scanning P per query (0 = one per core)' },
   searchMaxBatch: { name: 'SEARCH_MAX_BATCH', default: 16, parse: parse.int(1, 256), doc: 'concurrent queries scanned in one pass over the slice' },
@@ -49,7 +44,6 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   ortThreads: { name: 'ORT_THREADS', default: 0, parse: parse.int(0, 256), doc: 'ONNX Runtime intra-op threads (0 = one per core)' },
   executionProviders: { name: 'ORT_PROVIDERS', default: [], parse: parse.list, doc: 'ONNX Runtime execution providers, e.g. cuda,cpu' },
   modelId: { name: 'YOCO_MODEL_ID', default: 'vectors', parse: parse.string, doc: 'embedding model the vectors come from (reported in status)' },
-  shutdownGraceMs: { name: 'SHUTDOWN_GRACE_MS', default: 10_000, parse: parse.int(0, 600_000), doc: 'time in-flight calls get on SIGTERM' },
   searchMaxQueue: { name: 'SEARCH_MAX_QUEUE', default: 2048, parse: parse.int(1, 1_000_000), doc: 'queries waiting to be scanned; one more gets RESOURCE_EXHAUSTED' },
   streamMaxInflight: { name: 'STREAM_MAX_INFLIGHT', default: 512, parse: parse.int(1, 1_000_000), doc: 'Search calls one SearchStream may have in flight' },
   serverMaxInflight: { name: 'SERVER_MAX_INFLIGHT', default: 2048, parse: parse.int(1, 1_000_000), doc: 'Search calls all SearchStreams may have in flight together' },

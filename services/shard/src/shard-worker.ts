@@ -1,12 +1,11 @@
 import type * as grpc from '@grpc/grpc-js';
 import {
-  assertVectors,
   Batcher,
   CancelledError,
   deadlineFrom,
+  decodeVectors,
   FailedPreconditionError,
   failpointMs,
-  f32FromBytes,
   InvalidArgumentError,
   LatencyWindow,
   sleep,
@@ -15,9 +14,8 @@ import {
 } from '@yoco/common';
 import { connectRedis, GallerySlice, GalleryStore, ownedSlots, SliceFollower, assertSubjectId, type FollowerEvent, type SubjectMatch } from '@yoco/gallery';
 import { createScorer, type Head } from '@yoco/head';
-import { PROFILES } from '@yoco/models';
 import { Counter, Gauge, Histogram } from 'prom-client';
-import { loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type CallContext, type Logger } from '@yoco/rpc';
+import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
 import type { Redis } from 'ioredis';
 import type { ShardConfig } from './config.js';
 import { WrongShardError } from './errors/index.js';
@@ -26,24 +24,8 @@ export const MAX_TOP_K = 1000;
 /** Queries one Search call may carry (each is scanned as its own query, batched with the others). */
 export const MAX_SEARCH_QUERIES = 32;
 
-interface SearchRequest {
-  queries: number[];
-  queriesF32: Buffer;
-  topK: number;
-  consistencyToken: string;
-  /** Present when the caller names the shard index it means. */
-  expectedShard?: { index: number } | null;
-  /** The caller's own fairness key (see shard.proto). */
-  lane: string;
-}
-
-interface ScoreSubjectRequest {
-  subjectId: string;
-  query: number[];
-  queryF32: Buffer;
-  consistencyToken: string;
-  expectedShard?: { index: number } | null;
-}
+type SearchRequest = v1.ShardSearchRequest__Output;
+type ScoreSubjectRequest = v1.ShardScoreSubjectRequest__Output;
 
 interface SearchContext {
   deadline: number;
@@ -56,16 +38,11 @@ interface SearchContext {
 export type ShardState = 'LOADING' | 'SERVING' | 'RELOADING' | 'HEAD_MISMATCH' | 'DRAINING';
 
 
-/** Queries from raw little-endian float32 bytes when sent that way, else from the repeated field. */
-function floats(bytes: Buffer | undefined, values: number[] | undefined): Float32Array {
-  return bytes && bytes.length > 0 ? f32FromBytes(bytes, 'query') : Float32Array.from(values ?? []);
-}
-
-/** A unary call's context: its deadline (a minute when the caller set none), aborted when the caller cancels. */
+/** A unary call's context: its deadline (DEFAULT_CALL_TIMEOUT_MS when the caller set none), aborted when the caller cancels. */
 function unaryContext(call: grpc.ServerUnaryCall<unknown, unknown>): SearchContext {
   const controller = new AbortController();
   call.once('cancelled', () => controller.abort());
-  return { deadline: deadlineFrom(call.getDeadline(), 60_000), signal: controller.signal, lane: call.getPeer() };
+  return { deadline: deadlineFrom(call.getDeadline()), signal: controller.signal, lane: call.getPeer() };
 }
 
 const toMatch = (m: SubjectMatch) => ({ subjectId: m.subjectId, templateId: m.templateId, score: m.score, logit: m.logit });
@@ -95,10 +72,6 @@ export class ShardWorker {
 
   constructor(private readonly config: ShardConfig, private readonly head: Head, private readonly logger: Logger) {
     if (head.dim !== config.dim && !config.headPath) throw new Error(`head dim ${head.dim} does not match YOCO_DIM ${config.dim}`);
-    const profile = PROFILES[config.modelId as keyof typeof PROFILES];
-    if (profile && profile.dim !== head.dim) {
-      throw new Error(`YOCO_MODEL_ID ${config.modelId} gives ${profile.dim}-wide vectors but the head takes ${head.dim}: use one profile for the whole cluster`);
-    }
     this.slots = ownedSlots(config.index, config.count);
     this.redis = connectRedis(config.redisUrl, 'follower', (err) => logger.debug({ err: err.message }, 'redis connection error'));
     this.store = new GalleryStore(this.redis, { prefix: config.prefix, dim: head.dim });
@@ -153,6 +126,11 @@ export class ShardWorker {
     this.faults = counter('yoco_shard_scorer_faults_total', 'projections or kernel runs that failed');
   }
 
+  /** One line the launcher (and people) can read: where this shard listens. */
+  readyFields(): Record<string, unknown> {
+    return { grpcPort: this.port, index: this.config.index, count: this.config.count };
+  }
+
   get port(): number {
     return this.server?.port ?? 0;
   }
@@ -185,22 +163,20 @@ export class ShardWorker {
       maxSendBytes: 64 * 1024 * 1024,
       multiplexedLimits: { maxInflightPerStream: this.config.streamMaxInflight, maxInflight: this.config.serverMaxInflight },
       services: [
-        {
-          name: SERVICE_NAMES.Shard,
-          definition: Shard.service,
-          handlers: {
-            Search: (req: SearchRequest, call) => this.search(req, unaryContext(call)),
-            ScoreSubject: (req: ScoreSubjectRequest, call) => this.scoreSubject(req, unaryContext(call)),
+        bindService<v1.ShardHandlers>(
+          SERVICE_NAMES.Shard,
+          Shard.service,
+          {
+            Search: (req, call) => this.search(req, unaryContext(call)),
+            ScoreSubject: (req, call) => this.scoreSubject(req, unaryContext(call)),
             Status: async () => this.status(),
             ListTemplates: async () => {
               const follower = this.ready();
               return { templates: follower.slice.entries(), watermark: follower.watermark };
             },
           },
-          multiplexed: {
-            SearchStream: (req: SearchRequest, ctx: CallContext) => this.search(req, ctx),
-          },
-        },
+          { SearchStream: (req, ctx) => this.search(req, { deadline: deadlineFrom(ctx.callerDeadline), signal: ctx.signal, lane: ctx.lane }) },
+        ),
       ],
     });
     await this.server.start();
@@ -327,13 +303,13 @@ export class ShardWorker {
     if (token) await follower.waitFor(token, ctx.deadline - Date.now(), ctx.signal);
   }
 
-  private async search(req: SearchRequest, ctx: SearchContext) {
+  private async search(req: SearchRequest, ctx: SearchContext): Promise<v1.ShardSearchResponse> {
     const follower = this.ready();
     this.checkIndex(req.expectedShard?.index);
     const started = performance.now();
     const dim = this.head.dim;
-    const queries = floats(req.queriesF32, req.queries);
-    const n = assertVectors(queries, dim, 'query');
+    // The Shard API is a boundary of its own (any peer can call it): the queries are checked here.
+    const { vectors: queries, count: n } = decodeVectors(req.queriesF32, req.queries, dim, 'query');
     if (n > MAX_SEARCH_QUERIES) throw new InvalidArgumentError(`${n} queries in one Search; at most ${MAX_SEARCH_QUERIES}`, 'QUERIES');
     const k = req.topK || 10;
     if (k > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${k} is above ${MAX_TOP_K}`, 'TOP_K');
@@ -357,12 +333,11 @@ export class ShardWorker {
     };
   }
 
-  private async scoreSubject(req: ScoreSubjectRequest, ctx: SearchContext) {
+  private async scoreSubject(req: ScoreSubjectRequest, ctx: SearchContext): Promise<v1.ShardScoreSubjectResponse> {
     const follower = this.ready();
     this.checkIndex(req.expectedShard?.index);
     assertSubjectId(req.subjectId);
-    const query = floats(req.queryF32, req.query);
-    assertVectors(query, this.head.dim, 'query', 1);
+    const { vectors: query } = decodeVectors(req.queryF32, req.query, this.head.dim, 'query', 1);
     await this.consistent(follower, req.consistencyToken, ctx);
     const best = await follower.use((slice) => slice.scoreSubject(req.subjectId, query));
     const common = { shardIndex: this.config.index, stalenessMs: finiteMs(follower.stalenessMs) };

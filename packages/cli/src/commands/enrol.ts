@@ -14,7 +14,7 @@ export async function enrolOne(subjectId: string, files: string[], options: Enro
   const vectors = await Promise.all(files.map(readVectorFile));
   const client = makeClient(loadProtos().Matcher, options.address);
   try {
-    const res = await unary<object, { jobId: string; consistencyToken: string; templateIds: string[] }>(
+    const res = await unary(
       client,
       'Enrol',
       { subjectId, probes: vectors.map((v) => ({ vector: { values: Array.from(v) } })), replace: options.replace, wait: options.wait },
@@ -29,7 +29,7 @@ export async function enrolOne(subjectId: string, files: string[], options: Enro
 export async function removeOne(subjectId: string, options: EnrolOptions): Promise<void> {
   const client = makeClient(loadProtos().Matcher, options.address);
   try {
-    const res = await unary<object, { jobId: string; consistencyToken: string }>(client, 'Remove', { subjectId, wait: options.wait }, { deadline: Date.now() + 60_000 });
+    const res = await unary(client, 'Remove', { subjectId, wait: options.wait }, { deadline: Date.now() + 60_000 });
     console.log(`job ${res.jobId}: remove ${subjectId}${res.consistencyToken ? `; applied, token ${res.consistencyToken}` : ' (queued)'}`);
   } finally {
     client.close();
@@ -55,7 +55,7 @@ export async function enrolBulk(path: string, options: EnrolOptions & { concurre
 export async function listFailedJobs(address: string, json: boolean): Promise<void> {
   const client = makeClient(loadProtos().Matcher, address);
   try {
-    const res = await unary<object, { jobs: any[]; total: number }>(client, 'ListJobs', { state: 'failed', limit: 1000 }, { deadline: Date.now() + 10_000 });
+    const res = await unary(client, 'ListJobs', { state: 'failed', limit: 1000 }, { deadline: Date.now() + 10_000 });
     if (json) {
       console.log(JSON.stringify(res, null, 2));
       return;

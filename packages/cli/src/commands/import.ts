@@ -48,7 +48,7 @@ interface ImportResult {
 export async function importFile(path: string, options: ImportOptions): Promise<[number, number]> {
   const client = makeClient(loadProtos().Matcher, options.address);
   try {
-    const status = await unary<object, { dim: number }>(client, 'ClusterStatus', {}, { deadline: Date.now() + 10_000 });
+    const status = await unary(client, 'ClusterStatus', {}, { deadline: Date.now() + 10_000 });
     const dim = status.dim;
     if (!dim) throw new Error(`the cluster at ${options.address} does not know its vector width yet (no shard has answered): start the shards first`);
     const failures: { line: number; message: string }[] = [];
@@ -83,7 +83,7 @@ export async function importFile(path: string, options: ImportOptions): Promise<
       while (next < batches.length) {
         const part = batches[next++];
         try {
-          const res = await unary<object, { results: ImportResult[] }>(
+          const res = await unary(
             client,
             'Import',
             {

@@ -3,7 +3,7 @@ import { loadProtos, makeClient, unary } from '@yoco/rpc';
 export async function status(address: string, json: boolean): Promise<void> {
   const client = makeClient(loadProtos().Matcher, address);
   try {
-    const s = await unary<object, any>(client, 'ClusterStatus', {}, { deadline: Date.now() + 10_000 });
+    const s = await unary(client, 'ClusterStatus', {}, { deadline: Date.now() + 10_000 });
     if (json) {
       console.log(JSON.stringify(s, null, 2));
       return;

@@ -2,10 +2,10 @@ import { resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
 import { connectRedis, GalleryStore } from '@yoco/gallery';
-import { HEAD_ENV, resolveHead, type HeadConfig } from '@yoco/head';
+import { HEAD_ENV, resolveHead, type HeadConfig } from '@yoco/service';
 import { buildModels, MODELS_DIR, PROFILES } from '@yoco/models';
 import { DEMO_PHOTOS, enrolDemoGallery, enrolDemoPhotos } from '../demo-gallery.js';
-import { LocalCluster } from '../local-cluster.js';
+import { LocalCluster } from '@yoco/devkit';
 
 interface UpConfig extends HeadConfig {
   redisUrl: string;

@@ -13,4 +13,3 @@ export {
   AbortedError,
 } from './status-errors.js';
 export { getErrorMessage } from './error-message.js';
-export { RedisBinaryMissingError } from './redis-binary-missing-error.js';

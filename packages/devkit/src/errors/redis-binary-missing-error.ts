@@ -1,4 +1,4 @@
-import { YocoError } from './yoco-error.js';
+import { YocoError } from '@yoco/common';
 
 export class RedisBinaryMissingError extends YocoError {
   constructor(binary: string) {

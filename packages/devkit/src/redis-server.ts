@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RedisBinaryMissingError } from './errors/index.js';
-import { freePort } from './free-port.js';
+import { freePort } from '@yoco/common';
 
 export interface RedisServerOptions {
   /** Port on 127.0.0.1; a free one when omitted. */

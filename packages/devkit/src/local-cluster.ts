@@ -3,9 +3,9 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, sleep, startRedisServer, type RedisServerHandle, getErrorMessage } from '@yoco/common';
-import { loadProtos, makeClient, unary } from '@yoco/rpc';
-import type * as grpc from '@grpc/grpc-js';
+import { freePort, sleep, getErrorMessage } from '@yoco/common';
+import { startRedisServer, type RedisServerHandle } from './redis-server.js';
+import { loadProtos, makeClient, unary, type v1 } from '@yoco/rpc';
 
 /**
  * V8 flags for every service process. A 64 MiB young generation: with the
@@ -70,7 +70,7 @@ export class LocalCluster {
   embedder: ProcessInfo | undefined;
   redisUrl = '';
   private redis: RedisServerHandle | undefined;
-  private matcher: grpc.Client | undefined;
+  private matcher: v1.MatcherClient | undefined;
   private stopping: Promise<void> | undefined;
 
   private constructor(readonly options: LocalClusterOptions) {}
@@ -165,7 +165,7 @@ export class LocalCluster {
     return child;
   }
 
-  matcherClient(): grpc.Client {
+  matcherClient(): v1.MatcherClient {
     this.matcher ??= makeClient(loadProtos().Matcher, this.address);
     return this.matcher;
   }
@@ -180,12 +180,12 @@ export class LocalCluster {
         if (s.process.exitCode !== null && s.process.signalCode === null) throw new Error(`${s.name} exited (code ${s.process.exitCode}); see ${this.options.logDir}/${s.name}.log`);
       }
       try {
-        const status = await unary<object, any>(this.matcherClient(), 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
+        const status = await unary(this.matcherClient(), 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
         const ok =
           status.shardCount === this.options.shards &&
-          status.shards.every((s: any) => s.replicas.filter((r: any) => r.healthy).length >= (expect ?? ((i) => this.replicaCount(i)))(s.index));
+          status.shards.every((s) => s.replicas.filter((r) => r.healthy).length >= (expect ?? ((i) => this.replicaCount(i)))(s.index));
         if (ok) return;
-        last = JSON.stringify(status.shards.map((s: any) => [s.index, s.replicas.map((r: any) => r.state)]));
+        last = JSON.stringify(status.shards.map((s) => [s.index, s.replicas.map((r) => r.state)]));
       } catch (err) {
         last = getErrorMessage(err);
       }

@@ -1,7 +1,5 @@
 import { parse, type EnvSpec } from '@yoco/common';
-import type { Head } from './head.js';
-import { loadHead } from './load-head.js';
-import { DEFAULT_METRIC_HEAD, metricHead } from './metric-head.js';
+import { DEFAULT_METRIC_HEAD, loadHead, metricHead, type Head } from '@yoco/head';
 
 /** Which head a process runs: a file, or the seeded metric head. Every service of a cluster must agree. */
 export interface HeadConfig {

@@ -1,0 +1,1 @@
+export { RedisBinaryMissingError } from './redis-binary-missing-error.js';

@@ -1,0 +1,3 @@
+export { LocalCluster, stopChild, type LocalClusterOptions, type ProcessInfo } from './local-cluster.js';
+export { startRedisServer, type RedisServerHandle, type RedisServerOptions } from './redis-server.js';
+export { RedisBinaryMissingError } from './errors/index.js';

@@ -1,0 +1,3 @@
+export { REDIS_ENV, SERVICE_ENV, grpcAddressEnv, type RedisConfig, type ServiceBaseConfig } from './shared-env.js';
+export { HEAD_ENV, resolveHead, type HeadConfig } from './head-env.js';
+export { runService, type RunnableService, type ServiceDefinition } from './run-service.js';

@@ -1,0 +1,28 @@
+import { parse, type EnvSpec, type EnvVar } from '@yoco/common';
+
+/** Where the store of record is: every process that reads or writes Redis. */
+export interface RedisConfig {
+  redisUrl: string;
+  prefix: string;
+}
+
+export const REDIS_ENV: EnvSpec<RedisConfig> = {
+  redisUrl: { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', parse: parse.string, doc: 'Redis (the store of record and the enrolment queue)' },
+  prefix: { name: 'YOCO_PREFIX', default: 'yoco:', parse: parse.string, doc: 'key prefix in Redis' },
+};
+
+/** What every service has: its /metrics address and its drain time on SIGTERM. */
+export interface ServiceBaseConfig {
+  metricsAddress: string;
+  shutdownGraceMs: number;
+}
+
+export const SERVICE_ENV: EnvSpec<ServiceBaseConfig> = {
+  metricsAddress: { name: 'METRICS_ADDRESS', default: '0.0.0.0:9464', parse: parse.address, doc: 'host:port of /metrics' },
+  shutdownGraceMs: { name: 'SHUTDOWN_GRACE_MS', default: 10_000, parse: parse.int(0, 600_000), doc: 'time in-flight calls (or running jobs) get on SIGTERM' },
+};
+
+/** GRPC_ADDRESS with the service's own default port. */
+export function grpcAddressEnv(defaultAddress: string, what: string): EnvVar<string> & { name: string } {
+  return { name: 'GRPC_ADDRESS', default: defaultAddress, parse: parse.address, doc: `host:port the ${what} service binds` };
+}
