@@ -87,6 +87,17 @@ async function measure(cluster: LocalCluster, fsync: string, rng: Rng): Promise<
     lags.push(performance.now() - acceptedAt);
   }
   for (const list of replicas.values()) for (const c of list) c.close();
+
+  // What the consistency token is for: without it, an Identify sent the moment Enrol(wait) returns can reach a replica that has not applied the change yet.
+  let missed = 0;
+  for (let i = 0; i < 100; i++) {
+    const id = `fresh-${fsync}-${i}`;
+    const v = demoVector(rng, D);
+    await rawUnary(client, 'Enrol', { subjectId: id, probes: [{ vector: { f32le: Buffer.from(v.buffer, v.byteOffset, v.byteLength) } }], wait: true }, { deadline: Date.now() + 30_000 });
+    const r = await rawUnary(client, 'Identify', { probe: { vector: { f32le: Buffer.from(v.buffer, v.byteOffset, v.byteLength) } }, topK: 1 }, { deadline: Date.now() + 10_000 });
+    if (r.matches[0]?.subjectId !== id) missed++;
+  }
+  rows.push({ what: 'Identify right after Enrol(wait), no token: missed the new subject', fsync, concurrency: 1, value: missed, unit: 'of 100' });
   rows.push({
     what: 'lag: Enrol accepted -> visible on every replica of its shard',
     fsync,

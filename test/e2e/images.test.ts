@@ -20,10 +20,16 @@ const photos = readdirSync(PHOTO_DIR)
   .map((f) => ({ id: `img-${f.replace(/\.jpg$/i, '').replace(/[^A-Za-z0-9._:@-]/g, '_')}`, bytes: readFileSync(join(PHOTO_DIR, f)) }));
 
 /**
- * Recall@1 floors under what was measured through the cluster (30 OpenCV photos; probes: 80% crop, resized,
- * brighter, JPEG q45): resnet50-ms3840 (seeded, untrained) 0.40, face-resnet128 0.87.
+ * Open set, 30 OpenCV photos: the first 20 enrolled, altered copies of all 30 as probes (80% crop, resized,
+ * brighter, JPEG q45), at the server's threshold (0.5). Measured through the cluster:
+ * - resnet50-ms3840 (seeded, untrained): rank-1 12/20, accepted as themselves 11/20;
+ * - face-resnet128: rank-1 19/20, accepted 19/20.
+ * The bounds leave one photo of margin (the pipeline is deterministic; another CPU's float kernels can flip a
+ * near tie). Impostors (the 10 never enrolled) are printed, not bounded: today all 10 are accepted as someone
+ * with either profile (best impostor scores 0.93 and 1.00): these are whole scenes, not aligned faces, scored by
+ * an untrained metric head. Rejecting them is step 10's work (face detection, a trained head, FPIR).
  */
-const FLOORS = { 'resnet50-ms3840': 0.25, 'face-resnet128': 0.75 } as const;
+const BOUNDS = { 'resnet50-ms3840': { hits: 11, accepted: 10 }, 'face-resnet128': { hits: 18, accepted: 18 } } as const;
 
 const prefixes: string[] = [];
 afterAll(async () => {
@@ -32,13 +38,13 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-describe.each(Object.keys(FLOORS) as (keyof typeof FLOORS)[])('images end to end with %s', (name) => {
+describe.each(Object.keys(BOUNDS) as (keyof typeof BOUNDS)[])('images end to end with %s', (name) => {
   let cluster: LocalCluster;
   afterAll(async () => {
     await cluster?.stop();
   });
 
-  it('enrols photos by image, finds altered copies (recall@1 floor), refuses bad images and keeps serving', async () => {
+  it('enrols 20 photos by image, finds and accepts altered copies of them (bounds near measured), refuses bad images and keeps serving', async () => {
     const profile = PROFILES[name];
     const prefix = testPrefix(`img-${name}`);
     prefixes.push(prefix);
@@ -49,12 +55,18 @@ describe.each(Object.keys(FLOORS) as (keyof typeof FLOORS)[])('images end to end
       coordinatorEnv: { MAX_IMAGE_BYTES: String(2 * 1024 * 1024) },
     });
     const client = cluster.matcherClient();
+    // Open set: the first 20 photos are enrolled, the last 10 are people the gallery never saw (impostors).
+    const enrolled = photos.slice(0, 20);
+    const strangers = photos.slice(20);
     let token = '';
-    for (const p of photos) {
+    for (const p of enrolled) {
       const r = await unary(client, 'Enrol', { subjectId: p.id, probes: [{ image: p.bytes }], wait: true }, { deadline: Date.now() + 60_000 });
       token = r.consistencyToken;
     }
     let hits = 0;
+    let accepted = 0;
+    let impostorsAccepted = 0;
+    let impostorBest = 0;
     for (const p of photos) {
       const res = await unary(
         client,
@@ -62,11 +74,22 @@ describe.each(Object.keys(FLOORS) as (keyof typeof FLOORS)[])('images end to end
         { probe: { image: await alteredCopy(p.bytes) }, topK: 3, consistencyToken: token },
         { deadline: Date.now() + 60_000 },
       );
-      if (res.matches[0]?.subjectId === p.id) hits++;
+      const top = res.matches[0];
+      if (strangers.includes(p)) {
+        if (top?.accepted) impostorsAccepted++;
+        impostorBest = Math.max(impostorBest, top?.score ?? 0);
+      } else {
+        if (top?.subjectId === p.id) hits++;
+        if (top?.subjectId === p.id && top.accepted) accepted++;
+      }
     }
-    const recall = hits / photos.length;
-    console.log(`${name}: recall@1 ${recall.toFixed(2)} over ${photos.length} photos from ${PHOTO_DIR}`);
-    expect(recall).toBeGreaterThanOrEqual(FLOORS[name]);
+    const recall = hits / enrolled.length;
+    console.log(
+      `${name}: recall@1 ${recall.toFixed(2)} (${hits}/${enrolled.length}), genuine accepted ${accepted}/${enrolled.length}, impostors accepted ${impostorsAccepted}/${strangers.length} (best impostor score ${impostorBest.toFixed(3)}) from ${PHOTO_DIR}`,
+    );
+    const bounds = BOUNDS[name];
+    expect(hits).toBeGreaterThanOrEqual(bounds.hits);
+    expect(accepted).toBeGreaterThanOrEqual(bounds.accepted);
 
     const code = (p: Promise<unknown>) =>
       p.then(

@@ -23,7 +23,15 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-type Outcome = { ok: IdentifyReply } | { code: number; details: string; ms: number };
+/**
+ * "Nobody waits out the deadline": measured here, the slowest call of a run took 57 ms (a replica
+ * killed, 2 per shard) and 49 ms (the only replica killed; failures came back within 20 ms). The
+ * bound is 500 ms: ~10x what was measured, a quarter of the 2000 ms deadline, so a call that hung
+ * until its deadline (or a reconnect backoff) fails it.
+ */
+const FAST_MS = 500;
+
+type Outcome = ({ ok: IdentifyReply } | { code: number; details: string }) & { startedAt: number; ms: number };
 
 /** Runs `total` Identify calls, `parallel` at a time; `during(i)` runs before call i starts. */
 async function stream(c: LocalCluster, total: number, extra: Record<string, unknown>, during: (i: number) => Promise<void>, deadlineMs = 2000): Promise<{ outcomes: Outcome[]; slowest: number }> {
@@ -39,10 +47,11 @@ async function stream(c: LocalCluster, total: number, extra: Record<string, unkn
         await during(i);
         const t = Date.now();
         try {
-          outcomes.push({ ok: await identify(client, unitVector(rng), extra, deadlineMs) });
+          const ok = await identify(client, unitVector(rng), extra, deadlineMs);
+          outcomes.push({ ok, startedAt: t, ms: Date.now() - t });
         } catch (err) {
           if (!isServiceError(err)) throw err;
-          outcomes.push({ code: err.code, details: err.details, ms: Date.now() - t });
+          outcomes.push({ code: err.code, details: err.details, startedAt: t, ms: Date.now() - t });
         }
         slowest = Math.max(slowest, Date.now() - t);
       }
@@ -58,24 +67,35 @@ describe('a shard replica killed with SIGKILL during 200 Identify calls', () => 
     const { outcomes, slowest } = await stream(c, 200, {}, async (i) => {
       if (i === 60) await c.kill('shard-1a');
     });
+    console.log(`failover, 2 replicas: slowest ${slowest} ms; p50 ${[...outcomes].map((o) => o.ms).sort((a, b) => a - b)[100]} ms`);
     expect(outcomes.filter((o) => !('ok' in o))).toEqual([]);
     expect(outcomes.every((o) => 'ok' in o && !o.ok.partial && o.ok.matches.length === 10)).toBe(true);
-    expect(slowest).toBeLessThan(2000);
+    expect(slowest).toBeLessThan(FAST_MS);
   });
 
   it('with 1 replica calls fail with UNAVAILABLE naming the shard, or come back partial when allowed; none hangs', async () => {
     cluster = await startCluster(prefix, { shards: 2, replicas: 1 });
     const c = cluster;
+    let killedAt = Infinity;
     const strict = await stream(c, 100, {}, async (i) => {
-      if (i === 30) await c.kill('shard-1a');
+      if (i === 30) {
+        await c.kill('shard-1a');
+        killedAt = Date.now();
+      }
     });
     const failed = strict.outcomes.filter((o): o is Extract<Outcome, { code: number }> => !('ok' in o));
-    expect(failed.length).toBeGreaterThan(50);
+    const after = strict.outcomes.filter((o) => o.startedAt >= killedAt);
+    console.log(`failover, 1 replica: ${failed.length} failed, ${after.length} started after the kill; slowest ${strict.slowest} ms, slowest failure ${Math.max(...failed.map((f) => f.ms))} ms`);
+    // Every call that started once the replica was gone failed (nothing answered for shard 1), and nothing else did
+    // but the few already in flight when it died.
+    expect(after.length).toBeGreaterThanOrEqual(100 - 30 - 4);
+    expect(after.every((o) => !('ok' in o))).toBe(true);
+    expect(failed.length).toBeLessThanOrEqual(after.length + 4);
     for (const f of failed) {
       expect(f.code).toBe(Status.UNAVAILABLE);
       expect(f.details).toMatch(/shards \[1\] unavailable/);
     }
-    expect(strict.slowest).toBeLessThan(2500);
+    expect(strict.slowest).toBeLessThan(FAST_MS);
 
     const partial = await stream(c, 100, { allowPartial: true }, async () => {});
     for (const o of partial.outcomes) {
@@ -86,7 +106,7 @@ describe('a shard replica killed with SIGKILL during 200 Identify calls', () => 
         expect(o.ok.matches.length).toBe(10);
       }
     }
-    expect(partial.slowest).toBeLessThan(2500);
+    expect(partial.slowest).toBeLessThan(FAST_MS);
   });
 });
 
