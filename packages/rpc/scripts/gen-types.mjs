@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Generates TypeScript types for proto/ into packages/rpc/src/generated with
-// @grpc/proto-loader's own generator (run by `npm run build`; the folder is
-// not committed). Two things the generator does not do for us:
+// @grpc/proto-loader's own generator, proto-loader-gen-types (run by `npm run
+// build` through this package's `generate` script, which names the generator
+// and its options; the folder is not committed). Two things the generator
+// does not do for us:
 // - its relative imports have no extension, which NodeNext ESM refuses, so
 //   each gets `.js`;
 // - it writes one file per message; index.ts gathers them so the rest of the
@@ -18,11 +20,14 @@ const here = dirname(fileURLToPath(import.meta.url));
 const protoDir = join(here, '../../../proto');
 const outDir = join(here, '../src/generated');
 const files = ['yoco/v1/matcher.proto', 'yoco/v1/shard.proto', 'yoco/v1/embedder.proto'];
-// The same options as LOADER_OPTIONS in src/proto.ts: the types must describe what the loader produces.
-const options = ['--longs=Number', '--enums=String', '--defaults', '--oneofs', '--includeComments', '--grpcLib=@grpc/grpc-js'];
+// argv: the generator, then its options (package.json's `generate`); they must match LOADER_OPTIONS in
+// src/proto.ts, since the types describe what the loader produces.
+const [generator, ...options] = process.argv.slice(2);
+if (generator !== 'proto-loader-gen-types') throw new Error(`usage: gen-types.mjs proto-loader-gen-types [options]; got ${generator}`);
 
 const hash = createHash('sha256');
 hash.update(readFileSync(fileURLToPath(import.meta.url)));
+hash.update(options.join(' '));
 for (const f of files) hash.update(readFileSync(join(protoDir, f)));
 const stamp = hash.digest('hex');
 const stampFile = join(outDir, '.stamp');

@@ -31,7 +31,7 @@ export class ServiceMetrics {
     this.latency.observe({ method, code }, seconds);
   }
 
-  /** Serves GET /metrics on host:port (port 0: any free port); resolves with the bound port. */
+  /** Serves GET /metrics on host:port (port 0 picks a free port); resolves with the bound port. */
   async serve(host: string, port: number): Promise<{ port: number; close: () => Promise<void> }> {
     const server: Server = createServer((req, res) => {
       if (req.url !== '/metrics') {

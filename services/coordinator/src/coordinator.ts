@@ -1,18 +1,15 @@
-import { connectRedis, GalleryStore } from '@yoco/gallery';
 import { EnrolQueue } from '@yoco/queue';
 import { RpcServer, ServiceMetrics, type Logger } from '@yoco/rpc';
-import type { Redis } from 'ioredis';
 import type { CoordinatorConfig } from './config.js';
 import { EmbedderClient } from './embedder-client.js';
 import { MatcherService } from './matcher-service.js';
-import { storeReader, type StoreReader } from './store-reader.js';
+import { openStoreReader, type StoreReader } from './store-reader.js';
 import { ShardDirectory } from './shard-directory.js';
 
-/** The coordinator process's parts: shard directory, Redis, the Matcher server. */
+/** The coordinator process's parts: shard directory, the store reader, the queue, the Matcher server. */
 export class Coordinator {
   readonly metrics = new ServiceMetrics('coordinator');
   readonly directory: ShardDirectory;
-  private readonly redis: Redis;
   private readonly store: StoreReader;
   private readonly queue: EnrolQueue;
   private readonly embedder: EmbedderClient | undefined;
@@ -20,11 +17,8 @@ export class Coordinator {
   private closing: Promise<void> | undefined;
 
   constructor(private readonly config: CoordinatorConfig, private readonly logger: Logger) {
-    // Fail fast when Redis is down (callers get UNAVAILABLE) instead of queueing commands.
-    this.redis = connectRedis(config.redisUrl, 'request', (err) => logger.debug({ err: err.message }, 'redis connection error'));
-    // The store's meta records the cluster's head: only replicas running it are merged. Its width is only
-    // read for writes while no shard answers; the store is never written from here.
-    this.store = storeReader(new GalleryStore(this.redis, { prefix: config.prefix, dim: 1 }));
+    // The store's meta records the cluster's head: only replicas running it are merged.
+    this.store = openStoreReader(config, logger);
     this.directory = new ShardDirectory({
       addresses: config.shardAddresses,
       dns: config.shardDns,
@@ -86,7 +80,7 @@ export class Coordinator {
       this.directory.stop();
       await this.queue.close();
       this.embedder?.close();
-      this.redis.disconnect();
+      this.store.close();
     })();
     return this.closing;
   }

@@ -1,4 +1,6 @@
-import type { GalleryStore } from '@yoco/gallery';
+import { connectRedis, GalleryStore } from '@yoco/gallery';
+import type { Logger } from '@yoco/rpc';
+import type { RedisConfig } from '@yoco/service';
 
 /**
  * The only reads the coordinator makes of the store of record, all of them
@@ -10,12 +12,22 @@ export interface StoreReader {
   dim(): Promise<number>;
   templateIds(subjectId: string): Promise<string[]>;
   clusterHead(): Promise<string>;
+  close(): void;
 }
 
-export function storeReader(store: GalleryStore): StoreReader {
+/**
+ * The coordinator's one connection to the store, behind the reads above. It
+ * fails fast when Redis is down (callers get UNAVAILABLE) instead of queueing
+ * commands. The store is never written from here.
+ */
+export function openStoreReader(config: RedisConfig, logger: Logger): StoreReader {
+  const redis = connectRedis(config.redisUrl, 'request', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+  // The width given here is not used: nothing is written or decoded through this store.
+  const store = new GalleryStore(redis, { prefix: config.prefix, dim: 1 });
   return {
     dim: () => store.storedDim(),
     templateIds: (subjectId) => store.templateIds(subjectId),
     clusterHead: () => store.storedHead(),
+    close: () => redis.disconnect(),
   };
 }

@@ -151,9 +151,26 @@ export class ShardWorker {
 
   /** Binds the server first (status answers LOADING at once), then loads and starts serving. */
   async start(): Promise<void> {
+    this.server = this.bindServer();
+    await this.server.start();
+    const loadDelay = failpointMs('shard.load-delay-ms');
+    if (loadDelay > 0) await sleep(loadDelay);
+    await this.checkStore();
+    const follower = await this.createFollower();
+    this.follower = follower;
+    this.batcher = this.createBatcher(follower);
+    const t = Date.now();
+    await follower.load();
+    follower.follow();
+    this.server.setServing(this.state === 'SERVING');
+    const s = follower.slice;
+    this.logger.info({ templates: s.templates, subjects: s.subjects, slots: this.slots.length, ms: Date.now() - t, port: this.port, state: this.state }, 'shard serving');
+  }
+
+  private bindServer(): RpcServer {
     const { Shard } = loadProtos();
     const dim = this.head.dim;
-    this.server = new RpcServer({
+    return new RpcServer({
       address: this.config.grpcAddress,
       logger: this.logger,
       metrics: this.metrics,
@@ -179,15 +196,19 @@ export class ShardWorker {
         ),
       ],
     });
-    await this.server.start();
-    const loadDelay = failpointMs('shard.load-delay-ms');
-    if (loadDelay > 0) await sleep(loadDelay);
+  }
+
+  /** A Redis that can tell lost changes, and the cluster's head on record: another one means this shard never serves. */
+  private async checkStore(): Promise<void> {
     await this.store.checkServer();
     const { headId } = await this.store.checkMeta(this.head.id);
     if (headId && headId !== this.head.id) {
       this.headMismatch = `the cluster's head (in the store's meta) is ${headId}; this shard runs ${this.head.id}`;
       this.logger.error({ clusterHead: headId, head: this.head.id }, 'head mismatch: this shard will not serve');
     }
+  }
+
+  private async createFollower(): Promise<SliceFollower> {
     const scorer = await createScorer(this.head, {
       engine: this.config.engine,
       kernelThreads: this.config.kernelThreads || undefined,
@@ -201,7 +222,7 @@ export class ShardWorker {
       },
     });
     const blockMs = this.config.followBlockMs;
-    const follower = new SliceFollower({
+    return new SliceFollower({
       store: this.store,
       slice: new GallerySlice(scorer),
       slots: this.slots,
@@ -222,9 +243,11 @@ export class ShardWorker {
         this.server?.setServing(this.state === 'SERVING');
       },
     });
-    this.follower = follower;
-    // Concurrent queries share one pass over the slice: each row block is read once for all of them.
-    this.batcher = new Batcher<{ query: Float32Array; k: number }, SubjectMatch[]>(
+  }
+
+  /** Concurrent queries share one pass over the slice: each row block is read once for all of them. */
+  private createBatcher(follower: SliceFollower): Batcher<{ query: Float32Array; k: number }, SubjectMatch[]> {
+    return new Batcher<{ query: Float32Array; k: number }, SubjectMatch[]>(
       async (batch) => {
         // A shard that found out it is stale while these waited does not answer from the old slice
         // (one that is draining still answers what it took in).
@@ -237,12 +260,6 @@ export class ShardWorker {
       (size) => this.searchQueries.observe(size),
       (reason: DropReason) => this.dropped.inc({ reason }),
     );
-    const t = Date.now();
-    await follower.load();
-    follower.follow();
-    this.server.setServing(this.state === 'SERVING');
-    const s = follower.slice;
-    this.logger.info({ templates: s.templates, subjects: s.subjects, slots: this.slots.length, ms: Date.now() - t, port: this.port, state: this.state }, 'shard serving');
   }
 
   status() {
