@@ -131,6 +131,11 @@ describe('configuration is validated at start', () => {
       ['coordinator', { SHARD_ADDRESSES: 'nohostport' }, 'SHARD_ADDRESSES'],
       ['coordinator', { SHARD_ADDRESSES: '127.0.0.1:1', DEFAULT_THRESHOLD: '2' }, 'DEFAULT_THRESHOLD'],
       ['coordinator', {}, 'SHARD_ADDRESSES'],
+      // Plaintext beyond loopback is refused unless asked for; half a TLS config is refused.
+      ['shard', { SHARD_INDEX: '0', GRPC_ADDRESS: '0.0.0.0:0', METRICS_ADDRESS: '127.0.0.1:0' }, 'ALLOW_INSECURE=1'],
+      ['coordinator', { SHARD_ADDRESSES: '127.0.0.1:1', GRPC_ADDRESS: '0.0.0.0:0', METRICS_ADDRESS: '127.0.0.1:0' }, 'ALLOW_INSECURE=1'],
+      ['shard', { SHARD_INDEX: '0', TLS_CERT_FILE: '/nonexistent.crt', METRICS_ADDRESS: '127.0.0.1:0' }, 'TLS_KEY_FILE'],
+      ['shard', { SHARD_INDEX: '0', TLS_PEER_NAMES: 'coordinator.yoco', METRICS_ADDRESS: '127.0.0.1:0' }, 'TLS_CLIENT_CA_FILE'],
     ] as const) {
       const r = run(script, { ...env, REDIS_URL: redisUrl() });
       expect(r.status, `${script} ${JSON.stringify(env)}`).toBe(1);

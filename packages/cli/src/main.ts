@@ -25,6 +25,8 @@ const HELP = `yoco <command> [options]
   status [--json]            topology and health of every shard
 
   --address host:port        the Matcher (default YOCO_ADDRESS or 127.0.0.1:50051)
+  --ca-file FILE             TLS: the CA of the Matcher's certificate (default YOCO_CA_FILE)
+  --token JWT                the bearer token sent on every call (default YOCO_TOKEN)
 `;
 
 async function main(): Promise<number> {
@@ -41,10 +43,15 @@ async function main(): Promise<number> {
       threshold: { type: 'string', default: '0' },
       concurrency: { type: 'string' },
       json: { type: 'boolean', default: false },
+      'ca-file': { type: 'string' },
+      token: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   const [command, ...rest] = positionals;
+  // The flags win over the environment; the Matcher client reads both from there.
+  if (values['ca-file']) process.env.YOCO_CA_FILE = values['ca-file'];
+  if (values.token) process.env.YOCO_TOKEN = values.token;
   if (values.help || !command) {
     console.log(HELP);
     return command || values.help ? 0 : 2;

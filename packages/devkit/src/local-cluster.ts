@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, sleep, getErrorMessage } from '@yoco/common';
+import { COORDINATOR_IDENTITY, type LocalPki } from './local-pki.js';
 import { startRedisServer, type RedisServerHandle } from './redis-server.js';
 import { loadProtos, makeClient, unary, type v1 } from '@yoco/rpc';
 
@@ -49,6 +50,11 @@ export interface LocalClusterOptions {
   readyTimeoutMs?: number;
   /** Replicas of shard index i that start() waits to see healthy (default: all of them). */
   expectHealthy?: (index: number) => number;
+  /**
+   * Run secured: TLS on every port, mutual TLS from the coordinator to shards and embedder (the shards
+   * allow only COORDINATOR_IDENTITY), tokens at the Matcher; `adminToken` is what matcherClient() sends.
+   */
+  secure?: { pki: LocalPki; adminToken: string };
 }
 
 export interface ProcessInfo {
@@ -127,6 +133,7 @@ export class LocalCluster {
           SHARD_INDEX: String(index),
           SHARD_COUNT: String(this.options.shards),
           GRPC_ADDRESS: address,
+          ...this.securityEnv('shard'),
           ...this.options.shardEnv?.(index, replica),
         };
         const name = `shard-${index}${String.fromCharCode(97 + replica)}`;
@@ -137,14 +144,14 @@ export class LocalCluster {
     let embedderEnv: Record<string, string> = {};
     if (this.options.embedder) {
       const address = `127.0.0.1:${await freePort()}`;
-      const env = { ...this.baseEnv(), ORT_THREADS: '0', GRPC_ADDRESS: address, EMBEDDER_PROFILE: this.options.embedder.profile, ...this.options.embedder.env };
+      const env = { ...this.baseEnv(), ORT_THREADS: '0', GRPC_ADDRESS: address, EMBEDDER_PROFILE: this.options.embedder.profile, ...this.securityEnv('embedder'), ...this.options.embedder.env };
       const script = SERVICE_MAIN('embedder');
       this.embedder = { name: 'embedder', address, env, script, process: this.spawn('embedder', script, env) };
       embedderEnv = { EMBEDDER_ADDRESS: address };
     }
     if (this.options.enroller !== false) this.startEnroller();
     const address = this.options.coordinatorAddress ?? `127.0.0.1:${await freePort()}`;
-    const env = { ...this.baseEnv(), GRPC_ADDRESS: address, SHARD_ADDRESSES: addresses.join(','), SHARD_REFRESH_MS: '250', ...embedderEnv, ...this.options.coordinatorEnv };
+    const env = { ...this.baseEnv(), GRPC_ADDRESS: address, SHARD_ADDRESSES: addresses.join(','), SHARD_REFRESH_MS: '250', ...embedderEnv, ...this.securityEnv('coordinator'), ...this.options.coordinatorEnv };
     this.coordinator = { name: 'coordinator', address, env, script: SERVICE_MAIN('coordinator'), process: this.spawn('coordinator', SERVICE_MAIN('coordinator'), env) };
     await this.waitReady(this.options.readyTimeoutMs ?? 60_000, this.options.expectHealthy);
   }
@@ -166,8 +173,28 @@ export class LocalCluster {
   }
 
   matcherClient(): v1.MatcherClient {
-    this.matcher ??= makeClient(loadProtos().Matcher, this.address);
+    const secure = this.options.secure;
+    this.matcher ??= makeClient(loadProtos().Matcher, this.address, {}, secure ? { tls: { caFile: secure.pki.caFile }, token: secure.adminToken } : {});
     return this.matcher;
+  }
+
+  /** The environment that secures one service (nothing when the cluster is not secure). */
+  private securityEnv(service: 'shard' | 'embedder' | 'coordinator'): Record<string, string> {
+    const pki = this.options.secure?.pki;
+    if (!pki) return {};
+    if (service === 'coordinator') {
+      const own = pki.servers.matcher;
+      return {
+        TLS_CERT_FILE: own.cert,
+        TLS_KEY_FILE: own.key,
+        TLS_CA_FILE: pki.caFile,
+        TLS_CLIENT_CERT_FILE: pki.coordinator.cert,
+        TLS_CLIENT_KEY_FILE: pki.coordinator.key,
+        AUTH_JWT_SECRET_FILE: pki.jwtSecretFile,
+      };
+    }
+    const own = pki.servers[service];
+    return { TLS_CERT_FILE: own.cert, TLS_KEY_FILE: own.key, TLS_CLIENT_CA_FILE: pki.caFile, TLS_PEER_NAMES: COORDINATOR_IDENTITY };
   }
 
   /** Resolves when the coordinator reports every expected replica SERVING. */

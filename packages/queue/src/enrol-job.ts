@@ -2,7 +2,7 @@ import { f32FromBytes, f32leBytes } from '@yoco/common';
 import { StoreKeys } from '@yoco/gallery';
 
 /** What an enrolment job carries. Vectors travel as base64 float32 and are stripped once the job ends. */
-export type EnrolJobData =
+export type EnrolJobData = (
   | {
       kind: 'enrol';
       subjectId: string;
@@ -23,7 +23,11 @@ export type EnrolJobData =
       subjects: ImportJobSubject[];
       /** As for an enrolment: set, with the vectors dropped, once every subject is in Redis. */
       applied?: EnrolJobResult;
-    };
+    }
+) & {
+  /** The authenticated caller (its token's sub) that queued it: only it, or an admin, may look the job up. '' without authentication. */
+  caller?: string;
+};
 
 export interface ImportJobSubject {
   subjectId: string;

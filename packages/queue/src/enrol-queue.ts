@@ -107,18 +107,18 @@ export class EnrolQueue {
     return job;
   }
 
-  enrol(subjectId: string, vectors: Float32Array[], replace: boolean, requestId = ''): Promise<Job<EnrolJobData, EnrolJobResult>> {
-    return this.add({ kind: 'enrol', subjectId, vectors: vectors.map(encodeVector), replace, vectorCount: vectors.length }, requestId);
+  enrol(subjectId: string, vectors: Float32Array[], replace: boolean, requestId = '', caller = ''): Promise<Job<EnrolJobData, EnrolJobResult>> {
+    return this.add({ kind: 'enrol', subjectId, vectors: vectors.map(encodeVector), replace, vectorCount: vectors.length, caller }, requestId);
   }
 
-  remove(subjectId: string, requestId = ''): Promise<Job<EnrolJobData, EnrolJobResult>> {
-    return this.add({ kind: 'remove', subjectId }, requestId);
+  remove(subjectId: string, requestId = '', caller = ''): Promise<Job<EnrolJobData, EnrolJobResult>> {
+    return this.add({ kind: 'remove', subjectId, caller }, requestId);
   }
 
   /** Many subjects in one job (the import lane); ordered with every other job by its id. */
-  import(subjects: { subjectId: string; vectors: Float32Array[]; replace: boolean }[], requestId = ''): Promise<Job<EnrolJobData, EnrolJobResult>> {
+  import(subjects: { subjectId: string; vectors: Float32Array[]; replace: boolean }[], requestId = '', caller = ''): Promise<Job<EnrolJobData, EnrolJobResult>> {
     const encoded: ImportJobSubject[] = subjects.map((s) => ({ subjectId: s.subjectId, vectors: s.vectors.map(encodeVector), replace: s.replace }));
-    return this.add({ kind: 'import', subjectId: subjects[0]?.subjectId ?? '', subjects: encoded }, requestId);
+    return this.add({ kind: 'import', subjectId: subjects[0]?.subjectId ?? '', subjects: encoded, caller }, requestId);
   }
 
   /**
@@ -168,6 +168,12 @@ export class EnrolQueue {
   async status(jobId: string): Promise<JobStatus | null> {
     const job = await Job.fromId<EnrolJobData, EnrolJobResult>(this.queue, jobId);
     return job ? describe(job, await job.getState()) : null;
+  }
+
+  /** Who queued a job ('' without authentication), or null for an unknown job. */
+  async owner(jobId: string): Promise<string | null> {
+    const job = await Job.fromId<EnrolJobData, EnrolJobResult>(this.queue, jobId);
+    return job ? (job.data.caller ?? '') : null;
   }
 
   async failed(limit = 100): Promise<JobStatus[]> {

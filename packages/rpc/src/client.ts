@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { channelCredentials, type ClientTls } from './transport-security.js';
 
 /** What a caller of the Matcher needs: Enrol carries images (16 MiB in all at most); replies are small. */
 export const CLIENT_OPTIONS: grpc.ChannelOptions = {
@@ -26,8 +27,27 @@ export const DIRECT_CLIENT_OPTIONS: grpc.ChannelOptions = {
 /** A generated client constructor (loadProtos().Matcher, ...): builds clients of type C. */
 export type ClientConstructor<C extends grpc.Client> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => C;
 
-export function makeClient<C extends grpc.Client>(ctor: ClientConstructor<C>, address: string, options: grpc.ChannelOptions = {}): C {
-  return new ctor(address, grpc.credentials.createInsecure(), { ...CLIENT_OPTIONS, ...options });
+/** How a client proves itself and checks the server: TLS from files (mutual with a certificate), and a bearer token. */
+export interface ClientSecurity {
+  tls?: ClientTls;
+  /** Sent as `authorization: Bearer <token>` on every call (the Matcher checks it). */
+  token?: string;
+}
+
+export function makeClient<C extends grpc.Client>(ctor: ClientConstructor<C>, address: string, options: grpc.ChannelOptions = {}, security: ClientSecurity = {}): C {
+  const interceptors = security.token ? [bearer(security.token)] : [];
+  return new ctor(address, channelCredentials(security.tls), { ...CLIENT_OPTIONS, ...options, interceptors });
+}
+
+/** Adds the token to each call's metadata (an interceptor, so it works on plaintext loopback channels too). */
+function bearer(token: string): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
 }
 
 // A generated client declares each unary method with four overloads; the last

@@ -1,10 +1,13 @@
 export { loadProtos, PROTO_DIR, PROTO_FILES, LOADER_OPTIONS, SERVICE_NAMES, type YocoProtos } from './proto.js';
 export { toServiceError, isServiceError, statusName, Status } from './status.js';
-export { RpcServer, DEFAULT_MULTIPLEXED_LIMITS, bindService, type ServiceBinding, type ServerOptions, type UnaryHandler, type UnaryHandlers, type MultiplexedHandlers } from './server.js';
+export { RpcServer, DEFAULT_MULTIPLEXED_LIMITS, bindService, isLoopback, type ServiceBinding, type ServerOptions, type UnaryHandler, type UnaryHandlers, type MultiplexedHandlers } from './server.js';
 export { ServiceMetrics, LATENCY_BUCKETS } from './metrics.js';
-export { makeClient, unary, CLIENT_OPTIONS, DIRECT_CLIENT_OPTIONS, type ClientConstructor, type UnaryMethod, type RequestOf, type ResponseOf, type UnaryOptions } from './client.js';
+export { makeClient, unary, type ClientSecurity, CLIENT_OPTIONS, DIRECT_CLIENT_OPTIONS, type ClientConstructor, type UnaryMethod, type RequestOf, type ResponseOf, type UnaryOptions } from './client.js';
 export type * as v1 from './generated/index.js';
 export { createLogger, type Logger } from './logger.js';
 export { onShutdownSignal } from './shutdown.js';
 export { MultiplexedStreams, type MultiplexedHandler, type MultiplexedOptions, type CallContext, type CallEnvelope, type ReplyEnvelope } from './multiplexed-server.js';
 export { MultiplexedChannel, callError, type CallError, type MultiplexedCallOptions } from './multiplexed-channel.js';
+export { serverCredentials, channelCredentials, peerIdentities, DEFAULT_TLS_REFRESH_MS, type ServerTls, type ClientTls } from './transport-security.js';
+export { gateInterceptor, type Gate, type GateCall } from './call-gate.js';
+export { InsecureBindError } from './errors/index.js';

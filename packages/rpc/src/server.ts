@@ -4,7 +4,10 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { ServiceMetrics } from './metrics.js';
 import { MultiplexedStreams, type MultiplexedHandler, type MultiplexedOptions } from './multiplexed-server.js';
+import { gateInterceptor, type Gate } from './call-gate.js';
+import { InsecureBindError } from './errors/index.js';
 import { reflectionDefinition } from './proto.js';
+import { peerIdentities, serverCredentials, type ServerTls } from './transport-security.js';
 import { failedCall, statusName } from './status.js';
 
 export type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
@@ -64,6 +67,25 @@ export interface ServerOptions {
   multiplexedLimits?: Partial<MultiplexedOptions>;
   /** HTTP/2 streams (unary calls, open multiplexed streams) one connection may have at once; default 1000. */
   maxConcurrentStreams?: number;
+  /** TLS (and, with clientCaFile, mutual TLS) on the port; plaintext when absent. */
+  tls?: ServerTls;
+  /** Run on every call's metadata before its handler (identity, tokens); health and reflection are not gated. */
+  gates?: Gate[];
+  /** A second, plaintext port serving only grpc.health.v1 (Kubernetes' gRPC probes cannot do TLS). */
+  healthAddress?: string;
+  /** Serve gRPC reflection; default: only without TLS. */
+  reflection?: boolean;
+  /** Allow plaintext on an address reachable from other hosts (ALLOW_INSECURE=1). */
+  allowInsecure?: boolean;
+}
+
+/** Calls no gate stops: a probe must be able to ask about health, and reflection (when on) only describes. */
+const UNGATED = /^\/grpc\.(health\.v1\.Health|reflection\.v1(alpha)?\.ServerReflection)\//;
+
+/** Whether an address binds loopback only (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(address: string): boolean {
+  const host = address.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** Defaults for the multiplexed methods: one stream can never take more than a quarter of the server. */
@@ -76,16 +98,28 @@ export const DEFAULT_MULTIPLEXED_LIMITS: MultiplexedOptions = { maxInflightPerSt
 export class RpcServer {
   readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
   private readonly server: grpc.Server;
+  private healthServer: grpc.Server | undefined;
   private readonly streams: MultiplexedStreams;
   private closing: Promise<void> | undefined;
   port = 0;
+  /** The plaintext health-only port, when one was asked for. */
+  healthPort = 0;
 
   constructor(private readonly options: ServerOptions) {
+    if (!options.tls && !options.allowInsecure && !isLoopback(options.address)) throw new InsecureBindError(options.address);
+    const gates = (options.gates ?? []).map((gate) =>
+      gateInterceptor(
+        gate,
+        (path, code) => options.metrics.observe(path.slice(1), statusName(code), 0),
+        (call) => peerIdentities(call),
+      ),
+    );
     // channelz stays on: without it grpc-js 1.14 does not track sessions, and forceShutdown() leaves them open.
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': options.maxReceiveBytes ?? 4 * 1024 * 1024,
       'grpc.max_send_message_length': options.maxSendBytes ?? 4 * 1024 * 1024,
       'grpc.max_concurrent_streams': options.maxConcurrentStreams ?? 1000,
+      interceptors: gates.map((g): grpc.ServerInterceptor => (method, call) => (UNGATED.test(method.path) ? new grpc.ServerInterceptingCall(call) : g(method, call))),
     });
     this.streams = new MultiplexedStreams(options.logger, options.metrics, { ...DEFAULT_MULTIPLEXED_LIMITS, ...options.multiplexedLimits });
     for (const s of options.services) {
@@ -96,14 +130,20 @@ export class RpcServer {
       this.health.setStatus(s.name, 'NOT_SERVING');
     }
     this.health.addToServer(this.server);
-    // Reflection describes what this server serves: its own services and health.
-    new ReflectionService(reflectionDefinition(), { services: [...options.services.map((s) => s.name), 'grpc.health.v1.Health'] }).addToServer(this.server);
+    // Reflection describes what this server serves: its own services and health. Off by default with TLS:
+    // a secured deployment need not hand its contract to whoever connects.
+    if (options.reflection ?? !options.tls) {
+      new ReflectionService(reflectionDefinition(), { services: [...options.services.map((s) => s.name), 'grpc.health.v1.Health'] }).addToServer(this.server);
+    }
   }
 
   async start(): Promise<number> {
-    this.port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(this.options.address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
-    });
+    this.port = await bind(this.server, this.options.address, serverCredentials(this.options.tls));
+    if (this.options.healthAddress) {
+      this.healthServer = new grpc.Server();
+      this.health.addToServer(this.healthServer);
+      this.healthPort = await bind(this.healthServer, this.options.healthAddress, grpc.ServerCredentials.createInsecure());
+    }
     return this.port;
   }
 
@@ -132,11 +172,13 @@ export class RpcServer {
       const timer = setTimeout(() => {
         this.options.logger.warn({ graceMs }, 'calls still running after the grace period; forcing shutdown');
         this.server.forceShutdown();
+        this.healthServer?.forceShutdown();
         resolve();
       }, graceMs);
       timer.unref();
       this.server.tryShutdown(() => {
         clearTimeout(timer);
+        this.healthServer?.forceShutdown();
         resolve();
       });
     });
@@ -162,4 +204,8 @@ export class RpcServer {
       );
     };
   }
+}
+
+function bind(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise<number>((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))));
 }

@@ -8,7 +8,9 @@ import {
   InvalidArgumentError,
   NotFoundError,
   NotImplementedError,
+  PermissionDeniedError,
   ResourceExhaustedError,
+  UnauthenticatedError,
   UnavailableError,
   YocoError,
 } from '@yoco/common';
@@ -30,6 +32,8 @@ const BY_CLASS: [new (...args: never[]) => YocoError, Status][] = [
   [AbortedError, Status.ABORTED],
   [CancelledError, Status.CANCELLED],
   [NotImplementedError, Status.UNIMPLEMENTED],
+  [UnauthenticatedError, Status.UNAUTHENTICATED],
+  [PermissionDeniedError, Status.PERMISSION_DENIED],
 ];
 
 /** The status an error of ours goes out with (INTERNAL for anything not of a status class). */

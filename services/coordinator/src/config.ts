@@ -1,7 +1,18 @@
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
-import { grpcAddressEnv, REDIS_ENV, SERVICE_ENV, type RedisConfig, type ServiceBaseConfig } from '@yoco/service';
+import {
+  CLIENT_SECURITY_ENV,
+  grpcAddressEnv,
+  REDIS_ENV,
+  SERVER_SECURITY_ENV,
+  SERVICE_ENV,
+  type ClientSecurityConfig,
+  type RedisConfig,
+  type ServerSecurityConfig,
+  type ServiceBaseConfig,
+} from '@yoco/service';
+import type { AuthConfig } from './caller-auth.js';
 
-export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig {
+export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig, ServerSecurityConfig, ClientSecurityConfig, AuthConfig {
   grpcAddress: string;
   /** Static shard replica addresses (host:port); each replica reports its own index. */
   shardAddresses: string[];
@@ -30,6 +41,12 @@ export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig {
 export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
   ...REDIS_ENV,
   ...SERVICE_ENV,
+  ...SERVER_SECURITY_ENV,
+  ...CLIENT_SECURITY_ENV,
+  jwtSecretFile: { name: 'AUTH_JWT_SECRET_FILE', default: '', parse: parse.string, doc: 'callers authenticate with HS256 JWTs signed with the secret in this file (at least 32 bytes)' },
+  jwksFile: { name: 'AUTH_JWKS_FILE', default: '', parse: parse.string, doc: 'or with ES256/EdDSA JWTs checked against the public keys of this JWKS file' },
+  issuer: { name: 'AUTH_ISSUER', default: '', parse: parse.string, doc: "the tokens' required iss (empty: not checked)" },
+  audience: { name: 'AUTH_AUDIENCE', default: '', parse: parse.string, doc: "the tokens' required aud (empty: not checked)" },
   grpcAddress: grpcAddressEnv('127.0.0.1:50051', 'Matcher'),
   shardAddresses: {
     name: 'SHARD_ADDRESSES',

@@ -1,5 +1,7 @@
 import { EnrolQueue } from '@yoco/queue';
-import { RpcServer, ServiceMetrics, type Logger } from '@yoco/rpc';
+import { RpcServer, ServiceMetrics, type ClientTls, type Gate, type Logger } from '@yoco/rpc';
+import { clientTls, serverSecurity } from '@yoco/service';
+import { callerGate } from './caller-auth.js';
 import type { CoordinatorConfig } from './config.js';
 import { EmbedderClient } from './embedder-client.js';
 import { MatcherService } from './matcher-service.js';
@@ -15,8 +17,16 @@ export class Coordinator {
   private readonly embedder: EmbedderClient | undefined;
   private server: RpcServer | undefined;
   private closing: Promise<void> | undefined;
+  /** How it reaches its shards and the embedder: mutual TLS when TLS_CA_FILE (and a client certificate) are set. */
+  private readonly clientTls: ClientTls | undefined;
+  private readonly security: ReturnType<typeof serverSecurity>;
+  private readonly gate: Gate;
 
   constructor(private readonly config: CoordinatorConfig, private readonly logger: Logger) {
+    // Checked before anything connects: a half-configured TLS or auth stops the process naming the variable.
+    this.security = serverSecurity(config);
+    this.clientTls = clientTls(config);
+    this.gate = callerGate(config);
     // The store's meta records the cluster's head: only replicas running it are merged.
     this.store = openStoreReader(config, logger);
     this.directory = new ShardDirectory({
@@ -25,9 +35,10 @@ export class Coordinator {
       refreshMs: config.refreshMs,
       logger,
       clusterHead: () => this.store.clusterHead(),
+      tls: this.clientTls,
     });
     this.queue = new EnrolQueue({ redisUrl: config.redisUrl, prefix: config.prefix });
-    this.embedder = config.embedderAddress ? new EmbedderClient(config.embedderAddress, config.maxImageBytes) : undefined;
+    this.embedder = config.embedderAddress ? new EmbedderClient(config.embedderAddress, config.maxImageBytes, this.clientTls) : undefined;
   }
 
   /** A model whose vectors the head cannot take is a deployment error: refuse to start. */
@@ -48,7 +59,7 @@ export class Coordinator {
   }
 
   readyFields(): Record<string, unknown> {
-    return { grpcPort: this.port, shards: this.directory.count };
+    return { grpcPort: this.port, healthPort: this.server?.healthPort || undefined, shards: this.directory.count, tls: Boolean(this.security.tls) };
   }
 
   get port(): number {
@@ -61,6 +72,8 @@ export class Coordinator {
     const matcher = new MatcherService({ config: this.config, directory: this.directory, store: this.store, queue: this.queue, embedder: this.embedder, registry: this.metrics.registry });
     this.server = new RpcServer({
       address: this.config.grpcAddress,
+      ...this.security,
+      gates: [...(this.security.gates ?? []), this.gate],
       logger: this.logger,
       metrics: this.metrics,
       // The largest request is an Enrol or Identify with an image (MAX_IMAGE_BYTES), or an Import of

@@ -1,12 +1,12 @@
 import { InvalidArgumentError, UnavailableError, vectorFromWire } from '@yoco/common';
-import { isServiceError, loadProtos, makeClient, Status, unary, type v1 } from '@yoco/rpc';
+import { isServiceError, loadProtos, makeClient, Status, unary, type ClientTls, type v1 } from '@yoco/rpc';
 
 /** The coordinator's side of Embedder: images to vectors, with the caller's deadline. */
 export class EmbedderClient {
   private readonly client: v1.EmbedderClient;
 
-  constructor(readonly address: string, private readonly maxImageBytes: number) {
-    this.client = makeClient(loadProtos().Embedder, address);
+  constructor(readonly address: string, private readonly maxImageBytes: number, tls?: ClientTls) {
+    this.client = makeClient(loadProtos().Embedder, address, {}, { tls });
   }
 
   async info(deadline = Date.now() + 5000): Promise<v1.EmbedderInfoResponse__Output> {

@@ -2,6 +2,7 @@ import { getErrorMessage, InvalidArgumentError, NotFoundError, shown, Unavailabl
 import { assertSubjectId, templateIdOf } from '@yoco/gallery';
 import { MAX_IMPORT_SUBJECTS, type EnrolQueue, type ImportOutcome } from '@yoco/queue';
 import type { CoordinatorConfig } from './config.js';
+import { callerOf } from './caller-auth.js';
 import type { ProbeReader } from './probe-reader.js';
 import type { v1 } from '@yoco/rpc';
 import type { ShardDirectory } from './shard-directory.js';
@@ -38,7 +39,7 @@ export class EnrolmentService {
     if (probes.length > MAX_PROBES) throw new InvalidArgumentError(`${probes.length} probes; at most ${MAX_PROBES} per Enrol`, 'PROBE');
     const vectors = await this.probes.vectors(probes, dim, callDeadline(call.getDeadline(), this.config.defaultTimeoutMs));
     const subjectId = req.subjectId;
-    const job = await this.queue.enrol(subjectId, vectors, req.replace, req.requestId);
+    const job = await this.queue.enrol(subjectId, vectors, req.replace, req.requestId, callerOf(call.metadata)?.sub);
     const templateIds = [...new Set(vectors.map((v) => templateIdOf(subjectId, v)))];
     if (!req.wait) return { jobId: String(job.id), consistencyToken: '', templateIds };
     const result = await this.waitFor(job, call);
@@ -53,7 +54,7 @@ export class EnrolmentService {
    */
   async remove(req: v1.RemoveRequest__Output, call: Call): Promise<v1.RemoveResponse> {
     assertSubjectId(req.subjectId);
-    const job = await this.queue.remove(req.subjectId, req.requestId);
+    const job = await this.queue.remove(req.subjectId, req.requestId, callerOf(call.metadata)?.sub);
     if (!req.wait) return { jobId: String(job.id), consistencyToken: '' };
     const result = await this.waitFor(job, call);
     if (result.notFound) throw new NotFoundError(`subject '${req.subjectId}' had no templates to remove (job ${job.id}; an enrolment queued before this removal will not land)`, 'SUBJECT_NOT_FOUND');
@@ -80,17 +81,22 @@ export class EnrolmentService {
       if (vectors.length === 0 || vectors.length > MAX_PROBES) throw new InvalidArgumentError(`subject ${shown(s.subjectId)}: ${vectors.length} vectors; 1-${MAX_PROBES}`, 'PROBE');
       return { subjectId: s.subjectId, replace: s.replace, vectors: vectors.map((v, j) => this.probes.vectorOf({ vector: v, kind: 'vector' }, dim, `subject ${s.subjectId} vector ${j}`)) };
     });
-    const job = await this.queue.import(checked, req.requestId);
+    const job = await this.queue.import(checked, req.requestId, callerOf(call.metadata)?.sub);
     if (!req.wait) return { jobId: String(job.id), results: [], consistencyToken: '' };
     const result = await this.waitFor(job, call);
     return { jobId: String(job.id), results: (result.results ?? []).map((r: ImportOutcome) => ({ ...r })), consistencyToken: result.token };
   }
 
-  async getJob(req: v1.GetJobRequest__Output): Promise<v1.JobStatus> {
+  async getJob(req: v1.GetJobRequest__Output, call: Call): Promise<v1.JobStatus> {
     if (!JOB_ID.test(req.jobId)) throw new InvalidArgumentError(`job id ${shown(req.jobId)} is not one Enrol, Remove or Import returned`);
     const jobId = req.jobId;
+    const unknown = () => new NotFoundError(`job ${jobId} is unknown (completed jobs are kept for an hour)`);
+    // Job ids are sequential: an enrol caller may see its own jobs only, and another's is "unknown" (not
+    // "forbidden"), so walking the ids tells it nothing of who was enrolled or removed.
+    const caller = callerOf(call.metadata);
+    if (caller && !caller.roles.includes('admin') && (await storeCall(() => this.queue.owner(jobId))) !== caller.sub) throw unknown();
     const status = await storeCall(() => this.queue.status(jobId));
-    if (!status) throw new NotFoundError(`job ${jobId} is unknown (completed jobs are kept for an hour)`);
+    if (!status) throw unknown();
     return status;
   }
 

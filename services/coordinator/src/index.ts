@@ -3,3 +3,4 @@ export { readCoordinatorConfig, COORDINATOR_ENV, type CoordinatorConfig } from '
 export { MatcherService, MAX_TOP_K, DEFAULT_TOP_K } from './matcher-service.js';
 export { ShardDirectory } from './shard-directory.js';
 export { mergeMatches, type ShardMatch, type MergedMatch } from './merge.js';
+export { METHOD_ROLES, callerGate, callerOf, type Role, type Caller, type AuthConfig } from './caller-auth.js';

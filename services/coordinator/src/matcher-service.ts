@@ -48,7 +48,7 @@ export class MatcherService {
         Enrol: (req, call) => enrolment.enrol(req, call),
         Remove: (req, call) => enrolment.remove(req, call),
         Import: (req, call) => enrolment.import(req, call),
-        GetJob: (req) => enrolment.getJob(req),
+        GetJob: (req, call) => enrolment.getJob(req, call),
         ListJobs: (req) => enrolment.listJobs(req),
         GetSubject: (req) => status.getSubject(req),
         ClusterStatus: () => status.clusterStatus(),

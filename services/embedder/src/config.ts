@@ -1,8 +1,8 @@
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
 import { MODELS_DIR } from '@yoco/models';
-import { grpcAddressEnv, SERVICE_ENV, type ServiceBaseConfig } from '@yoco/service';
+import { grpcAddressEnv, SERVER_SECURITY_ENV, SERVICE_ENV, type ServerSecurityConfig, type ServiceBaseConfig } from '@yoco/service';
 
-export interface EmbedderConfig extends ServiceBaseConfig {
+export interface EmbedderConfig extends ServiceBaseConfig, ServerSecurityConfig {
   /** A built-in profile name (resnet50-ms3840, face-resnet128) or a profile JSON file. */
   profile: string;
   modelsDir: string;
@@ -20,7 +20,8 @@ export const EMBEDDER_ENV: EnvSpec<EmbedderConfig> = {
   profile: { name: 'EMBEDDER_PROFILE', default: 'resnet50-ms3840', parse: parse.string, doc: 'model profile: resnet50-ms3840, face-resnet128, or a profile JSON file' },
   modelsDir: { name: 'MODELS_DIR', default: MODELS_DIR, parse: parse.string, doc: 'where generated models live (built when missing)' },
   ...SERVICE_ENV,
-  grpcAddress: grpcAddressEnv('0.0.0.0:50071', 'Embedder'),
+  ...SERVER_SECURITY_ENV,
+  grpcAddress: grpcAddressEnv('127.0.0.1:50071', 'Embedder'),
   maxBatch: { name: 'EMBED_MAX_BATCH', default: 8, parse: parse.int(1, 256), doc: 'images run together at most' },
   maxQueueDelayMs: { name: 'EMBED_MAX_QUEUE_DELAY_MS', default: 5, parse: parse.int(0, 10_000), doc: 'longest an image waits to be batched' },
   maxImageBytes: { name: 'MAX_IMAGE_BYTES', default: 10 * 1024 * 1024, parse: parse.int(1, 1 << 30), doc: 'largest encoded image' },

@@ -6,6 +6,7 @@ import { buildModels, PROFILES, preprocess, type ModelProfile } from '@yoco/mode
 import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { Gauge, Histogram } from 'prom-client';
+import { serverSecurity } from '@yoco/service';
 import type { EmbedderConfig } from './config.js';
 
 /** A built-in profile by name, or a profile JSON (its model path relative to the JSON). */
@@ -49,7 +50,7 @@ export class EmbedderWorker {
   }
 
   readyFields(): Record<string, unknown> {
-    return { grpcPort: this.port, model: this.modelId, dim: this.profile.dim };
+    return { grpcPort: this.port, healthPort: this.server?.healthPort || undefined, model: this.modelId, dim: this.profile.dim };
   }
 
   get port(): number {
@@ -78,6 +79,7 @@ export class EmbedderWorker {
     const { Embedder } = loadProtos();
     this.server = new RpcServer({
       address: this.config.grpcAddress,
+      ...serverSecurity(this.config),
       logger: this.logger,
       metrics: this.metrics,
       // An Embed call carries a few images; the reply, their vectors.

@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
-import { grpcAddressEnv, HEAD_ENV, REDIS_ENV, SERVICE_ENV, type HeadConfig, type RedisConfig, type ServiceBaseConfig } from '@yoco/service';
+import { grpcAddressEnv, HEAD_ENV, REDIS_ENV, SERVER_SECURITY_ENV, SERVICE_ENV, type HeadConfig, type RedisConfig, type ServerSecurityConfig, type ServiceBaseConfig } from '@yoco/service';
 
-export interface ShardConfig extends HeadConfig, RedisConfig, ServiceBaseConfig {
+export interface ShardConfig extends HeadConfig, RedisConfig, ServiceBaseConfig, ServerSecurityConfig {
   index: number;
   count: number;
   grpcAddress: string;
@@ -36,7 +36,8 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   count: { name: 'SHARD_COUNT', default: 1, parse: parse.int(1, 4096), doc: 'number of shard indexes k' },
   ...REDIS_ENV,
   ...SERVICE_ENV,
-  grpcAddress: grpcAddressEnv('0.0.0.0:50061', 'Shard'),
+  ...SERVER_SECURITY_ENV,
+  grpcAddress: grpcAddressEnv('127.0.0.1:50061', 'Shard'),
   engine: { name: 'SHARD_ENGINE', default: 'factorized', parse: parse.oneOf('factorized', 'yoco', 'reference'), doc: 'scoring engine' },
   kernelThreads: { name: 'KERNEL_THREADS', default: 0, parse: parse.int(0, 256), doc: 'threads scanning P per query (0 = one per core)' },
   searchMaxBatch: { name: 'SEARCH_MAX_BATCH', default: 16, parse: parse.int(1, 256), doc: 'concurrent queries scanned in one pass over the slice' },

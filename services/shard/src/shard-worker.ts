@@ -17,6 +17,7 @@ import { createScorer, type Head } from '@yoco/head';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
 import type { Redis } from 'ioredis';
+import { serverSecurity } from '@yoco/service';
 import type { ShardConfig } from './config.js';
 import { WrongShardError } from './errors/index.js';
 
@@ -128,7 +129,7 @@ export class ShardWorker {
 
   /** One line the launcher (and people) can read: where this shard listens. */
   readyFields(): Record<string, unknown> {
-    return { grpcPort: this.port, index: this.config.index, count: this.config.count };
+    return { grpcPort: this.port, healthPort: this.server?.healthPort || undefined, index: this.config.index, count: this.config.count };
   }
 
   get port(): number {
@@ -172,6 +173,7 @@ export class ShardWorker {
     const dim = this.head.dim;
     return new RpcServer({
       address: this.config.grpcAddress,
+      ...serverSecurity(this.config),
       logger: this.logger,
       metrics: this.metrics,
       // A Search carries at most MAX_SEARCH_QUERIES queries, as floats or raw bytes (or, wrongly, both).

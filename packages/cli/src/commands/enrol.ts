@@ -1,3 +1,4 @@
+import { matcherClient } from '../matcher-client.js';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
 import { bulkEnrol, waitForJobs } from '../bulk-enrol.js';
 import { readRecords } from '../records.js';
@@ -12,7 +13,7 @@ export interface EnrolOptions {
 /** One subject from one or more vector files. */
 export async function enrolOne(subjectId: string, files: string[], options: EnrolOptions): Promise<void> {
   const vectors = await Promise.all(files.map(readVectorFile));
-  const client = makeClient(loadProtos().Matcher, options.address);
+  const client = matcherClient(options.address);
   try {
     const res = await unary(
       client,
@@ -27,7 +28,7 @@ export async function enrolOne(subjectId: string, files: string[], options: Enro
 }
 
 export async function removeOne(subjectId: string, options: EnrolOptions): Promise<void> {
-  const client = makeClient(loadProtos().Matcher, options.address);
+  const client = matcherClient(options.address);
   try {
     const res = await unary(client, 'Remove', { subjectId, wait: options.wait }, { deadline: Date.now() + 60_000 });
     console.log(`job ${res.jobId}: remove ${subjectId}${res.consistencyToken ? `; applied, token ${res.consistencyToken}` : ' (queued)'}`);
@@ -39,7 +40,7 @@ export async function removeOne(subjectId: string, options: EnrolOptions): Promi
 /** Thousands of subjects from a JSON Lines file or a directory; returns the number that failed. */
 export async function enrolBulk(path: string, options: EnrolOptions & { concurrency: number }): Promise<number> {
   const records = await readRecords(path);
-  const client = makeClient(loadProtos().Matcher, options.address);
+  const client = matcherClient(options.address);
   try {
     const summary = await bulkEnrol(client, records, records.length, options.concurrency);
     const failedJobs = options.wait ? await waitForJobs(client, summary.jobs) : [];
@@ -53,7 +54,7 @@ export async function enrolBulk(path: string, options: EnrolOptions & { concurre
 }
 
 export async function listFailedJobs(address: string, json: boolean): Promise<void> {
-  const client = makeClient(loadProtos().Matcher, address);
+  const client = matcherClient(address);
   try {
     const res = await unary(client, 'ListJobs', { state: 'failed', limit: 1000 }, { deadline: Date.now() + 10_000 });
     if (json) {

@@ -1,3 +1,4 @@
+import { matcherClient } from '../matcher-client.js';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
 import { readFile } from 'node:fs/promises';
 import { readVectorFile } from '../vector-file.js';
@@ -7,7 +8,7 @@ export async function identify(address: string, source: { image?: string; vector
   const probe = source.image
     ? { image: await readFile(source.image) }
     : { vector: { values: Array.from(await readVectorFile(source.vectorFile!)) } };
-  const client = makeClient(loadProtos().Matcher, address);
+  const client = matcherClient(address);
   try {
     const res = await unary(client, 'Identify', { probe, topK, threshold }, { deadline: Date.now() + 30_000 });
     if (json) {

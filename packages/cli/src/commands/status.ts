@@ -1,7 +1,8 @@
+import { matcherClient } from '../matcher-client.js';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
 
 export async function status(address: string, json: boolean): Promise<void> {
-  const client = makeClient(loadProtos().Matcher, address);
+  const client = matcherClient(address);
   try {
     const s = await unary(client, 'ClusterStatus', {}, { deadline: Date.now() + 10_000 });
     if (json) {

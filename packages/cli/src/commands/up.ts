@@ -1,11 +1,11 @@
 import { resolve } from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
 import { connectRedis, GalleryStore } from '@yoco/gallery';
 import { HEAD_ENV, resolveHead, type HeadConfig } from '@yoco/service';
 import { buildModels, MODELS_DIR, PROFILES } from '@yoco/models';
 import { DEMO_PHOTOS, enrolDemoGallery, enrolDemoPhotos } from '../demo-gallery.js';
-import { LocalCluster } from '@yoco/devkit';
+import { LocalCluster, makeLocalPki, mintToken, type LocalPki } from '@yoco/devkit';
 
 interface UpConfig extends HeadConfig {
   redisUrl: string;
@@ -16,6 +16,7 @@ interface UpConfig extends HeadConfig {
   demoSubjects: number;
   dataDir: string;
   profile: string;
+  secure: boolean;
 }
 
 export const UP_ENV: EnvSpec<UpConfig> = {
@@ -27,6 +28,7 @@ export const UP_ENV: EnvSpec<UpConfig> = {
   replicas: { name: 'YOCO_REPLICAS', default: 1, parse: parse.int(1, 8), doc: 'replicas per shard index' },
   demoSubjects: { name: 'YOCO_DEMO_SUBJECTS', default: 1000, parse: parse.int(0, 10_000_000), doc: 'demo subjects enrolled when the gallery is empty' },
   dataDir: { name: 'YOCO_DATA_DIR', default: '.yoco', parse: parse.string, doc: 'logs, Redis data and the demo probe' },
+  secure: { name: 'YOCO_SECURE', default: false, parse: parse.bool, doc: 'TLS, mutual TLS and tokens: a local CA, certificates and tokens under <YOCO_DATA_DIR>/secure' },
   profile: { name: 'YOCO_PROFILE', default: 'resnet50-ms3840', parse: parse.string, doc: 'embedding profile of the whole cluster: resnet50-ms3840 or face-resnet128' },
 };
 
@@ -56,7 +58,9 @@ export async function up(): Promise<void> {
   const dataDir = resolve(config.dataDir);
   const logDir = resolve(dataDir, 'logs');
   console.log(`starting YOCO: ${config.shards} shard(s) x ${config.replicas} replica(s), head ${head.id} (D=${head.dim}, H=${head.hidden})`);
+  const secure = config.secure ? await securePki(resolve(dataDir, 'secure')) : undefined;
   const cluster = await LocalCluster.start({
+    secure: secure && { pki: secure.pki, adminToken: secure.tokens.admin },
     shards: config.shards,
     replicas: config.replicas,
     redisUrl: config.redisUrl || undefined,
@@ -96,9 +100,40 @@ export async function up(): Promise<void> {
     console.log(`enrolled ${DEMO_PHOTOS}'s photos through the embedder; ${photoProbe} is an altered copy of ${photo}`);
   }
   redis.disconnect();
-  console.log(`\nYOCO Matcher listening on ${cluster.address} (Redis ${cluster.redisUrl}, logs in ${logDir})`);
+  console.log(`\nYOCO Matcher listening on ${cluster.address} (Redis ${redactUrl(cluster.redisUrl)}, logs in ${logDir})`);
+  if (secure) {
+    console.log(`secured: TLS (CA ${secure.pki.caFile}), mutual TLS to the shards and the embedder, tokens in ${secure.tokensFile} (identify, enrol, admin)`);
+    console.log(`  export YOCO_CA_FILE=${secure.pki.caFile} YOCO_TOKEN=$(node -p "require('${secure.tokensFile}').admin")`);
+  } else {
+    console.log('INSECURE: plaintext, no authentication (loopback only); YOCO_SECURE=1 npm start runs it with TLS and tokens');
+  }
   if (existsSync(photoProbe)) console.log(`try:  npx yoco identify ${photoProbe}`);
   if (existsSync(probeFile)) console.log(`      npx yoco identify --vector-file ${probeFile}`);
   console.log('      npx yoco status');
   console.log('Ctrl-C stops everything.');
+}
+
+/** A URL as it may be shown: any password replaced. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+/** The local PKI and three tokens (identify, enrol, admin) for YOCO_SECURE=1; tokens.json is readable by the owner only. */
+async function securePki(dir: string): Promise<{ pki: LocalPki; tokens: Record<'identify' | 'enrol' | 'admin', string>; tokensFile: string }> {
+  const pki = makeLocalPki(dir);
+  const secret = readFileSync(pki.jwtSecretFile, 'utf8');
+  const tokens = {
+    identify: await mintToken(secret, 'local-identify', ['identify']),
+    enrol: await mintToken(secret, 'local-enrol', ['enrol']),
+    admin: await mintToken(secret, 'local-admin', ['admin']),
+  };
+  const tokensFile = resolve(dir, 'tokens.json');
+  writeFileSync(tokensFile, `${JSON.stringify(tokens, null, 2)}\n`, { mode: 0o600 });
+  return { pki, tokens, tokensFile };
 }

@@ -11,5 +11,7 @@ export {
   CancelledError,
   FailedPreconditionError,
   AbortedError,
+  UnauthenticatedError,
+  PermissionDeniedError,
 } from './status-errors.js';
 export { getErrorMessage } from './error-message.js';

@@ -59,3 +59,17 @@ export class CancelledError extends YocoError {
     super('CANCELLED', message);
   }
 }
+
+/** The caller did not prove who it is: no token, a malformed, forged or expired one. */
+export class UnauthenticatedError extends YocoError {
+  constructor(message: string, code = 'UNAUTHENTICATED') {
+    super(code, message);
+  }
+}
+
+/** The caller is known but may not do this: its role, or its certificate's identity, does not allow it. */
+export class PermissionDeniedError extends YocoError {
+  constructor(message: string, code = 'PERMISSION_DENIED') {
+    super(code, message);
+  }
+}

@@ -1,0 +1,1 @@
+export { InsecureBindError } from './insecure-bind-error.js';

@@ -1,0 +1,124 @@
+import { readFileSync } from 'node:fs';
+import type * as grpc from '@grpc/grpc-js';
+import { ConfigError, getErrorMessage, PermissionDeniedError, UnauthenticatedError } from '@yoco/common';
+import type { Gate, UnaryHandlers, v1 } from '@yoco/rpc';
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+
+export type Role = 'identify' | 'enrol' | 'admin';
+const ROLES: readonly Role[] = ['identify', 'enrol', 'admin'];
+
+type MatcherMethod = keyof UnaryHandlers<v1.MatcherHandlers> | 'IdentifyStream';
+
+/**
+ * Which roles may call each Matcher method. Every method is listed (the
+ * compiler checks it against the contract); a method missing here is a
+ * compile error, and a path not in it is refused.
+ */
+export const METHOD_ROLES: Record<MatcherMethod, readonly Role[]> = {
+  Identify: ['identify', 'enrol', 'admin'],
+  IdentifyStream: ['identify', 'enrol', 'admin'],
+  Verify: ['identify', 'enrol', 'admin'],
+  Enrol: ['enrol', 'admin'],
+  Remove: ['enrol', 'admin'],
+  Import: ['enrol', 'admin'],
+  // An enrol caller sees only the jobs it created (the service checks the job's owner).
+  GetJob: ['enrol', 'admin'],
+  // Template ids and placement only, never vectors.
+  GetSubject: ['enrol', 'admin'],
+  ClusterStatus: ['admin'],
+  ListJobs: ['admin'],
+};
+
+/** Where the gate leaves the verified caller for the handlers (any such header a client sends is dropped first). */
+const CALLER_SUB = 'yoco-caller-sub';
+const CALLER_ROLES = 'yoco-caller-roles';
+
+export interface Caller {
+  sub: string;
+  roles: Role[];
+}
+
+/** The caller the gate verified; undefined when the Matcher runs without authentication. */
+export function callerOf(metadata: grpc.Metadata): Caller | undefined {
+  const sub = metadata.get(CALLER_SUB)[0];
+  if (typeof sub !== 'string') return undefined;
+  const roles = String(metadata.get(CALLER_ROLES)[0] ?? '').split(' ').filter((r): r is Role => (ROLES as readonly string[]).includes(r));
+  return { sub, roles };
+}
+
+export interface AuthConfig {
+  /** HS256: the shared secret's file (its bytes, trailing newline trimmed). */
+  jwtSecretFile: string;
+  /** ES256 / EdDSA: a JWKS file of public keys. */
+  jwksFile: string;
+  issuer: string;
+  audience: string;
+}
+
+/** The key lookup for one of the two ways; undefined when authentication is off. */
+function keyOf(config: AuthConfig): { key: Uint8Array | JWTVerifyGetKey; algorithms: string[] } | undefined {
+  if (config.jwtSecretFile && config.jwksFile) throw new ConfigError('AUTH_JWKS_FILE', 'set AUTH_JWT_SECRET_FILE or AUTH_JWKS_FILE, not both');
+  if (config.jwtSecretFile) {
+    const secret = readFileSync(config.jwtSecretFile, 'utf8').trimEnd();
+    if (secret.length < 32) throw new ConfigError('AUTH_JWT_SECRET_FILE', `the secret is ${secret.length} bytes; HS256 needs at least 32`);
+    return { key: new TextEncoder().encode(secret), algorithms: ['HS256'] };
+  }
+  if (config.jwksFile) return { key: createLocalJWKSet(JSON.parse(readFileSync(config.jwksFile, 'utf8'))), algorithms: ['ES256', 'EdDSA'] };
+  return undefined;
+}
+
+/**
+ * The Matcher's gate: a bearer JWT on every call (health aside), checked
+ * against the key, its expiry, and the role the method needs. Missing,
+ * malformed, forged or expired: UNAUTHENTICATED; valid without the role:
+ * PERMISSION_DENIED. Undefined when no key is configured.
+ */
+export function callerGate(config: AuthConfig): Gate {
+  const k = keyOf(config);
+  // Without authentication no caller is known: what a client claims in these headers is dropped all the same.
+  if (!k) return async (call) => strip(call.metadata);
+  const { key, algorithms } = k;
+  return async (call) => {
+    const method = call.path.split('/').pop() as MatcherMethod;
+    const allowed = METHOD_ROLES[method];
+    const header = String(call.metadata.get('authorization')[0] ?? '');
+    const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+    if (!token) throw new UnauthenticatedError('no bearer token: send metadata authorization: Bearer <JWT>', 'NO_TOKEN');
+    let payload;
+    try {
+      const verified = await jwtVerify(token, key as Uint8Array, {
+        algorithms,
+        issuer: config.issuer || undefined,
+        audience: config.audience || undefined,
+        requiredClaims: ['sub', 'exp'],
+      });
+      payload = verified.payload;
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) throw new UnauthenticatedError('the token has expired', 'TOKEN_EXPIRED');
+      throw new UnauthenticatedError(`the token is not valid: ${getErrorMessage(err)}`, 'BAD_TOKEN');
+    }
+    const raw = payload.roles;
+    const roles = (Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(' ') : []).filter((r): r is Role => (ROLES as readonly unknown[]).includes(r));
+    const sub = String(payload.sub);
+    if (!allowed) throw new PermissionDeniedError(`${call.path} is not a method callers may use`, 'METHOD_DENIED');
+    if (!roles.some((r) => allowed.includes(r))) {
+      throw new PermissionDeniedError(`caller '${sub}' (roles: ${roles.join(', ') || 'none'}) may not call ${method}: it needs ${allowed.join(' or ')}`, 'ROLE_DENIED');
+    }
+    const metadata = strip(call.metadata);
+    metadata.set(CALLER_SUB, sub);
+    metadata.set(CALLER_ROLES, roles.join(' '));
+    return metadata;
+  };
+}
+
+function strip(metadata: grpc.Metadata): grpc.Metadata {
+  const out = metadata.clone();
+  out.remove(CALLER_SUB);
+  out.remove(CALLER_ROLES);
+  return out;
+}
+
+/** Whether a config turns authentication on. */
+export function authEnabled(config: AuthConfig): boolean {
+  return Boolean(config.jwtSecretFile || config.jwksFile);
+}

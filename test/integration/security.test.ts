@@ -1,0 +1,156 @@
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { freePort, Rng } from '@yoco/common';
+import { METHOD_ROLES, type Role } from '@yoco/coordinator';
+import { issueCertificate, makeCa, makeLocalPki, mintToken, type LocalCluster, type LocalPki } from '@yoco/devkit';
+import { isServiceError, loadProtos, makeClient, statusName, type ClientSecurity } from '@yoco/rpc';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rawUnary } from '../support/raw-unary.js';
+import { cleanUp, startCluster, unitVector, writeGallery } from '../support/cluster.js';
+import { testPrefix } from '../support/redis.js';
+
+const prefix = testPrefix('security');
+const prefixes = [prefix];
+const dir = mkdtempSync(join(tmpdir(), 'yoco-pki-'));
+let pki: LocalPki;
+let secret: string;
+let cluster: LocalCluster;
+let shardAddress: string;
+let shardHealth: string;
+
+const token = (sub: string, roles: string[], ttl?: number) => mintToken(secret, sub, roles, ttl);
+
+/** The status a Matcher call ends with, as 'OK' or its name. */
+async function outcome(security: ClientSecurity, method: string, request: unknown, address = cluster.address, service: 'Matcher' | 'Shard' = 'Matcher'): Promise<string> {
+  const client = makeClient(loadProtos()[service] as never as grpc.ServiceClientConstructor, address, {}, security) as grpc.Client;
+  try {
+    await rawUnary(client, method, request, { deadline: Date.now() + 5000 });
+    return 'OK';
+  } catch (err) {
+    return isServiceError(err) ? statusName(err.code) : String(err);
+  } finally {
+    client.close();
+  }
+}
+
+beforeAll(async () => {
+  pki = makeLocalPki(dir);
+  secret = readFileSync(pki.jwtSecretFile, 'utf8');
+  await writeGallery(prefix, 50, 1);
+  shardHealth = `127.0.0.1:${await freePort()}`;
+  cluster = await startCluster(prefix, {
+    shards: 1,
+    secure: { pki, adminToken: await token('test-admin', ['admin']) },
+    // Certificates re-read every 200 ms (rotation below); a plaintext health-only port on the shard.
+    env: { TLS_REFRESH_MS: '200' },
+    shardEnv: () => ({ HEALTH_ADDRESS: shardHealth }),
+  });
+  const shard = cluster.shards.get('shard-0a')!;
+  shardAddress = shard.address;
+});
+afterAll(async () => {
+  await cleanUp(cluster, undefined, prefixes);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('a secured cluster: TLS on every port, mutual TLS inside, tokens at the Matcher', () => {
+  const tls = () => ({ tls: { caFile: pki.caFile } });
+  const probe = () => ({ probe: { vector: { values: Array.from(unitVector(new Rng(1))) } }, topK: 3 });
+
+  it('a plaintext client gets nowhere; reflection is off with TLS', async () => {
+    expect(await outcome({ token: await token('gw', ['admin']) }, 'Identify', probe())).toBe('UNAVAILABLE');
+    expect(await outcome({ ...tls(), token: await token('gw', ['admin']) }, 'Identify', probe())).toBe('OK');
+  });
+
+  it('no token, a forged one, an expired one: UNAUTHENTICATED on every method', async () => {
+    const forged = await mintToken('another-secret-another-secret-0123456789', 'gw', ['admin']);
+    const expired = await token('gw', ['admin'], -60);
+    for (const method of Object.keys(METHOD_ROLES).filter((m) => m !== 'IdentifyStream')) {
+      expect(await outcome(tls(), method, {}), `${method} without a token`).toBe('UNAUTHENTICATED');
+      expect(await outcome({ ...tls(), token: forged }, method, {}), `${method} forged`).toBe('UNAUTHENTICATED');
+      expect(await outcome({ ...tls(), token: expired }, method, {}), `${method} expired`).toBe('UNAUTHENTICATED');
+      expect(await outcome({ ...tls(), token: 'x.y.z' }, method, {}), `${method} garbage`).toBe('UNAUTHENTICATED');
+    }
+  });
+
+  it('each role reaches exactly the methods of the table; the others are PERMISSION_DENIED', async () => {
+    for (const role of ['identify', 'enrol', 'admin'] as Role[]) {
+      const t = await token(`gw-${role}`, [role]);
+      for (const [method, roles] of Object.entries(METHOD_ROLES)) {
+        if (method === 'IdentifyStream') continue;
+        const got = await outcome({ ...tls(), token: t }, method, {});
+        // Allowed: the call reaches its handler, which judges the (empty) request; refused: the gate answers.
+        if (roles.includes(role)) expect(['OK', 'INVALID_ARGUMENT', 'NOT_FOUND'], `${role} ${method}: ${got}`).toContain(got);
+        else expect(got, `${role} ${method}`).toBe('PERMISSION_DENIED');
+      }
+    }
+    // A token whose roles are none of ours is refused everything.
+    expect(await outcome({ ...tls(), token: await token('gw', ['superuser']) }, 'Identify', probe())).toBe('PERMISSION_DENIED');
+  });
+
+  it("an enrol caller sees its own jobs only; another's is NOT_FOUND; an admin sees both", async () => {
+    const a = { ...tls(), token: await token('site-a', ['enrol']) };
+    const b = { ...tls(), token: await token('site-b', ['enrol']) };
+    const client = makeClient(loadProtos().Matcher, cluster.address, {}, a);
+    const v = unitVector(new Rng(9));
+    const job = await new Promise<string>((resolve, reject) =>
+      client.Enrol({ subjectId: 'sec-a-1', probes: [{ vector: { values: Array.from(v) } }], wait: true }, (err, res) => (err ? reject(err) : resolve(res!.jobId))),
+    );
+    client.close();
+    expect(await outcome(a, 'GetJob', { jobId: job })).toBe('OK');
+    expect(await outcome(b, 'GetJob', { jobId: job })).toBe('NOT_FOUND');
+    expect(await outcome({ ...tls(), token: await token('ops', ['admin']) }, 'GetJob', { jobId: job })).toBe('OK');
+  });
+
+  it('a shard serves only the coordinator: no client certificate or another CA fails the handshake, a CA-signed certificate without its identity is PERMISSION_DENIED', async () => {
+    const other = join(dir, 'other');
+    makeCa(other, 'another CA');
+    const stranger = issueCertificate(other, 'stranger', ['coordinator.yoco'], { cert: 'ca.crt', key: 'ca.key' });
+    const insider = issueCertificate(dir, 'insider', ['gateway.yoco']);
+    const shardCall = (security: ClientSecurity) => outcome(security, 'Status', {}, shardAddress, 'Shard');
+    expect(await shardCall({ tls: { caFile: pki.caFile } })).toBe('UNAVAILABLE');
+    expect(await shardCall({ tls: { caFile: pki.caFile, certFile: stranger.cert, keyFile: stranger.key } })).toBe('UNAVAILABLE');
+    expect(await shardCall({ tls: { caFile: pki.caFile, certFile: insider.cert, keyFile: insider.key } })).toBe('PERMISSION_DENIED');
+    expect(await shardCall({ tls: { caFile: pki.caFile, certFile: pki.coordinator.cert, keyFile: pki.coordinator.key } })).toBe('OK');
+    expect(await shardCall({})).toBe('UNAVAILABLE');
+  });
+
+  it('the plaintext health port answers health and nothing else', async () => {
+    const def = (await import('@grpc/proto-loader')).loadSync('health/v1/health.proto', { includeDirs: [join(process.cwd(), 'node_modules/grpc-health-check/proto')], enums: String });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } };
+    const health = new pkg.grpc.health.v1.Health(shardHealth, grpc.credentials.createInsecure());
+    const r = await rawUnary<{ status: string }>(health, 'Check', { service: 'yoco.v1.Shard' }, { deadline: Date.now() + 5000 });
+    health.close();
+    expect(r.status).toBe('SERVING');
+    expect(await outcome({}, 'Status', {}, shardHealth, 'Shard')).toBe('UNIMPLEMENTED');
+  });
+
+  it('a certificate rotated on disk is served to new connections without a restart', async () => {
+    const serial = () =>
+      new Promise<string>((resolve, reject) => {
+        const [host, port] = shardAddress.split(':');
+        const s = tlsConnect({ host, port: Number(port), ca: readFileSync(pki.caFile), cert: readFileSync(pki.coordinator.cert), key: readFileSync(pki.coordinator.key), ALPNProtocols: ['h2'] }, () => {
+          resolve(s.getPeerCertificate().serialNumber);
+          s.end();
+        });
+        s.on('error', reject);
+      });
+    const before = await serial();
+    const next = issueCertificate(dir, 'shard-next', ['shard.yoco']);
+    // The watcher reads both files; replacing the key first keeps a mismatched pair from being read for long.
+    copyFileSync(next.key, pki.servers.shard.key);
+    copyFileSync(next.cert, pki.servers.shard.cert);
+    let after = before;
+    for (let i = 0; i < 50 && after === before; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await serial();
+    }
+    expect(after).not.toBe(before);
+    // And the coordinator still reaches the shard with it.
+    expect(await outcome({ ...tls(), token: await token('gw', ['identify']) }, 'Identify', probe())).toBe('OK');
+  });
+});
+
