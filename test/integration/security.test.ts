@@ -20,6 +20,7 @@ let secret: string;
 let cluster: LocalCluster;
 let shardAddress: string;
 let shardHealth: string;
+let coordinatorMetrics: number;
 
 const token = (sub: string, roles: string[], ttl?: number) => mintToken(secret, sub, roles, ttl);
 
@@ -41,12 +42,14 @@ beforeAll(async () => {
   secret = readFileSync(pki.jwtSecretFile, 'utf8');
   await writeGallery(prefix, 50, 1);
   shardHealth = `127.0.0.1:${await freePort()}`;
+  coordinatorMetrics = await freePort();
   cluster = await startCluster(prefix, {
     shards: 1,
     secure: { pki, adminToken: await token('test-admin', ['admin']) },
     // Certificates re-read every 200 ms (rotation below); a plaintext health-only port on the shard.
     env: { TLS_REFRESH_MS: '200' },
     shardEnv: () => ({ HEALTH_ADDRESS: shardHealth }),
+    coordinatorEnv: { CALLER_LIMITS: 'identify=20/4,enrol=100/16,admin=100/16', METRICS_ADDRESS: `127.0.0.1:${coordinatorMetrics}` },
   });
   const shard = cluster.shards.get('shard-0a')!;
   shardAddress = shard.address;
@@ -63,6 +66,17 @@ describe('a secured cluster: TLS on every port, mutual TLS inside, tokens at the
   it('a plaintext client gets nowhere; reflection is off with TLS', async () => {
     expect(await outcome({ token: await token('gw', ['admin']) }, 'Identify', probe())).toBe('UNAVAILABLE');
     expect(await outcome({ ...tls(), token: await token('gw', ['admin']) }, 'Identify', probe())).toBe('OK');
+    const def = (await import('@grpc/proto-loader')).loadSync('grpc/reflection/v1/reflection.proto', { includeDirs: [join(process.cwd(), 'node_modules/@grpc/reflection/build/proto')], keepCase: true });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } } };
+    const reflection = makeClient(pkg.grpc.reflection.v1.ServerReflection as never as grpc.ServiceClientConstructor, cluster.address, {}, { ...tls(), token: await token('gw', ['admin']) }) as grpc.Client;
+    const code = await new Promise<number>((resolve) => {
+      const stream = (reflection as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<object, object> }).ServerReflectionInfo();
+      stream.on('data', () => resolve(0));
+      stream.on('error', (err: grpc.ServiceError) => resolve(err.code));
+      stream.write({ list_services: '' });
+    });
+    reflection.close();
+    expect(statusName(code)).toBe('UNIMPLEMENTED');
   });
 
   it('no token, a forged one, an expired one: UNAUTHENTICATED on every method', async () => {
@@ -103,6 +117,32 @@ describe('a secured cluster: TLS on every port, mutual TLS inside, tokens at the
     expect(await outcome(a, 'GetJob', { jobId: job })).toBe('OK');
     expect(await outcome(b, 'GetJob', { jobId: job })).toBe('NOT_FOUND');
     expect(await outcome({ ...tls(), token: await token('ops', ['admin']) }, 'GetJob', { jobId: job })).toBe('OK');
+  });
+
+  it('a caller over its rate or its calls in flight gets RESOURCE_EXHAUSTED; another caller is not held back', async () => {
+    const flooder = makeClient(loadProtos().Matcher, cluster.address, {}, { ...tls(), token: await token('flooder', ['identify']) });
+    const calm = { ...tls(), token: await token('calm', ['identify']) };
+    const req = probe();
+    const flood = Promise.all(
+      Array.from({ length: 60 }, () =>
+        rawUnary(flooder, 'Identify', req, { deadline: Date.now() + 10_000 }).then(
+          () => 'OK',
+          (err) => (isServiceError(err) ? `${statusName(err.code)}: ${err.details}` : String(err)),
+        ),
+      ),
+    );
+    const calmOutcomes: string[] = [];
+    for (let i = 0; i < 10; i++) calmOutcomes.push(await outcome(calm, 'Identify', req));
+    const flooded = await flood;
+    flooder.close();
+    expect(calmOutcomes).toEqual(Array(10).fill('OK'));
+    const refused = flooded.filter((o) => o.startsWith('RESOURCE_EXHAUSTED'));
+    expect(refused.length).toBeGreaterThan(0);
+    expect(flooded.filter((o) => o === 'OK').length).toBeGreaterThan(0);
+    expect(flooded.every((o) => o === 'OK' || /^RESOURCE_EXHAUSTED: caller 'flooder' (is over its 20 calls per second|has \d+ calls in flight \(its limit is 4\))/.test(o))).toBe(true);
+    const metrics = await (await fetch(`http://127.0.0.1:${coordinatorMetrics}/metrics`)).text();
+    expect(metrics).toMatch(/yoco_coordinator_caller_denied_total\{caller="flooder",reason="(rate|inflight)"[^}]*\} [1-9]/);
+    expect(metrics).not.toMatch(/caller="calm",reason/);
   });
 
   it('a shard serves only the coordinator: no client certificate or another CA fails the handshake, a CA-signed certificate without its identity is PERMISSION_DENIED', async () => {

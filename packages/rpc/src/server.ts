@@ -71,6 +71,8 @@ export interface ServerOptions {
   tls?: ServerTls;
   /** Run on every call's metadata before its handler (identity, tokens); health and reflection are not gated. */
   gates?: Gate[];
+  /** Interceptors that run after the gates (they see what the gates added), e.g. per-caller limits. */
+  interceptors?: grpc.ServerInterceptor[];
   /** A second, plaintext port serving only grpc.health.v1 (Kubernetes' gRPC probes cannot do TLS). */
   healthAddress?: string;
   /** Serve gRPC reflection; default: only without TLS. */
@@ -119,7 +121,7 @@ export class RpcServer {
       'grpc.max_receive_message_length': options.maxReceiveBytes ?? 4 * 1024 * 1024,
       'grpc.max_send_message_length': options.maxSendBytes ?? 4 * 1024 * 1024,
       'grpc.max_concurrent_streams': options.maxConcurrentStreams ?? 1000,
-      interceptors: gates.map((g): grpc.ServerInterceptor => (method, call) => (UNGATED.test(method.path) ? new grpc.ServerInterceptingCall(call) : g(method, call))),
+      interceptors: [...gates, ...(options.interceptors ?? [])].map((g): grpc.ServerInterceptor => (method, call) => (UNGATED.test(method.path) ? new grpc.ServerInterceptingCall(call) : g(method, call))),
     });
     this.streams = new MultiplexedStreams(options.logger, options.metrics, { ...DEFAULT_MULTIPLEXED_LIMITS, ...options.multiplexedLimits });
     for (const s of options.services) {

@@ -11,6 +11,7 @@ import {
   type ServiceBaseConfig,
 } from '@yoco/service';
 import type { AuthConfig } from './caller-auth.js';
+import { parseCallerLimits, type CallerLimits } from './caller-limits.js';
 
 export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig, ServerSecurityConfig, ClientSecurityConfig, AuthConfig {
   grpcAddress: string;
@@ -36,6 +37,7 @@ export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig, Serve
   normRange: [number, number] | undefined;
   streamMaxInflight: number;
   serverMaxInflight: number;
+  callerLimits: CallerLimits;
 }
 
 export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
@@ -48,6 +50,12 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
   issuer: { name: 'AUTH_ISSUER', default: '', parse: parse.string, doc: "the tokens' required iss (empty: not checked)" },
   audience: { name: 'AUTH_AUDIENCE', default: '', parse: parse.string, doc: "the tokens' required aud (empty: not checked)" },
   grpcAddress: grpcAddressEnv('127.0.0.1:50051', 'Matcher'),
+  callerLimits: {
+    name: 'CALLER_LIMITS',
+    default: { identify: { ratePerSecond: 500, inflight: 64 }, enrol: { ratePerSecond: 200, inflight: 32 }, admin: { ratePerSecond: 50, inflight: 16 } },
+    parse: parseCallerLimits,
+    doc: 'per caller (token sub), by role: calls per second / calls in flight, e.g. identify=500/64,enrol=200/32,admin=50/16 (per coordinator process; needs authentication)',
+  },
   shardAddresses: {
     name: 'SHARD_ADDRESSES',
     default: [],

@@ -2,6 +2,7 @@ import { EnrolQueue } from '@yoco/queue';
 import { RpcServer, ServiceMetrics, type ClientTls, type Gate, type Logger } from '@yoco/rpc';
 import { clientTls, serverSecurity } from '@yoco/service';
 import { callerGate } from './caller-auth.js';
+import { CallerLimiter } from './caller-limits.js';
 import type { CoordinatorConfig } from './config.js';
 import { EmbedderClient } from './embedder-client.js';
 import { MatcherService } from './matcher-service.js';
@@ -74,6 +75,7 @@ export class Coordinator {
       address: this.config.grpcAddress,
       ...this.security,
       gates: [...(this.security.gates ?? []), this.gate],
+      interceptors: [new CallerLimiter(this.config.callerLimits, this.metrics.registry).interceptor()],
       logger: this.logger,
       metrics: this.metrics,
       // The largest request is an Enrol or Identify with an image (MAX_IMAGE_BYTES), or an Import of
