@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +50,7 @@ beforeAll(async () => {
     // Certificates re-read every 200 ms (rotation below); a plaintext health-only port on the shard.
     env: { TLS_REFRESH_MS: '200' },
     shardEnv: () => ({ HEALTH_ADDRESS: shardHealth }),
-    coordinatorEnv: { CALLER_LIMITS: 'identify=20/4,enrol=100/16,admin=100/16', METRICS_ADDRESS: `127.0.0.1:${coordinatorMetrics}` },
+    coordinatorEnv: { CALLER_LIMITS: 'identify=20/4,enrol=100/16,admin=100/16', METRICS_ADDRESS: `127.0.0.1:${coordinatorMetrics}`, AUDIT_DECISIONS: 'full' },
   });
   const shard = cluster.shards.get('shard-0a')!;
   shardAddress = shard.address;
@@ -191,6 +192,35 @@ describe('a secured cluster: TLS on every port, mutual TLS inside, tokens at the
     expect(after).not.toBe(before);
     // And the coordinator still reaches the shard with it.
     expect(await outcome({ ...tls(), token: await token('gw', ['identify']) }, 'Identify', probe())).toBe('OK');
+  });
+
+  it('audit: writes, admin reads and every denial carry the right caller; decisions too; `yoco audit` lists them', async () => {
+    const admin = makeClient(loadProtos().Matcher, cluster.address, {}, { ...tls(), token: await token('auditor', ['admin']) });
+    const list = async (req: object) => {
+      for (let i = 0; ; i++) {
+        const r = await new Promise<{ records: { caller: string; method: string; subjectId: string; jobId: string; outcome: string; acceptedSubjectId: string }[] }>((resolve, reject) =>
+          admin.ListAudit(req, (err, res) => (err ? reject(err) : resolve(res as never))),
+        );
+        if (r.records.length > 0 || i > 20) return r.records;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    };
+    const enrolled = await list({ subjectId: 'sec-a-1' });
+    expect(enrolled.find((r) => r.method === 'Enrol')).toMatchObject({ caller: 'site-a', subjectId: 'sec-a-1', outcome: 'OK' });
+    expect(enrolled.find((r) => r.method === 'Enrol')!.jobId).toMatch(/^\d+$/);
+    const all = await list({ limit: 1000 });
+    expect(all.some((r) => r.caller === 'gw-identify' && r.method === 'Enrol' && r.outcome === 'PERMISSION_DENIED')).toBe(true);
+    expect(all.some((r) => /^unauthenticated@/.test(r.caller) && r.outcome === 'UNAUTHENTICATED')).toBe(true);
+    expect(all.some((r) => r.caller === 'flooder' && r.outcome === 'RESOURCE_EXHAUSTED')).toBe(true);
+    // Nobody else's sub is put on a record: every caller named is one this test minted a token for.
+    const known = /^(site-a|site-b|ops|auditor|flooder|calm|gw|gw-identify|gw-enrol|gw-admin|test-admin|unauthenticated@.*)$/;
+    expect(all.filter((r) => !known.test(r.caller))).toEqual([]);
+    const decisions = await list({ decisions: true, limit: 1000 });
+    expect(decisions.some((r) => r.caller === 'calm' && r.method === 'Identify' && r.outcome === 'OK')).toBe(true);
+    admin.close();
+    const cli = spawnSync(process.execPath, [join(process.cwd(), 'packages/cli/bin/yoco.js'), 'audit', '--subject', 'sec-a-1', '--address', cluster.address, '--ca-file', pki.caFile, '--token', await token('auditor', ['admin'])], { encoding: 'utf8', timeout: 20_000 });
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(/site-a Enrol subject=sec-a-1 job=\d+ OK/);
   });
 });
 

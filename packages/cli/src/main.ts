@@ -1,3 +1,4 @@
+import { audit } from './commands/audit.js';
 import { parseArgs } from 'node:util';
 import { YocoError, getErrorMessage } from '@yoco/common';
 import { isServiceError, statusName } from '@yoco/rpc';
@@ -23,6 +24,8 @@ const HELP = `yoco <command> [options]
   identify --vector-file F   identify a vector (JSON array, or raw float32 .f32/.bin)
       --top-k N --threshold T --json
   status [--json]            topology and health of every shard
+  audit [--subject S] [--since T] [--decisions] [--json]
+                             audit records, newest first (admin token); T: epoch ms, ISO date, or 30m / 24h / 7d
 
   --address host:port        the Matcher (default YOCO_ADDRESS or 127.0.0.1:50051)
   --ca-file FILE             TLS: the CA of the Matcher's certificate (default YOCO_CA_FILE)
@@ -44,6 +47,10 @@ async function main(): Promise<number> {
       concurrency: { type: 'string' },
       json: { type: 'boolean', default: false },
       'ca-file': { type: 'string' },
+      subject: { type: 'string' },
+      since: { type: 'string' },
+      decisions: { type: 'boolean', default: false },
+      limit: { type: 'string', default: '100' },
       token: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -80,6 +87,9 @@ async function main(): Promise<number> {
       return 0;
     case 'status':
       await status(values.address!, values.json!);
+      return 0;
+    case 'audit':
+      await audit(values.address!, { subject: values.subject, since: values.since, decisions: values.decisions!, json: values.json!, limit: Number(values.limit) });
       return 0;
     case 'import': {
       if (!rest[0]) throw new Error('import needs a FILE');

@@ -35,6 +35,16 @@ export class StoreKeys {
     return `${this.prefix}barrier:${subjectId}`;
   }
 
+  /** Audit records of writes, admin reads and denials (a stream, trimmed by age). */
+  get audit(): string {
+    return `${this.prefix}audit`;
+  }
+
+  /** Audit records of gate decisions (Identify / Verify outcomes), full or sampled, with a retention of their own. */
+  get auditDecisions(): string {
+    return `${this.prefix}audit:decisions`;
+  }
+
   /** Marks a removed subject (a sequence only); imports skip it. */
   tombstone(subjectId: string): string {
     return `${this.prefix}removed:${subjectId}`;

@@ -6,6 +6,8 @@ export interface GateCall {
   /** Fully qualified: /yoco.v1.Matcher/Identify. */
   path: string;
   metadata: grpc.Metadata;
+  /** The caller's address (ipv4:1.2.3.4:5678). */
+  peer: string;
   peerCertificateNames(): string[];
 }
 
@@ -25,7 +27,7 @@ export function gateInterceptor(gate: Gate, onDenied?: (path: string, code: numb
   return (method, call) => {
     const listener = new grpc.ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
-        gate({ path: method.path, metadata, peerCertificateNames: () => names(call) }).then(next, (err: unknown) => {
+        gate({ path: method.path, metadata, peer: call.getPeer(), peerCertificateNames: () => names(call) }).then(next, (err: unknown) => {
           const e = toServiceError(err);
           const code = e.code ?? grpc.status.INTERNAL;
           onDenied?.(method.path, code);

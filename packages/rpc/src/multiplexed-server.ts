@@ -12,6 +12,8 @@ export interface CallContext {
   signal: AbortSignal;
   /** Names the stream the call came on (unique in this process): work queues take their turns per lane. */
   lane: string;
+  /** The stream's metadata (what the gates of the server left in it: the caller). */
+  metadata: Metadata;
 }
 
 export type MultiplexedHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
@@ -163,7 +165,7 @@ export class MultiplexedStreams {
     let outcome: Res | Error;
     try {
       const callerDeadline = message.timeoutMs > 0 ? Date.now() + message.timeoutMs : undefined;
-      outcome = await handle(message.request as Req, { callerDeadline, signal: controller.signal, lane: `stream-${stream.id}` });
+      outcome = await handle(message.request as Req, { callerDeadline, signal: controller.signal, lane: `stream-${stream.id}`, metadata: stream.call.metadata });
     } catch (err) {
       outcome = err as Error;
     }

@@ -27,6 +27,7 @@ export const METHOD_ROLES: Record<MatcherMethod, readonly Role[]> = {
   GetSubject: ['enrol', 'admin'],
   ClusterStatus: ['admin'],
   ListJobs: ['admin'],
+  ListAudit: ['admin'],
 };
 
 /** Where the gate leaves the verified caller for the handlers (any such header a client sends is dropped first). */
@@ -73,12 +74,20 @@ function keyOf(config: AuthConfig): { key: Uint8Array | JWTVerifyGetKey; algorit
  * malformed, forged or expired: UNAUTHENTICATED; valid without the role:
  * PERMISSION_DENIED. Undefined when no key is configured.
  */
-export function callerGate(config: AuthConfig): Gate {
+/** What the gate tells the audit of a call it refused. */
+export interface Denial {
+  caller: string;
+  method: string;
+  outcome: 'UNAUTHENTICATED' | 'PERMISSION_DENIED';
+  detail: string;
+}
+
+export function callerGate(config: AuthConfig, onDenied: (denial: Denial) => void = () => {}): Gate {
   const k = keyOf(config);
   // Without authentication no caller is known: what a client claims in these headers is dropped all the same.
   if (!k) return async (call) => strip(call.metadata);
   const { key, algorithms } = k;
-  return async (call) => {
+  const gate: Gate = async (call) => {
     const method = call.path.split('/').pop() as MatcherMethod;
     const allowed = METHOD_ROLES[method];
     const header = String(call.metadata.get('authorization')[0] ?? '');
@@ -108,6 +117,17 @@ export function callerGate(config: AuthConfig): Gate {
     metadata.set(CALLER_SUB, sub);
     metadata.set(CALLER_ROLES, roles.join(' '));
     return metadata;
+  };
+  return async (call) => {
+    try {
+      return await gate(call);
+    } catch (err) {
+      const denied = err instanceof PermissionDeniedError;
+      // A refused token's sub is only known when the token was valid (PERMISSION_DENIED): it is verified then.
+      const sub = denied ? /^caller '([^']*)'/.exec(err.message)?.[1] : undefined;
+      onDenied({ caller: sub ?? `unauthenticated@${call.peer}`, method: call.path.split('/').pop() ?? call.path, outcome: denied ? 'PERMISSION_DENIED' : 'UNAUTHENTICATED', detail: getErrorMessage(err) });
+      throw err;
+    }
   };
 }
 

@@ -50,7 +50,11 @@ export class CallerLimiter {
   private readonly denied: Counter<'caller' | 'reason'>;
   private readonly calls: Counter<'caller'>;
 
-  constructor(private readonly limits: CallerLimits, registry: Registry) {
+  constructor(
+    private readonly limits: CallerLimits,
+    registry: Registry,
+    private readonly onDenied: (caller: string, method: string, detail: string) => void = () => {},
+  ) {
     this.denied = new Counter({ name: 'yoco_coordinator_caller_denied_total', help: 'calls refused by the per-caller limits, by caller (token sub) and reason', labelNames: ['caller', 'reason'], registers: [registry] });
     this.calls = new Counter({ name: 'yoco_coordinator_caller_calls_total', help: 'calls admitted, by caller (token sub)', labelNames: ['caller'], registers: [registry] });
   }
@@ -82,6 +86,7 @@ export class CallerLimiter {
       let streamBucket: { b: Bucket; a: Allowance; sub: string } | undefined;
       const refuse = (sub: string, reason: string, message: string) => {
         this.denied.inc({ caller: sub, reason });
+        this.onDenied(sub, method.path.split('/').pop() ?? method.path, message);
         const e = toServiceError(new ResourceExhaustedError(message, 'CALLER_LIMIT'));
         call.sendStatus({ code: e.code ?? grpc.status.RESOURCE_EXHAUSTED, details: e.details ?? message, metadata: e.metadata ?? new grpc.Metadata() });
       };

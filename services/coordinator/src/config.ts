@@ -10,10 +10,11 @@ import {
   type ServerSecurityConfig,
   type ServiceBaseConfig,
 } from '@yoco/service';
+import type { AuditConfig } from './audit-log.js';
 import type { AuthConfig } from './caller-auth.js';
 import { parseCallerLimits, type CallerLimits } from './caller-limits.js';
 
-export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig, ServerSecurityConfig, ClientSecurityConfig, AuthConfig {
+export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig, ServerSecurityConfig, ClientSecurityConfig, AuthConfig, AuditConfig {
   grpcAddress: string;
   /** Static shard replica addresses (host:port); each replica reports its own index. */
   shardAddresses: string[];
@@ -50,6 +51,10 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
   issuer: { name: 'AUTH_ISSUER', default: '', parse: parse.string, doc: "the tokens' required iss (empty: not checked)" },
   audience: { name: 'AUTH_AUDIENCE', default: '', parse: parse.string, doc: "the tokens' required aud (empty: not checked)" },
   grpcAddress: grpcAddressEnv('127.0.0.1:50051', 'Matcher'),
+  auditRetentionDays: { name: 'AUDIT_RETENTION_DAYS', default: 365, parse: parse.int(1, 36_500), doc: 'days audit records of writes, admin reads and denials are kept (stream <prefix>audit)' },
+  auditDecisions: { name: 'AUDIT_DECISIONS', default: 'sample', parse: parse.oneOf('off', 'sample', 'full'), doc: 'gate decisions (Identify/Verify outcomes) kept: off, a sample, or all (stream <prefix>audit:decisions)' },
+  auditDecisionSample: { name: 'AUDIT_DECISION_SAMPLE', default: 0.01, parse: parse.number(0, 1), doc: 'the fraction of decisions kept with AUDIT_DECISIONS=sample' },
+  auditDecisionRetentionDays: { name: 'AUDIT_DECISION_RETENTION_DAYS', default: 30, parse: parse.int(1, 36_500), doc: 'days gate decisions are kept' },
   callerLimits: {
     name: 'CALLER_LIMITS',
     default: { identify: { ratePerSecond: 500, inflight: 64 }, enrol: { ratePerSecond: 200, inflight: 32 }, admin: { ratePerSecond: 50, inflight: 16 } },

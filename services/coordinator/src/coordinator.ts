@@ -3,6 +3,7 @@ import { RpcServer, ServiceMetrics, type ClientTls, type Gate, type Logger } fro
 import { clientTls, serverSecurity } from '@yoco/service';
 import { callerGate } from './caller-auth.js';
 import { CallerLimiter } from './caller-limits.js';
+import { AuditLog } from './audit-log.js';
 import type { CoordinatorConfig } from './config.js';
 import { EmbedderClient } from './embedder-client.js';
 import { MatcherService } from './matcher-service.js';
@@ -22,12 +23,14 @@ export class Coordinator {
   private readonly clientTls: ClientTls | undefined;
   private readonly security: ReturnType<typeof serverSecurity>;
   private readonly gate: Gate;
+  private readonly audit: AuditLog;
 
   constructor(private readonly config: CoordinatorConfig, private readonly logger: Logger) {
     // Checked before anything connects: a half-configured TLS or auth stops the process naming the variable.
     this.security = serverSecurity(config);
     this.clientTls = clientTls(config);
-    this.gate = callerGate(config);
+    this.audit = new AuditLog(config, logger);
+    this.gate = callerGate(config, (d) => this.audit.record(d));
     // The store's meta records the cluster's head: only replicas running it are merged.
     this.store = openStoreReader(config, logger);
     this.directory = new ShardDirectory({
@@ -70,12 +73,12 @@ export class Coordinator {
   async start(): Promise<void> {
     await this.directory.start();
     if (this.embedder) await this.checkEmbedder(this.embedder);
-    const matcher = new MatcherService({ config: this.config, directory: this.directory, store: this.store, queue: this.queue, embedder: this.embedder, registry: this.metrics.registry });
+    const matcher = new MatcherService({ audit: this.audit, config: this.config, directory: this.directory, store: this.store, queue: this.queue, embedder: this.embedder, registry: this.metrics.registry });
     this.server = new RpcServer({
       address: this.config.grpcAddress,
       ...this.security,
       gates: [...(this.security.gates ?? []), this.gate],
-      interceptors: [new CallerLimiter(this.config.callerLimits, this.metrics.registry).interceptor()],
+      interceptors: [new CallerLimiter(this.config.callerLimits, this.metrics.registry, (caller, method, detail) => this.audit.record({ caller, method, outcome: 'RESOURCE_EXHAUSTED', detail })).interceptor()],
       logger: this.logger,
       metrics: this.metrics,
       // The largest request is an Enrol or Identify with an image (MAX_IMAGE_BYTES), or an Import of
@@ -96,6 +99,7 @@ export class Coordinator {
       await this.queue.close();
       this.embedder?.close();
       this.store.close();
+      this.audit.close();
     })();
     return this.closing;
   }

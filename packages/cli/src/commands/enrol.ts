@@ -1,5 +1,5 @@
 import { matcherClient } from '../matcher-client.js';
-import { loadProtos, makeClient, unary } from '@yoco/rpc';
+import { unary } from '@yoco/rpc';
 import { bulkEnrol, waitForJobs } from '../bulk-enrol.js';
 import { readRecords } from '../records.js';
 import { readVectorFile } from '../vector-file.js';

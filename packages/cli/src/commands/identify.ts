@@ -1,5 +1,5 @@
 import { matcherClient } from '../matcher-client.js';
-import { loadProtos, makeClient, unary } from '@yoco/rpc';
+import { unary } from '@yoco/rpc';
 import { readFile } from 'node:fs/promises';
 import { readVectorFile } from '../vector-file.js';
 

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { assertVectors, getErrorMessage } from '@yoco/common';
 import { assertSubjectId } from '@yoco/gallery';
-import { loadProtos, makeClient, unary } from '@yoco/rpc';
+import { unary } from '@yoco/rpc';
 import type * as grpc from '@grpc/grpc-js';
 import { ProgressBar } from '../progress-bar.js';
 

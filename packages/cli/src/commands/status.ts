@@ -1,5 +1,5 @@
 import { matcherClient } from '../matcher-client.js';
-import { loadProtos, makeClient, unary } from '@yoco/rpc';
+import { unary } from '@yoco/rpc';
 
 export async function status(address: string, json: boolean): Promise<void> {
   const client = matcherClient(address);
