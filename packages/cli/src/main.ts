@@ -18,7 +18,8 @@ const HELP = `yoco <command> [options]
                              enrol one subject through the queue
   enrol --bulk FILE|DIR      enrol many (JSON Lines, or a directory of one .json per subject);
       --concurrency N --wait resumable: subjects already enrolled with the same content are skipped
-  remove SUBJECT [--wait]    remove a subject everywhere
+  remove SUBJECT [--wait] [--verify]
+                             remove a subject everywhere; --verify waits and prints a receipt from every replica
   jobs --failed [--json]     list failed enrolment jobs
   identify IMAGE             identify a photo (JPEG, PNG, WebP), embedded by the cluster
   identify --vector-file F   identify a vector (JSON array, or raw float32 .f32/.bin)
@@ -50,6 +51,7 @@ async function main(): Promise<number> {
       subject: { type: 'string' },
       since: { type: 'string' },
       decisions: { type: 'boolean', default: false },
+      verify: { type: 'boolean', default: false },
       limit: { type: 'string', default: '100' },
       token: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -80,8 +82,7 @@ async function main(): Promise<number> {
     }
     case 'remove':
       if (!rest[0]) throw new Error('remove needs SUBJECT');
-      await removeOne(rest[0], { address: values.address!, replace: false, wait: values.wait! });
-      return 0;
+      return (await removeOne(rest[0], { address: values.address!, replace: false, wait: values.wait!, verify: values.verify! })) ? 0 : 1;
     case 'jobs':
       await listFailedJobs(values.address!, values.json!);
       return 0;

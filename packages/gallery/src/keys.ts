@@ -45,6 +45,11 @@ export class StoreKeys {
     return `${this.prefix}audit:decisions`;
   }
 
+  /** Ids of the queued jobs that carry a subject's vectors: a removal strips them all. */
+  jobsOf(subjectId: string): string {
+    return `${this.prefix}jobs-of:${subjectId}`;
+  }
+
   /** Marks a removed subject (a sequence only); imports skip it. */
   tombstone(subjectId: string): string {
     return `${this.prefix}removed:${subjectId}`;

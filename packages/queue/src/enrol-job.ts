@@ -9,6 +9,8 @@ export type EnrolJobData = (
       vectors: string[];
       replace: boolean;
       vectorCount: number;
+      /** A later removal of the subject took its vectors away: the job ends as stale, writing nothing. */
+      superseded?: boolean;
       /**
        * Set (with the vectors dropped) once the write is in Redis. A worker that dies after that
        * but before BullMQ records completion leaves the job to be retried: the retry returns this.
@@ -33,6 +35,8 @@ export interface ImportJobSubject {
   subjectId: string;
   vectors: string[];
   replace: boolean;
+  /** As for an enrolment: removed after this job was queued; skipped, outcome 'removed'. */
+  superseded?: boolean;
 }
 
 /** What happened to one subject of an import. */

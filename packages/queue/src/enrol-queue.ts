@@ -1,8 +1,9 @@
 import { clampTimeout, DeadlineError, InvalidArgumentError, shown, UnavailableError, YocoError, getErrorMessage } from '@yoco/common';
 import { Job, Queue, QueueEvents, type JobsOptions } from 'bullmq';
-import { connectRedis } from '@yoco/gallery';
+import { connectRedis, StoreKeys } from '@yoco/gallery';
 import { ReplyError, type Redis } from 'ioredis';
 import { JobFailedError } from './errors/index.js';
+import { jobsCarrying } from './job-vectors.js';
 import { bullPrefix, encodeVector, JOB_OPTIONS, QUEUE_NAME, REQUEST_ID_TTL_MS, type EnrolJobData, type EnrolJobResult, type ImportJobSubject } from './enrol-job.js';
 
 export interface EnrolQueueOptions {
@@ -97,6 +98,12 @@ export class EnrolQueue {
     } finally {
       clearTimeout(timer);
     }
+    // Indexed by subject, so a later removal finds every job still carrying the subject's vectors.
+    const carriers = data.kind === 'enrol' ? [data.subjectId] : data.kind === 'import' ? data.subjects.map((s) => s.subjectId) : [];
+    if (carriers.length > 0) {
+      const keys = new StoreKeys(this.options.prefix);
+      await Promise.all(carriers.map((s) => this.connection.sadd(keys.jobsOf(s), String(job.id)))).catch(() => undefined);
+    }
     if (requestId) {
       // A key reused for another request must not quietly return that request's job.
       const existing = await Job.fromId<EnrolJobData, EnrolJobResult>(this.queue, String(job.id)).catch(() => undefined);
@@ -168,6 +175,11 @@ export class EnrolQueue {
   async status(jobId: string): Promise<JobStatus | null> {
     const job = await Job.fromId<EnrolJobData, EnrolJobResult>(this.queue, jobId);
     return job ? describe(job, await job.getState()) : null;
+  }
+
+  /** Jobs that still carry the subject's vectors (a removal's receipt expects 0). */
+  jobsCarrying(subjectId: string): Promise<number> {
+    return jobsCarrying(this.queue, this.connection, this.options.prefix, subjectId);
   }
 
   /** Who queued a job ('' without authentication), or null for an unknown job. */

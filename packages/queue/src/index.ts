@@ -13,3 +13,4 @@ export {
   type ImportJobSubject,
   type ImportOutcome,
 } from './enrol-job.js';
+export { supersedeJobsOf, jobsCarrying, unindexJob } from './job-vectors.js';

@@ -28,6 +28,7 @@ export const METHOD_ROLES: Record<MatcherMethod, readonly Role[]> = {
   ClusterStatus: ['admin'],
   ListJobs: ['admin'],
   ListAudit: ['admin'],
+  VerifyRemoval: ['enrol', 'admin'],
 };
 
 /** Where the gate leaves the verified caller for the handlers (any such header a client sends is dropped first). */

@@ -1,5 +1,6 @@
-import { getErrorMessage, InvalidArgumentError, NotFoundError, shown, UnavailableError } from '@yoco/common';
-import { assertSubjectId, templateIdOf } from '@yoco/gallery';
+import { f32leBytes, getErrorMessage, InvalidArgumentError, NotFoundError, shown, UnavailableError } from '@yoco/common';
+import { assertSubjectId, compareStreamIds, isStreamId, shardOfSlot, slotOf, templateIdOf } from '@yoco/gallery';
+import { unary } from '@yoco/rpc';
 import { MAX_IMPORT_SUBJECTS, type EnrolQueue, type ImportOutcome } from '@yoco/queue';
 import type { CoordinatorConfig } from './config.js';
 import { callerOf } from './caller-auth.js';
@@ -107,6 +108,36 @@ export class EnrolmentService {
     if (limit > 1000) throw new InvalidArgumentError(`limit ${limit} is above 1000`);
     const [jobs, total] = await storeCall(() => Promise.all([this.queue.failed(limit), this.queue.failedCount()]));
     return { jobs, total };
+  }
+
+  /**
+   * A removal's receipt: every replica of the subject's shard is asked at or
+   * past the removal's token whether it still holds a template of the
+   * subject; the store of record and the queue are checked too.
+   */
+  async verifyRemoval(req: v1.VerifyRemovalRequest__Output, deadline: number): Promise<v1.VerifyRemovalResponse> {
+    assertSubjectId(req.subjectId);
+    if (!isStreamId(req.consistencyToken)) throw new InvalidArgumentError(`consistency_token ${shown(req.consistencyToken)} is not a token Remove returned`, 'TOKEN');
+    const k = this.directory.count;
+    if (k === 0) throw new UnavailableError('no shard replica has answered yet', 'SHARDS_UNAVAILABLE');
+    const index = shardOfSlot(slotOf(req.subjectId), k);
+    const query = f32leBytes(new Float32Array(this.directory.dim));
+    const replicas = await Promise.all(
+      this.directory
+        .all()
+        .filter((r) => r.status?.index === index)
+        .map(async (r) => {
+          try {
+            const res = await unary(r.client, 'ScoreSubject', { subjectId: req.subjectId, queryF32: query, consistencyToken: req.consistencyToken, expectedShard: { index } }, { deadline });
+            return { address: r.address, shardIndex: index, found: res.found, watermark: res.watermark, error: '' };
+          } catch (err) {
+            return { address: r.address, shardIndex: index, found: false, watermark: '', error: getErrorMessage(err) };
+          }
+        }),
+    );
+    const [templates, jobs] = await storeCall(() => Promise.all([this.store.templateIds(req.subjectId), this.queue.jobsCarrying(req.subjectId)]));
+    const answered = replicas.length > 0 && replicas.every((r) => !r.error && !r.found && r.watermark !== '' && compareStreamIds(r.watermark, req.consistencyToken) >= 0);
+    return { removed: answered && templates.length === 0 && jobs === 0, replicas, storeTemplates: templates.length, jobsWithVectors: jobs, aofRewriteBoundMs: this.config.aofRewriteAfterRemoveMs };
   }
 
   /** The vector width writes must have: the shards', or the store's when no shard has answered (enrolment works without shards). */

@@ -3,7 +3,7 @@ import type { Metadata } from '@grpc/grpc-js';
 import { bindService, loadProtos, SERVICE_NAMES, statusName, toServiceError, type ServiceBinding, type v1 } from '@yoco/rpc';
 import type { AuditLog } from './audit-log.js';
 import { callerOf } from './caller-auth.js';
-import type { Call } from './unary-call.js';
+import { callDeadline, type Call } from './unary-call.js';
 import type { Registry } from 'prom-client';
 import { ClusterStatusService } from './cluster-status.js';
 import type { CoordinatorConfig } from './config.js';
@@ -45,6 +45,7 @@ export class MatcherService {
   binding(): ServiceBinding {
     const { identify, enrolment, status } = this;
     const audit = this.deps.audit;
+    const deps = this.deps;
     return bindService<v1.MatcherHandlers>(
       SERVICE_NAMES.Matcher,
       loadProtos().Matcher.service,
@@ -59,6 +60,7 @@ export class MatcherService {
         ListJobs: (req, call) => audited('ListJobs', call, '', enrolment.listJobs(req), () => ({}), audit),
         GetSubject: (req, call) => audited('GetSubject', call, req.subjectId, status.getSubject(req), () => ({}), audit),
         ClusterStatus: () => status.clusterStatus(),
+        VerifyRemoval: (req, call) => audited('VerifyRemoval', call, req.subjectId, enrolment.verifyRemoval(req, callDeadline(call.getDeadline(), deps.config.defaultTimeoutMs)), (r) => ({ detail: r.removed ? 'removed' : 'NOT removed' }), audit),
         ListAudit: (req, call) => audited('ListAudit', call, req.subjectId, audit.list(req).then((records) => ({ records })), () => ({ detail: req.decisions ? 'decisions' : '' }), audit),
       },
       // Calls multiplexed over one stream (see MultiplexedStreams): the same answers as the unary methods.

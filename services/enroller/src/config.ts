@@ -4,12 +4,19 @@ import { REDIS_ENV, SERVICE_ENV, type RedisConfig, type ServiceBaseConfig } from
 /** No head here: the vector width is the store's (recorded by the shards), not the enroller's to choose. */
 export interface EnrollerConfig extends RedisConfig, ServiceBaseConfig {
   concurrency: number;
+  aofRewriteAfterRemoveMs: number;
 }
 
 export const ENROLLER_ENV: EnvSpec<EnrollerConfig> = {
   ...REDIS_ENV,
   ...SERVICE_ENV,
   concurrency: { name: 'ENROLLER_CONCURRENCY', default: 8, parse: parse.int(1, 256), doc: 'jobs processed at once' },
+  aofRewriteAfterRemoveMs: {
+    name: 'AOF_REWRITE_AFTER_REMOVE_MS',
+    default: 60_000,
+    parse: parse.int(0, 86_400_000),
+    doc: "after a removal, rewrite Redis' append-only file within this (batched; 0 = never): the bound on how long removed vectors stay in it",
+  },
 };
 
 export function readEnrollerConfig(env: NodeJS.ProcessEnv = process.env): EnrollerConfig {

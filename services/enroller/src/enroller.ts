@@ -1,6 +1,6 @@
 import { failpoint, getErrorMessage, InvalidArgumentError, sleep } from '@yoco/common';
 import { assertSubjectId, compareStreamIds, connectRedis, GalleryStore, SubjectNotFoundError } from '@yoco/gallery';
-import { bullPrefix, decodeVector, MAX_IMPORT_SUBJECTS, QUEUE_NAME, type EnrolJobData, type EnrolJobResult, type ImportJobSubject, type ImportOutcome } from '@yoco/queue';
+import { bullPrefix, decodeVector, MAX_IMPORT_SUBJECTS, QUEUE_NAME, supersedeJobsOf, unindexJob, type EnrolJobData, type EnrolJobResult, type ImportJobSubject, type ImportOutcome } from '@yoco/queue';
 import { ServiceMetrics, type Logger } from '@yoco/rpc';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -27,6 +27,8 @@ export class Enroller {
   readonly metrics = new ServiceMetrics('enroller');
   private readonly redis: Redis;
   private store!: GalleryStore;
+  private readonly queue: Queue<EnrolJobData, EnrolJobResult>;
+  private aofTimer: NodeJS.Timeout | undefined;
   private dim = 0;
   private worker: Worker<EnrolJobData, EnrolJobResult> | undefined;
   private closing: Promise<void> | undefined;
@@ -38,7 +40,8 @@ export class Enroller {
     const registers = [this.metrics.registry];
     this.jobs = new Counter({ name: 'yoco_enroller_jobs_total', help: 'jobs finished, by kind and outcome', labelNames: ['kind', 'outcome'], registers });
     this.duration = new Histogram({ name: 'yoco_enroller_job_duration_seconds', help: 'time to apply one job', labelNames: ['kind'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers });
-    const counts = new Queue(QUEUE_NAME, { connection: this.redis, prefix: bullPrefix(config.prefix) });
+    const counts = new Queue<EnrolJobData, EnrolJobResult>(QUEUE_NAME, { connection: this.redis, prefix: bullPrefix(config.prefix) });
+    this.queue = counts;
     new Gauge({
       name: 'yoco_enroller_queue_depth',
       help: 'jobs by state (waiting, delayed, active, failed)',
@@ -103,6 +106,7 @@ export class Enroller {
       // The vectors have done their work: drop them from the job so Redis keeps no second copy.
       if (data.kind === 'enrol') await job.updateData({ ...data, vectors: [], applied: result });
       if (data.kind === 'import') await job.updateData({ ...data, subjects: stripped(data.subjects), applied: result });
+      if (data.kind !== 'remove') await unindexJob(this.redis, this.config.prefix, data, String(job.id));
       if (failpoint('enroller.crash-after-apply') === data.subjectId) process.exit(3);
       this.jobs.inc({ kind: data.kind, outcome: result.stale ? 'stale' : 'applied' });
       return result;
@@ -110,6 +114,7 @@ export class Enroller {
       const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (final && data.kind === 'enrol') await job.updateData({ ...data, vectors: [] }).catch(() => undefined);
       if (final && data.kind === 'import') await job.updateData({ ...data, subjects: stripped(data.subjects) }).catch(() => undefined);
+      // (Should that fail, a later removal of the subject still finds the job, indexed or among the failed.)
       if (final) this.jobs.inc({ kind: data.kind, outcome: 'failed' });
       throw err;
     } finally {
@@ -125,18 +130,27 @@ export class Enroller {
       refuse(getErrorMessage(err));
     }
     if (data.kind === 'remove') {
+      let result: EnrolJobResult;
       try {
         const token = await this.store.remove(data.subjectId, { seq });
-        return { token: token || (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: token === '' };
+        result = { token: token || (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: token === '' };
       } catch (err) {
         // Nothing to remove (the subject never had templates, or its enrolment was queued after this removal
         // and will now find the barrier): the removal stands and is complete.
-        if (err instanceof SubjectNotFoundError) return { token: (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: false, notFound: true };
-        throw err;
+        if (!(err instanceof SubjectNotFoundError)) throw err;
+        result = { token: (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: false, notFound: true };
       }
+      // Nothing of the subject's vectors may outlive the removal: not in a job queued before it, whatever its
+      // state (waiting, delayed for a retry, failed), and not in the append-only file (a rewrite follows).
+      const stripped = await supersedeJobsOf(this.queue, this.redis, this.config.prefix, data.subjectId, seq);
+      if (stripped > 0) this.logger.info({ subject: data.subjectId, jobs: stripped }, 'removal: vectors dropped from earlier jobs');
+      this.scheduleAofRewrite();
+      return result;
     }
     if (data.kind === 'import') return this.applyImport(data.subjects, seq);
     if (data.kind !== 'enrol') refuse(`unknown job kind '${(data as { kind: string }).kind}'`);
+    // A removal queued after this job took its vectors: it ends as a stale write would, writing nothing.
+    if (data.superseded) return { token: (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: true };
     const vectors = this.vectors(data.vectors);
     const r = await this.store.put(data.subjectId, vectors, { replace: data.replace, seq });
     const token = r.stale ? (await this.store.streamInfo()).lastId : r.token;
@@ -152,10 +166,12 @@ export class Enroller {
       } catch (err) {
         refuse(`subject ${i}: ${getErrorMessage(err)}`);
       }
-      return { subjectId: s.subjectId, replace: Boolean(s.replace), vectors: this.vectors(s.vectors, `subject ${s.subjectId}: `) };
+      return { subjectId: s.subjectId, replace: Boolean(s.replace), superseded: Boolean(s.superseded), vectors: s.superseded ? [] : this.vectors(s.vectors, `subject ${s.subjectId}: `) };
     });
     // Distinct subjects share the job's place in the order; sent together, ioredis pipelines them.
-    const puts = await Promise.all(checked.map((s) => this.store.put(s.subjectId, s.vectors, { replace: s.replace, seq, import: true })));
+    const puts = await Promise.all(
+      checked.map((s) => (s.superseded ? Promise.resolve({ token: '', templateIds: [], removed: [], stale: false, removedBefore: true }) : this.store.put(s.subjectId, s.vectors, { replace: s.replace, seq, import: true }))),
+    );
     const results: ImportOutcome[] = puts.map((r, i) => ({
       subjectId: checked[i].subjectId,
       outcome: r.removedBefore ? 'removed' : r.stale ? 'stale' : 'applied',
@@ -178,12 +194,40 @@ export class Enroller {
     });
   }
 
+  /**
+   * A removal's vectors are still in Redis' append-only file (the commands that wrote them) until the file is
+   * rewritten. Removals are batched: one BGREWRITEAOF at most every AOF_REWRITE_AFTER_REMOVE_MS, so a removed
+   * subject's vectors leave the AOF within that time plus the rewrite itself (0 turns it off).
+   */
+  private scheduleAofRewrite(): void {
+    const delay = this.config.aofRewriteAfterRemoveMs;
+    if (delay === 0 || this.aofTimer) return;
+    this.aofTimer = setTimeout(() => void this.rewriteAof(), delay);
+    this.aofTimer.unref();
+  }
+
+  private async rewriteAof(): Promise<void> {
+    this.aofTimer = undefined;
+    try {
+      const info = await this.redis.info('persistence');
+      if (!/aof_enabled:1/.test(info)) return;
+      // One already running started before this removal's writes were stripped: go again after it.
+      if (/aof_rewrite_in_progress:1/.test(info) || /aof_rewrite_scheduled:1/.test(info)) return this.scheduleAofRewrite();
+      await this.redis.bgrewriteaof();
+      this.logger.info('append-only file rewrite started after removals');
+    } catch (err) {
+      this.logger.warn({ err: getErrorMessage(err) }, 'could not rewrite the append-only file after removals (BGREWRITEAOF refused?): removed vectors stay in it until Redis rewrites it');
+      this.scheduleAofRewrite();
+    }
+  }
+
   /** Lets running jobs finish (up to the grace period), then disconnects. Idempotent. */
   stop(): Promise<void> {
     this.closing ??= (async () => {
       const timer = setTimeout(() => void this.worker?.close(true), this.config.shutdownGraceMs);
       await this.worker?.close();
       clearTimeout(timer);
+      clearTimeout(this.aofTimer);
       this.redis.disconnect();
     })();
     return this.closing;

@@ -359,7 +359,7 @@ export class ShardWorker {
     const { vectors: query } = decodeVectors(req.queryF32, req.query, this.head.dim, 'query', 1);
     await this.consistent(follower, req.consistencyToken, ctx);
     const best = await follower.use((slice) => slice.scoreSubject(req.subjectId, query));
-    const common = { shardIndex: this.config.index, stalenessMs: finiteMs(follower.stalenessMs) };
+    const common = { shardIndex: this.config.index, stalenessMs: finiteMs(follower.stalenessMs), watermark: follower.watermark };
     return best ? { found: true, best: toMatch(best), ...common } : { found: false, ...common };
   }
 

@@ -27,11 +27,22 @@ export async function enrolOne(subjectId: string, files: string[], options: Enro
   }
 }
 
-export async function removeOne(subjectId: string, options: EnrolOptions): Promise<void> {
+/** `yoco remove SUBJECT [--wait] [--verify]`; with --verify, returns whether the receipt shows nothing left. */
+export async function removeOne(subjectId: string, options: EnrolOptions & { verify?: boolean }): Promise<boolean> {
   const client = matcherClient(options.address);
   try {
-    const res = await unary(client, 'Remove', { subjectId, wait: options.wait }, { deadline: Date.now() + 60_000 });
+    const res = await unary(client, 'Remove', { subjectId, wait: options.wait || options.verify }, { deadline: Date.now() + 60_000 });
     console.log(`job ${res.jobId}: remove ${subjectId}${res.consistencyToken ? `; applied, token ${res.consistencyToken}` : ' (queued)'}`);
+    if (!options.verify) return true;
+    const r = await unary(client, 'VerifyRemoval', { subjectId, consistencyToken: res.consistencyToken }, { deadline: Date.now() + 30_000 });
+    console.log(`receipt for ${subjectId} at or past ${res.consistencyToken}:`);
+    for (const c of r.replicas) {
+      console.log(`  shard ${c.shardIndex} replica ${c.address}: ${c.error ? `no answer (${c.error})` : c.found ? 'STILL HOLDS a template' : `holds none (watermark ${c.watermark})`}`);
+    }
+    console.log(`  store of record: ${r.storeTemplates} templates; queued jobs carrying its vectors: ${r.jobsWithVectors}`);
+    console.log(`  append-only file: rewritten within ${r.aofRewriteBoundMs > 0 ? `${r.aofRewriteBoundMs / 1000} s of the removal` : '(never: AOF_REWRITE_AFTER_REMOVE_MS=0)'}`);
+    console.log(r.removed ? `REMOVED: nothing of ${subjectId} is held` : `NOT REMOVED everywhere: see above`);
+    return r.removed;
   } finally {
     client.close();
   }
