@@ -1,5 +1,7 @@
-import { type LocalCluster } from '@yoco/devkit';
-import { Rng } from '@yoco/common';
+import { stopChild, type LocalCluster } from '@yoco/devkit';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { freePort, Rng } from '@yoco/common';
 
 import { GalleryStore, slotOf } from '@yoco/gallery';
 import { bullPrefix, QUEUE_NAME } from '@yoco/queue';
@@ -155,3 +157,45 @@ describe('bad jobs', () => {
   });
 });
 
+
+describe('the duplicate check on Enrol', () => {
+  it('warn (the default) reports the subject a new face is already accepted as and goes ahead; refuse answers ALREADY_EXISTS and queues nothing', async () => {
+    const rng = new Rng(77);
+    const client = cluster.matcherClient();
+    const face = unitVector(rng);
+    // The test head (D=64, H=32) accepts some random pairs at the default 0.5 among the hundreds of subjects
+    // this file enrols; the same face scores near 1. So: what is reported is at the server's threshold, and
+    // the face's own earlier subject is the best of it.
+    const same = (d: { score: number }) => d.score > 0.9;
+    const first = await enrol(client, 'dup-original', [face], { wait: true });
+    expect(first.duplicates.filter(same)).toEqual([]);
+    const second = await enrol(client, 'dup-second', [face], { wait: true });
+    expect(second.duplicates[0]).toMatchObject({ subjectId: 'dup-original', accepted: true });
+    expect(second.duplicates.filter(same).map((d) => d.subjectId)).toEqual(['dup-original']);
+    // Its own subject is not a duplicate of itself (a re-enrolment, a replace).
+    expect((await enrol(client, 'dup-original', [face], { wait: true, replace: true })).duplicates.map((d) => d.subjectId)).not.toContain('dup-original');
+    // A second coordinator on the same shards, with DUPLICATE_CHECK=refuse.
+    const port = await freePort();
+    const env = { ...process.env, REDIS_URL: cluster.redisUrl, YOCO_PREFIX: prefix, SHARD_ADDRESSES: [...cluster.shards.values()].map((s) => s.address).join(','), GRPC_ADDRESS: `127.0.0.1:${port}`, METRICS_ADDRESS: '127.0.0.1:0', DUPLICATE_CHECK: 'refuse', DEFAULT_THRESHOLD: '0.9' };
+    const child = spawn(process.execPath, [fileURLToPath(new URL('../../services/coordinator/dist/main.js', import.meta.url))], { env, stdio: 'ignore' });
+    try {
+      const strict = makeClient(loadProtos().Matcher, `127.0.0.1:${port}`);
+      let outcome = '';
+      for (let i = 0; i < 100; i++) {
+        outcome = await enrol(strict, 'dup-third', [face], { wait: true }).then(
+          () => 'OK',
+          (err: { code?: number; details?: string }) => `${err.code}: ${err.details}`,
+        );
+        if (!outcome.startsWith('14:')) break; // UNAVAILABLE while it starts
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(outcome).toMatch(/^6: a probe of this enrolment is accepted as 'dup-(original|second)'.*refused \(DUPLICATE_CHECK=refuse\); nothing was queued/);
+      const fresh = await enrol(strict, 'dup-fourth', [unitVector(rng)], { wait: true });
+      expect(fresh.duplicates).toEqual([]);
+      strict.close();
+      await expect(unary(client, 'GetSubject', { subjectId: 'dup-third' }, { deadline: Date.now() + 5000 })).rejects.toMatchObject({ code: 5 });
+    } finally {
+      await stopChild(child, 'SIGTERM');
+    }
+  });
+});

@@ -87,6 +87,7 @@ export interface EnrolReply {
   jobId: string;
   consistencyToken: string;
   templateIds: string[];
+  duplicates: { subjectId: string; score: number; accepted: boolean }[];
 }
 
 export function enrol(client: grpc.Client, subjectId: string, vectors: Float32Array[], extra: Record<string, unknown> = {}, timeoutMs = 20_000): Promise<EnrolReply> {

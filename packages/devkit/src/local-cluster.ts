@@ -158,7 +158,8 @@ export class LocalCluster {
 
   /** Starts the enroller (again, after kill()). */
   startEnroller(): void {
-    const env = { ...this.baseEnv(), ...this.options.enrollerEnv };
+    const secure = this.options.secure ? { TEMPLATE_KEYS_FILE: this.options.secure.pki.templateKeysFile } : {};
+    const env = { ...this.baseEnv(), ...secure, ...this.options.enrollerEnv };
     const script = SERVICE_MAIN('enroller');
     this.enroller = { name: 'enroller', address: '', env, script, process: this.spawn('enroller', script, env) };
   }
@@ -194,7 +195,7 @@ export class LocalCluster {
       };
     }
     const own = pki.servers[service];
-    return { TLS_CERT_FILE: own.cert, TLS_KEY_FILE: own.key, TLS_CLIENT_CA_FILE: pki.caFile, TLS_PEER_NAMES: COORDINATOR_IDENTITY };
+    return { TLS_CERT_FILE: own.cert, TLS_KEY_FILE: own.key, TLS_CLIENT_CA_FILE: pki.caFile, TLS_PEER_NAMES: COORDINATOR_IDENTITY, TEMPLATE_KEYS_FILE: pki.templateKeysFile };
   }
 
   /** Resolves when the coordinator reports every expected replica SERVING. */

@@ -21,6 +21,8 @@ export interface LocalPki {
   /** The coordinator's client certificate (SAN coordinator.yoco). */
   coordinator: KeyPair;
   jwtSecretFile: string;
+  /** The keys templates are sealed with at rest (TEMPLATE_KEYS_FILE). */
+  templateKeysFile: string;
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -60,7 +62,9 @@ export function makeLocalPki(dir: string, services = ['matcher', 'shard', 'embed
   const coordinator = fresh || !existsSync(join(dir, 'coordinator-client.crt')) ? issueCertificate(dir, 'coordinator-client', [COORDINATOR_IDENTITY]) : { cert: join(dir, 'coordinator-client.crt'), key: join(dir, 'coordinator-client.key') };
   const jwtSecretFile = join(dir, 'jwt-secret');
   if (!existsSync(jwtSecretFile)) writeFileSync(jwtSecretFile, randomBytes(32).toString('base64url'), { mode: 0o600 });
-  return { dir, caFile: join(dir, 'ca.crt'), servers, coordinator, jwtSecretFile };
+  const templateKeysFile = join(dir, 'template-keys.json');
+  if (!existsSync(templateKeysFile)) writeFileSync(templateKeysFile, JSON.stringify({ current: 'local-1', keys: { 'local-1': randomBytes(32).toString('base64') } }), { mode: 0o600 });
+  return { dir, caFile: join(dir, 'ca.crt'), servers, coordinator, jwtSecretFile, templateKeysFile };
 }
 
 /** An HS256 token for the Matcher (what a site gateway would get from its identity provider). */

@@ -2,7 +2,8 @@ import { assertVectors } from '@yoco/common';
 import type { Redis } from 'ioredis';
 import { RedisVersionError, StoreMismatchError, SubjectNotFoundError, TemplateRecordError } from './errors/index.js';
 import { assertSubjectId, SLOT_COUNT, slotOf } from './slots.js';
-import { decodeCheckedTemplate, encodeTemplate, templateIdOf, type Template } from './template-record.js';
+import { decodeCheckedTemplate, encodeTemplate, recordKeyId, templateIdOf, type Template } from './template-record.js';
+import type { TemplateSealer } from './template-sealer.js';
 import { compareStreamIds, STREAM_START } from './stream-id.js';
 import { StoreKeys } from './keys.js';
 import { loadScript } from './scripts.js';
@@ -16,6 +17,8 @@ export interface GalleryStoreOptions {
   streamMaxLen?: number;
   /** How long a subject's ordering barrier outlives its last replace/remove (s); default 86400. */
   barrierTtlSeconds?: number;
+  /** Seals records as they are written and opens sealed ones (TEMPLATE_KEYS_FILE); plain records without. */
+  sealer?: TemplateSealer;
 }
 
 export interface WriteOptions {
@@ -70,11 +73,13 @@ export interface StreamInfo {
 const PUT = loadScript('put');
 const DEL = loadScript('del');
 const META = loadScript('meta');
+const RESEAL = loadScript('reseal');
 
 type Scripted = Redis & {
   yocoPut(...args: (string | Buffer | number)[]): Promise<[string, string]>;
   yocoDel(...args: (string | number)[]): Promise<string | null>;
   yocoMeta(...args: (string | number)[]): Promise<[string, string]>;
+  yocoReseal(key: string, field: string, old: Buffer, next: Buffer): Promise<number>;
 };
 
 function parseFields(fields: string[]): Record<string, string> {
@@ -100,6 +105,7 @@ export class GalleryStore {
   private readonly maxLen: number;
   private readonly barrierTtl: number;
   private readonly redis: Scripted;
+  private readonly sealer: TemplateSealer | undefined;
 
   constructor(redis: Redis, options: GalleryStoreOptions) {
     if (!Number.isInteger(options.dim) || options.dim < 1) throw new RangeError(`dim must be a positive integer, got ${options.dim}`);
@@ -109,11 +115,13 @@ export class GalleryStore {
     if (!Number.isInteger(this.maxLen) || this.maxLen < 1) throw new RangeError(`streamMaxLen must be a positive integer, got ${this.maxLen}`);
     this.barrierTtl = options.barrierTtlSeconds ?? 86_400;
     this.keys = new StoreKeys(this.prefix);
+    this.sealer = options.sealer;
     this.streamKey = this.keys.changes;
     if (!('yocoPut' in redis)) {
       redis.defineCommand('yocoPut', { numberOfKeys: 5, lua: PUT });
       redis.defineCommand('yocoDel', { numberOfKeys: 5, lua: DEL });
       redis.defineCommand('yocoMeta', { numberOfKeys: 1, lua: META });
+      redis.defineCommand('yocoReseal', { numberOfKeys: 1, lua: RESEAL });
     }
     this.redis = redis as Scripted;
   }
@@ -138,6 +146,35 @@ export class GalleryStore {
 
   get metaKey(): string {
     return this.keys.meta;
+  }
+
+  /**
+   * Re-seals, one slot at a time, every record not sealed under the sealer's
+   * current key (plain ones included). A record is replaced only if it is
+   * still the one read (a compare-and-set in Lua), so a concurrent write or
+   * removal wins. Returns how many were re-sealed.
+   */
+  async reseal(onSlot?: (slot: number) => void): Promise<number> {
+    const sealer = this.sealer;
+    if (!sealer) return 0;
+    let n = 0;
+    for (let slot = 0; slot < SLOT_COUNT; slot++) {
+      const key = this.keys.slot(slot);
+      let cursor = '0';
+      do {
+        const [next, flat] = await this.redis.hscanBuffer(key, cursor, 'COUNT', 256);
+        cursor = String(next);
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          const id = flat[i].toString('utf8');
+          const old = flat[i + 1];
+          if (recordKeyId(old) === sealer.current) continue;
+          const t = decodeCheckedTemplate(id, old, this.dim, sealer);
+          n += await this.redis.yocoReseal(key, id, old, encodeTemplate(t.subjectId, t.vector, sealer, id));
+        }
+      } while (cursor !== '0');
+      onSlot?.(slot);
+    }
+    return n;
   }
 
   /**
@@ -196,7 +233,7 @@ export class GalleryStore {
       const id = templateIdOf(subjectId, v);
       if (ids.includes(id)) continue;
       ids.push(id);
-      args.push(id, encodeTemplate(subjectId, v));
+      args.push(id, encodeTemplate(subjectId, v, this.sealer, id));
     }
     const slot = slotOf(subjectId);
     const [token, removed] = await this.redis.yocoPut(
@@ -258,7 +295,7 @@ export class GalleryStore {
     const values = await this.redis.hmgetBuffer(this.slotKey(slot), ...ids);
     const out: Template[] = [];
     values.forEach((v, i) => {
-      if (v) out.push(decodeCheckedTemplate(ids[i], v, this.dim));
+      if (v) out.push(decodeCheckedTemplate(ids[i], v, this.dim, this.sealer));
     });
     return out;
   }
@@ -280,7 +317,7 @@ export class GalleryStore {
         if (err) throw err;
         for (const [id, bytes] of Object.entries(value as Record<string, Buffer>)) {
           try {
-            out.push(decodeCheckedTemplate(id, bytes, this.dim));
+            out.push(decodeCheckedTemplate(id, bytes, this.dim, this.sealer));
           } catch (e) {
             if (!options.onBad || !(e instanceof TemplateRecordError)) throw e;
             options.onBad(e, part[j]);

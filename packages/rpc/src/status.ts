@@ -1,6 +1,7 @@
 import { status as Status, Metadata, type ServiceError } from '@grpc/grpc-js';
 import {
   AbortedError,
+  AlreadyExistsError,
   CancelledError,
   DeadlineError,
   FailedPreconditionError,
@@ -34,6 +35,7 @@ const BY_CLASS: [new (...args: never[]) => YocoError, Status][] = [
   [NotImplementedError, Status.UNIMPLEMENTED],
   [UnauthenticatedError, Status.UNAUTHENTICATED],
   [PermissionDeniedError, Status.PERMISSION_DENIED],
+  [AlreadyExistsError, Status.ALREADY_EXISTS],
 ];
 
 /** The status an error of ours goes out with (INTERNAL for anything not of a status class). */

@@ -1,4 +1,5 @@
-import { parse, type EnvSpec, type EnvVar } from '@yoco/common';
+import { ConfigError, getErrorMessage, parse, type EnvSpec, type EnvVar } from '@yoco/common';
+import { TemplateSealer } from '@yoco/gallery';
 
 /** Where the store of record is: every process that reads or writes Redis. */
 export interface RedisConfig {
@@ -25,4 +26,28 @@ export const SERVICE_ENV: EnvSpec<ServiceBaseConfig> = {
 /** GRPC_ADDRESS with the service's own default port. */
 export function grpcAddressEnv(defaultAddress: string, what: string): EnvVar<string> & { name: string } {
   return { name: 'GRPC_ADDRESS', default: defaultAddress, parse: parse.address, doc: `host:port the ${what} service binds` };
+}
+
+/** Templates sealed at rest (the shards open them, the enroller seals them). */
+export interface SealConfig {
+  templateKeysFile: string;
+}
+
+export const SEAL_ENV: EnvSpec<SealConfig> = {
+  templateKeysFile: {
+    name: 'TEMPLATE_KEYS_FILE',
+    default: '',
+    parse: parse.string,
+    doc: 'AES-256-GCM keys for templates at rest: {"current": ID, "keys": {ID: base64 32 bytes}}; empty = records stored plain',
+  },
+};
+
+/** The sealer of a SealConfig; undefined when templates are stored plain. A bad key file stops the process naming it. */
+export function templateSealer(c: SealConfig): TemplateSealer | undefined {
+  if (!c.templateKeysFile) return undefined;
+  try {
+    return TemplateSealer.fromFile(c.templateKeysFile);
+  } catch (err) {
+    throw new ConfigError('TEMPLATE_KEYS_FILE', getErrorMessage(err));
+  }
 }

@@ -39,6 +39,7 @@ export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig, Serve
   streamMaxInflight: number;
   serverMaxInflight: number;
   callerLimits: CallerLimits;
+  duplicateCheck: 'off' | 'warn' | 'refuse';
   /** As the enroller's: reported in a removal's receipt (the AOF bound). */
   aofRewriteAfterRemoveMs: number;
 }
@@ -58,6 +59,12 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
   auditDecisionSample: { name: 'AUDIT_DECISION_SAMPLE', default: 0.01, parse: parse.number(0, 1), doc: 'the fraction of decisions kept with AUDIT_DECISIONS=sample' },
   auditDecisionRetentionDays: { name: 'AUDIT_DECISION_RETENTION_DAYS', default: 30, parse: parse.int(1, 36_500), doc: 'days gate decisions are kept' },
   aofRewriteAfterRemoveMs: { name: 'AOF_REWRITE_AFTER_REMOVE_MS', default: 60_000, parse: parse.int(0, 86_400_000), doc: "the enroller's setting (set both alike): a removal's receipt states it as the bound on the AOF" },
+  duplicateCheck: {
+    name: 'DUPLICATE_CHECK',
+    default: 'warn',
+    parse: parse.oneOf('off', 'warn', 'refuse'),
+    doc: 'Enrol searches its probes first: warn = report other subjects they are accepted as (EnrolResponse.duplicates, the audit), refuse = ALREADY_EXISTS',
+  },
   callerLimits: {
     name: 'CALLER_LIMITS',
     default: { identify: { ratePerSecond: 500, inflight: 64 }, enrol: { ratePerSecond: 200, inflight: 32 }, admin: { ratePerSecond: 50, inflight: 16 } },

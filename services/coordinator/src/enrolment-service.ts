@@ -1,4 +1,4 @@
-import { f32leBytes, getErrorMessage, InvalidArgumentError, NotFoundError, shown, UnavailableError } from '@yoco/common';
+import { AlreadyExistsError, f32leBytes, getErrorMessage, InvalidArgumentError, NotFoundError, shown, UnavailableError } from '@yoco/common';
 import { assertSubjectId, compareStreamIds, isStreamId, shardOfSlot, slotOf, templateIdOf } from '@yoco/gallery';
 import { unary } from '@yoco/rpc';
 import { MAX_IMPORT_SUBJECTS, type EnrolQueue, type ImportOutcome } from '@yoco/queue';
@@ -29,6 +29,8 @@ export class EnrolmentService {
     private readonly probes: ProbeReader,
     private readonly queue: EnrolQueue,
     private readonly store: StoreReader,
+    /** Searches the gallery for one vector (the duplicate check): its matches, accepted marked. */
+    private readonly search?: (vector: Float32Array, deadline: number) => Promise<v1.Match[]>,
   ) {}
 
   /** Validates everything, then queues the job; with `wait`, returns once it is applied (within the deadline). */
@@ -40,11 +42,40 @@ export class EnrolmentService {
     if (probes.length > MAX_PROBES) throw new InvalidArgumentError(`${probes.length} probes; at most ${MAX_PROBES} per Enrol`, 'PROBE');
     const vectors = await this.probes.vectors(probes, dim, callDeadline(call.getDeadline(), this.config.defaultTimeoutMs));
     const subjectId = req.subjectId;
+    const duplicates = await this.duplicatesOf(subjectId, vectors, callDeadline(call.getDeadline(), this.config.defaultTimeoutMs));
     const job = await this.queue.enrol(subjectId, vectors, req.replace, req.requestId, callerOf(call.metadata)?.sub);
     const templateIds = [...new Set(vectors.map((v) => templateIdOf(subjectId, v)))];
-    if (!req.wait) return { jobId: String(job.id), consistencyToken: '', templateIds };
+    if (!req.wait) return { jobId: String(job.id), consistencyToken: '', templateIds, duplicates };
     const result = await this.waitFor(job, call);
-    return { jobId: String(job.id), consistencyToken: result.token, templateIds };
+    return { jobId: String(job.id), consistencyToken: result.token, templateIds, duplicates };
+  }
+
+  /**
+   * DUPLICATE_CHECK: each new template searched against the gallery first. A
+   * probe accepted as another subject is reported (warn) or refuses the
+   * enrolment (refuse, ALREADY_EXISTS), so nobody enrols a face already held
+   * under another identity unnoticed.
+   */
+  private async duplicatesOf(subjectId: string, vectors: Float32Array[], deadline: number): Promise<v1.Match[]> {
+    const mode = this.config.duplicateCheck;
+    if (mode === 'off' || !this.search) return [];
+    const found = new Map<string, v1.Match>();
+    for (const v of vectors) {
+      const res = await this.search(v, deadline).catch((err: unknown) => {
+        // Warn never blocks an enrolment; refuse cannot vouch for one it could not check.
+        if (mode === 'refuse') throw new UnavailableError(`the duplicate check could not run (${getErrorMessage(err)}); nothing was queued`, 'DUPLICATE_CHECK');
+        return [];
+      });
+      for (const m of res) {
+        const prev = m.subjectId ? found.get(m.subjectId) : undefined;
+        if (m.accepted && m.subjectId && m.subjectId !== subjectId && (!prev || Number(prev.score) < Number(m.score))) found.set(m.subjectId, m);
+      }
+    }
+    const duplicates = [...found.values()].sort((a, b) => Number(b.score) - Number(a.score));
+    if (mode === 'refuse' && duplicates.length > 0) {
+      throw new AlreadyExistsError(`a probe of this enrolment is accepted as ${duplicates.map((d) => `'${d.subjectId}' (score ${Number(d.score).toFixed(3)})`).join(', ')}: refused (DUPLICATE_CHECK=refuse); nothing was queued`, 'DUPLICATE');
+    }
+    return duplicates;
   }
 
   /**

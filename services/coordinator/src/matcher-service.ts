@@ -1,5 +1,6 @@
 import type { EnrolQueue } from '@yoco/queue';
 import type { Metadata } from '@grpc/grpc-js';
+import { f32leBytes } from '@yoco/common';
 import { bindService, loadProtos, SERVICE_NAMES, statusName, toServiceError, type ServiceBinding, type v1 } from '@yoco/rpc';
 import type { AuditLog } from './audit-log.js';
 import { callerOf } from './caller-auth.js';
@@ -37,7 +38,11 @@ export class MatcherService {
   constructor(private readonly deps: MatcherDeps) {
     const probes = new ProbeReader(deps.config, deps.embedder);
     this.identify = new IdentifyService(deps.config, deps.directory, probes, deps.registry);
-    this.enrolment = new EnrolmentService(deps.config, deps.directory, probes, deps.queue, deps.store);
+    this.enrolment = new EnrolmentService(deps.config, deps.directory, probes, deps.queue, deps.store, async (vector, deadline) => {
+      const probe = { kind: 'vector' as const, vector: { f32le: f32leBytes(vector), values: [] } };
+      const res = await this.identify.identify({ probe, topK: 3, threshold: 0, consistencyToken: '', allowPartial: true }, deadline);
+      return res.matches ?? [];
+    });
     this.status = new ClusterStatusService(deps.config, deps.directory, deps.queue, deps.store);
   }
 
@@ -52,7 +57,8 @@ export class MatcherService {
       {
         Identify: (req, call) => decided('Identify', call.metadata, call.getPeer(), identify.unaryIdentify(req, call), (r) => identifyDecision(r), audit),
         Verify: (req, call) => decided('Verify', call.metadata, call.getPeer(), identify.verify(req, call), (r) => ({ acceptedSubjectId: r.match ? req.subjectId : '', score: Number(r.score ?? 0), threshold: Number(r.threshold ?? 0), subjectId: req.subjectId }), audit),
-        Enrol: (req, call) => audited('Enrol', call, req.subjectId, enrolment.enrol(req, call), (r) => ({ jobId: r.jobId ?? '' }), audit),
+        Enrol: (req, call) =>
+          audited('Enrol', call, req.subjectId, enrolment.enrol(req, call), (r) => ({ jobId: r.jobId ?? '', detail: r.duplicates?.length ? `duplicate of ${r.duplicates.map((d) => d.subjectId).join(' ')}` : '' }), audit),
         Remove: (req, call) => audited('Remove', call, req.subjectId, enrolment.remove(req, call), (r) => ({ jobId: r.jobId ?? '' }), audit),
         Import: (req, call) =>
           audited('Import', call, req.subjects[0]?.subjectId ?? '', enrolment.import(req, call), (r) => ({ jobId: r.jobId ?? '', detail: `${req.subjects.length} subjects: ${req.subjects.map((s) => s.subjectId).join(' ').slice(0, 2000)}` }), audit),

@@ -1,8 +1,8 @@
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
-import { REDIS_ENV, SERVICE_ENV, type RedisConfig, type ServiceBaseConfig } from '@yoco/service';
+import { REDIS_ENV, SEAL_ENV, SERVICE_ENV, type RedisConfig, type SealConfig, type ServiceBaseConfig } from '@yoco/service';
 
 /** No head here: the vector width is the store's (recorded by the shards), not the enroller's to choose. */
-export interface EnrollerConfig extends RedisConfig, ServiceBaseConfig {
+export interface EnrollerConfig extends RedisConfig, ServiceBaseConfig, SealConfig {
   concurrency: number;
   aofRewriteAfterRemoveMs: number;
 }
@@ -10,6 +10,7 @@ export interface EnrollerConfig extends RedisConfig, ServiceBaseConfig {
 export const ENROLLER_ENV: EnvSpec<EnrollerConfig> = {
   ...REDIS_ENV,
   ...SERVICE_ENV,
+  ...SEAL_ENV,
   concurrency: { name: 'ENROLLER_CONCURRENCY', default: 8, parse: parse.int(1, 256), doc: 'jobs processed at once' },
   aofRewriteAfterRemoveMs: {
     name: 'AOF_REWRITE_AFTER_REMOVE_MS',

@@ -5,6 +5,7 @@ import { ServiceMetrics, type Logger } from '@yoco/rpc';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram } from 'prom-client';
+import { templateSealer } from '@yoco/service';
 import type { EnrollerConfig } from './config.js';
 
 /** An import's subjects without their vectors (what a finished job keeps). */
@@ -76,8 +77,16 @@ export class Enroller {
 
   async start(): Promise<void> {
     this.dim = await this.storeWidth();
-    this.store = new GalleryStore(this.redis, { prefix: this.config.prefix, dim: this.dim });
+    const sealer = templateSealer(this.config);
+    this.store = new GalleryStore(this.redis, { prefix: this.config.prefix, dim: this.dim, sealer });
     await this.store.checkMeta();
+    // Records written plain or under an older key are re-sealed under the current one, in the background.
+    if (sealer) {
+      void this.store.reseal().then(
+        (n) => this.logger.info({ resealed: n, key: sealer.current }, 'templates sealed under the current key'),
+        (err: unknown) => this.logger.error({ err: getErrorMessage(err) }, 're-sealing templates failed; it runs again at the next start'),
+      );
+    }
     this.worker = new Worker<EnrolJobData, EnrolJobResult>(QUEUE_NAME, (job) => this.process(job), {
       connection: this.redis.duplicate(),
       prefix: bullPrefix(this.config.prefix),

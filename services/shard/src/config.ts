@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
-import { grpcAddressEnv, HEAD_ENV, REDIS_ENV, SERVER_SECURITY_ENV, SERVICE_ENV, type HeadConfig, type RedisConfig, type ServerSecurityConfig, type ServiceBaseConfig } from '@yoco/service';
+import { grpcAddressEnv, HEAD_ENV, REDIS_ENV, SEAL_ENV, SERVER_SECURITY_ENV, SERVICE_ENV, type HeadConfig, type RedisConfig, type SealConfig, type ServerSecurityConfig, type ServiceBaseConfig } from '@yoco/service';
 
-export interface ShardConfig extends HeadConfig, RedisConfig, ServiceBaseConfig, ServerSecurityConfig {
+export interface ShardConfig extends HeadConfig, RedisConfig, ServiceBaseConfig, ServerSecurityConfig, SealConfig {
   index: number;
   count: number;
   grpcAddress: string;
@@ -37,6 +37,7 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   ...REDIS_ENV,
   ...SERVICE_ENV,
   ...SERVER_SECURITY_ENV,
+  ...SEAL_ENV,
   grpcAddress: grpcAddressEnv('127.0.0.1:50061', 'Shard'),
   engine: { name: 'SHARD_ENGINE', default: 'factorized', parse: parse.oneOf('factorized', 'yoco', 'reference'), doc: 'scoring engine' },
   kernelThreads: { name: 'KERNEL_THREADS', default: 0, parse: parse.int(0, 256), doc: 'threads scanning P per query (0 = one per core)' },

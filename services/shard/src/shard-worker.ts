@@ -17,7 +17,7 @@ import { createScorer, type Head } from '@yoco/head';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
 import type { Redis } from 'ioredis';
-import { serverSecurity } from '@yoco/service';
+import { serverSecurity, templateSealer } from '@yoco/service';
 import type { ShardConfig } from './config.js';
 import { WrongShardError } from './errors/index.js';
 
@@ -75,7 +75,7 @@ export class ShardWorker {
     if (head.dim !== config.dim && !config.headPath) throw new Error(`head dim ${head.dim} does not match YOCO_DIM ${config.dim}`);
     this.slots = ownedSlots(config.index, config.count);
     this.redis = connectRedis(config.redisUrl, 'follower', (err) => logger.debug({ err: err.message }, 'redis connection error'));
-    this.store = new GalleryStore(this.redis, { prefix: config.prefix, dim: head.dim });
+    this.store = new GalleryStore(this.redis, { prefix: config.prefix, dim: head.dim, sealer: templateSealer(config) });
     const registers = [this.metrics.registry];
     const self = this;
     const slice = () => self.follower?.slice;

@@ -13,5 +13,6 @@ export {
   AbortedError,
   UnauthenticatedError,
   PermissionDeniedError,
+  AlreadyExistsError,
 } from './status-errors.js';
 export { getErrorMessage } from './error-message.js';

@@ -73,3 +73,10 @@ export class PermissionDeniedError extends YocoError {
     super(code, message);
   }
 }
+
+/** What the request would create is there already (a face enrolled under another subject). */
+export class AlreadyExistsError extends YocoError {
+  constructor(message: string, code = 'ALREADY_EXISTS') {
+    super(code, message);
+  }
+}
