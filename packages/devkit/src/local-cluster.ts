@@ -158,7 +158,7 @@ export class LocalCluster {
 
   /** Starts the enroller (again, after kill()). */
   startEnroller(): void {
-    const secure = this.options.secure ? { TEMPLATE_KEYS_FILE: this.options.secure.pki.templateKeysFile } : {};
+    const secure: Record<string, string> = this.options.secure ? { TEMPLATE_KEYS_FILE: this.options.secure.pki.templateKeysFile } : {};
     const env = { ...this.baseEnv(), ...secure, ...this.options.enrollerEnv };
     const script = SERVICE_MAIN('enroller');
     this.enroller = { name: 'enroller', address: '', env, script, process: this.spawn('enroller', script, env) };
