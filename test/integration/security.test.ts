@@ -22,6 +22,7 @@ let cluster: LocalCluster;
 let shardAddress: string;
 let shardHealth: string;
 let coordinatorMetrics: number;
+let shardMetrics: number;
 
 const token = (sub: string, roles: string[], ttl?: number) => mintToken(secret, sub, roles, ttl);
 
@@ -44,12 +45,13 @@ beforeAll(async () => {
   await writeGallery(prefix, 50, 1);
   shardHealth = `127.0.0.1:${await freePort()}`;
   coordinatorMetrics = await freePort();
+  shardMetrics = await freePort();
   cluster = await startCluster(prefix, {
     shards: 1,
     secure: { pki, adminToken: await token('test-admin', ['admin']) },
     // Certificates re-read every 200 ms (rotation below); a plaintext health-only port on the shard.
     env: { TLS_REFRESH_MS: '200' },
-    shardEnv: () => ({ HEALTH_ADDRESS: shardHealth }),
+    shardEnv: () => ({ HEALTH_ADDRESS: shardHealth, METRICS_ADDRESS: `127.0.0.1:${shardMetrics}` }),
     coordinatorEnv: { CALLER_LIMITS: 'identify=20/4,enrol=100/16,admin=100/16', METRICS_ADDRESS: `127.0.0.1:${coordinatorMetrics}`, AUDIT_DECISIONS: 'full' },
   });
   const shard = cluster.shards.get('shard-0a')!;
@@ -221,6 +223,14 @@ describe('a secured cluster: TLS on every port, mutual TLS inside, tokens at the
     const cli = spawnSync(process.execPath, [join(process.cwd(), 'packages/cli/bin/yoco.js'), 'audit', '--subject', 'sec-a-1', '--address', cluster.address, '--ca-file', pki.caFile, '--token', await token('auditor', ['admin'])], { encoding: 'utf8', timeout: 20_000 });
     expect(cli.status, cli.stderr).toBe(0);
     expect(cli.stdout).toMatch(/site-a Enrol subject=sec-a-1 job=\d+ OK/);
+  });
+
+  it('/metrics (plaintext, any address) never carries a subject id', async () => {
+    for (const port of [coordinatorMetrics, shardMetrics]) {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(text).toMatch(/yoco_rpc_requests_total/);
+      for (const subject of ['sec-a-1', 'p1-0', 'p1-1', 'leaver']) expect(text, `port ${port}`).not.toContain(subject);
+    }
   });
 });
 

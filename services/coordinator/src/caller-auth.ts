@@ -88,28 +88,34 @@ export function callerGate(config: AuthConfig, onDenied: (denial: Denial) => voi
   // Without authentication no caller is known: what a client claims in these headers is dropped all the same.
   if (!k) return async (call) => strip(call.metadata);
   const { key, algorithms } = k;
-  const gate: Gate = async (call) => {
-    const method = call.path.split('/').pop() as MatcherMethod;
-    const allowed = METHOD_ROLES[method];
-    const header = String(call.metadata.get('authorization')[0] ?? '');
-    const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
-    if (!token) throw new UnauthenticatedError('no bearer token: send metadata authorization: Bearer <JWT>', 'NO_TOKEN');
+  // Gateways send the same token on every call: a verified token (the whole string, signature included, so
+  // no other token can hit it) is remembered until it expires; verifying it again each time cost ~5 ms of
+  // p50 at 16 calls in flight (bench:secure).
+  const verified = new Map<string, { sub: string; roles: Role[]; exp: number }>();
+  const verify = async (token: string): Promise<{ sub: string; roles: Role[] }> => {
+    const hit = verified.get(token);
+    if (hit && hit.exp * 1000 > Date.now()) return hit;
     let payload;
     try {
-      const verified = await jwtVerify(token, key as Uint8Array, {
-        algorithms,
-        issuer: config.issuer || undefined,
-        audience: config.audience || undefined,
-        requiredClaims: ['sub', 'exp'],
-      });
-      payload = verified.payload;
+      payload = (await jwtVerify(token, key as Uint8Array, { algorithms, issuer: config.issuer || undefined, audience: config.audience || undefined, requiredClaims: ['sub', 'exp'] })).payload;
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw new UnauthenticatedError('the token has expired', 'TOKEN_EXPIRED');
       throw new UnauthenticatedError(`the token is not valid: ${getErrorMessage(err)}`, 'BAD_TOKEN');
     }
     const raw = payload.roles;
     const roles = (Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(' ') : []).filter((r): r is Role => (ROLES as readonly unknown[]).includes(r));
-    const sub = String(payload.sub);
+    const entry = { sub: String(payload.sub), roles, exp: Number(payload.exp) };
+    if (verified.size >= 10_000) verified.delete(verified.keys().next().value!);
+    verified.set(token, entry);
+    return entry;
+  };
+  const gate: Gate = async (call) => {
+    const method = call.path.split('/').pop() as MatcherMethod;
+    const allowed = METHOD_ROLES[method];
+    const header = String(call.metadata.get('authorization')[0] ?? '');
+    const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+    if (!token) throw new UnauthenticatedError('no bearer token: send metadata authorization: Bearer <JWT>', 'NO_TOKEN');
+    const { sub, roles } = await verify(token);
     if (!allowed) throw new PermissionDeniedError(`${call.path} is not a method callers may use`, 'METHOD_DENIED');
     if (!roles.some((r) => allowed.includes(r))) {
       throw new PermissionDeniedError(`caller '${sub}' (roles: ${roles.join(', ') || 'none'}) may not call ${method}: it needs ${allowed.join(' or ')}`, 'ROLE_DENIED');
