@@ -1,4 +1,4 @@
-import { stopChild, type LocalCluster } from '@yoco/devkit';
+import { childEnv, stopChild, type LocalCluster } from '@yoco/devkit';
 import { rawUnary } from '../support/raw-unary.js';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -178,6 +178,30 @@ describe('configuration is validated at start', () => {
     } finally {
       await embedder.shutdown(0);
     }
+  });
+
+  it('--check-config: with what the launcher gives it, each service prints its resolved config, secrets masked; else every problem, one a line', () => {
+    const check = (script: string, env: Record<string, string | undefined>) =>
+      spawnSync(process.execPath, [script, '--check-config'], { env: childEnv(script, { PATH: process.env.PATH, ...env }), encoding: 'utf8', timeout: 20_000 });
+    for (const p of [...cluster.shards.values(), cluster.coordinator, cluster.enroller!]) {
+      const r = check(p.script, { ...p.env, REDIS_URL: 'redis://:hunter2@127.0.0.1:6379' });
+      expect(r.status, `${p.name}: ${r.stderr}`).toBe(0);
+      expect(r.stdout).toContain('REDIS_URL=redis://:***@127.0.0.1:6379');
+      expect(r.stdout).not.toContain('hunter2');
+      expect(r.stdout).toMatch(/^METRICS_ADDRESS=/m);
+    }
+    const shard = cluster.shards.get('shard-0a')!;
+    const bad = check(shard.script, { ...shard.env, SHARD_COUNT: 'two', SHARD_ENGINE: 'fast', YOCO_HIDEN: '8', TLS_CERT_FILE: '' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toEqual([
+      "shard: SHARD_COUNT: expected an integer (got 'two')",
+      "shard: SHARD_ENGINE: expected one of factorized, yoco, reference (got 'fast')",
+      'shard: YOCO_HIDEN: not a setting of this service (a typo?)',
+    ]);
+    expect(bad.stderr).not.toMatch(/\bat \S+ \(/); // never a stack trace
+    // The head's settings are the shards' alone: the coordinator takes them for typos.
+    const coordinator = check(cluster.coordinator.script, { ...cluster.coordinator.env, YOCO_DIM: '64' });
+    expect(coordinator.status).toBe(0);
   });
 
   it('a shard whose head does not match the store refuses to start', async () => {

@@ -32,6 +32,32 @@ export function readEnv<C>(spec: EnvSpec<C>, env: NodeJS.ProcessEnv = process.en
   return out;
 }
 
+/**
+ * Every problem with an environment at once, for --check-config: each
+ * variable of the spec that is set but unusable, and each variable that
+ * starts with one of `ownPrefixes` but is not in the spec (a typo in a
+ * manifest must not pass silently). The config is returned when there is none.
+ */
+export function checkEnv<C>(spec: EnvSpec<C>, env: NodeJS.ProcessEnv, ownPrefixes: string[] = ['YOCO_'], alsoKnown: string[] = ['YOCO_FAILPOINTS']): { config?: C; problems: string[] } {
+  const problems: string[] = [];
+  const known = new Set([...Object.values<EnvVar<unknown> & { name: string }>(spec as Record<string, EnvVar<unknown> & { name: string }>).map((v) => v.name), ...alsoKnown]);
+  for (const key of Object.keys(spec) as (keyof C)[]) {
+    const v = spec[key];
+    const raw = env[v.name];
+    try {
+      if (raw !== undefined && raw !== '') v.parse(raw);
+      else if (typeof v.default === 'function') (v.default as () => unknown)();
+    } catch (err) {
+      problems.push(raw ? `${v.name}: ${getErrorMessage(err)} (got '${raw}')` : `${v.name}: ${getErrorMessage(err)}`);
+    }
+  }
+  for (const name of Object.keys(env).sort()) {
+    if (ownPrefixes.some((p) => name.startsWith(p)) && !known.has(name)) problems.push(`${name}: not a setting of this service (a typo?)`);
+  }
+  if (problems.length > 0) return { problems };
+  return { config: readEnv(spec, env), problems };
+}
+
 export const parse = {
   int(min: number, max = Number.MAX_SAFE_INTEGER) {
     return (raw: string): number => {

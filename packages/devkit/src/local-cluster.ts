@@ -166,7 +166,7 @@ export class LocalCluster {
 
   private spawn(name: string, script: string, env: Record<string, string>): ChildProcess {
     const log = createWriteStream(join(this.options.logDir, `${name}.log`), { flags: 'a' });
-    const child = spawn(process.execPath, [...SERVICE_NODE_ARGS, script], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...SERVICE_NODE_ARGS, script], { env: childEnv(script, { ...process.env, ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
     child.once('exit', () => log.end());
@@ -267,4 +267,15 @@ export async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Pr
   const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
   clearTimeout(timer);
+}
+
+/**
+ * What a child gets of the YOCO_* settings: only those it reads. A service
+ * takes an unknown YOCO_* variable for a typo (--check-config fails on it),
+ * and the head's settings (YOCO_DIM, YOCO_HIDDEN, YOCO_HEAD_*, YOCO_MODEL_ID)
+ * are the shards' alone.
+ */
+export function childEnv(script: string, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (/services\/shard\//.test(script)) return env;
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('YOCO_') || k === 'YOCO_PREFIX' || k === 'YOCO_FAILPOINTS'));
 }

@@ -1,4 +1,10 @@
+import { existsSync } from 'node:fs';
 import { ConfigError, parse, PermissionDeniedError, type EnvSpec } from '@yoco/common';
+
+/** A file a setting names must be there: found at start, not at the first handshake. */
+function mustExist(name: string, path: string): void {
+  if (path && !existsSync(path)) throw new ConfigError(name, `${path} does not exist`);
+}
 import type { ClientTls, Gate, ServerOptions, ServerTls } from '@yoco/rpc';
 
 /** A gRPC server's transport security, as every service reads it. */
@@ -31,6 +37,9 @@ export function serverSecurity(c: ServerSecurityConfig): Pick<ServerOptions, 'tl
   if (Boolean(c.tlsCertFile) !== Boolean(c.tlsKeyFile)) throw new ConfigError(c.tlsCertFile ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE', 'TLS needs both TLS_CERT_FILE and TLS_KEY_FILE');
   if (c.tlsClientCaFile && !c.tlsCertFile) throw new ConfigError('TLS_CLIENT_CA_FILE', 'mutual TLS needs TLS_CERT_FILE and TLS_KEY_FILE too');
   if (c.tlsPeerNames.length > 0 && !c.tlsClientCaFile) throw new ConfigError('TLS_PEER_NAMES', 'peer names can only be checked with mutual TLS (TLS_CLIENT_CA_FILE)');
+  mustExist('TLS_CERT_FILE', c.tlsCertFile);
+  mustExist('TLS_KEY_FILE', c.tlsKeyFile);
+  mustExist('TLS_CLIENT_CA_FILE', c.tlsClientCaFile);
   const tls: ServerTls | undefined = c.tlsCertFile ? { certFile: c.tlsCertFile, keyFile: c.tlsKeyFile, clientCaFile: c.tlsClientCaFile || undefined, refreshMs: c.tlsRefreshMs } : undefined;
   return {
     tls,
@@ -67,6 +76,9 @@ export const CLIENT_SECURITY_ENV: EnvSpec<ClientSecurityConfig> = {
 export function clientTls(c: ClientSecurityConfig & { tlsRefreshMs?: number }): ClientTls | undefined {
   if (Boolean(c.tlsClientCertFile) !== Boolean(c.tlsClientKeyFile)) throw new ConfigError('TLS_CLIENT_CERT_FILE', 'mutual TLS needs both TLS_CLIENT_CERT_FILE and TLS_CLIENT_KEY_FILE');
   if (c.tlsClientCertFile && !c.tlsCaFile) throw new ConfigError('TLS_CA_FILE', 'a client certificate needs TLS_CA_FILE (the servers are checked too)');
+  mustExist('TLS_CA_FILE', c.tlsCaFile);
+  mustExist('TLS_CLIENT_CERT_FILE', c.tlsClientCertFile);
+  mustExist('TLS_CLIENT_KEY_FILE', c.tlsClientKeyFile);
   if (!c.tlsCaFile) return undefined;
   return { caFile: c.tlsCaFile, certFile: c.tlsClientCertFile || undefined, keyFile: c.tlsClientKeyFile || undefined, refreshMs: c.tlsRefreshMs };
 }

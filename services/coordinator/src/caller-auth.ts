@@ -60,12 +60,25 @@ export interface AuthConfig {
 /** The key lookup for one of the two ways; undefined when authentication is off. */
 function keyOf(config: AuthConfig): { key: Uint8Array | JWTVerifyGetKey; algorithms: string[] } | undefined {
   if (config.jwtSecretFile && config.jwksFile) throw new ConfigError('AUTH_JWKS_FILE', 'set AUTH_JWT_SECRET_FILE or AUTH_JWKS_FILE, not both');
+  const read = (name: string, path: string) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new ConfigError(name, getErrorMessage(err));
+    }
+  };
   if (config.jwtSecretFile) {
-    const secret = readFileSync(config.jwtSecretFile, 'utf8').trimEnd();
+    const secret = read('AUTH_JWT_SECRET_FILE', config.jwtSecretFile).trimEnd();
     if (secret.length < 32) throw new ConfigError('AUTH_JWT_SECRET_FILE', `the secret is ${secret.length} bytes; HS256 needs at least 32`);
     return { key: new TextEncoder().encode(secret), algorithms: ['HS256'] };
   }
-  if (config.jwksFile) return { key: createLocalJWKSet(JSON.parse(readFileSync(config.jwksFile, 'utf8'))), algorithms: ['ES256', 'EdDSA'] };
+  if (config.jwksFile) {
+    try {
+      return { key: createLocalJWKSet(JSON.parse(read('AUTH_JWKS_FILE', config.jwksFile))), algorithms: ['ES256', 'EdDSA'] };
+    } catch (err) {
+      throw err instanceof ConfigError ? err : new ConfigError('AUTH_JWKS_FILE', `not a JWKS: ${getErrorMessage(err)}`);
+    }
+  }
   return undefined;
 }
 
