@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,6 +78,8 @@ export class LocalCluster {
   redisUrl = '';
   private redis: RedisServerHandle | undefined;
   private matcher: v1.MatcherClient | undefined;
+  /** /metrics port of each process by name, as its 'ready' line said. */
+  readonly metricsPorts = new Map<string, number>();
   private stopping: Promise<void> | undefined;
 
   private constructor(readonly options: LocalClusterOptions) {}
@@ -170,6 +173,16 @@ export class LocalCluster {
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
     child.once('exit', () => log.end());
+    // The one 'ready' line says where its /metrics is (METRICS_ADDRESS port 0 picks a free one).
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (!line.includes('"msg":"ready"')) return;
+      try {
+        const port = Number(JSON.parse(line).metricsPort);
+        if (port > 0) this.metricsPorts.set(name, port);
+      } catch {
+        // not a log line of ours
+      }
+    });
     return child;
   }
 

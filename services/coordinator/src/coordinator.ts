@@ -1,4 +1,5 @@
 import { EnrolQueue } from '@yoco/queue';
+import { Gauge } from 'prom-client';
 import { RpcServer, ServiceMetrics, type ClientTls, type Gate, type Logger } from '@yoco/rpc';
 import { clientTls, serverSecurity } from '@yoco/service';
 import { callerGate } from './caller-auth.js';
@@ -42,6 +43,24 @@ export class Coordinator {
       tls: this.clientTls,
     });
     this.queue = new EnrolQueue({ redisUrl: config.redisUrl, prefix: config.prefix });
+    const directory = this.directory;
+    // What the alerts read: per shard index, its replicas by state (a missing index is one with no SERVING replica).
+    new Gauge({
+      name: 'yoco_coordinator_replicas',
+      help: 'shard replicas by shard index and state as last polled: SERVING (merged), EXCLUDED (serving, but not merged: another head, stale), LOADING, RELOADING, HEAD_MISMATCH, DRAINING, UNREACHABLE',
+      labelNames: ['shard', 'state'],
+      registers: [this.metrics.registry],
+      collect() {
+        this.reset();
+        for (let i = 0; i < directory.count; i++) this.set({ shard: String(i), state: 'SERVING' }, 0);
+        for (const r of directory.all()) {
+          const polled = r.status && r.reachable ? r.status.state : 'UNREACHABLE';
+          const state = polled === 'SERVING' && directory.excluded(r) !== '' ? 'EXCLUDED' : polled;
+          this.inc({ shard: r.status ? String(r.status.index) : 'unknown', state });
+        }
+      },
+    });
+    new Gauge({ name: 'yoco_coordinator_shard_indexes', help: 'shard indexes k the cluster has (0 before any replica answered)', registers: [this.metrics.registry], collect() { this.set(directory.count); } });
     this.embedder = config.embedderAddress ? new EmbedderClient(config.embedderAddress, config.maxImageBytes, this.clientTls) : undefined;
   }
 

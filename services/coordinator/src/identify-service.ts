@@ -1,6 +1,6 @@
 import { CancelledError, DeadlineError, f32leBytes, InvalidArgumentError, ResourceExhaustedError, shown, UnavailableError } from '@yoco/common';
 import { assertSubjectId, isStreamId, shardOfSlot, slotOf, SubjectNotFoundError } from '@yoco/gallery';
-import { Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import { unary, type CallContext, type v1 } from '@yoco/rpc';
 import type { CoordinatorConfig } from './config.js';
 import { ShardUnavailableError } from './errors/index.js';
@@ -23,6 +23,7 @@ type IdentifyRequest = v1.IdentifyRequest__Output;
 export class IdentifyService {
   private readonly caller: ShardCaller;
   private readonly fanout: Histogram;
+  private readonly partial: Counter<'shard'>;
 
   constructor(
     private readonly config: CoordinatorConfig,
@@ -31,6 +32,7 @@ export class IdentifyService {
     registry: Registry,
   ) {
     this.caller = new ShardCaller(directory, registry);
+    this.partial = new Counter({ name: 'yoco_coordinator_partial_answers_total', help: 'Identify answers missing at least one shard index (allow_partial), by the missing index', labelNames: ['shard'], registers: [registry] });
     this.fanout = new Histogram({ name: 'yoco_coordinator_fanout_shards', help: 'shard indexes asked per Identify', buckets: [1, 2, 4, 8, 16, 32, 64], registers: [registry] });
   }
 
@@ -98,6 +100,7 @@ export class IdentifyService {
       }
       throw new UnavailableError(`shards [${missing.join(', ')}] unavailable (set allow_partial for what the others found): ${reasons.join('; ')}`, 'SHARDS_UNAVAILABLE');
     }
+    for (const m of missing) this.partial.inc({ shard: String(m) });
     return { matches: mergeMatches(matches, topK, threshold), partial: missing.length > 0, missingShards: missing, gallerySize, threshold, stalenessMs };
   }
 

@@ -37,12 +37,14 @@ export interface CallOptions<Res> {
  */
 export class ShardCaller {
   readonly hedges: Counter<'shard'>;
+  readonly hedgesWon: Counter<'shard'>;
   readonly failovers: Counter<'shard'>;
   readonly latency: Histogram<'shard'>;
 
   constructor(private readonly directory: ShardDirectory, registry: Registry) {
     const registers = [registry];
     this.hedges = new Counter({ name: 'yoco_coordinator_hedges_total', help: 'hedged shard requests sent', labelNames: ['shard'], registers });
+    this.hedgesWon = new Counter({ name: 'yoco_coordinator_hedges_won_total', help: 'hedged shard requests whose answer was the one used', labelNames: ['shard'], registers });
     this.failovers = new Counter({ name: 'yoco_coordinator_failovers_total', help: 'shard requests retried on another replica after an error', labelNames: ['shard'], registers });
     this.latency = new Histogram({
       name: 'yoco_coordinator_shard_duration_seconds',
@@ -101,6 +103,7 @@ export class ShardCaller {
             const ms = performance.now() - started;
             this.directory.recordLatency(index, ms);
             this.latency.observe(label, ms / 1000);
+            if (hedge && !settled) this.hedgesWon.inc(label);
             finish(() => resolve({ response, replica, hedged: hedge }));
           },
           (err: unknown) => {

@@ -5,7 +5,7 @@ import { Batcher, f32leBytes, InvalidArgumentError } from '@yoco/common';
 import { buildModels, PROFILES, preprocess, type ModelProfile } from '@yoco/models';
 import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
-import { Gauge, Histogram } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import { serverSecurity } from '@yoco/service';
 import type { EmbedderConfig } from './config.js';
 
@@ -37,6 +37,7 @@ export class EmbedderWorker {
   private readonly modelPath: string;
   private readonly builtIn: boolean;
   private readonly batchSize: Histogram;
+  private readonly images: Counter;
 
   constructor(private readonly config: EmbedderConfig, private readonly logger: Logger) {
     const r = resolveProfile(config.profile, config.modelsDir);
@@ -46,6 +47,7 @@ export class EmbedderWorker {
     const registers = [this.metrics.registry];
     this.batchSize = new Histogram({ name: 'yoco_embedder_batch_size', help: 'images per model run', buckets: [1, 2, 4, 8, 16, 32, 64], registers });
     const self = this;
+    this.images = new Counter({ name: 'yoco_embedder_images_total', help: 'images embedded (rate() of it: images/s)', registers });
     new Gauge({ name: 'yoco_embedder_queue_depth', help: 'images waiting for a batch', registers, collect() { this.set(self.batcher?.depth ?? 0); } });
   }
 
@@ -122,6 +124,7 @@ export class EmbedderWorker {
     batch.forEach((x, i) => input.set(x, i * per));
     const out = await this.session!.run({ [this.profile.input]: new Tensor('float32', input, [batch.length, 3, h, w]) });
     const data = out[this.profile.output].data as Float32Array;
+    this.images.inc(batch.length);
     const dim = this.profile.dim;
     if (data.length !== batch.length * dim) throw new Error(`model gave ${data.length} values for ${batch.length} images of dim ${dim}`);
     return batch.map((_, i) => data.slice(i * dim, (i + 1) * dim));

@@ -107,6 +107,8 @@ export async function up(): Promise<void> {
   } else {
     console.log('INSECURE: plaintext, no authentication (loopback only); YOCO_SECURE=1 npm start runs it with TLS and tokens');
   }
+  console.log('metrics:');
+  for (const [name, port] of [...cluster.metricsPorts].sort()) console.log(`  http://127.0.0.1:${port}/metrics  (${name})`);
   if (existsSync(photoProbe)) console.log(`try:  npx yoco identify ${photoProbe}`);
   if (existsSync(probeFile)) console.log(`      npx yoco identify --vector-file ${probeFile}`);
   console.log('      npx yoco status');
