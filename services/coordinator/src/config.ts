@@ -40,6 +40,8 @@ export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig, Serve
   serverMaxInflight: number;
   callerLimits: CallerLimits;
   duplicateCheck: 'off' | 'warn' | 'refuse';
+  shardTlsName: string;
+  embedderTlsName: string;
   /** As the enroller's: reported in a removal's receipt (the AOF bound). */
   aofRewriteAfterRemoveMs: number;
 }
@@ -59,6 +61,8 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
   auditDecisionSample: { name: 'AUDIT_DECISION_SAMPLE', default: 0.01, parse: parse.number(0, 1), doc: 'the fraction of decisions kept with AUDIT_DECISIONS=sample' },
   auditDecisionRetentionDays: { name: 'AUDIT_DECISION_RETENTION_DAYS', default: 30, parse: parse.int(1, 36_500), doc: 'days gate decisions are kept' },
   aofRewriteAfterRemoveMs: { name: 'AOF_REWRITE_AFTER_REMOVE_MS', default: 60_000, parse: parse.int(0, 86_400_000), doc: "the enroller's setting (set both alike): a removal's receipt states it as the bound on the AOF" },
+  shardTlsName: { name: 'SHARD_TLS_NAME', default: '', parse: parse.string, doc: "the name the shards' certificates carry, checked instead of the address dialled (SHARD_DNS resolves to pod IPs)" },
+  embedderTlsName: { name: 'EMBEDDER_TLS_NAME', default: '', parse: parse.string, doc: "the name the embedder's certificate carries, checked instead of EMBEDDER_ADDRESS's host" },
   duplicateCheck: {
     name: 'DUPLICATE_CHECK',
     default: 'warn',

@@ -41,6 +41,7 @@ export class Coordinator {
       logger,
       clusterHead: () => this.store.clusterHead(),
       tls: this.clientTls,
+      tlsName: config.shardTlsName || undefined,
     });
     this.queue = new EnrolQueue({ redisUrl: config.redisUrl, prefix: config.prefix });
     const directory = this.directory;
@@ -61,7 +62,7 @@ export class Coordinator {
       },
     });
     new Gauge({ name: 'yoco_coordinator_shard_indexes', help: 'shard indexes k the cluster has (0 before any replica answered)', registers: [this.metrics.registry], collect() { this.set(directory.count); } });
-    this.embedder = config.embedderAddress ? new EmbedderClient(config.embedderAddress, config.maxImageBytes, this.clientTls) : undefined;
+    this.embedder = config.embedderAddress ? new EmbedderClient(config.embedderAddress, config.maxImageBytes, this.clientTls, config.embedderTlsName || undefined) : undefined;
   }
 
   /** A model whose vectors the head cannot take is a deployment error: refuse to start. */

@@ -5,8 +5,8 @@ import { isServiceError, loadProtos, makeClient, Status, unary, type ClientTls, 
 export class EmbedderClient {
   private readonly client: v1.EmbedderClient;
 
-  constructor(readonly address: string, private readonly maxImageBytes: number, tls?: ClientTls) {
-    this.client = makeClient(loadProtos().Embedder, address, {}, { tls });
+  constructor(readonly address: string, private readonly maxImageBytes: number, tls?: ClientTls, tlsName?: string) {
+    this.client = makeClient(loadProtos().Embedder, address, tlsName ? { 'grpc.ssl_target_name_override': tlsName } : {}, { tls });
   }
 
   async info(deadline = Date.now() + 5000): Promise<v1.EmbedderInfoResponse__Output> {

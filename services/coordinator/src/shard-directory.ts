@@ -30,6 +30,8 @@ export interface Replica {
 export interface DirectoryOptions {
   /** TLS to the shards (mutual, with the coordinator's certificate); plaintext when absent. */
   tls?: ClientTls;
+  /** The shards' certificate name, checked instead of the dialled address (a pod IP from SHARD_DNS). */
+  tlsName?: string;
   addresses: string[];
   dns: string;
   refreshMs: number;
@@ -88,7 +90,7 @@ export class ShardDirectory {
       const { Shard } = loadProtos();
       // ShardCaller fails over itself: no transparent retries underneath it. A search sends one
       // query and gets one top-k back (at most 1000 matches): a few hundred KiB either way.
-      const client = makeClient(Shard, a, { ...DIRECT_CLIENT_OPTIONS, 'grpc.max_send_message_length': 1 << 20, 'grpc.max_receive_message_length': 4 << 20 }, { tls: this.options.tls });
+      const client = makeClient(Shard, a, { ...DIRECT_CLIENT_OPTIONS, 'grpc.max_send_message_length': 1 << 20, 'grpc.max_receive_message_length': 4 << 20, ...(this.options.tlsName ? { 'grpc.ssl_target_name_override': this.options.tlsName } : {}) }, { tls: this.options.tls });
       const searchStream = new MultiplexedChannel<v1.ShardSearchRequest, v1.ShardSearchResponse__Output>(client, 'SearchStream');
       this.replicas.set(a, { address: a, client, searchStream, unarySearch: false, status: undefined, healthy: false, reachable: false, lastError: 'not polled yet', inflight: 0, stalenessMs: Infinity, stalenessAt: 0 });
       changed = true;

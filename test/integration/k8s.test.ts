@@ -1,0 +1,152 @@
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeLocalPki } from '@yoco/devkit';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const tmp = mkdtempSync(join(tmpdir(), 'yoco-k8s-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Obj = any;
+
+/** Secrets that prod expects the operator to create (never in git); cert-manager makes the yoco-tls-* ones. */
+const EXTERNAL_SECRETS: Record<string, string[]> = { dev: [], prod: ['yoco-redis', 'yoco-auth', 'yoco-template-keys'] };
+
+function render(overlay: string): Obj[] {
+  const r = spawnSync('kubectl', ['kustomize', join(ROOT, 'k8s/overlays', overlay)], { encoding: 'utf8' });
+  expect(r.error, 'kubectl (with its kustomize) is needed').toBeUndefined();
+  expect(r.status, r.stderr).toBe(0);
+  return parseAllDocuments(r.stdout).map((d) => d.toJS()).filter(Boolean);
+}
+
+const workloads = (objs: Obj[]) => objs.filter((o) => o.kind === 'Deployment' || o.kind === 'StatefulSet');
+const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+const podsMatching = (objs: Obj[], selector: Record<string, string>) => workloads(objs).filter((w) => matches(selector, w.spec.template.metadata.labels));
+
+async function validate(o: Obj): Promise<void> {
+  const [group, version] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : ['', o.apiVersion];
+  if (['cert-manager.io', 'monitoring.coreos.com'].includes(group)) {
+    // Custom resources (cert-manager, the Prometheus Operator): their schemas are not in kubernetes-models.
+    expect(o.metadata?.name).toBeTruthy();
+    expect(o.spec).toBeTruthy();
+    return;
+  }
+  const mod = await import(`kubernetes-models/${group ? `${group}/` : ''}${version}`);
+  expect(mod[o.kind], `${o.apiVersion} ${o.kind}`).toBeDefined();
+  new mod[o.kind](o).validate();
+}
+
+describe.each(['dev', 'prod'])('k8s/overlays/%s', (overlay) => {
+  it('renders, and every object validates against the Kubernetes schemas', async () => {
+    const objs = render(overlay);
+    expect(objs.length).toBeGreaterThan(15);
+    for (const o of objs) await validate(o);
+  });
+
+  it('holds together: selectors, services, ports, probes, ConfigMaps and Secrets all point at something that is there', () => {
+    const objs = render(overlay);
+    const byKind = (kind: string) => objs.filter((o) => o.kind === kind);
+    const names = (kind: string) => new Set(byKind(kind).map((o) => o.metadata.name));
+    const secrets = new Set([...names('Secret'), ...byKind('Certificate').map((c) => c.spec.secretName), ...EXTERNAL_SECRETS[overlay]]);
+    const configMaps = new Map(byKind('ConfigMap').map((c) => [c.metadata.name, c.data ?? {}]));
+    for (const w of workloads(objs)) {
+      const what = `${w.kind} ${w.metadata.name}`;
+      expect(matches(w.spec.selector.matchLabels, w.spec.template.metadata.labels), `${what}: selector`).toBe(true);
+      if (w.kind === 'StatefulSet') expect(names('Service').has(w.spec.serviceName), `${what}: serviceName`).toBe(true);
+      const pod = w.spec.template.spec;
+      const volumes = new Map([...(pod.volumes ?? []), ...(w.spec.volumeClaimTemplates ?? []).map((t: Obj) => ({ name: t.metadata.name }))].map((v: Obj) => [v.name, v]));
+      for (const v of pod.volumes ?? []) {
+        if (v.secret) expect(secrets.has(v.secret.secretName), `${what}: secret ${v.secret.secretName}`).toBe(true);
+        if (v.configMap) expect(configMaps.has(v.configMap.name), `${what}: configMap ${v.configMap.name}`).toBe(true);
+      }
+      for (const c of pod.containers) {
+        const ports = new Set<string | number>(c.ports?.flatMap((p: Obj) => [p.containerPort, p.name]) ?? []);
+        for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe'].map((p) => c[p]).filter(Boolean)) {
+          const port = probe.grpc?.port ?? probe.httpGet?.port ?? probe.tcpSocket?.port;
+          if (port !== undefined) expect(ports.has(port), `${what}: probe port ${port}`).toBe(true);
+        }
+        for (const m of c.volumeMounts ?? []) expect(volumes.has(m.name), `${what}: mount ${m.name}`).toBe(true);
+        for (const e of c.envFrom ?? []) if (e.configMapRef) expect(configMaps.has(e.configMapRef.name), `${what}: envFrom ${e.configMapRef.name}`).toBe(true);
+        for (const e of c.env ?? []) {
+          const cm = e.valueFrom?.configMapKeyRef;
+          if (cm) expect(configMaps.get(cm.name)?.[cm.key], `${what}: ${e.name} from ${cm.name}/${cm.key}`).toBeDefined();
+          const sk = e.valueFrom?.secretKeyRef;
+          if (sk) expect(secrets.has(sk.name), `${what}: ${e.name} from secret ${sk.name}`).toBe(true);
+        }
+        // Non-root, read-only root filesystem, no privilege escalation.
+        expect(pod.securityContext?.runAsNonRoot, `${what}: runAsNonRoot`).toBe(true);
+        expect(c.securityContext?.readOnlyRootFilesystem, `${what}: read-only root`).toBe(true);
+        expect(c.securityContext?.allowPrivilegeEscalation, `${what}: no escalation`).toBe(false);
+        if (c.name !== 'redis') expect(c.image).toBe('ghcr.io/yoco/yoco:0.1.0');
+      }
+    }
+    for (const s of byKind('Service')) {
+      const pods = podsMatching(objs, s.spec.selector);
+      expect(pods.length, `Service ${s.metadata.name} selects nothing`).toBeGreaterThan(0);
+      for (const p of s.spec.ports) {
+        const found = pods.some((w) => w.spec.template.spec.containers.some((c: Obj) => c.ports?.some((cp: Obj) => cp.name === p.targetPort || cp.containerPort === p.targetPort)));
+        expect(found, `Service ${s.metadata.name}: targetPort ${p.targetPort}`).toBe(true);
+      }
+    }
+    for (const pdb of byKind('PodDisruptionBudget')) expect(podsMatching(objs, pdb.spec.selector.matchLabels).length, `PDB ${pdb.metadata.name}`).toBeGreaterThan(0);
+    for (const hpa of byKind('HorizontalPodAutoscaler')) expect(workloads(objs).some((w) => w.kind === hpa.spec.scaleTargetRef.kind && w.metadata.name === hpa.spec.scaleTargetRef.name), `HPA ${hpa.metadata.name}`).toBe(true);
+    for (const np of byKind('NetworkPolicy')) {
+      expect(podsMatching(objs, np.spec.podSelector.matchLabels).length, `NetworkPolicy ${np.metadata.name}`).toBeGreaterThan(0);
+      for (const rule of np.spec.ingress ?? []) for (const from of rule.from ?? []) if (from.podSelector) expect(podsMatching(objs, from.podSelector.matchLabels).length, `NetworkPolicy ${np.metadata.name}: from`).toBeGreaterThan(0);
+    }
+    // Each replica group has one pod per shard index; shards are never throttled (requests = limits).
+    const k = Number(configMaps.get('yoco-config')!.SHARD_COUNT);
+    const groups = byKind('StatefulSet').filter((s) => s.metadata.name.startsWith('shards-'));
+    expect(groups.map((g) => g.metadata.name).sort()).toEqual(['shards-a', 'shards-b']);
+    for (const g of groups) {
+      expect(g.spec.replicas).toBe(k);
+      expect(g.spec.podManagementPolicy).toBe('Parallel');
+      const r = g.spec.template.spec.containers[0].resources;
+      expect(r.requests).toEqual(r.limits);
+    }
+  });
+
+  it("every container's rendered environment passes its service's --check-config", () => {
+    const objs = render(overlay);
+    const configMaps = new Map(objs.filter((o) => o.kind === 'ConfigMap').map((c) => [c.metadata.name, c.data ?? {}]));
+    // Stand-ins for mounted Secrets: real certificates, keys and a secret, at paths under tmp.
+    const pki = makeLocalPki(join(tmp, `pki-${overlay}`));
+    const files = join(tmp, `files-${overlay}`);
+    for (const w of workloads(objs).filter((o) => o.metadata.name !== 'redis')) {
+      const pod = w.spec.template.spec;
+      const c = pod.containers[0];
+      const service = c.args[0];
+      const env: Record<string, string> = { PATH: process.env.PATH ?? '' };
+      for (const e of c.envFrom ?? []) Object.assign(env, configMaps.get(e.configMapRef.name));
+      for (const e of c.env ?? []) {
+        if (e.value !== undefined) env[e.name] = e.value;
+        else if (e.valueFrom?.configMapKeyRef) env[e.name] = configMaps.get(e.valueFrom.configMapKeyRef.name)![e.valueFrom.configMapKeyRef.key];
+        else if (e.valueFrom?.secretKeyRef) env[e.name] = 'rediss://:a-password@redis.example:6380';
+      }
+      // Mounted files: each mount path stands in a folder of its own, holding what the Secret would.
+      for (const m of c.volumeMounts ?? []) {
+        if (m.mountPath === '/tmp') continue;
+        const dir = join(files, w.metadata.name, m.mountPath);
+        mkdirSync(dir, { recursive: true });
+        const cert = m.name === 'client-tls' ? pki.coordinator : pki.servers.shard;
+        copyFileSync(cert.cert, join(dir, 'tls.crt'));
+        copyFileSync(cert.key, join(dir, 'tls.key'));
+        copyFileSync(pki.caFile, join(dir, 'ca.crt'));
+        copyFileSync(pki.jwtSecretFile, join(dir, 'jwt-secret'));
+        copyFileSync(pki.templateKeysFile, join(dir, 'template-keys.json'));
+        for (const [k, v] of Object.entries(env)) if (v.startsWith(`${m.mountPath}/`)) env[k] = join(dir, v.slice(m.mountPath.length + 1));
+      }
+      // A StatefulSet pod's ordinal is its shard index (from the pod name, which the check does not have).
+      if (service === 'shard') env.SHARD_INDEX = '0';
+      if (service === 'embedder') env.MODELS_DIR = join(tmp, 'models');
+      const r = spawnSync(process.execPath, [join(ROOT, 'services', service, 'dist/main.js'), '--check-config'], { env, encoding: 'utf8', timeout: 30_000 });
+      expect(r.status, `${w.metadata.name} (${service}): ${r.stderr}`).toBe(0);
+      expect(r.stdout).not.toContain('a-password');
+    }
+  });
+});
