@@ -1,5 +1,6 @@
 import { checkEnv, checkFailpoints, getErrorMessage, splitAddress, type EnvSpec } from '@yoco/common';
 import { createLogger, onShutdownSignal, type Logger, type ServiceMetrics } from '@yoco/rpc';
+import { startTracing, stopTracing } from '@yoco/telemetry';
 
 /** What a service's main hands to runService once its config is read. */
 export interface RunnableService {
@@ -11,7 +12,7 @@ export interface RunnableService {
   readyFields(): Record<string, unknown>;
 }
 
-export interface ServiceDefinition<C extends { metricsAddress: string }> {
+export interface ServiceDefinition<C extends { metricsAddress: string; otlpEndpoint?: string; otlpFlushMs?: number }> {
   /** The logger's name and the words of the fatal line: 'shard', 'enroller', ... */
   name: string;
   /** Every variable the service reads (--check-config lists and checks them). */
@@ -28,7 +29,7 @@ export interface ServiceDefinition<C extends { metricsAddress: string }> {
  * served, the service started, one 'ready' line logged. Any failure on the
  * way is one fatal line and exit code 1.
  */
-export async function runService<C extends { metricsAddress: string }>(definition: ServiceDefinition<C>): Promise<void> {
+export async function runService<C extends { metricsAddress: string; otlpEndpoint?: string; otlpFlushMs?: number }>(definition: ServiceDefinition<C>): Promise<void> {
   if (process.argv.includes('--check-config')) process.exit(checkConfig(definition));
   const logger = createLogger(definition.name);
   const unknown = checkEnv(definition.env, process.env).problems.filter((p) => p.includes('not a setting of this service'));
@@ -36,8 +37,12 @@ export async function runService<C extends { metricsAddress: string }>(definitio
   try {
     checkFailpoints();
     const config = definition.readConfig();
+    startTracing({ service: definition.name, endpoint: config.otlpEndpoint ?? '', flushMs: config.otlpFlushMs });
     const service = await definition.create(config, logger);
-    onShutdownSignal(logger, () => service.stop());
+    onShutdownSignal(logger, async () => {
+      await service.stop();
+      await stopTracing();
+    });
     const metrics = await service.metrics.serve(...splitAddress(config.metricsAddress));
     await service.start();
     logger.info({ ...service.readyFields(), metricsPort: metrics.port }, 'ready');
@@ -59,7 +64,7 @@ function redacted(name: string, value: unknown): string {
  * anything. Prints the resolved config (secrets redacted), one variable a
  * line, and returns 0; or prints every problem, one a line, and returns 2.
  */
-export function checkConfig<C extends { metricsAddress: string }>(definition: ServiceDefinition<C>, env: NodeJS.ProcessEnv = process.env): number {
+export function checkConfig<C extends { metricsAddress: string; otlpEndpoint?: string; otlpFlushMs?: number }>(definition: ServiceDefinition<C>, env: NodeJS.ProcessEnv = process.env): number {
   const { config, problems } = checkEnv(definition.env, env);
   if (config) {
     try {

@@ -16,11 +16,15 @@ export const REDIS_ENV: EnvSpec<RedisConfig> = {
 export interface ServiceBaseConfig {
   metricsAddress: string;
   shutdownGraceMs: number;
+  otlpEndpoint: string;
+  otlpFlushMs: number;
 }
 
 export const SERVICE_ENV: EnvSpec<ServiceBaseConfig> = {
   metricsAddress: { name: 'METRICS_ADDRESS', default: '0.0.0.0:9464', parse: parse.address, doc: 'host:port of /metrics' },
   shutdownGraceMs: { name: 'SHUTDOWN_GRACE_MS', default: 10_000, parse: parse.int(0, 600_000), doc: 'time in-flight calls (or running jobs) get on SIGTERM' },
+  otlpEndpoint: { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', default: '', parse: parse.string, doc: 'OTLP/HTTP collector for traces (e.g. http://otel-collector:4318); empty = no tracing' },
+  otlpFlushMs: { name: 'OTEL_BSP_SCHEDULE_DELAY', default: 5000, parse: parse.int(10, 600_000), doc: 'how long finished spans wait to be exported together (ms)' },
 };
 
 /** GRPC_ADDRESS with the service's own default port. */

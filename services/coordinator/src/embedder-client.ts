@@ -1,3 +1,4 @@
+import { Metadata } from '@grpc/grpc-js';
 import { InvalidArgumentError, UnavailableError, vectorFromWire } from '@yoco/common';
 import { isServiceError, loadProtos, makeClient, Status, unary, type ClientTls, type v1 } from '@yoco/rpc';
 
@@ -14,14 +15,16 @@ export class EmbedderClient {
   }
 
   /** `labels` name the probes in errors ("probe 2: ...") when a request carries several. */
-  async embed(images: Buffer[], deadline: number, labels?: number[]): Promise<Float32Array[]> {
+  async embed(images: Buffer[], deadline: number, labels?: number[], traceparent = ''): Promise<Float32Array[]> {
     images.forEach((img, i) => {
       const where = labels ? `probe ${labels[i]}: ` : '';
       if (img.length === 0) throw new InvalidArgumentError(`${where}image is empty (0 bytes)`, 'IMAGE');
       if (img.length > this.maxImageBytes) throw new InvalidArgumentError(`${where}image is ${img.length} bytes, over the ${this.maxImageBytes}-byte limit`, 'IMAGE');
     });
     try {
-      const res = await unary(this.client, 'Embed', { images }, { deadline });
+      const metadata = new Metadata();
+      if (traceparent) metadata.set('traceparent', traceparent);
+      const res = await unary(this.client, 'Embed', { images }, { deadline, metadata });
       // Not validated here: the probe reader checks what comes back, as it checks a caller's vector.
       return res.embeddings.map((e) => vectorFromWire(e.f32le, e.values, 'embedding'));
     } catch (err) {

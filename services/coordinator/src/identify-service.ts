@@ -6,6 +6,9 @@ import type { CoordinatorConfig } from './config.js';
 import { ShardUnavailableError } from './errors/index.js';
 import { mergeMatches } from './merge.js';
 import type { ProbeReader } from './probe-reader.js';
+import type { Metadata } from '@grpc/grpc-js';
+import { contextFrom, inSpan, spanContext, traceparentOf } from '@yoco/telemetry';
+import type { Span } from '@opentelemetry/api';
 import { ShardCaller } from './shard-caller.js';
 import type { Replica, ShardDirectory } from './shard-directory.js';
 import { callDeadline, cancelSignal, type Call } from './unary-call.js';
@@ -37,25 +40,30 @@ export class IdentifyService {
   }
 
   unaryIdentify(req: IdentifyRequest, call: Call): Promise<v1.IdentifyResponse> {
-    return this.identify(req, callDeadline(call.getDeadline(), this.config.defaultTimeoutMs), cancelSignal(call), `peer:${call.getPeer()}`);
+    return this.identify(req, callDeadline(call.getDeadline(), this.config.defaultTimeoutMs), cancelSignal(call), `peer:${call.getPeer()}`, traceparentIn(call.metadata));
   }
 
   /** An IdentifyStream call: the same answer as the unary one, with the call's own timeout and cancel. */
-  streamedIdentify(req: IdentifyRequest, { callerDeadline, signal, lane }: CallContext): Promise<v1.IdentifyResponse> {
-    return this.identify(req, callDeadline(callerDeadline, this.config.defaultTimeoutMs), signal, lane);
+  streamedIdentify(req: IdentifyRequest, { callerDeadline, signal, lane, metadata }: CallContext): Promise<v1.IdentifyResponse> {
+    return this.identify(req, callDeadline(callerDeadline, this.config.defaultTimeoutMs), signal, lane, traceparentIn(metadata));
   }
 
   /**
    * `deadline`: epoch ms, the margin for a partial answer already taken off. `signal`: the caller gave up.
    * `lane`: who the caller is (a stream, a peer); shards give each lane its turn.
    */
-  async identify(req: IdentifyRequest, deadline: number, signal?: AbortSignal, lane = ''): Promise<v1.IdentifyResponse> {
+  async identify(req: IdentifyRequest, deadline: number, signal?: AbortSignal, lane = '', traceparent = ''): Promise<v1.IdentifyResponse> {
+    // One trace per Identify (continuing the caller's, when it sent a traceparent): a span per shard call, and the shards' own below them.
+    return inSpan('Matcher/Identify', contextFrom(traceparent), 'server', (span) => this.identifyIn(span, req, deadline, signal, lane));
+  }
+
+  private async identifyIn(span: Span, req: IdentifyRequest, deadline: number, signal: AbortSignal | undefined, lane: string): Promise<v1.IdentifyResponse> {
     const { k, dim } = this.topology();
     const topK = req.topK || DEFAULT_TOP_K;
     if (topK > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${topK} is above ${MAX_TOP_K}`, 'TOP_K');
     const threshold = this.threshold(req.threshold);
     const consistencyToken = this.token(req.consistencyToken);
-    const [vector] = await this.probes.vectors([req.probe], dim, deadline);
+    const [vector] = await this.probes.vectors([req.probe], dim, deadline, traceparentOf(span));
     const queriesF32 = f32leBytes(vector);
     this.fanout.observe(k);
     const settled = await Promise.allSettled(
@@ -63,7 +71,7 @@ export class IdentifyService {
         this.caller.call(
           i,
           // Each shard is told which index it is meant to be: a replica at a reused address refuses.
-          (r, o) => this.directory.search(r, { queriesF32, topK, consistencyToken, expectedShard: { index: i }, lane }, o),
+          (r, o) => inSpan(`shard ${i} Search`, spanContext(span), 'client', (child) => this.directory.search(r, { traceparent: traceparentOf(child), queriesF32, topK, consistencyToken, expectedShard: { index: i }, lane }, o)),
           { deadline, hedgeAfterMs: this.hedgeDelay(i), signal, reject: (res, r) => this.refusal(i, res, r) },
         ),
       ),
@@ -164,4 +172,10 @@ export class IdentifyService {
     if (token && !isStreamId(token)) throw new InvalidArgumentError(`consistency_token ${shown(token)} is not a token Enrol or Remove returned`, 'TOKEN');
     return token;
   }
+}
+
+/** The caller's W3C trace context, when it sent one. */
+function traceparentIn(metadata: Metadata): string {
+  const v = metadata.get('traceparent')[0];
+  return typeof v === 'string' ? v : '';
 }

@@ -25,7 +25,7 @@ export class ProbeReader {
   }
 
   /** Every probe as a vector: vectors checked, images embedded together in one Embed call. */
-  async vectors(probes: (Probe | null | undefined)[], dim: number, deadline: number): Promise<Float32Array[]> {
+  async vectors(probes: (Probe | null | undefined)[], dim: number, deadline: number, traceparent = ''): Promise<Float32Array[]> {
     const out: (Float32Array | undefined)[] = [];
     const images: { index: number; bytes: Buffer }[] = [];
     probes.forEach((probe, index) => {
@@ -35,7 +35,7 @@ export class ProbeReader {
     });
     if (images.length > 0) {
       if (!this.embedder) throw new NotImplementedError('image probes need an embedder (EMBEDDER_ADDRESS is not set); send a vector');
-      const vectors = await this.embedder.embed(images.map((i) => i.bytes), deadline, probes.length > 1 ? images.map((i) => i.index) : undefined);
+      const vectors = await this.embedder.embed(images.map((i) => i.bytes), deadline, probes.length > 1 ? images.map((i) => i.index) : undefined, traceparent);
       vectors.forEach((v, k) => {
         if (v.length !== dim) throw new FailedPreconditionError(`the embedder's model gives ${v.length}-wide vectors but the cluster's head takes ${dim}`, 'STORE_MISMATCH');
         assertVectors(v, dim, 'embedding', 1);

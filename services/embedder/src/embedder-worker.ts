@@ -7,6 +7,7 @@ import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { serverSecurity } from '@yoco/service';
+import { contextFrom, inSpan } from '@yoco/telemetry';
 import type { EmbedderConfig } from './config.js';
 
 /** A built-in profile by name, or a profile JSON (its model path relative to the JSON). */
@@ -91,7 +92,11 @@ export class EmbedderWorker {
           SERVICE_NAMES.Embedder,
           Embedder.service,
           {
-            Embed: async (req) => ({ embeddings: (await this.embed(req.images)).map((v) => ({ f32le: f32leBytes(v) })), modelId: this.modelId }),
+            Embed: (req, call) =>
+              inSpan('Embedder/Embed', contextFrom(String(call.metadata.get('traceparent')[0] ?? '')), 'server', async (span) => {
+                span.setAttribute('yoco.images', req.images.length);
+                return { embeddings: (await this.embed(req.images)).map((v) => ({ f32le: f32leBytes(v) })), modelId: this.modelId };
+              }),
             Info: async () => ({ modelId: this.modelId, dim: this.profile.dim, profile: this.profile.id }),
           },
           {},

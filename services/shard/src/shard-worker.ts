@@ -18,6 +18,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
 import type { Redis } from 'ioredis';
 import { serverSecurity, templateSealer } from '@yoco/service';
+import { contextFrom, inSpan } from '@yoco/telemetry';
 import type { ShardConfig } from './config.js';
 import { WrongShardError } from './errors/index.js';
 
@@ -322,7 +323,14 @@ export class ShardWorker {
     if (token) await follower.waitFor(token, ctx.deadline - Date.now(), ctx.signal);
   }
 
-  private async search(req: SearchRequest, ctx: SearchContext): Promise<v1.ShardSearchResponse> {
+  private search(req: SearchRequest, ctx: SearchContext): Promise<v1.ShardSearchResponse> {
+    return inSpan('Shard/Search', contextFrom(req.traceparent), 'server', (span) => {
+      span.setAttribute('yoco.shard.index', this.config.index);
+      return this.searchIn(req, ctx);
+    });
+  }
+
+  private async searchIn(req: SearchRequest, ctx: SearchContext): Promise<v1.ShardSearchResponse> {
     const follower = this.ready();
     this.checkIndex(req.expectedShard?.index);
     const started = performance.now();

@@ -1,0 +1,1 @@
+export { startTracing, stopTracing, traceparentOf, contextFrom, inSpan, spanContext, type TracingOptions } from './tracing.js';
