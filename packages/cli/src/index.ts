@@ -5,3 +5,6 @@ export { readRecords } from './records.js';
 export { importFile } from './commands/import.js';
 export { UP_REDIS, redactUrl } from './commands/up.js';
 export { parseSince } from './commands/audit.js';
+export { acquireRunLock } from './run-lock.js';
+export { localCluster, clusterFile, type ClusterFile } from './cluster-file.js';
+export { AlreadyRunningError } from './errors/already-running-error.js';

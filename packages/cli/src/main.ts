@@ -1,7 +1,8 @@
 import { audit } from './commands/audit.js';
+import { localCluster } from './cluster-file.js';
 import { parseArgs } from 'node:util';
 import { YocoError, getErrorMessage } from '@yoco/common';
-import { isServiceError, statusName } from '@yoco/rpc';
+import { isServiceError, Status, statusName } from '@yoco/rpc';
 import { enrolBulk, enrolOne, listFailedJobs, removeOne } from './commands/enrol.js';
 import { identify } from './commands/identify.js';
 import { importFile } from './commands/import.js';
@@ -33,11 +34,15 @@ const HELP = `yoco <command> [options]
   --token JWT                the bearer token sent on every call (default YOCO_TOKEN)
 `;
 
+/** The Matcher this run talks to (for the 'no Matcher at' message). */
+let address = '';
+
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
-      address: { type: 'string', default: process.env.YOCO_ADDRESS ?? '127.0.0.1:50051' },
+      // Default: YOCO_ADDRESS, else the cluster `npm start` runs here (its cluster.json), else 127.0.0.1:50051.
+      address: { type: 'string', default: process.env.YOCO_ADDRESS || localCluster()?.matcher || '127.0.0.1:50051' },
       'vector-file': { type: 'string', multiple: true },
       bulk: { type: 'string' },
       replace: { type: 'boolean', default: false },
@@ -58,6 +63,7 @@ async function main(): Promise<number> {
     },
   });
   const [command, ...rest] = positionals;
+  address = values.address!;
   // The flags win over the environment; the Matcher client reads both from there.
   if (values['ca-file']) process.env.YOCO_CA_FILE = values['ca-file'];
   if (values.token) process.env.YOCO_TOKEN = values.token;
@@ -108,7 +114,9 @@ main().then(
     if (code >= 0) process.exit(code);
   },
   (err: unknown) => {
-    if (isServiceError(err)) console.error(`error: ${statusName(err.code)}: ${err.details}`);
+    if (isServiceError(err) && err.code === Status.UNAVAILABLE && /No connection established|ECONNREFUSED|ENOTFOUND|Name resolution failed/.test(err.details)) {
+      console.error(`error: no Matcher at ${address}; is \`npm start\` running? (${err.details.split('.')[0]})`);
+    } else if (isServiceError(err)) console.error(`error: ${statusName(err.code)}: ${err.details}`);
     else if (err instanceof YocoError) console.error(`error: ${err.message}`);
     else console.error(`error: ${getErrorMessage(err)}`);
     process.exit(1);

@@ -1,4 +1,6 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { loadProtos, makeClient, type v1 } from '@yoco/rpc';
+import { localCluster } from './cluster-file.js';
 
 /**
  * A client of the Matcher as the CLI's user configured it: TLS when
@@ -6,7 +8,10 @@ import { loadProtos, makeClient, type v1 } from '@yoco/rpc';
  * bearer token from YOCO_TOKEN (`--ca-file` / `--token` set the same).
  */
 export function matcherClient(address: string, env: NodeJS.ProcessEnv = process.env): v1.MatcherClient {
-  const caFile = env.YOCO_CA_FILE || undefined;
-  const token = env.YOCO_TOKEN || undefined;
+  // A secured `npm start` here names its CA and tokens in cluster.json: used when nothing else is set.
+  const local = localCluster(env);
+  const mine = local?.matcher === address ? local : undefined;
+  const caFile = env.YOCO_CA_FILE || mine?.caFile || undefined;
+  const token = env.YOCO_TOKEN || (mine?.tokensFile && existsSync(mine.tokensFile) ? (JSON.parse(readFileSync(mine.tokensFile, 'utf8')) as { admin?: string }).admin : undefined) || undefined;
   return makeClient(loadProtos().Matcher, address, {}, { tls: caFile ? { caFile } : undefined, token });
 }

@@ -56,6 +56,12 @@ export interface LocalClusterOptions {
    * allow only COORDINATOR_IDENTITY), tokens at the Matcher; `adminToken` is what matcherClient() sends.
    */
   secure?: { pki: LocalPki; adminToken: string };
+  /**
+   * Restart a process that dies on its own (not by kill() or stop()), with a backoff (1 s doubling to
+   * 30 s), on the same address, and tell `onEvent` (what `yoco up` prints). Tests that kill processes
+   * on purpose leave this off.
+   */
+  supervise?: { onEvent: (message: string) => void };
 }
 
 export interface ProcessInfo {
@@ -80,7 +86,15 @@ export class LocalCluster {
   private matcher: v1.MatcherClient | undefined;
   /** /metrics port of each process by name, as its 'ready' line said. */
   readonly metricsPorts = new Map<string, number>();
+  private readonly fatal = new Map<string, string>();
+  private readonly intentional = new Set<ChildProcess>();
+  private readonly restarts = new Map<string, number>();
   private stopping: Promise<void> | undefined;
+  /** The pid of each running process, by name (for cluster.json). */
+  get pids(): Map<string, number> {
+    const all = [this.coordinator, ...this.shards.values(), this.enroller, this.embedder].filter((p): p is ProcessInfo => p !== undefined);
+    return new Map(all.map((p) => [p.name, p.process.pid ?? 0]));
+  }
 
   private constructor(readonly options: LocalClusterOptions) {}
 
@@ -173,17 +187,41 @@ export class LocalCluster {
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
     child.once('exit', () => log.end());
-    // The one 'ready' line says where its /metrics is (METRICS_ADDRESS port 0 picks a free one).
+    // The one 'ready' line says where its /metrics is (METRICS_ADDRESS port 0 picks a free one); a fatal
+    // line says why it stopped (shown in the terminal instead of a log file's path).
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (!line.includes('"msg":"ready"')) return;
+      const fatal = line.includes('"level":60');
+      if (!fatal && !line.includes('"msg":"ready"')) return;
       try {
-        const port = Number(JSON.parse(line).metricsPort);
-        if (port > 0) this.metricsPorts.set(name, port);
+        const entry = JSON.parse(line) as { msg?: string; err?: string; metricsPort?: number };
+        if (fatal) this.fatal.set(name, [entry.msg, entry.err].filter(Boolean).join(': '));
+        else if (Number(entry.metricsPort) > 0) this.metricsPorts.set(name, Number(entry.metricsPort));
       } catch {
         // not a log line of ours
       }
     });
+    child.once('exit', (code, signal) => this.exited(name, script, env, child, code, signal));
     return child;
+  }
+
+  /** Why a process stopped: its last fatal log line, else where its log is. */
+  reason(name: string): string {
+    return this.fatal.get(name) ?? `see ${join(this.options.logDir, `${name}.log`)}`;
+  }
+
+  private exited(name: string, script: string, env: Record<string, string>, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    const supervise = this.options.supervise;
+    if (!supervise || this.stopping || this.intentional.delete(child)) return;
+    const backoff = Math.min(30_000, 1000 * 2 ** (this.restarts.get(name) ?? 0));
+    this.restarts.set(name, (this.restarts.get(name) ?? 0) + 1);
+    supervise.onEvent(`${name} exited (${signal ?? `code ${code}`}): ${this.reason(name)}; restarting in ${backoff / 1000} s`);
+    this.fatal.delete(name);
+    setTimeout(() => {
+      if (this.stopping) return;
+      const next = this.spawn(name, script, env);
+      const info = name === 'enroller' ? this.enroller : name === 'embedder' ? this.embedder : name === 'coordinator' ? this.coordinator : this.shards.get(name);
+      if (info) info.process = next;
+    }, backoff).unref();
   }
 
   matcherClient(): v1.MatcherClient {
@@ -216,9 +254,9 @@ export class LocalCluster {
     const until = Date.now() + timeoutMs;
     let last = 'no answer yet';
     while (Date.now() < until) {
-      if (this.coordinator.process.exitCode !== null) throw new Error(`coordinator exited (code ${this.coordinator.process.exitCode}); see ${this.options.logDir}/coordinator.log`);
-      for (const s of this.shards.values()) {
-        if (s.process.exitCode !== null && s.process.signalCode === null) throw new Error(`${s.name} exited (code ${s.process.exitCode}); see ${this.options.logDir}/${s.name}.log`);
+      // A process that stopped before the cluster was ready: its reason, not only where its log is.
+      for (const p of [this.coordinator, ...this.shards.values(), this.enroller, this.embedder]) {
+        if (p && p.process.exitCode !== null && p.process.signalCode === null && !this.options.supervise) throw new Error(`${p.name} exited (code ${p.process.exitCode}): ${this.reason(p.name)}`);
       }
       try {
         const status = await unary(this.matcherClient(), 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
@@ -239,6 +277,7 @@ export class LocalCluster {
   async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const p = name === 'enroller' ? this.enroller : this.shards.get(name);
     if (!p) throw new Error(`no process ${name}`);
+    this.intentional.add(p.process);
     await stopChild(p.process, signal);
   }
 

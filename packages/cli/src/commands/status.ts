@@ -1,3 +1,4 @@
+import { localCluster } from '../cluster-file.js';
 import { matcherClient } from '../matcher-client.js';
 import { unary } from '@yoco/rpc';
 
@@ -19,6 +20,12 @@ export async function status(address: string, json: boolean): Promise<void> {
         console.log(`  ${r.address.padEnd(22)} ${r.state.padEnd(13)} templates=${r.templates}${dead} subjects=${r.subjects} slots=${r.ownedSlots} watermark=${r.watermark}${staleness} p95=${r.p95Ms.toFixed(2)}ms ${r.engine}`);
         if (r.excluded) console.log(`    not used: ${r.excluded}`);
       }
+    }
+    // The cluster `npm start` runs here: where each process's metrics are.
+    const local = localCluster();
+    if (local?.matcher === address) {
+      console.log('metrics:');
+      for (const p of local.processes) if (p.metrics) console.log(`  ${p.metrics}  (${p.name}, pid ${p.pid})`);
     }
   } finally {
     client.close();

@@ -1,6 +1,8 @@
 import { resolve } from 'node:path';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { parse, readEnv, type EnvSpec } from '@yoco/common';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { acquireRunLock } from '../run-lock.js';
+import { clusterFile } from '../cluster-file.js';
+import { getErrorMessage, parse, readEnv, type EnvSpec } from '@yoco/common';
 import { connectRedis, GalleryStore } from '@yoco/gallery';
 import { HEAD_ENV, resolveHead, type HeadConfig } from '@yoco/service';
 import { buildModels, MODELS_DIR, PROFILES } from '@yoco/models';
@@ -57,9 +59,14 @@ export async function up(): Promise<void> {
   await buildModels(MODELS_DIR, false, (m) => console.log(m));
   const dataDir = resolve(config.dataDir);
   const logDir = resolve(dataDir, 'logs');
+  // One `npm start` per data directory (its Redis files, its logs); a lock left by a killed one is taken over.
+  const release = acquireRunLock(dataDir, config.address);
+  process.once('exit', release);
+  if (config.redisUrl) await checkRedis(config.redisUrl);
   console.log(`starting YOCO: ${config.shards} shard(s) x ${config.replicas} replica(s), head ${head.id} (D=${head.dim}, H=${head.hidden})`);
   const secure = config.secure ? await securePki(resolve(dataDir, 'secure')) : undefined;
   const cluster = await LocalCluster.start({
+    supervise: { onEvent: (m) => console.log(m) },
     secure: secure && { pki: secure.pki, adminToken: secure.tokens.admin },
     shards: config.shards,
     replicas: config.replicas,
@@ -83,6 +90,8 @@ export async function up(): Promise<void> {
   const stop = async () => {
     console.log('\nstopping...');
     await cluster.stop();
+    rmSync(clusterFile(dataDir), { force: true });
+    release();
     process.exit(0);
   };
   process.once('SIGINT', stop);
@@ -92,12 +101,19 @@ export async function up(): Promise<void> {
   const store = new GalleryStore(redis, { prefix: config.prefix, dim: head.dim });
   const probeFile = resolve(dataDir, 'demo-probe.json');
   const photoProbe = resolve(dataDir, 'demo-probe.jpg');
-  if (config.demoSubjects > 0 && (await store.streamInfo()).entriesAdded === 0) {
+  // The demo is enrolled until it is complete: one interrupted (Ctrl-C) is finished at the next start.
+  // Its vectors are seeded and template ids are content digests, so enrolling again adds nothing twice.
+  const demoDone = resolve(dataDir, 'demo.done');
+  const fresh = (await store.streamInfo()).entriesAdded === 0;
+  if (config.demoSubjects > 0 && (fresh || existsSync(resolve(dataDir, 'demo.started'))) && !existsSync(demoDone)) {
+    writeFileSync(resolve(dataDir, 'demo.started'), '');
     // Through the real write path: Matcher.Enrol -> BullMQ -> enroller -> Redis -> change stream -> shards.
     const subject = await enrolDemoGallery(cluster.matcherClient(), head.dim, config.demoSubjects, probeFile);
     console.log(`enrolled ${config.demoSubjects} demo subjects; ${probeFile} is a probe of ${subject}`);
     const photo = await enrolDemoPhotos(cluster.matcherClient(), DEMO_PHOTOS, photoProbe);
     console.log(`enrolled ${DEMO_PHOTOS}'s photos through the embedder; ${photoProbe} is an altered copy of ${photo}`);
+    writeFileSync(demoDone, '');
+    rmSync(resolve(dataDir, 'demo.started'), { force: true });
   }
   redis.disconnect();
   console.log(`\nYOCO Matcher listening on ${cluster.address} (Redis ${redactUrl(cluster.redisUrl)}, logs in ${logDir})`);
@@ -109,6 +125,23 @@ export async function up(): Promise<void> {
   }
   console.log('metrics:');
   for (const [name, port] of [...cluster.metricsPorts].sort()) console.log(`  http://127.0.0.1:${port}/metrics  (${name})`);
+  // What the CLI reads when given no address: this cluster's endpoints (no secret in it, only where they are).
+  const pids = cluster.pids;
+  writeFileSync(
+    clusterFile(dataDir),
+    `${JSON.stringify(
+      {
+        matcher: cluster.address,
+        redis: redactUrl(cluster.redisUrl),
+        pid: process.pid,
+        caFile: secure?.pki.caFile,
+        tokensFile: secure?.tokensFile,
+        processes: [...pids].map(([name, pid]) => ({ name, pid, metrics: cluster.metricsPorts.has(name) ? `http://127.0.0.1:${cluster.metricsPorts.get(name)}/metrics` : '' })),
+      },
+      null,
+      2,
+    )}\n`,
+  );
   if (existsSync(photoProbe)) console.log(`try:  npx yoco identify ${photoProbe}`);
   if (existsSync(probeFile)) console.log(`      npx yoco identify --vector-file ${probeFile}`);
   console.log('      npx yoco status');
@@ -138,4 +171,16 @@ async function securePki(dir: string): Promise<{ pki: LocalPki; tokens: Record<'
   const tokensFile = resolve(dir, 'tokens.json');
   writeFileSync(tokensFile, `${JSON.stringify(tokens, null, 2)}\n`, { mode: 0o600 });
   return { pki, tokens, tokensFile };
+}
+
+/** Before anything starts: a Redis that cannot be reached is named (without its password) with the reason. */
+async function checkRedis(url: string): Promise<void> {
+  const redis = connectRedis(url, 'tool');
+  try {
+    await Promise.race([redis.ping(), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer in 3 s')), 3000))]);
+  } catch (err) {
+    throw new Error(`cannot reach Redis at ${redactUrl(url)}: ${getErrorMessage(err)}`);
+  } finally {
+    redis.disconnect();
+  }
 }

@@ -1,0 +1,81 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '@yoco/common';
+import { stopChild } from '@yoco/devkit';
+import { afterAll, describe, expect, it } from 'vitest';
+import { connect, flushPrefix, redisUrl, testPrefix } from '../support/redis.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const YOCO = join(ROOT, 'packages/cli/bin/yoco.js');
+const prefix = testPrefix('npmstart');
+const dataDir = mkdtempSync(join(tmpdir(), 'yoco-up-'));
+let first: ChildProcess | undefined;
+afterAll(async () => {
+  if (first) await stopChild(first, 'SIGINT');
+  const r = connect();
+  await flushPrefix(r, prefix);
+  r.disconnect();
+});
+
+function up(env: Record<string, string>): { child: ChildProcess; output: () => string; until: (text: string | RegExp, ms?: number) => Promise<void> } {
+  const child = spawn(process.execPath, [YOCO, 'up'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const until = async (text: string | RegExp, ms = 120_000) => {
+    const started = Date.now();
+    while (!(typeof text === 'string' ? output.includes(text) : text.test(output))) {
+      if (child.exitCode !== null) throw new Error(`yoco up exited (${child.exitCode}): ${output}`);
+      if (Date.now() - started > ms) throw new Error(`no '${text}' after ${ms} ms: ${output}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  return { child, output: () => output, until };
+}
+
+describe('npm start (yoco up): safe and honest', () => {
+  it('refuses a second start on its data directory, writes cluster.json the CLI reads, and restarts a child that dies, saying why', async () => {
+    const address = `127.0.0.1:${await freePort()}`;
+    const env = { REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, YOCO_DATA_DIR: dataDir, YOCO_DEMO_SUBJECTS: '30', YOCO_PROFILE: 'face-resnet128' };
+    const a = up(env);
+    first = a.child;
+    await a.until('YOCO Matcher listening on');
+    expect(a.output()).toMatch(/^ {2}http:\/\/127\.0\.0\.1:\d+\/metrics {2}\(coordinator\)$/m);
+
+    // A second start: refused at once, naming the first; the first goes on.
+    const b = spawnSync(process.execPath, [YOCO, 'up'], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+    expect(b.status).toBe(1);
+    expect(b.stderr).toContain(`YOCO is already running (pid ${a.child.pid}) on ${address}`);
+    expect(b.stderr).not.toMatch(/\bat \S+ \(/);
+
+    // cluster.json: the CLI needs no address here, and status shows where the metrics are.
+    const cluster = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as { matcher: string; processes: { name: string; pid: number; metrics: string }[] };
+    expect(cluster.matcher).toBe(address);
+    expect(cluster.processes.map((p) => p.name).sort()).toEqual(['coordinator', 'embedder', 'enroller', 'shard-0a', 'shard-1a']);
+    const status = spawnSync(process.execPath, [YOCO, 'status'], { env: { ...process.env, YOCO_DATA_DIR: dataDir, YOCO_ADDRESS: '' }, encoding: 'utf8', timeout: 30_000 });
+    expect(status.status, status.stderr).toBe(0);
+    expect(status.stdout).toContain(`cluster at ${address}`);
+    expect(status.stdout).toMatch(/metrics:\n {2}http:\/\/127\.0\.0\.1:\d+\/metrics {2}\(/);
+
+    // A shard killed under it: reported with its reason and restarted; the cluster is whole again.
+    const shard = cluster.processes.find((p) => p.name === 'shard-0a')!;
+    process.kill(shard.pid, 'SIGKILL');
+    await a.until(/shard-0a exited \(SIGKILL\): .*; restarting in 1 s/, 10_000);
+    for (let i = 0; ; i++) {
+      const s = spawnSync(process.execPath, [YOCO, 'status', '--json'], { env: { ...process.env, YOCO_DATA_DIR: dataDir }, encoding: 'utf8', timeout: 30_000 });
+      const healthy = s.status === 0 && (JSON.parse(s.stdout) as { shards: { healthy: boolean }[] }).shards.every((sh) => sh.healthy);
+      if (healthy) break;
+      if (i > 300) throw new Error(`shard-0a did not come back: ${a.output()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+
+    // Ctrl-C: everything stops, the lock and cluster.json go.
+    await stopChild(a.child, 'SIGINT');
+    first = undefined;
+    expect(existsSync(join(dataDir, 'yoco.pid'))).toBe(false);
+    expect(existsSync(join(dataDir, 'cluster.json'))).toBe(false);
+  });
+});
