@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { DEMO_PHOTOS } from '@yoco/cli';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,6 +60,25 @@ describe('npm start (yoco up): safe and honest', () => {
     expect(status.status, status.stderr).toBe(0);
     expect(status.stdout).toContain(`cluster at ${address}`);
     expect(status.stdout).toMatch(/metrics:\n {2}http:\/\/127\.0\.0\.1:\d+\/metrics {2}\(/);
+
+    // The CLI with no address: enrol by image, verify, subject, identify with its options.
+    const yoco = (...args: string[]) => spawnSync(process.execPath, [YOCO, ...args], { env: { ...process.env, YOCO_DATA_DIR: dataDir, YOCO_ADDRESS: '' }, encoding: 'utf8', timeout: 60_000 });
+    const photo = join(DEMO_PHOTOS, readdirSync(DEMO_PHOTOS).filter((f) => /\.jpe?g$/i.test(f)).sort()[0]);
+    const enrolled = yoco('enrol', 'cli-face', '--image', photo, '--wait');
+    expect(enrolled.status, enrolled.stderr).toBe(0);
+    expect(enrolled.stdout).toMatch(/job \d+: cli-face with templates [0-9a-f]{20}; applied, token \d+-\d+/);
+    const token = /token (\d+-\d+)/.exec(enrolled.stdout)![1];
+    const verified = yoco('verify', 'cli-face', photo, '--consistency-token', token);
+    expect(verified.stdout).toMatch(/^MATCH: cli-face scores [01]\.\d{4} \(threshold/);
+    expect(verified.status).toBe(0);
+    expect(yoco('subject', 'cli-face').stdout).toMatch(/^cli-face: 1 templates \([0-9a-f]{20}\); slot \d+, shard [01]/);
+    const identified = yoco('identify', photo, '--top-k', '3', '--allow-partial', '--json');
+    expect((JSON.parse(identified.stdout) as { matches: { subjectId: string }[] }).matches[0].subjectId).toBe('cli-face');
+    const bad = yoco('identify', photo, '--top-k', 'abc');
+    expect(bad.status).toBe(1);
+    expect(bad.stderr.trim()).toBe("error: --top-k 'abc' is not a whole number from 1 to 1000");
+    const nowhere = spawnSync(process.execPath, [YOCO, 'status', '--address', '127.0.0.1:1'], { encoding: 'utf8', timeout: 30_000 });
+    expect(nowhere.stderr).toMatch(/^error: no Matcher at 127\.0\.0\.1:1; is `npm start` running\?/);
 
     // A shard killed under it: reported with its reason and restarted; the cluster is whole again.
     const shard = cluster.processes.find((p) => p.name === 'shard-0a')!;

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { YocoError, getErrorMessage } from '@yoco/common';
 import { isServiceError, Status, statusName } from '@yoco/rpc';
 import { enrolBulk, enrolOne, listFailedJobs, removeOne } from './commands/enrol.js';
-import { identify } from './commands/identify.js';
+import { identify, subject, verify } from './commands/identify.js';
 import { importFile } from './commands/import.js';
 import { status } from './commands/status.js';
 import { up } from './commands/up.js';
@@ -15,8 +15,8 @@ const HELP = `yoco <command> [options]
   import FILE                bulk-load subjects from JSON Lines {"subject_id", "vector"|"vectors"}
       --concurrency N        Import calls in flight (default 4); through the Matcher, ordered
                              with every enrolment and removal (a removed subject stays removed)
-  enrol SUBJECT --vector-file F [--vector-file F2 ...] [--replace] [--wait]
-                             enrol one subject through the queue
+  enrol SUBJECT [--image F ...] [--vector-file F ...] [--replace] [--wait]
+                             enrol one subject through the queue (images are embedded by the cluster)
   enrol --bulk FILE|DIR      enrol many (JSON Lines, or a directory of one .json per subject);
       --concurrency N --wait resumable: subjects already enrolled with the same content are skipped
   remove SUBJECT [--wait] [--verify]
@@ -24,6 +24,10 @@ const HELP = `yoco <command> [options]
   jobs --failed [--json]     list failed enrolment jobs
   identify IMAGE             identify a photo (JPEG, PNG, WebP), embedded by the cluster
   identify --vector-file F   identify a vector (JSON array, or raw float32 .f32/.bin)
+           [--top-k N] [--threshold T] [--allow-partial] [--consistency-token T] [--json]
+  verify SUBJECT IMAGE | --image F | --vector-file F
+                             1:1: does the probe match SUBJECT? (exit 0 yes, 1 no)
+  subject SUBJECT            a subject's template ids, slot and shard
       --top-k N --threshold T --json
   status [--json]            topology and health of every shard
   audit [--subject S] [--since T] [--decisions] [--json]
@@ -33,6 +37,25 @@ const HELP = `yoco <command> [options]
   --ca-file FILE             TLS: the CA of the Matcher's certificate (default YOCO_CA_FILE)
   --token JWT                the bearer token sent on every call (default YOCO_TOKEN)
 `;
+
+/** An integer option, checked: '--top-k abc' is an error, not 10. */
+function intOption(name: string, raw: string, min: number, max: number): number {
+  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) throw new Error(`--${name} '${raw}' is not a whole number from ${min} to ${max}`);
+  return Number(raw);
+}
+
+function numberOption(name: string, raw: string, min: number, max: number): number {
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} '${raw}' is not a number from ${min} to ${max}`);
+  return n;
+}
+
+/** The probe of identify / verify: a positional image, --image, or --vector-file (exactly one). */
+function probeSource(positional: string | undefined, images: string[] | undefined, vectorFiles: string[] | undefined): { image?: string; vectorFile?: string } {
+  const all = [...(positional ? [{ image: positional }] : []), ...(images ?? []).map((image) => ({ image })), ...(vectorFiles ?? []).map((vectorFile) => ({ vectorFile }))];
+  if (all.length !== 1) throw new Error(all.length === 0 ? 'give the probe: an image file, --image F or --vector-file F' : 'give one probe only');
+  return all[0];
+}
 
 /** The Matcher this run talks to (for the 'no Matcher at' message). */
 let address = '';
@@ -44,6 +67,9 @@ async function main(): Promise<number> {
       // Default: YOCO_ADDRESS, else the cluster `npm start` runs here (its cluster.json), else 127.0.0.1:50051.
       address: { type: 'string', default: process.env.YOCO_ADDRESS || localCluster()?.matcher || '127.0.0.1:50051' },
       'vector-file': { type: 'string', multiple: true },
+      image: { type: 'string', multiple: true },
+      'allow-partial': { type: 'boolean', default: false },
+      'consistency-token': { type: 'string' },
       bulk: { type: 'string' },
       replace: { type: 'boolean', default: false },
       wait: { type: 'boolean', default: false },
@@ -75,15 +101,26 @@ async function main(): Promise<number> {
     case 'up':
       await up();
       return -1;
-    case 'identify':
-      if (!rest[0] && !values['vector-file']?.length) throw new Error('identify needs an image file or --vector-file');
-      await identify(values.address!, rest[0] ? { image: rest[0] } : { vectorFile: values['vector-file']![0] }, Number(values['top-k']), Number(values.threshold), values.json!);
+    case 'identify': {
+      const source = probeSource(rest[0], values.image, values['vector-file']);
+      await identify(values.address!, source, { topK: intOption('top-k', values['top-k']!, 1, 1000), threshold: numberOption('threshold', values.threshold!, 0, 1), allowPartial: values['allow-partial']!, consistencyToken: values['consistency-token'] ?? '', json: values.json! });
+      return 0;
+    }
+    case 'verify': {
+      if (!rest[0]) throw new Error('verify needs SUBJECT, then an image file, --image F or --vector-file F');
+      const source = probeSource(rest[1], values.image, values['vector-file']);
+      return (await verify(values.address!, rest[0], source, { threshold: numberOption('threshold', values.threshold!, 0, 1), consistencyToken: values['consistency-token'] ?? '', json: values.json! })) ? 0 : 1;
+    }
+    case 'subject':
+      if (!rest[0]) throw new Error('subject needs SUBJECT');
+      await subject(values.address!, rest[0], values.json!);
       return 0;
     case 'enrol': {
-      const options = { address: values.address!, replace: values.replace!, wait: values.wait! };
-      if (values.bulk) return (await enrolBulk(values.bulk, { ...options, concurrency: Number(values.concurrency ?? 16) })) > 0 ? 1 : 0;
-      if (!rest[0] || !values['vector-file']?.length) throw new Error('enrol needs SUBJECT and --vector-file (or --bulk FILE|DIR)');
-      await enrolOne(rest[0], values['vector-file'], options);
+      const options = { address: values.address!, replace: values.replace!, wait: values.wait!, json: values.json! };
+      if (values.bulk) return (await enrolBulk(values.bulk, { ...options, concurrency: intOption('concurrency', values.concurrency ?? '16', 1, 256) })) > 0 ? 1 : 0;
+      const images = [...(values.image ?? []), ...rest.slice(1)];
+      if (!rest[0] || (images.length === 0 && !values['vector-file']?.length)) throw new Error('enrol needs SUBJECT and --image F (one or more), --vector-file F, or --bulk FILE|DIR');
+      await enrolOne(rest[0], { images, vectorFiles: values['vector-file'] ?? [] }, options);
       return 0;
     }
     case 'remove':

@@ -2,7 +2,7 @@ import { matcherClient } from '../matcher-client.js';
 import { unary } from '@yoco/rpc';
 import { bulkEnrol, waitForJobs } from '../bulk-enrol.js';
 import { readRecords } from '../records.js';
-import { readVectorFile } from '../vector-file.js';
+import { probeOf } from './identify.js';
 
 export interface EnrolOptions {
   address: string;
@@ -10,18 +10,18 @@ export interface EnrolOptions {
   wait: boolean;
 }
 
-/** One subject from one or more vector files. */
-export async function enrolOne(subjectId: string, files: string[], options: EnrolOptions): Promise<void> {
-  const vectors = await Promise.all(files.map(readVectorFile));
+/** One subject from image files (embedded by the cluster) and/or vector files. */
+export async function enrolOne(subjectId: string, sources: { images: string[]; vectorFiles: string[] }, options: EnrolOptions & { json?: boolean }): Promise<void> {
+  const probes = [...(await Promise.all(sources.images.map((image) => probeOf({ image })))), ...(await Promise.all(sources.vectorFiles.map((vectorFile) => probeOf({ vectorFile }))))];
   const client = matcherClient(options.address);
   try {
-    const res = await unary(
-      client,
-      'Enrol',
-      { subjectId, probes: vectors.map((v) => ({ vector: { values: Array.from(v) } })), replace: options.replace, wait: options.wait },
-      { deadline: Date.now() + 60_000 },
-    );
+    const res = await unary(client, 'Enrol', { subjectId, probes, replace: options.replace, wait: options.wait }, { deadline: Date.now() + 60_000 });
+    if (options.json) {
+      console.log(JSON.stringify(res, null, 2));
+      return;
+    }
     console.log(`job ${res.jobId}: ${subjectId} with templates ${res.templateIds.join(', ')}${res.consistencyToken ? `; applied, token ${res.consistencyToken}` : ' (queued)'}`);
+    for (const d of res.duplicates) console.log(`  warning: a probe is accepted as '${d.subjectId}' (score ${d.score.toFixed(3)}): the same person under another id?`);
   } finally {
     client.close();
   }

@@ -1,17 +1,35 @@
-import { matcherClient } from '../matcher-client.js';
-import { unary } from '@yoco/rpc';
 import { readFile } from 'node:fs/promises';
+import { unary } from '@yoco/rpc';
+import { matcherClient } from '../matcher-client.js';
 import { readVectorFile } from '../vector-file.js';
 
-/** Identifies an image file, or a vector file (--vector-file). */
-export async function identify(address: string, source: { image?: string; vectorFile?: string }, topK: number, threshold: number, json: boolean): Promise<void> {
-  const probe = source.image
-    ? { image: await readFile(source.image) }
-    : { vector: { values: Array.from(await readVectorFile(source.vectorFile!)) } };
+export interface ProbeSource {
+  image?: string;
+  vectorFile?: string;
+}
+
+/** A probe from an image file or a vector file. */
+export async function probeOf(source: ProbeSource): Promise<{ image: Buffer } | { vector: { f32le: Buffer } }> {
+  if (source.image) return { image: await readFile(source.image) };
+  const v = await readVectorFile(source.vectorFile!);
+  return { vector: { f32le: Buffer.from(v.buffer, v.byteOffset, v.byteLength) } };
+}
+
+export interface IdentifyOptions {
+  topK: number;
+  threshold: number;
+  allowPartial: boolean;
+  consistencyToken: string;
+  json: boolean;
+}
+
+/** `yoco identify (IMAGE | --vector-file F)`. */
+export async function identify(address: string, source: ProbeSource, o: IdentifyOptions): Promise<void> {
+  const probe = await probeOf(source);
   const client = matcherClient(address);
   try {
-    const res = await unary(client, 'Identify', { probe, topK, threshold }, { deadline: Date.now() + 30_000 });
-    if (json) {
+    const res = await unary(client, 'Identify', { probe, topK: o.topK, threshold: o.threshold, allowPartial: o.allowPartial, consistencyToken: o.consistencyToken }, { deadline: Date.now() + 30_000 });
+    if (o.json) {
       console.log(JSON.stringify(res, null, 2));
       return;
     }
@@ -20,6 +38,32 @@ export async function identify(address: string, source: { image?: string; vector
       console.log(`${String(i + 1).padStart(3)}. ${m.accepted ? 'ACCEPT' : '      '} ${m.score.toFixed(4)}  ${m.subjectId}  (template ${m.templateId})`);
     });
     if (res.matches.length === 0) console.log('no matches: the gallery is empty');
+  } finally {
+    client.close();
+  }
+}
+
+/** `yoco verify SUBJECT (IMAGE | --image F | --vector-file F)`: 1:1; exit code 0 on a match, 1 otherwise. */
+export async function verify(address: string, subjectId: string, source: ProbeSource, o: Pick<IdentifyOptions, 'threshold' | 'consistencyToken' | 'json'>): Promise<boolean> {
+  const probe = await probeOf(source);
+  const client = matcherClient(address);
+  try {
+    const res = await unary(client, 'Verify', { subjectId, probe, threshold: o.threshold, consistencyToken: o.consistencyToken }, { deadline: Date.now() + 30_000 });
+    if (o.json) console.log(JSON.stringify(res, null, 2));
+    else console.log(`${res.match ? 'MATCH' : 'NO MATCH'}: ${subjectId} scores ${res.score.toFixed(4)} (threshold ${res.threshold.toFixed(3)}, template ${res.templateId})`);
+    return res.match;
+  } finally {
+    client.close();
+  }
+}
+
+/** `yoco subject SUBJECT`: its template ids, slot and shard (never vectors). */
+export async function subject(address: string, subjectId: string, json: boolean): Promise<void> {
+  const client = matcherClient(address);
+  try {
+    const res = await unary(client, 'GetSubject', { subjectId }, { deadline: Date.now() + 10_000 });
+    if (json) console.log(JSON.stringify(res, null, 2));
+    else console.log(`${res.subjectId}: ${res.templateIds.length} templates (${res.templateIds.join(', ')}); slot ${res.slot}, shard ${res.shard}`);
   } finally {
     client.close();
   }
