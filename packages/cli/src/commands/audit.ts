@@ -1,4 +1,3 @@
-import { unary } from '@yoco/rpc';
 import { matcherClient } from '../matcher-client.js';
 
 export interface AuditOptions {
@@ -25,7 +24,7 @@ export function parseSince(raw: string | undefined, now = Date.now()): number {
 export async function audit(address: string, options: AuditOptions): Promise<void> {
   const client = matcherClient(address);
   try {
-    const { records } = await unary(client, 'ListAudit', { subjectId: options.subject ?? '', sinceMs: parseSince(options.since), limit: options.limit, decisions: options.decisions }, { deadline: Date.now() + 10_000 });
+    const { records } = await client.call('ListAudit', { subjectId: options.subject ?? '', sinceMs: parseSince(options.since), limit: options.limit, decisions: options.decisions }, { timeoutMs: 10_000 });
     if (options.json) {
       console.log(JSON.stringify(records, null, 2));
       return;

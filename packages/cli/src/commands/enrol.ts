@@ -1,5 +1,4 @@
-import { matcherClient } from '../matcher-client.js';
-import { unary } from '@yoco/rpc';
+import { matcherClient, matcherStub } from '../matcher-client.js';
 import { bulkEnrol, waitForJobs } from '../bulk-enrol.js';
 import { readRecords } from '../records.js';
 import { probeOf } from './identify.js';
@@ -15,7 +14,7 @@ export async function enrolOne(subjectId: string, sources: { images: string[]; v
   const probes = [...(await Promise.all(sources.images.map((image) => probeOf({ image })))), ...(await Promise.all(sources.vectorFiles.map((vectorFile) => probeOf({ vectorFile }))))];
   const client = matcherClient(options.address);
   try {
-    const res = await unary(client, 'Enrol', { subjectId, probes, replace: options.replace, wait: options.wait }, { deadline: Date.now() + 60_000 });
+    const res = await client.call('Enrol', { subjectId, probes, replace: options.replace, wait: options.wait }, { timeoutMs: 60_000 });
     if (options.json) {
       console.log(JSON.stringify(res, null, 2));
       return;
@@ -31,10 +30,10 @@ export async function enrolOne(subjectId: string, sources: { images: string[]; v
 export async function removeOne(subjectId: string, options: EnrolOptions & { verify?: boolean }): Promise<boolean> {
   const client = matcherClient(options.address);
   try {
-    const res = await unary(client, 'Remove', { subjectId, wait: options.wait || options.verify }, { deadline: Date.now() + 60_000 });
+    const res = await client.call('Remove', { subjectId, wait: options.wait || options.verify }, { timeoutMs: 60_000 });
     console.log(`job ${res.jobId}: remove ${subjectId}${res.consistencyToken ? `; applied, token ${res.consistencyToken}` : ' (queued)'}`);
     if (!options.verify) return true;
-    const r = await unary(client, 'VerifyRemoval', { subjectId, consistencyToken: res.consistencyToken }, { deadline: Date.now() + 30_000 });
+    const r = await client.call('VerifyRemoval', { subjectId, consistencyToken: res.consistencyToken }, { timeoutMs: 30_000 });
     console.log(`receipt for ${subjectId} at or past ${res.consistencyToken}:`);
     for (const c of r.replicas) {
       console.log(`  shard ${c.shardIndex} replica ${c.address}: ${c.error ? `no answer (${c.error})` : c.found ? 'STILL HOLDS a template' : `holds none (watermark ${c.watermark})`}`);
@@ -51,7 +50,7 @@ export async function removeOne(subjectId: string, options: EnrolOptions & { ver
 /** Thousands of subjects from a JSON Lines file or a directory; returns the number that failed. */
 export async function enrolBulk(path: string, options: EnrolOptions & { concurrency: number }): Promise<number> {
   const records = await readRecords(path);
-  const client = matcherClient(options.address);
+  const client = matcherStub(options.address);
   try {
     const summary = await bulkEnrol(client, records, records.length, options.concurrency);
     const failedJobs = options.wait ? await waitForJobs(client, summary.jobs) : [];
@@ -67,7 +66,7 @@ export async function enrolBulk(path: string, options: EnrolOptions & { concurre
 export async function listFailedJobs(address: string, json: boolean): Promise<void> {
   const client = matcherClient(address);
   try {
-    const res = await unary(client, 'ListJobs', { state: 'failed', limit: 1000 }, { deadline: Date.now() + 10_000 });
+    const res = await client.call('ListJobs', { state: 'failed', limit: 1000 }, { timeoutMs: 10_000 });
     if (json) {
       console.log(JSON.stringify(res, null, 2));
       return;

@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { unary } from '@yoco/rpc';
 import { matcherClient } from '../matcher-client.js';
 import { readVectorFile } from '../vector-file.js';
 
@@ -28,7 +27,7 @@ export async function identify(address: string, source: ProbeSource, o: Identify
   const probe = await probeOf(source);
   const client = matcherClient(address);
   try {
-    const res = await unary(client, 'Identify', { probe, topK: o.topK, threshold: o.threshold, allowPartial: o.allowPartial, consistencyToken: o.consistencyToken }, { deadline: Date.now() + 30_000 });
+    const res = await client.call('Identify', { probe, topK: o.topK, threshold: o.threshold, allowPartial: o.allowPartial, consistencyToken: o.consistencyToken }, { timeoutMs: 30_000 });
     if (o.json) {
       console.log(JSON.stringify(res, null, 2));
       return;
@@ -48,7 +47,7 @@ export async function verify(address: string, subjectId: string, source: ProbeSo
   const probe = await probeOf(source);
   const client = matcherClient(address);
   try {
-    const res = await unary(client, 'Verify', { subjectId, probe, threshold: o.threshold, consistencyToken: o.consistencyToken }, { deadline: Date.now() + 30_000 });
+    const res = await client.call('Verify', { subjectId, probe, threshold: o.threshold, consistencyToken: o.consistencyToken }, { timeoutMs: 30_000 });
     if (o.json) console.log(JSON.stringify(res, null, 2));
     else console.log(`${res.match ? 'MATCH' : 'NO MATCH'}: ${subjectId} scores ${res.score.toFixed(4)} (threshold ${res.threshold.toFixed(3)}, template ${res.templateId})`);
     return res.match;
@@ -61,7 +60,7 @@ export async function verify(address: string, subjectId: string, source: ProbeSo
 export async function subject(address: string, subjectId: string, json: boolean): Promise<void> {
   const client = matcherClient(address);
   try {
-    const res = await unary(client, 'GetSubject', { subjectId }, { deadline: Date.now() + 10_000 });
+    const res = await client.call('GetSubject', { subjectId }, { timeoutMs: 10_000 });
     if (json) console.log(JSON.stringify(res, null, 2));
     else console.log(`${res.subjectId}: ${res.templateIds.length} templates (${res.templateIds.join(', ')}); slot ${res.slot}, shard ${res.shard}`);
   } finally {

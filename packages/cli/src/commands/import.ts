@@ -1,4 +1,4 @@
-import { matcherClient } from '../matcher-client.js';
+import { matcherStub } from '../matcher-client.js';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { assertVectors, getErrorMessage } from '@yoco/common';
@@ -47,7 +47,7 @@ interface ImportResult {
  * Returns [imported, failed].
  */
 export async function importFile(path: string, options: ImportOptions): Promise<[number, number]> {
-  const client = matcherClient(options.address);
+  const client = matcherStub(options.address);
   try {
     const status = await unary(client, 'ClusterStatus', {}, { deadline: Date.now() + 10_000 });
     const dim = status.dim;

@@ -5,7 +5,7 @@ import { unary } from '@yoco/rpc';
 export async function status(address: string, json: boolean): Promise<void> {
   const client = matcherClient(address);
   try {
-    const s = await unary(client, 'ClusterStatus', {}, { deadline: Date.now() + 10_000 });
+    const s = await client.call('ClusterStatus', {}, { timeoutMs: 10_000 });
     if (json) {
       console.log(JSON.stringify(s, null, 2));
       return;

@@ -1,0 +1,1 @@
+export { MatcherError } from './matcher-error.js';
