@@ -1,6 +1,6 @@
 import { stopChild, type LocalCluster } from '@yoco/devkit';
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,8 +51,9 @@ describe('the yoco command', () => {
     const imported = await yoco('import', join(dir, 'gallery.jsonl'), '--concurrency', '2');
     expect(imported.code).toBe(1);
     expect(imported.out).toContain('imported 200 subjects, 2 failed');
-    expect(imported.out).toMatch(/line 201: subject id 'bad id' is invalid/);
-    expect(imported.out).toMatch(new RegExp(`line 202: template has 3 values, expected ${DIM}`));
+    // Reported with file and line.
+    expect(imported.out).toMatch(/gallery\.jsonl:201: subject id 'bad id' is invalid/);
+    expect(imported.out).toMatch(new RegExp(`gallery\\.jsonl:202: template has 3 values, expected ${DIM}`));
 
     const target = JSON.parse(lines[42]) as { vectors: number[][] };
     writeFileSync(join(dir, 'probe.json'), JSON.stringify(target.vectors[1]));
@@ -87,7 +88,7 @@ describe('the yoco command', () => {
     expect((await yoco('remove', 'emp-42', '--wait')).out).toMatch(/remove emp-42; applied/);
     const replay = await yoco('import', join(dir, 'gallery.jsonl'));
     expect(replay.out).toContain('imported 199 subjects, 3 failed');
-    expect(replay.out).toMatch(/line 43: subject 'emp-42' was removed; an import does not bring it back/);
+    expect(replay.out).toMatch(/gallery\.jsonl:43: subject 'emp-42' was removed; an import does not bring it back/);
     const after = JSON.parse((await yoco('identify', '--vector-file', join(dir, 'probe.json'), '--json', '--top-k', '3')).out);
     expect(after.matches.map((m: any) => m.subjectId)).not.toContain('emp-42');
     // An explicit enrolment does.
@@ -117,13 +118,49 @@ describe('yoco enrol', () => {
     const again = await yoco('enrol', '--bulk', join(dir, 'bulk.jsonl'), '--wait');
     expect(again.code).toBe(1);
     expect(again.out).toContain('1 accepted, 399 unchanged (skipped), 1 failed');
-    expect(again.out).toMatch(/bad id!: INVALID_ARGUMENT: subject id 'bad id!' is invalid/);
+    expect(again.out).toMatch(/bulk\.jsonl:401: INVALID_ARGUMENT: subject id 'bad id!' is invalid/);
+
+    // Malformed lines are skipped and reported with file and line, the rest is enrolled; --failures keeps every one.
+    const mixed = [...Array.from({ length: 30 }, (_, i) => JSON.stringify({ subject_id: `mixed-${i}`, vector: Array.from(unitVector(rng)) }))];
+    mixed.splice(10, 0, '{"subject_id": "torn", "vector": [0.1, 0.2', 'not json at all', JSON.stringify({ subject_id: 'words', vector: ['a', 'b'] }));
+    for (let i = 0; i < 25; i++) mixed.push(`garbage ${i}`);
+    writeFileSync(join(dir, 'mixed.jsonl'), mixed.join('\n'));
+    const failuresFile = join(dir, 'rejected.jsonl');
+    const m = await yoco('enrol', '--bulk', join(dir, 'mixed.jsonl'), '--wait', '--failures', failuresFile);
+    expect(m.code).toBe(1);
+    expect(m.out).toContain('30 accepted, 0 unchanged (skipped), 28 failed');
+    expect(m.out).toMatch(/mixed\.jsonl:11: .*JSON/);
+    expect(m.out).toMatch(/mixed\.jsonl:13: vector 0 is not an array of numbers/);
+    expect(m.out).toContain(`... and 8 more (all in ${failuresFile})`);
+    const rejectedLines = readFileSync(failuresFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { where: string; reason: string; raw: string });
+    expect(rejectedLines).toHaveLength(28);
+    expect(rejectedLines[1]).toMatchObject({ where: `${join(dir, 'mixed.jsonl')}:12`, raw: 'not json at all' });
+    // import reads the same way.
+    const mi = await yoco('import', join(dir, 'mixed.jsonl'));
+    expect(mi.out).toContain('imported 30 subjects, 28 failed');
 
     // A directory of one JSON file per subject, named after the file.
     const sub = join(dir, 'people');
     mkdirSync(sub);
     for (let i = 0; i < 5; i++) writeFileSync(join(sub, `dir-${i}.json`), JSON.stringify({ vector: Array.from(unitVector(rng)) }));
-    expect((await yoco('enrol', '--bulk', sub, '--wait')).out).toContain('5 accepted, 0 unchanged (skipped), 0 failed');
+    writeFileSync(join(sub, 'broken.json'), '{"vector": [');
+    const fromDir = await yoco('enrol', '--bulk', sub, '--wait');
+    expect(fromDir.out).toContain('5 accepted, 0 unchanged (skipped), 1 failed');
+    expect(fromDir.out).toContain(`${join(sub, 'broken.json')}: `);
+
+    // A 100 MB file is streamed: the CLI runs in a 48 MB heap (reading it whole would need over 200 MB).
+    const big = join(dir, 'big.jsonl');
+    const pad = 'x'.repeat(100_000);
+    writeFileSync(big, Array.from({ length: 1000 }, (_, i) => JSON.stringify({ subject_id: `big-${i}`, vector: Array.from(unitVector(rng)), note: pad })).join('\n'));
+    const bounded = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--max-old-space-size=48', YOCO, 'import', big, '--address', cluster.address], { env: { ...process.env, YOCO_ADDRESS: cluster.address }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (out += d));
+      child.on('exit', (code) => resolve({ code, out }));
+    });
+    expect(bounded.out).toContain('imported 1000 subjects, 0 failed');
+    expect(bounded.code).toBe(0);
 
     const removed = await yoco('remove', 'dir-3', '--wait');
     expect(removed.out).toMatch(/remove dir-3; applied, token/);

@@ -6,12 +6,14 @@ import { getErrorMessage } from '@yoco/common';
 export interface EnrolRecord {
   subjectId: string;
   vectors: Float32Array[];
+  /** Where it was read (file:line), for the failure report. */
+  where?: string;
 }
 
 export interface BulkSummary {
   accepted: number;
   unchanged: number;
-  failed: { subjectId: string; reason: string }[];
+  failed: { subjectId: string; reason: string; where?: string }[];
   /** Job ids of the accepted enrolments, in order. */
   jobs: string[];
 }
@@ -51,7 +53,7 @@ export async function bulkEnrol(client: v1.MatcherClient, records: AsyncIterable
       bar.tick(true);
     } catch (err) {
       const reason = isServiceError(err) ? `${statusName(err.code)}: ${err.details}` : getErrorMessage(err);
-      summary.failed.push({ subjectId: r.subjectId, reason });
+      summary.failed.push({ subjectId: r.subjectId, reason, where: r.where });
       bar.tick(false);
     }
   };

@@ -83,6 +83,7 @@ async function main(): Promise<number> {
       since: { type: 'string' },
       decisions: { type: 'boolean', default: false },
       verify: { type: 'boolean', default: false },
+      failures: { type: 'string' },
       limit: { type: 'string', default: '100' },
       token: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -117,7 +118,7 @@ async function main(): Promise<number> {
       return 0;
     case 'enrol': {
       const options = { address: values.address!, replace: values.replace!, wait: values.wait!, json: values.json! };
-      if (values.bulk) return (await enrolBulk(values.bulk, { ...options, concurrency: intOption('concurrency', values.concurrency ?? '16', 1, 256) })) > 0 ? 1 : 0;
+      if (values.bulk) return (await enrolBulk(values.bulk, { ...options, concurrency: intOption('concurrency', values.concurrency ?? '16', 1, 256), failures: values.failures })) > 0 ? 1 : 0;
       const images = [...(values.image ?? []), ...rest.slice(1)];
       if (!rest[0] || (images.length === 0 && !values['vector-file']?.length)) throw new Error('enrol needs SUBJECT and --image F (one or more), --vector-file F, or --bulk FILE|DIR');
       await enrolOne(rest[0], { images, vectorFiles: values['vector-file'] ?? [] }, options);
@@ -137,7 +138,7 @@ async function main(): Promise<number> {
       return 0;
     case 'import': {
       if (!rest[0]) throw new Error('import needs a FILE');
-      const [, failed] = await importFile(rest[0], { address: values.address!, concurrency: Number(values.concurrency ?? 4) });
+      const [, failed] = await importFile(rest[0], { address: values.address!, concurrency: intOption('concurrency', values.concurrency ?? '4', 1, 64), failures: values.failures });
       return failed > 0 ? 1 : 0;
     }
     default:

@@ -1,6 +1,6 @@
 import { matcherClient, matcherStub } from '../matcher-client.js';
 import { bulkEnrol, waitForJobs } from '../bulk-enrol.js';
-import { readRecords } from '../records.js';
+import { countBulk, readBulk, RejectionLog } from '../records.js';
 import { probeOf } from './identify.js';
 
 export interface EnrolOptions {
@@ -48,18 +48,22 @@ export async function removeOne(subjectId: string, options: EnrolOptions & { ver
 }
 
 /** Thousands of subjects from a JSON Lines file or a directory; returns the number that failed. */
-export async function enrolBulk(path: string, options: EnrolOptions & { concurrency: number }): Promise<number> {
-  const records = await readRecords(path);
+export async function enrolBulk(path: string, options: EnrolOptions & { concurrency: number; failures?: string }): Promise<number> {
+  // Streamed: a malformed line or file is skipped (and reported) instead of stopping everything.
+  const rejected = new RejectionLog(options.failures);
+  const total = await countBulk(path);
   const client = matcherStub(options.address);
   try {
-    const summary = await bulkEnrol(client, records, records.length, options.concurrency);
+    const summary = await bulkEnrol(client, readBulk(path, rejected.add), total, options.concurrency);
+    for (const f of summary.failed) rejected.add({ where: f.where ?? f.subjectId, reason: f.reason });
     const failedJobs = options.wait ? await waitForJobs(client, summary.jobs) : [];
-    console.log(`${summary.accepted} accepted, ${summary.unchanged} unchanged (skipped), ${summary.failed.length + failedJobs.length} failed`);
-    for (const f of summary.failed.slice(0, 20)) console.log(`  ${f.subjectId}: ${f.reason}`);
-    for (const f of failedJobs.slice(0, 20)) console.log(`  ${f.subjectId} (job ${f.jobId}): ${f.reason}`);
-    return summary.failed.length + failedJobs.length;
+    for (const f of failedJobs) rejected.add({ where: `${f.subjectId} (job ${f.jobId})`, reason: f.reason });
+    console.log(`${summary.accepted} accepted, ${summary.unchanged} unchanged (skipped), ${rejected.count} failed`);
+    rejected.print(options.failures);
+    return rejected.count;
   } finally {
     client.close();
+    await rejected.close();
   }
 }
 
