@@ -65,6 +65,12 @@ describe('an external Python gRPC client against the cluster npm start runs', ()
       expect(output).toMatch(/demo-probe\.jpg is an altered copy of (photo-\w+)/);
       expect(res.image_matches[0].subject_id).toBe(/altered copy of (photo-\w+)/.exec(output)![1]);
       expect(res.bad_vector).toBe('INVALID_ARGUMENT');
+      // The example client (clients/python): its own stubs from generate.sh, its wrapper, the same answer.
+      const exampleStubs = mkdtempSync(join(tmpdir(), 'yoco-py-example-'));
+      execFileSync('bash', [join(ROOT, 'clients/python/generate.sh'), exampleStubs], { env: { ...process.env, PATH: `/usr/bin:${process.env.PATH}` } });
+      const example = JSON.parse(execFileSync(PYTHON, [join(ROOT, 'clients/python/example.py'), exampleStubs, address, join(dataDir, 'demo-probe.json')], { encoding: 'utf8' })) as { best: string; accepted: boolean; verify: [boolean, number]; bad: [string, string] };
+      expect(example).toMatchObject({ best: probe.subject_id, accepted: true, bad: ['INVALID_ARGUMENT', 'VECTOR_LENGTH'] });
+      expect(example.verify[0]).toBe(true);
     } finally {
       await stopChild(up, 'SIGTERM');
     }
