@@ -51,6 +51,10 @@ describe('npm start (yoco up): safe and honest', () => {
     expect(b.status).toBe(1);
     expect(b.stderr).toContain(`YOCO is already running (pid ${a.child.pid}) on ${address}`);
     expect(b.stderr).not.toMatch(/\bat \S+ \(/);
+    // Another data directory, the same address: refused before it starts anything (its readiness check would reach the first).
+    const other = spawnSync(process.execPath, [YOCO, 'up'], { env: { ...process.env, ...env, YOCO_DATA_DIR: mkdtempSync(join(tmpdir(), 'yoco-up2-')) }, encoding: 'utf8', timeout: 60_000 });
+    expect(other.status).toBe(1);
+    expect(other.stderr).toContain(`${address} is already in use (another npm start with another YOCO_DATA_DIR?)`);
 
     // cluster.json: the CLI needs no address here, and status shows where the metrics are.
     const cluster = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as { matcher: string; processes: { name: string; pid: number; metrics: string }[] };

@@ -126,7 +126,7 @@ async function main(): Promise<number> {
     }
     case 'remove':
       if (!rest[0]) throw new Error('remove needs SUBJECT');
-      return (await removeOne(rest[0], { address: values.address!, replace: false, wait: values.wait!, verify: values.verify! })) ? 0 : 1;
+      return (await removeOne(rest[0], { address: values.address!, replace: false, wait: values.wait!, verify: values.verify!, json: values.json! })) ? 0 : 1;
     case 'jobs':
       await listFailedJobs(values.address!, values.json!);
       return 0;

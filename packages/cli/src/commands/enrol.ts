@@ -27,13 +27,20 @@ export async function enrolOne(subjectId: string, sources: { images: string[]; v
 }
 
 /** `yoco remove SUBJECT [--wait] [--verify]`; with --verify, returns whether the receipt shows nothing left. */
-export async function removeOne(subjectId: string, options: EnrolOptions & { verify?: boolean }): Promise<boolean> {
+export async function removeOne(subjectId: string, options: EnrolOptions & { verify?: boolean; json?: boolean }): Promise<boolean> {
   const client = matcherClient(options.address);
   try {
     const res = await client.call('Remove', { subjectId, wait: options.wait || options.verify }, { timeoutMs: 60_000 });
-    console.log(`job ${res.jobId}: remove ${subjectId}${res.consistencyToken ? `; applied, token ${res.consistencyToken}` : ' (queued)'}`);
-    if (!options.verify) return true;
+    if (!options.json) console.log(`job ${res.jobId}: remove ${subjectId}${res.consistencyToken ? `; applied, token ${res.consistencyToken}` : ' (queued)'}`);
+    if (!options.verify) {
+      if (options.json) console.log(JSON.stringify(res, null, 2));
+      return true;
+    }
     const r = await client.call('VerifyRemoval', { subjectId, consistencyToken: res.consistencyToken }, { timeoutMs: 30_000 });
+    if (options.json) {
+      console.log(JSON.stringify({ ...res, receipt: r }, null, 2));
+      return r.removed;
+    }
     console.log(`receipt for ${subjectId} at or past ${res.consistencyToken}:`);
     for (const c of r.replicas) {
       console.log(`  shard ${c.shardIndex} replica ${c.address}: ${c.error ? `no answer (${c.error})` : c.found ? 'STILL HOLDS a template' : `holds none (watermark ${c.watermark})`}`);

@@ -2,7 +2,8 @@ import { resolve } from 'node:path';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { acquireRunLock } from '../run-lock.js';
 import { clusterFile } from '../cluster-file.js';
-import { getErrorMessage, parse, readEnv, type EnvSpec } from '@yoco/common';
+import { createServer } from 'node:net';
+import { getErrorMessage, parse, readEnv, splitAddress, type EnvSpec } from '@yoco/common';
 import { connectRedis, GalleryStore } from '@yoco/gallery';
 import { HEAD_ENV, resolveHead, type HeadConfig } from '@yoco/service';
 import { buildModels, MODELS_DIR, PROFILES } from '@yoco/models';
@@ -63,6 +64,8 @@ export async function up(): Promise<void> {
   const release = acquireRunLock(dataDir, config.address);
   process.once('exit', release);
   if (config.redisUrl) await checkRedis(config.redisUrl);
+  // The readiness check must be answered by this start's own Matcher, not by whatever already listens there.
+  await checkFree(config.address);
   console.log(`starting YOCO: ${config.shards} shard(s) x ${config.replicas} replica(s), head ${head.id} (D=${head.dim}, H=${head.hidden})`);
   const secure = config.secure ? await securePki(resolve(dataDir, 'secure')) : undefined;
   const cluster = await LocalCluster.start({
@@ -183,4 +186,16 @@ async function checkRedis(url: string): Promise<void> {
   } finally {
     redis.disconnect();
   }
+}
+
+/** The Matcher's address must be free: another YOCO (another data directory) or any other server there is named. */
+async function checkFree(address: string): Promise<void> {
+  const [host, port] = splitAddress(address);
+  await new Promise<void>((resolve, reject) => {
+    const server = createServer();
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new Error(err.code === 'EADDRINUSE' ? `${address} is already in use (another npm start with another YOCO_DATA_DIR?): stop it, or set GRPC_ADDRESS` : `cannot listen on ${address}: ${err.message}`)),
+    );
+    server.listen(port, host, () => server.close(() => resolve()));
+  });
 }
