@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { freePort, Rng } from '@yoco/common';
 import { METHOD_ROLES, type Role } from '@yoco/coordinator';
 import { issueCertificate, makeCa, makeLocalPki, mintToken, type LocalCluster, type LocalPki } from '@yoco/devkit';
+import { bulkEnrol } from '@yoco/cli';
 import { isServiceError, loadProtos, makeClient, statusName, type ClientSecurity } from '@yoco/rpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawUnary } from '../support/raw-unary.js';
@@ -148,6 +149,17 @@ describe('a secured cluster: TLS on every port, mutual TLS inside, tokens at the
     expect(metrics).not.toMatch(/caller="calm",reason/);
   });
 
+  it('a bulk enrolment over its caller\'s rate waits for it instead of failing records', async () => {
+    const client = makeClient(loadProtos().Matcher, cluster.address, {}, { ...tls(), token: await token('bulk-site', ['enrol']) });
+    const rng = new Rng(21);
+    const records = Array.from({ length: 150 }, (_, i) => ({ subjectId: `bulk-sec-${i}`, vectors: [unitVector(rng)] }));
+    // 2 calls per record at 16 in flight: well over enrol=100/s here; the limiter refuses, the tool waits and retries.
+    const summary = await bulkEnrol(client, records, records.length, 16, 'bulk');
+    client.close();
+    expect(summary.failed).toEqual([]);
+    expect(summary.accepted).toBe(150);
+  });
+
   it('a shard serves only the coordinator: no client certificate or another CA fails the handshake, a CA-signed certificate without its identity is PERMISSION_DENIED', async () => {
     const other = join(dir, 'other');
     makeCa(other, 'another CA');
@@ -215,7 +227,7 @@ describe('a secured cluster: TLS on every port, mutual TLS inside, tokens at the
     expect(all.some((r) => /^unauthenticated@/.test(r.caller) && r.outcome === 'UNAUTHENTICATED')).toBe(true);
     expect(all.some((r) => r.caller === 'flooder' && r.outcome === 'RESOURCE_EXHAUSTED')).toBe(true);
     // Nobody else's sub is put on a record: every caller named is one this test minted a token for.
-    const known = /^(site-a|site-b|ops|auditor|flooder|calm|gw|gw-identify|gw-enrol|gw-admin|test-admin|unauthenticated@.*)$/;
+    const known = /^(site-a|site-b|ops|auditor|flooder|calm|bulk-site|gw|gw-identify|gw-enrol|gw-admin|test-admin|unauthenticated@.*)$/;
     expect(all.filter((r) => !known.test(r.caller))).toEqual([]);
     const decisions = await list({ decisions: true, limit: 1000 });
     expect(decisions.some((r) => r.caller === 'calm' && r.method === 'Identify' && r.outcome === 'OK')).toBe(true);

@@ -33,7 +33,7 @@ export async function bulkEnrol(client: v1.MatcherClient, records: AsyncIterable
   const one = async (r: EnrolRecord) => {
     const want = [...new Set(r.vectors.map((v) => templateIdOf(r.subjectId, v)))].sort();
     try {
-      const have = await unary(client, 'GetSubject', { subjectId: r.subjectId }, { deadline: deadline() }).catch((err) => {
+      const have = await patient(() => unary(client, 'GetSubject', { subjectId: r.subjectId }, { deadline: deadline() })).catch((err) => {
         if (isServiceError(err) && err.code === Status.NOT_FOUND) return { templateIds: [] };
         throw err;
       });
@@ -42,12 +42,12 @@ export async function bulkEnrol(client: v1.MatcherClient, records: AsyncIterable
         bar.tick(true);
         return;
       }
-      const res = await unary(
+      const res = await patient(() => unary(
         client,
         'Enrol',
         { subjectId: r.subjectId, probes: r.vectors.map((v) => ({ vector: { values: Array.from(v) } })), replace: true },
         { deadline: deadline() },
-      );
+      ));
       summary.accepted++;
       summary.jobs.push(res.jobId);
       bar.tick(true);
@@ -77,7 +77,7 @@ export async function waitForJobs(client: v1.MatcherClient, jobs: string[], time
   // Jobs finish roughly in order: walk the list, waiting on each until it is done.
   for (const jobId of jobs) {
     for (;;) {
-      const s = await unary(client, 'GetJob', { jobId }, { deadline: Date.now() + 10_000 });
+      const s = await patient(() => unary(client, 'GetJob', { jobId }, { deadline: Date.now() + 10_000 }));
       if (s.state === 'completed') break;
       if (s.state === 'failed') {
         failed.push({ jobId, subjectId: s.subjectId, reason: s.failedReason });
@@ -88,4 +88,19 @@ export async function waitForJobs(client: v1.MatcherClient, jobs: string[], time
     }
   }
   return failed;
+}
+
+/**
+ * A call that the Matcher's per-caller limits may refuse (RESOURCE_EXHAUSTED: "retry shortly"): retried
+ * with backoff, so a bulk load runs at the rate the caller is allowed instead of failing records.
+ */
+export async function patient<T>(call: () => Promise<T>, tries = 30): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (!isServiceError(err) || err.code !== Status.RESOURCE_EXHAUSTED || attempt >= tries) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt) * (0.5 + Math.random() / 2)));
+    }
+  }
 }

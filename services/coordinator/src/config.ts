@@ -71,9 +71,9 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
   },
   callerLimits: {
     name: 'CALLER_LIMITS',
-    default: { identify: { ratePerSecond: 500, inflight: 64 }, enrol: { ratePerSecond: 200, inflight: 32 }, admin: { ratePerSecond: 50, inflight: 16 } },
+    default: { identify: { ratePerSecond: 500, inflight: 64 }, enrol: { ratePerSecond: 500, inflight: 64 }, admin: { ratePerSecond: 500, inflight: 64 } },
     parse: parseCallerLimits,
-    doc: 'per caller (token sub), by role: calls per second / calls in flight, e.g. identify=500/64,enrol=200/32,admin=50/16 (per coordinator process; needs authentication)',
+    doc: 'per caller (token sub), by role: calls per second / calls in flight, e.g. identify=500/64,enrol=500/64,admin=500/64 (per coordinator process; needs authentication)',
   },
   shardAddresses: {
     name: 'SHARD_ADDRESSES',
