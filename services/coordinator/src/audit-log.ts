@@ -1,7 +1,6 @@
 import { InvalidArgumentError } from '@yoco/common';
 import { connectRedis, StoreKeys } from '@yoco/gallery';
 import type { Logger, v1 } from '@yoco/rpc';
-import type { Redis } from 'ioredis';
 
 export interface AuditConfig {
   /** Days audit records of writes, admin reads and denials are kept. */
@@ -24,7 +23,7 @@ const DAY_MS = 86_400_000;
  * call: a record that cannot reach Redis is still in the log.
  */
 export class AuditLog {
-  private readonly redis: Redis;
+  private readonly redis: ReturnType<typeof connectRedis>;
   private readonly keys: StoreKeys;
 
   constructor(private readonly config: AuditConfig & { redisUrl: string; prefix: string }, private readonly logger: Logger) {

@@ -151,7 +151,7 @@ export async function up(): Promise<void> {
   console.log('Ctrl-C stops everything.');
 }
 
-/** A URL as it may be shown: any password replaced. */
+/** A URL as it may be shown: its password replaced. */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
