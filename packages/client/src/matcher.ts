@@ -51,17 +51,7 @@ export class Matcher {
     const req = KEYED.has(method) ? withRequestId(request) : request;
     const retryable = IDEMPOTENT.has(method) || KEYED.has(method);
     const deadline = Date.now() + (options.timeoutMs ?? this.options.timeoutMs);
-    for (let attempt = 1; ; attempt++) {
-      const client = this.clients[this.next++ % this.clients.length];
-      try {
-        return await unary(client, method, req, { deadline, signal: options.signal });
-      } catch (err) {
-        const e = MatcherError.from(err);
-        const wait = Math.min(2000, this.options.backoffMs * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
-        if (!retryable || !e.unavailable || attempt >= this.options.attempts || Date.now() + wait >= deadline || options.signal?.aborted) throw e;
-        await new Promise((r) => setTimeout(r, wait));
-      }
-    }
+    return retrying(this.options, deadline, retryable, options.signal, () => unary(this.clients[this.next++ % this.clients.length], method, req, { deadline, signal: options.signal }));
   }
 
   identify(request: v1.IdentifyRequest, timeoutMs?: number): Promise<v1.IdentifyResponse__Output> {
@@ -108,21 +98,28 @@ export class IdentifyStream {
 
   async identify(request: v1.IdentifyRequest, timeoutMs = this.options.timeoutMs): Promise<v1.IdentifyResponse__Output> {
     const deadline = Date.now() + timeoutMs;
-    for (let attempt = 1; ; attempt++) {
-      const channel = this.channels[this.next++ % this.channels.length];
-      try {
-        return await channel.call(request, { deadline });
-      } catch (err) {
-        const e = MatcherError.from(err);
-        const wait = Math.min(2000, this.options.backoffMs * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
-        if (!e.unavailable || attempt >= this.options.attempts || Date.now() + wait >= deadline) throw e;
-        await new Promise((r) => setTimeout(r, wait));
-      }
-    }
+    return retrying(this.options, deadline, true, undefined, () => this.channels[this.next++ % this.channels.length].call(request, { deadline }));
   }
 
   close(): void {
     for (const c of this.channels) c.close();
+  }
+}
+
+/**
+ * Runs `attempt` (each time on the next address) until it succeeds, or fails with anything but
+ * UNAVAILABLE, or attempts or the deadline run out: jittered backoff doubling from backoffMs, at most 2 s.
+ */
+async function retrying<T>(o: { attempts: number; backoffMs: number }, deadline: number, retryable: boolean, signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      const e = MatcherError.from(err);
+      const wait = Math.min(2000, o.backoffMs * 2 ** (n - 1)) * (0.5 + Math.random() / 2);
+      if (!retryable || !e.unavailable || n >= o.attempts || Date.now() + wait >= deadline || signal?.aborted) throw e;
+      await new Promise((r) => setTimeout(r, wait));
+    }
   }
 }
 

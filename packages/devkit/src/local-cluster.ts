@@ -90,10 +90,18 @@ export class LocalCluster {
   private readonly intentional = new Set<ChildProcess>();
   private readonly restarts = new Map<string, number>();
   private stopping: Promise<void> | undefined;
+  /** Every process of the cluster (Redis aside). */
+  private get processes(): ProcessInfo[] {
+    return [this.coordinator, ...this.shards.values(), this.enroller, this.embedder].filter((p): p is ProcessInfo => p !== undefined);
+  }
+
+  private processNamed(name: string): ProcessInfo | undefined {
+    return this.processes.find((p) => p.name === name);
+  }
+
   /** The pid of each running process, by name (for cluster.json). */
   get pids(): Map<string, number> {
-    const all = [this.coordinator, ...this.shards.values(), this.enroller, this.embedder].filter((p): p is ProcessInfo => p !== undefined);
-    return new Map(all.map((p) => [p.name, p.process.pid ?? 0]));
+    return new Map(this.processes.map((p) => [p.name, p.process.pid ?? 0]));
   }
 
   private constructor(readonly options: LocalClusterOptions) {}
@@ -219,7 +227,7 @@ export class LocalCluster {
     setTimeout(() => {
       if (this.stopping) return;
       const next = this.spawn(name, script, env);
-      const info = name === 'enroller' ? this.enroller : name === 'embedder' ? this.embedder : name === 'coordinator' ? this.coordinator : this.shards.get(name);
+      const info = this.processNamed(name);
       if (info) info.process = next;
     }, backoff).unref();
   }
@@ -255,8 +263,8 @@ export class LocalCluster {
     let last = 'no answer yet';
     while (Date.now() < until) {
       // A process that stopped before the cluster was ready: its reason, not only where its log is.
-      for (const p of [this.coordinator, ...this.shards.values(), this.enroller, this.embedder]) {
-        if (p && p.process.exitCode !== null && p.process.signalCode === null && !this.options.supervise) throw new Error(`${p.name} exited (code ${p.process.exitCode}): ${this.reason(p.name)}`);
+      for (const p of this.processes) {
+        if (p.process.exitCode !== null && p.process.signalCode === null && !this.options.supervise) throw new Error(`${p.name} exited (code ${p.process.exitCode}): ${this.reason(p.name)}`);
       }
       try {
         const status = await unary(this.matcherClient(), 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
@@ -275,7 +283,7 @@ export class LocalCluster {
 
   /** Kills one process ('shard-0a', 'enroller', ...; SIGKILL by default) and waits for it to exit. */
   async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const p = name === 'enroller' ? this.enroller : this.shards.get(name);
+    const p = this.processNamed(name);
     if (!p) throw new Error(`no process ${name}`);
     this.intentional.add(p.process);
     await stopChild(p.process, signal);
@@ -283,7 +291,7 @@ export class LocalCluster {
 
   /** Sends a signal without waiting (SIGSTOP freezes a process, SIGCONT wakes it). */
   signal(name: string, signal: NodeJS.Signals): void {
-    const p = name === 'enroller' ? this.enroller : name === 'coordinator' ? this.coordinator : this.shards.get(name);
+    const p = this.processNamed(name);
     if (!p) throw new Error(`no process ${name}`);
     p.process.kill(signal);
   }
