@@ -1,11 +1,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { DEMO_PHOTOS } from '@yoco/cli';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '@yoco/common';
 import { stopChild } from '@yoco/devkit';
+import { StoreKeys } from '@yoco/gallery';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, flushPrefix, redisUrl, testPrefix } from '../support/redis.js';
 
@@ -40,10 +41,32 @@ function up(env: Record<string, string>): { child: ChildProcess; output: () => s
 describe('npm start (yoco up): safe and honest', () => {
   it('refuses a second start on its data directory, writes cluster.json the CLI reads, and restarts a child that dies, saying why', async () => {
     const address = `127.0.0.1:${await freePort()}`;
-    const env = { REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, YOCO_DATA_DIR: dataDir, YOCO_DEMO_SUBJECTS: '30', YOCO_PROFILE: 'face-resnet128' };
+    const demoSubjects = 3000;
+    const env = { REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, YOCO_DATA_DIR: dataDir, YOCO_DEMO_SUBJECTS: String(demoSubjects), YOCO_PROFILE: 'face-resnet128' };
+
+    // Ctrl-C in the middle of the first start's demo enrolment: the next start finishes it.
+    const redis = connect();
+    const changes = new StoreKeys(prefix).changes;
+    const interrupted = up(env);
+    first = interrupted.child;
+    await interrupted.until('demo gallery');
+    while ((await redis.xlen(changes)) < 100) {
+      if (interrupted.child.exitCode !== null) throw new Error(interrupted.output());
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await stopChild(interrupted.child, 'SIGINT');
+    first = undefined;
+    const cut = await redis.xlen(changes);
+    // Interrupted for real: part of the demo is in, not all of it.
+    expect(cut).toBeLessThan(demoSubjects);
+    expect(existsSync(join(dataDir, 'demo.done'))).toBe(false);
+
     const a = up(env);
     first = a.child;
-    await a.until('YOCO Matcher listening on');
+    await a.until('YOCO Matcher listening on', 240_000);
+    expect(a.output()).toContain(`enrolled ${demoSubjects} demo subjects; ${join(dataDir, 'demo-probe.json')} is a probe of`);
+    expect(existsSync(join(dataDir, 'demo.done'))).toBe(true);
+    const demoProbe = JSON.parse(readFileSync(join(dataDir, 'demo-probe.json'), 'utf8')) as { subject_id: string };
     expect(a.output()).toMatch(/^ {2}http:\/\/127\.0\.0\.1:\d+\/metrics {2}\(coordinator\)$/m);
 
     // A second start: refused at once, naming the first; the first goes on.
@@ -78,6 +101,34 @@ describe('npm start (yoco up): safe and honest', () => {
     expect(yoco('subject', 'cli-face').stdout).toMatch(/^cli-face: 1 templates \([0-9a-f]{20}\); slot \d+, shard [01]/);
     const identified = yoco('identify', photo, '--top-k', '3', '--allow-partial', '--json');
     expect((JSON.parse(identified.stdout) as { matches: { subjectId: string }[] }).matches[0].subjectId).toBe('cli-face');
+    // The finished demo: every subject is there, and its probe finds its subject.
+    const inDemo = JSON.parse(yoco('status', '--json').stdout) as { gallerySize: number };
+    expect(inDemo.gallerySize).toBeGreaterThanOrEqual(demoSubjects);
+    const demoHit = JSON.parse(yoco('identify', '--vector-file', join(dataDir, 'demo-probe.json'), '--json').stdout) as { matches: { subjectId: string }[] };
+    expect(demoHit.matches[0].subjectId).toBe(demoProbe.subject_id);
+    for (const id of ['demo-00000', `demo-${String(demoSubjects - 1).padStart(5, '0')}`]) expect(yoco('subject', id).status).toBe(0);
+
+    // Photos in bulk: a folder per subject, and JSON Lines naming image files (relative to the file).
+    const photos = readdirSync(DEMO_PHOTOS).filter((f) => /\.jpe?g$/i.test(f)).sort();
+    const people = mkdtempSync(join(tmpdir(), 'yoco-people-'));
+    for (const [name, files] of [['alice', [photos[1]]], ['bob', [photos[2], photos[3]]], ['nobody', []]] as const) {
+      mkdirSync(join(people, name));
+      for (const f of files) copyFileSync(join(DEMO_PHOTOS, f), join(people, name, f));
+    }
+    const byFolder = yoco('enrol', '--bulk', people, '--wait', '--json');
+    expect(JSON.parse(byFolder.stdout)).toMatchObject({ accepted: 2, unchanged: 0, failed: 1, failures: [{ where: join(people, 'nobody'), reason: 'no images in the folder (.jpg, .jpeg, .png, .webp)' }] });
+    expect(byFolder.status).toBe(1);
+    expect(JSON.parse(yoco('subject', 'bob', '--json').stdout)).toMatchObject({ subjectId: 'bob', templateIds: [expect.any(String), expect.any(String)] });
+    const lines = join(people, 'more.jsonl');
+    writeFileSync(lines, [JSON.stringify({ subject_id: 'carol', image: `alice/${photos[1]}` }), JSON.stringify({ subject_id: 'dave', images: ['no-such.jpg'] })].join('\n'));
+    const byLines = yoco('enrol', '--bulk', lines, '--wait', '--json');
+    expect(JSON.parse(byLines.stdout)).toMatchObject({ accepted: 1, failed: 1, failures: [{ where: `${lines}:2`, reason: expect.stringContaining("image 0 'no-such.jpg' is not a file") }] });
+    // The same photo three times (the demo enrolled it as photo-<name>): three equal top scores.
+    const carol = JSON.parse(yoco('identify', join(DEMO_PHOTOS, photos[1]), '--top-k', '3', '--json').stdout) as { matches: { subjectId: string }[] };
+    expect(carol.matches.map((m) => m.subjectId).sort()).toEqual(['alice', 'carol', `photo-${photos[1].replace(/\.[^.]+$/, '')}`]);
+    // import carries vectors only, and says where photos go; --json there too.
+    const imported = yoco('import', lines, '--json');
+    expect(JSON.parse(imported.stdout)).toMatchObject({ imported: 0, failed: 2, failures: [{ where: `${lines}:1`, reason: 'images are embedded by the cluster: load image records with `yoco enrol --bulk`' }, { where: `${lines}:2` }] });
     const bad = yoco('identify', photo, '--top-k', 'abc');
     expect(bad.status).toBe(1);
     expect(bad.stderr.trim()).toBe("error: --top-k 'abc' is not a whole number from 1 to 1000");
@@ -97,9 +148,10 @@ describe('npm start (yoco up): safe and honest', () => {
     }
 
     // Ctrl-C: everything stops, the lock and cluster.json go.
+    redis.disconnect();
     await stopChild(a.child, 'SIGINT');
     first = undefined;
     expect(existsSync(join(dataDir, 'yoco.pid'))).toBe(false);
     expect(existsSync(join(dataDir, 'cluster.json'))).toBe(false);
-  });
+  }, 400_000);
 });

@@ -1,11 +1,14 @@
 import { templateIdOf } from '@yoco/gallery';
 import { isServiceError, Status, statusName, unary, type v1 } from '@yoco/rpc';
+import { readFile } from 'node:fs/promises';
 import { ProgressBar } from './progress-bar.js';
 import { getErrorMessage } from '@yoco/common';
 
 export interface EnrolRecord {
   subjectId: string;
   vectors: Float32Array[];
+  /** Image files the cluster embeds; read only when this record is sent. */
+  images?: string[];
   /** Where it was read (file:line), for the failure report. */
   where?: string;
 }
@@ -22,7 +25,10 @@ export interface BulkSummary {
  * Enrols many subjects through the Matcher, `concurrency` at a time. Resumable:
  * a subject whose stored template ids already equal this content's (ids are
  * content digests) is skipped, so re-running after a crash only sends the rest.
- * Each accepted subject is enrolled with replace, so the gallery ends equal to the input.
+ * A subject given by images cannot be compared before the cluster embeds them,
+ * so it is sent again; the same photos give the same templates, so the
+ * outcome is the same. Each accepted subject is enrolled with replace, so the
+ * gallery ends equal to the input.
  */
 export async function bulkEnrol(client: v1.MatcherClient, records: AsyncIterable<EnrolRecord> | Iterable<EnrolRecord>, total: number, concurrency: number, label = 'enrol'): Promise<BulkSummary> {
   const summary: BulkSummary = { accepted: 0, unchanged: 0, failed: [], jobs: [] };
@@ -33,21 +39,23 @@ export async function bulkEnrol(client: v1.MatcherClient, records: AsyncIterable
   const one = async (r: EnrolRecord) => {
     const want = [...new Set(r.vectors.map((v) => templateIdOf(r.subjectId, v)))].sort();
     try {
-      const have = await patient(() => unary(client, 'GetSubject', { subjectId: r.subjectId }, { deadline: deadline() })).catch((err) => {
-        if (isServiceError(err) && err.code === Status.NOT_FOUND) return { templateIds: [] };
-        throw err;
-      });
-      if (have.templateIds.length === want.length && [...have.templateIds].sort().every((id, i) => id === want[i])) {
-        summary.unchanged++;
-        bar.tick(true);
-        return;
+      if (!r.images?.length) {
+        const have = await patient(() => unary(client, 'GetSubject', { subjectId: r.subjectId }, { deadline: deadline() })).catch((err) => {
+          if (isServiceError(err) && err.code === Status.NOT_FOUND) return { templateIds: [] };
+          throw err;
+        });
+        if (have.templateIds.length === want.length && [...have.templateIds].sort().every((id, i) => id === want[i])) {
+          summary.unchanged++;
+          bar.tick(true);
+          return;
+        }
       }
-      const res = await patient(() => unary(
-        client,
-        'Enrol',
-        { subjectId: r.subjectId, probes: r.vectors.map((v) => ({ vector: { values: Array.from(v) } })), replace: true },
-        { deadline: deadline() },
-      ));
+      const probes = [
+        ...(await Promise.all((r.images ?? []).map(async (f) => ({ image: await readFile(f) })))),
+        ...r.vectors.map((v) => ({ vector: { f32le: Buffer.from(v.buffer, v.byteOffset, v.byteLength) } })),
+      ];
+      // Embedding takes longer than a lookup: images get a minute.
+      const res = await patient(() => unary(client, 'Enrol', { subjectId: r.subjectId, probes, replace: true }, { deadline: Date.now() + (r.images?.length ? 60_000 : 30_000) }));
       summary.accepted++;
       summary.jobs.push(res.jobId);
       bar.tick(true);

@@ -12,13 +12,15 @@ import { up } from './commands/up.js';
 const HELP = `yoco <command> [options]
 
   up                         start Redis, the shards and the coordinator (what npm start runs)
-  import FILE                bulk-load subjects from JSON Lines {"subject_id", "vector"|"vectors"}
+  import FILE [--json]       bulk-load subjects from JSON Lines {"subject_id", "vector"|"vectors"}
       --concurrency N        Import calls in flight (default 4); through the Matcher, ordered
                              with every enrolment and removal (a removed subject stays removed)
   enrol SUBJECT [--image F ...] [--vector-file F ...] [--replace] [--wait]
                              enrol one subject through the queue (images are embedded by the cluster)
-  enrol --bulk FILE|DIR      enrol many (JSON Lines, or a directory of one .json per subject);
-      --concurrency N --wait resumable: subjects already enrolled with the same content are skipped
+  enrol --bulk FILE|DIR      enrol many: JSON Lines {"subject_id", "vector(s)" | "image(s)": paths},
+      --concurrency N --wait or a directory of one .json per subject and/or one folder of photos
+      --failures FILE        per subject (named after it); resumable: subjects already enrolled with
+                             the same vectors are skipped; every rejected record goes to FILE
   remove SUBJECT [--wait] [--verify]
                              remove a subject everywhere; --verify waits and prints a receipt from every replica
   jobs --failed [--json]     list failed enrolment jobs
@@ -33,6 +35,7 @@ const HELP = `yoco <command> [options]
   audit [--subject S] [--since T] [--decisions] [--json]
                              audit records, newest first (admin token); T: epoch ms, ISO date, or 30m / 24h / 7d
 
+  --json                     machine-readable output (every command but up)
   --address host:port        the Matcher (default YOCO_ADDRESS or 127.0.0.1:50051)
   --ca-file FILE             TLS: the CA of the Matcher's certificate (default YOCO_CA_FILE)
   --token JWT                the bearer token sent on every call (default YOCO_TOKEN)
@@ -118,7 +121,7 @@ async function main(): Promise<number> {
       return 0;
     case 'enrol': {
       const options = { address: values.address!, replace: values.replace!, wait: values.wait!, json: values.json! };
-      if (values.bulk) return (await enrolBulk(values.bulk, { ...options, concurrency: intOption('concurrency', values.concurrency ?? '16', 1, 256), failures: values.failures })) > 0 ? 1 : 0;
+      if (values.bulk) return (await enrolBulk(values.bulk, { ...options, concurrency: intOption('concurrency', values.concurrency ?? '16', 1, 256), failures: values.failures, json: values.json! })) > 0 ? 1 : 0;
       const images = [...(values.image ?? []), ...rest.slice(1)];
       if (!rest[0] || (images.length === 0 && !values['vector-file']?.length)) throw new Error('enrol needs SUBJECT and --image F (one or more), --vector-file F, or --bulk FILE|DIR');
       await enrolOne(rest[0], { images, vectorFiles: values['vector-file'] ?? [] }, options);
@@ -138,7 +141,7 @@ async function main(): Promise<number> {
       return 0;
     case 'import': {
       if (!rest[0]) throw new Error('import needs a FILE');
-      const [, failed] = await importFile(rest[0], { address: values.address!, concurrency: intOption('concurrency', values.concurrency ?? '4', 1, 64), failures: values.failures });
+      const [, failed] = await importFile(rest[0], { address: values.address!, concurrency: intOption('concurrency', values.concurrency ?? '4', 1, 64), failures: values.failures, json: values.json! });
       return failed > 0 ? 1 : 0;
     }
     default:

@@ -55,7 +55,7 @@ export async function removeOne(subjectId: string, options: EnrolOptions & { ver
 }
 
 /** Thousands of subjects from a JSON Lines file or a directory; returns the number that failed. */
-export async function enrolBulk(path: string, options: EnrolOptions & { concurrency: number; failures?: string }): Promise<number> {
+export async function enrolBulk(path: string, options: EnrolOptions & { concurrency: number; failures?: string; json?: boolean }): Promise<number> {
   // Streamed: a malformed line or file is skipped (and reported) instead of stopping everything.
   const rejected = new RejectionLog(options.failures);
   const total = await countBulk(path);
@@ -65,8 +65,11 @@ export async function enrolBulk(path: string, options: EnrolOptions & { concurre
     for (const f of summary.failed) rejected.add({ where: f.where ?? f.subjectId, reason: f.reason });
     const failedJobs = options.wait ? await waitForJobs(client, summary.jobs) : [];
     for (const f of failedJobs) rejected.add({ where: `${f.subjectId} (job ${f.jobId})`, reason: f.reason });
-    console.log(`${summary.accepted} accepted, ${summary.unchanged} unchanged (skipped), ${rejected.count} failed`);
-    rejected.print(options.failures);
+    if (options.json) console.log(JSON.stringify({ accepted: summary.accepted, unchanged: summary.unchanged, ...rejected.toJSON(options.failures), jobs: summary.jobs }, null, 2));
+    else {
+      console.log(`${summary.accepted} accepted, ${summary.unchanged} unchanged (skipped), ${rejected.count} failed`);
+      rejected.print(options.failures);
+    }
     return rejected.count;
   } finally {
     client.close();

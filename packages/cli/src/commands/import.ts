@@ -12,6 +12,8 @@ export interface ImportOptions {
   concurrency: number;
   /** Every rejected record, with its reason, as JSON Lines. */
   failures?: string;
+  /** A JSON summary on stdout instead of lines. */
+  json?: boolean;
 }
 
 /** Subjects per Import call (the Matcher's limit), and the bytes of vectors one call may carry. */
@@ -76,6 +78,8 @@ export async function importFile(path: string, options: ImportOptions): Promise<
     let bytes = 0;
     for await (const rec of readBulk(path, (r) => reject(r))) {
       try {
+        // Import carries vectors only (an ordered batch of the write path); photos are embedded one call each.
+        if (rec.images.length > 0) throw new Error('images are embedded by the cluster: load image records with `yoco enrol --bulk`');
         assertSubjectId(rec.subjectId);
         const first = seen.get(rec.subjectId);
         if (first !== undefined) throw new Error(`subject '${rec.subjectId}' already appears at ${first}: put all its vectors on one line`);
@@ -99,8 +103,11 @@ export async function importFile(path: string, options: ImportOptions): Promise<
     if (part.length > 0) send(part);
     await Promise.all(inFlight);
     bar.finish();
-    console.log(`imported ${ok} subjects, ${rejected.count} failed${skipped > 0 ? `, ${skipped} skipped (a newer enrolment or removal came first)` : ''}`);
-    rejected.print(options.failures);
+    if (options.json) console.log(JSON.stringify({ imported: ok, skipped, ...rejected.toJSON(options.failures) }, null, 2));
+    else {
+      console.log(`imported ${ok} subjects, ${rejected.count} failed${skipped > 0 ? `, ${skipped} skipped (a newer enrolment or removal came first)` : ''}`);
+      rejected.print(options.failures);
+    }
     return [ok, rejected.count];
   } finally {
     client.close();
