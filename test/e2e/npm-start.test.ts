@@ -153,5 +153,12 @@ describe('npm start (yoco up): safe and honest', () => {
     first = undefined;
     expect(existsSync(join(dataDir, 'yoco.pid'))).toBe(false);
     expect(existsSync(join(dataDir, 'cluster.json'))).toBe(false);
+
+    // A child that cannot start (a bad setting): the start fails at once with its reason, not a minute of restarts.
+    const broken = spawnSync(process.execPath, [YOCO, 'up'], { env: { ...process.env, ...env, SHARD_ENGINE: 'bogus' }, encoding: 'utf8', timeout: 90_000 });
+    expect(broken.status).toBe(1);
+    expect(broken.stderr).toMatch(/^error: shard-[01]a exited \(code 1\): .*SHARD_ENGINE/m);
+    expect(broken.stdout).not.toContain('restarting');
+    expect(existsSync(join(dataDir, 'yoco.pid'))).toBe(false);
   }, 400_000);
 });

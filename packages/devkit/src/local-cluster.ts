@@ -90,6 +90,8 @@ export class LocalCluster {
   private readonly intentional = new Set<ChildProcess>();
   private readonly restarts = new Map<string, number>();
   private stopping: Promise<void> | undefined;
+  /** Set once the cluster was first ready: supervision restarts only what had started. */
+  private up = false;
   /** Every process of the cluster (Redis aside). */
   private get processes(): ProcessInfo[] {
     return [this.coordinator, ...this.shards.values(), this.enroller, this.embedder].filter((p): p is ProcessInfo => p !== undefined);
@@ -179,6 +181,7 @@ export class LocalCluster {
     const env = { ...this.baseEnv(), GRPC_ADDRESS: address, SHARD_ADDRESSES: addresses.join(','), SHARD_REFRESH_MS: '250', ...embedderEnv, ...this.securityEnv('coordinator'), ...this.options.coordinatorEnv };
     this.coordinator = { name: 'coordinator', address, env, script: SERVICE_MAIN('coordinator'), process: this.spawn('coordinator', SERVICE_MAIN('coordinator'), env) };
     await this.waitReady(this.options.readyTimeoutMs ?? 60_000, this.options.expectHealthy);
+    this.up = true;
   }
 
   /** Starts the enroller (again, after kill()). */
@@ -219,7 +222,8 @@ export class LocalCluster {
 
   private exited(name: string, script: string, env: Record<string, string>, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     const supervise = this.options.supervise;
-    if (!supervise || this.stopping || this.intentional.delete(child)) return;
+    // Before the cluster was first ready, an exit is a failed start (a wrong setting, say): reported, not retried for a minute.
+    if (!supervise || !this.up || this.stopping || this.intentional.delete(child)) return;
     const backoff = Math.min(30_000, 1000 * 2 ** (this.restarts.get(name) ?? 0));
     this.restarts.set(name, (this.restarts.get(name) ?? 0) + 1);
     supervise.onEvent(`${name} exited (${signal ?? `code ${code}`}): ${this.reason(name)}; restarting in ${backoff / 1000} s`);
@@ -264,7 +268,7 @@ export class LocalCluster {
     while (Date.now() < until) {
       // A process that stopped before the cluster was ready: its reason, not only where its log is.
       for (const p of this.processes) {
-        if (p.process.exitCode !== null && p.process.signalCode === null && !this.options.supervise) throw new Error(`${p.name} exited (code ${p.process.exitCode}): ${this.reason(p.name)}`);
+        if (p.process.exitCode !== null && p.process.signalCode === null && !(this.options.supervise && this.up)) throw new Error(`${p.name} exited (code ${p.process.exitCode}): ${this.reason(p.name)}`);
       }
       try {
         const status = await unary(this.matcherClient(), 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
