@@ -1,7 +1,7 @@
 import { type LocalCluster } from '@yoco/devkit';
 import { Rng } from '@yoco/common';
 
-import { GallerySlice, type Template } from '@yoco/gallery';
+import { GallerySlice, StoreKeys, type Template } from '@yoco/gallery';
 import { createScorer, metricHead } from '@yoco/head';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MultiplexedChannel, unary } from '@yoco/rpc';
@@ -48,6 +48,10 @@ describe.each([
 ])('Identify over 5000 subjects with k=$k shards x $replicas replicas', ({ k, replicas }) => {
   let cluster: LocalCluster;
   beforeAll(async () => {
+    // Each k is a fresh deployment over the same gallery: the topology on record (which SHARD_COUNT only seeds) goes first.
+    const redis = connect();
+    await redis.del(new StoreKeys(prefix).topology);
+    redis.disconnect();
     cluster = await startCluster(prefix, { shards: k, replicas });
   });
   afterAll(async () => {

@@ -126,7 +126,7 @@ describe('configuration is validated at start', () => {
   it('a bad value stops the process with a message naming the variable', () => {
     for (const [script, env, variable] of [
       ['shard', { SHARD_INDEX: '0', SHARD_COUNT: 'two' }, 'SHARD_COUNT'],
-      ['shard', { SHARD_INDEX: '3', SHARD_COUNT: '2' }, 'SHARD_INDEX'],
+      ['shard', { SHARD_INDEX: '5000', SHARD_COUNT: '2' }, 'SHARD_INDEX'],
       ['shard', { SHARD_INDEX: '0', SHARD_ENGINE: 'fast' }, 'SHARD_ENGINE'],
       ['coordinator', { SHARD_ADDRESSES: 'nohostport' }, 'SHARD_ADDRESSES'],
       ['coordinator', { SHARD_ADDRESSES: '127.0.0.1:1', DEFAULT_THRESHOLD: '2' }, 'DEFAULT_THRESHOLD'],

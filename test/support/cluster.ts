@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '@yoco/common';
 
-import { GalleryStore } from '@yoco/gallery';
+import { GalleryStore, StoreKeys } from '@yoco/gallery';
 import { unary } from '@yoco/rpc';
 import type * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
@@ -16,7 +16,15 @@ export const DIM = 64;
 export const HIDDEN = 32;
 export const HEAD_ENV = { YOCO_DIM: String(DIM), YOCO_HIDDEN: String(HIDDEN), KERNEL_THREADS: '1' };
 
+/**
+ * A cluster of `shards` indexes over the gallery under `prefix`. Each start is
+ * a fresh deployment: the topology on record (which SHARD_COUNT only seeds) is
+ * cleared first, so a file may start k=1 and then k=3 over one gallery.
+ */
 export async function startCluster(prefix: string, options: Partial<LocalClusterOptions> & { shards: number }): Promise<LocalCluster> {
+  const redis = connect();
+  await redis.del(new StoreKeys(prefix).topology);
+  redis.disconnect();
   return LocalCluster.start({
     redisUrl: redisUrl(),
     prefix,

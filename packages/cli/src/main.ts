@@ -7,6 +7,7 @@ import { enrolBulk, enrolOne, listFailedJobs, removeOne } from './commands/enrol
 import { identify, subject, verify } from './commands/identify.js';
 import { importFile } from './commands/import.js';
 import { status } from './commands/status.js';
+import { reshard } from './commands/reshard.js';
 import { up } from './commands/up.js';
 
 const HELP = `yoco <command> [options]
@@ -32,6 +33,11 @@ const HELP = `yoco <command> [options]
   subject SUBJECT            a subject's template ids, slot and shard
       --top-k N --threshold T --json
   status [--json]            topology and health of every shard
+  reshard --shards K [--wait]
+                             change the shard count online (admin): the new epoch's shards load beside
+                             the serving ones, and Identify switches once they are ready; --wait returns
+                             once it has and the shards beyond K are stopped or released
+  reshard --abort            drop the change in progress; the serving epoch is untouched
   audit [--subject S] [--since T] [--decisions] [--json]
                              audit records, newest first (admin token); T: epoch ms, ISO date, or 30m / 24h / 7d
 
@@ -88,6 +94,8 @@ async function main(): Promise<number> {
       verify: { type: 'boolean', default: false },
       failures: { type: 'string' },
       limit: { type: 'string', default: '100' },
+      shards: { type: 'string' },
+      abort: { type: 'boolean', default: false },
       token: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -135,6 +143,10 @@ async function main(): Promise<number> {
       return 0;
     case 'status':
       await status(values.address!, values.json!);
+      return 0;
+    case 'reshard':
+      if (!values.abort && !values.shards) throw new Error('reshard needs --shards K (or --abort)');
+      await reshard(values.address!, values.abort ? 0 : intOption('shards', values.shards!, 1, 4096), { wait: values.wait!, abort: values.abort!, json: values.json! });
       return 0;
     case 'audit':
       await audit(values.address!, { subject: values.subject, since: values.since, decisions: values.decisions!, json: values.json!, limit: Number(values.limit) });

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +62,12 @@ export interface LocalClusterOptions {
    * on purpose leave this off.
    */
   supervise?: { onEvent: (message: string) => void };
+  /**
+   * Follow the topology (`yoco reshard`): start the replicas of shard indexes
+   * a change adds, and stop those beyond k once they report SURPLUS. `onEvent`
+   * hears of each start and stop.
+   */
+  followTopology?: { onEvent?: (message: string) => void; pollMs?: number };
 }
 
 export interface ProcessInfo {
@@ -92,6 +98,10 @@ export class LocalCluster {
   private stopping: Promise<void> | undefined;
   /** Set once the cluster was first ready: supervision restarts only what had started. */
   private up = false;
+  /** k as the topology last said (start() waits for this many indexes). */
+  shardCount: number;
+  private topologyTimer: NodeJS.Timeout | undefined;
+  private scaling = false;
   /** Every process of the cluster (Redis aside). */
   private get processes(): ProcessInfo[] {
     return [this.coordinator, ...this.shards.values(), this.enroller, this.embedder].filter((p): p is ProcessInfo => p !== undefined);
@@ -106,7 +116,18 @@ export class LocalCluster {
     return new Map(this.processes.map((p) => [p.name, p.process.pid ?? 0]));
   }
 
-  private constructor(readonly options: LocalClusterOptions) {}
+  private constructor(readonly options: LocalClusterOptions) {
+    this.shardCount = options.shards;
+  }
+
+  /** The replicas' addresses, one per line, re-read by the coordinator each refresh (SHARD_ADDRESSES_FILE). */
+  private get addressesFile(): string {
+    return join(this.options.logDir, 'shard-addresses');
+  }
+
+  private writeAddresses(): void {
+    writeFileSync(this.addressesFile, [...this.shards.values()].map((s) => s.address).join('\n') + '\n');
+  }
 
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
     const cluster = new LocalCluster(options);
@@ -131,7 +152,7 @@ export class LocalCluster {
   private baseEnv(): Record<string, string> {
     // Shards share the machine's cores: give each its share instead of letting every one use them all.
     let processes = 0;
-    for (let i = 0; i < this.options.shards; i++) processes += this.replicaCount(i);
+    for (let i = 0; i < this.shardCount; i++) processes += this.replicaCount(i);
     const share = String(Math.max(1, Math.floor(availableParallelism() / processes)));
     return {
       KERNEL_THREADS: share,
@@ -151,23 +172,11 @@ export class LocalCluster {
       this.redis = await startRedisServer({ dir: this.options.redisDir, appendonly: this.options.redisAppendonly, appendfsync: this.options.redisAppendfsync });
       this.redisUrl = this.redis.url;
     }
-    const addresses: string[] = [];
     for (let index = 0; index < this.options.shards; index++) {
-      for (let replica = 0; replica < this.replicaCount(index); replica++) {
-        const address = `127.0.0.1:${await freePort()}`;
-        const env = {
-          ...this.baseEnv(),
-          SHARD_INDEX: String(index),
-          SHARD_COUNT: String(this.options.shards),
-          GRPC_ADDRESS: address,
-          ...this.securityEnv('shard'),
-          ...this.options.shardEnv?.(index, replica),
-        };
-        const name = `shard-${index}${String.fromCharCode(97 + replica)}`;
-        this.shards.set(name, { name, index, replica, address, env, script: SERVICE_MAIN('shard'), process: this.spawn(name, SERVICE_MAIN('shard'), env) });
-        addresses.push(address);
-      }
+      for (let replica = 0; replica < this.replicaCount(index); replica++) await this.startShard(index, replica);
     }
+    this.writeAddresses();
+    const addresses = [...this.shards.values()].map((s) => s.address);
     let embedderEnv: Record<string, string> = {};
     if (this.options.embedder) {
       const address = `127.0.0.1:${await freePort()}`;
@@ -178,10 +187,70 @@ export class LocalCluster {
     }
     if (this.options.enroller !== false) this.startEnroller();
     const address = this.options.coordinatorAddress ?? `127.0.0.1:${await freePort()}`;
-    const env = { ...this.baseEnv(), GRPC_ADDRESS: address, SHARD_ADDRESSES: addresses.join(','), SHARD_REFRESH_MS: '250', ...embedderEnv, ...this.securityEnv('coordinator'), ...this.options.coordinatorEnv };
+    const env = { ...this.baseEnv(), GRPC_ADDRESS: address, SHARD_ADDRESSES: addresses.join(','), SHARD_ADDRESSES_FILE: this.addressesFile, SHARD_REFRESH_MS: '250', ...embedderEnv, ...this.securityEnv('coordinator'), ...this.options.coordinatorEnv };
     this.coordinator = { name: 'coordinator', address, env, script: SERVICE_MAIN('coordinator'), process: this.spawn('coordinator', SERVICE_MAIN('coordinator'), env) };
     await this.waitReady(this.options.readyTimeoutMs ?? 60_000, this.options.expectHealthy);
     this.up = true;
+    if (this.options.followTopology) {
+      this.topologyTimer = setInterval(() => void this.followTopology(), this.options.followTopology.pollMs ?? 500);
+      this.topologyTimer.unref();
+    }
+  }
+
+  /** Starts one shard replica on a free port (the index's SHARD_COUNT only seeds a store without a topology). */
+  private async startShard(index: number, replica: number): Promise<void> {
+    const address = `127.0.0.1:${await freePort()}`;
+    const env = {
+      ...this.baseEnv(),
+      SHARD_INDEX: String(index),
+      SHARD_COUNT: String(this.options.shards),
+      GRPC_ADDRESS: address,
+      ...this.securityEnv('shard'),
+      ...this.options.shardEnv?.(index, replica),
+    };
+    const name = `shard-${index}${String.fromCharCode(97 + replica)}`;
+    this.shards.set(name, { name, index, replica, address, env, script: SERVICE_MAIN('shard'), process: this.spawn(name, SERVICE_MAIN('shard'), env) });
+  }
+
+  /**
+   * One look at the topology (through the Matcher): replicas for the indexes
+   * of the epochs in play that have none, and a stop for those beyond k that
+   * say they are SURPLUS (after the switch's grace: nothing asks them any more).
+   */
+  async followTopology(): Promise<void> {
+    if (this.scaling || this.stopping) return;
+    this.scaling = true;
+    const say = this.options.followTopology?.onEvent ?? (() => undefined);
+    try {
+      const status = await unary(this.matcherClient(), 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
+      const t = status.topology;
+      if (!t) return;
+      this.shardCount = t.shardCount;
+      const wanted = Math.max(t.shardCount, t.next?.shardCount ?? 0);
+      let changed = false;
+      for (let index = 0; index < wanted; index++) {
+        if ([...this.shards.values()].some((s) => s.index === index)) continue;
+        for (let replica = 0; replica < this.replicaCount(index); replica++) await this.startShard(index, replica);
+        say(`shard ${index}: started ${this.replicaCount(index)} replica(s) for epoch ${t.next?.epoch ?? t.epoch} (k=${t.next?.shardCount ?? t.shardCount})`);
+        changed = true;
+      }
+      const surplus = new Set(status.shards.flatMap((sh) => sh.replicas.filter((r) => r.state === 'SURPLUS').map((r) => r.address)));
+      for (const s of [...this.shards.values()]) {
+        if (s.index < wanted || !surplus.has(s.address)) continue;
+        this.shards.delete(s.name);
+        this.writeAddresses();
+        this.intentional.add(s.process);
+        await stopChild(s.process, 'SIGTERM');
+        say(`${s.name}: stopped (index ${s.index} is beyond k=${t.shardCount})`);
+        changed = true;
+      }
+      if (changed) this.writeAddresses();
+    } catch (err) {
+      // The Matcher is restarting, say: the next look will do.
+      say(`topology not followed this time: ${getErrorMessage(err)}`);
+    } finally {
+      this.scaling = false;
+    }
   }
 
   /** Starts the enroller (again, after kill()). */
@@ -273,8 +342,8 @@ export class LocalCluster {
       try {
         const status = await unary(this.matcherClient(), 'ClusterStatus', {}, { deadline: Date.now() + 2000 });
         const ok =
-          status.shardCount === this.options.shards &&
-          status.shards.every((s) => s.replicas.filter((r) => r.healthy).length >= (expect ?? ((i) => this.replicaCount(i)))(s.index));
+          status.shardCount === this.shardCount &&
+          status.shards.every((s) => s.index >= this.shardCount || s.replicas.filter((r) => r.healthy).length >= (expect ?? ((i) => this.replicaCount(i)))(s.index));
         if (ok) return;
         last = JSON.stringify(status.shards.map((s) => [s.index, s.replicas.map((r) => r.state)]));
       } catch (err) {
@@ -309,6 +378,7 @@ export class LocalCluster {
 
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      if (this.topologyTimer) clearInterval(this.topologyTimer);
       this.matcher?.close();
       const all = [...this.shards.values()].map((s) => s.process);
       if (this.coordinator) all.push(this.coordinator.process);

@@ -1,5 +1,9 @@
 import { sigmoid, topK, type Scorer } from '@yoco/head';
+import { SLOT_COUNT, slotOf } from './slots.js';
 import type { Template } from './template-record.js';
+
+/** Which slots a search may answer from: 1 at a slot's index (SLOT_COUNT long). */
+export type SlotMask = Uint8Array;
 
 export interface SubjectMatch {
   subjectId: string;
@@ -21,6 +25,10 @@ export class GallerySlice {
   private rowSubject = new Int32Array(1024).fill(-1);
   private readonly subjectOrd = new Map<string, number>();
   private subjectIds: string[] = [];
+  /** Slot per subject ordinal: while the shard count changes, a search answers from one epoch's slots only. */
+  private subjectSlot = new Int16Array(1024);
+  /** Live templates per slot: an epoch's share of the slice, counted without a walk. */
+  private slotTemplates = new Int32Array(SLOT_COUNT);
   /** Live rows per subject ordinal. */
   private subjectRows: Set<number>[] = [];
   private freeOrds: number[] = [];
@@ -30,6 +38,13 @@ export class GallerySlice {
 
   get templates(): number {
     return this.templateRow.size;
+  }
+
+  /** Templates held in these slots (one epoch's share while the slice holds two epochs' slots). */
+  templatesIn(slots: number[]): number {
+    let n = 0;
+    for (const s of slots) n += this.slotTemplates[s];
+    return n;
   }
 
   /** Rows the scorer holds, dead ones included. */
@@ -82,6 +97,7 @@ export class GallerySlice {
       this.rowTemplate[row] = t.templateId;
       this.rowSubject[row] = ord;
       this.subjectRows[ord].add(row);
+      this.slotTemplates[this.subjectSlot[ord]]++;
     });
     return fresh.length;
   }
@@ -97,6 +113,7 @@ export class GallerySlice {
       this.rowTemplate[row] = '';
       const ord = this.rowSubject[row];
       this.rowSubject[row] = -1;
+      this.slotTemplates[this.subjectSlot[ord]]--;
       const rows = this.subjectRows[ord];
       rows.delete(row);
       if (rows.size === 0) {
@@ -114,27 +131,45 @@ export class GallerySlice {
     return this.remove(this.subjectTemplates(subjectId));
   }
 
-  /** The k best subjects for a query, best first; ties broken by the lower row. */
-  async search(query: Float32Array, k: number): Promise<SubjectMatch[]> {
-    const { logits, alive, count } = await this.scorer.scan(query);
-    return this.bestSubjects(logits, alive, count, k);
+  /** Removes every template of the subjects in these slots (slots the shard no longer owns); returns how many. */
+  removeSlots(slots: Set<number>): number {
+    const ids: string[] = [];
+    for (const [subjectId, ord] of this.subjectOrd) if (slots.has(this.subjectSlot[ord])) ids.push(...this.subjectTemplates(subjectId));
+    return this.remove(ids);
   }
 
-  /** search() for several queries in one pass over the rows (the shard batches concurrent calls into this). */
-  async searchMany(queries: Float32Array[], k: number): Promise<SubjectMatch[][]> {
+  /**
+   * The k best subjects for a query, best first; ties broken by the lower row.
+   * With `mask`, only subjects of the slots it marks (one epoch's, while the shard count changes).
+   */
+  async search(query: Float32Array, k: number, mask?: SlotMask): Promise<SubjectMatch[]> {
+    const { logits, alive, count } = await this.scorer.scan(query);
+    return this.bestSubjects(logits, alive, count, k, mask);
+  }
+
+  /** search() for several queries in one pass over the rows (the shard batches concurrent calls into this), each with its own mask. */
+  async searchMany(queries: Float32Array[], k: number, masks?: (SlotMask | undefined)[]): Promise<SubjectMatch[][]> {
     const { logits, alive, count } = await this.scorer.scanMany(queries);
-    return logits.map((l) => this.bestSubjects(l, alive, count, k));
+    return logits.map((l, i) => this.bestSubjects(l, alive, count, k, masks?.[i]));
+  }
+
+  /** Whether the slice holds the subject in a slot the mask marks (any slot without one). */
+  holds(subjectId: string, mask?: SlotMask): boolean {
+    const ord = this.subjectOrd.get(subjectId);
+    return ord !== undefined && (!mask || mask[this.subjectSlot[ord]] === 1);
   }
 
   /** Subject-level top-k from row logits. Synchronous, so the scratch arrays cannot be shared by two searches at once. */
-  private bestSubjects(logits: ArrayLike<number>, rowAlive: Uint8Array, count: number, k: number): SubjectMatch[] {
+  private bestSubjects(logits: ArrayLike<number>, rowAlive: Uint8Array, count: number, k: number, mask?: SlotMask): SubjectMatch[] {
     const nSubjects = this.subjectIds.length;
     const { best, bestRow, alive } = this.scratchFor(nSubjects);
     best.fill(-Infinity, 0, nSubjects);
     bestRow.fill(-1, 0, nSubjects);
+    const slotOfOrd = this.subjectSlot;
     for (let row = 0; row < count; row++) {
       const ord = this.rowSubject[row];
       if (ord < 0 || rowAlive[row] === 0) continue;
+      if (mask !== undefined && mask[slotOfOrd[ord]] === 0) continue;
       const l = logits[row];
       if (l > best[ord]) {
         best[ord] = l;
@@ -175,6 +210,7 @@ export class GallerySlice {
     const next = new GallerySlice(scorer);
     next.ensureRows(scorer.size);
     next.subjectIds = [...this.subjectIds];
+    next.subjectSlot = this.subjectSlot.slice();
     next.freeOrds = [...this.freeOrds];
     for (const [id, ord] of this.subjectOrd) next.subjectOrd.set(id, ord);
     // Rows lost to a scorer fault are dead without a removal: they are left out here (a reload brings them back).
@@ -185,6 +221,7 @@ export class GallerySlice {
       next.templateRow.set(templateId, to);
       next.rowTemplate[to] = templateId;
       next.rowSubject[to] = this.rowSubject[row];
+      next.slotTemplates[next.subjectSlot[this.rowSubject[row]]]++;
     }
     return next;
   }
@@ -218,6 +255,12 @@ export class GallerySlice {
       ord = this.freeOrds.pop() ?? this.subjectIds.length;
       this.subjectOrd.set(subjectId, ord);
       this.subjectIds[ord] = subjectId;
+      if (ord >= this.subjectSlot.length) {
+        const grown = new Int16Array(Math.max(ord + 1, this.subjectSlot.length * 2));
+        grown.set(this.subjectSlot);
+        this.subjectSlot = grown;
+      }
+      this.subjectSlot[ord] = slotOf(subjectId);
       this.subjectRows[ord] = new Set();
     }
     return ord;

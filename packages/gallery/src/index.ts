@@ -1,6 +1,6 @@
 export { SLOT_COUNT, slotOf, jumpHash, shardOfSlot, ownedSlots, assertSubjectId } from './slots.js';
 export { GalleryStore, type GalleryStoreOptions, type WriteOptions, type PutOptions, type Change, type PutResult, type StreamInfo } from './gallery-store.js';
-export { GallerySlice, type SubjectMatch } from './gallery-slice.js';
+export { GallerySlice, type SubjectMatch, type SlotMask } from './gallery-slice.js';
 export { templateIdOf, encodeTemplate, decodeTemplate, decodeCheckedTemplate, recordKeyId, type Template } from './template-record.js';
 export { TemplateSealer } from './template-sealer.js';
 export { compareStreamIds, isStreamId, STREAM_START } from './stream-id.js';
@@ -8,3 +8,4 @@ export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError, Templa
 export { SliceFollower, type SliceFollowerOptions, type SliceState, type FollowerEvent } from './slice-follower.js';
 export { StoreKeys } from './keys.js';
 export { connectRedis, reconnectDelay, type RedisPurpose } from './redis-connection.js';
+export { TopologyStore, TopologyChangeError, MAX_SHARD_COUNT, type Topology, type TopologyChange } from './topology-store.js';

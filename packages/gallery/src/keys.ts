@@ -10,6 +10,11 @@ export class StoreKeys {
     return `${this.prefix}changes`;
   }
 
+  /** The topology: the epoch and k Identify is answered by, and the change in progress (JSON). */
+  get topology(): string {
+    return `${this.prefix}topology`;
+  }
+
   /** The store's vector width and the cluster's head id. */
   get meta(): string {
     return `${this.prefix}meta`;

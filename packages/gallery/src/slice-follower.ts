@@ -9,7 +9,7 @@ export interface SliceFollowerOptions {
   store: GalleryStore;
   /** The empty slice the first load fills; later slices come from its fresh() and compact(). */
   slice: GallerySlice;
-  /** The slots this shard owns. */
+  /** The slots this shard owns at start (setSlots changes them while it follows). */
   slots: number[];
   /** A connection of its own: XREAD BLOCK holds it. */
   blockingClient: Redis;
@@ -34,9 +34,10 @@ export interface SliceFollowerOptions {
  * - change-failed: a change could not be applied (detail.id, attempt, error);
  * - bad-template: a stored record could not be used and was skipped;
  * - rows-refused: templates did not fit in the scorer (detail.count);
- * - stream-error: Redis could not be read (detail.error, retryMs).
+ * - stream-error: Redis could not be read (detail.error, retryMs);
+ * - slots-gained / slots-dropped: setSlots' slots taken on or let go (detail.slots, held).
  */
-export type FollowerEvent = 'reload' | 'swap' | 'compaction' | 'change-failed' | 'bad-template' | 'rows-refused' | 'stream-error';
+export type FollowerEvent = 'reload' | 'swap' | 'compaction' | 'change-failed' | 'bad-template' | 'rows-refused' | 'stream-error' | 'slots-gained' | 'slots-dropped';
 
 interface Waiter {
   token: string;
@@ -54,6 +55,13 @@ export type SliceState = 'idle' | 'loading' | 'serving' | 'reloading' | 'stopped
 
 /** Changes read per XREAD. */
 const READ_COUNT = 1000;
+
+/**
+ * Slots gained (setSlots) loaded per turn of the loop, between reads of the
+ * stream: small enough that changes keep being applied while a shard takes
+ * on a third of the gallery, and at most one pipeline of loadSlots.
+ */
+const GAIN_SLOTS_PER_TURN = 16;
 
 /**
  * Whether a failure says something about the change (a record of ours that
@@ -93,7 +101,10 @@ export class SliceFollower {
   private current: GallerySlice;
   private readonly users = new Map<GallerySlice, number>();
   private readonly retired = new Set<GallerySlice>();
-  private readonly owned: Set<number>;
+  /** Slots held and followed. */
+  private owned: Set<number>;
+  /** Slots the shard must hold (setSlots): gained ones are loaded a few per turn, lost ones dropped. */
+  private wanted: Set<number>;
   private readonly waiters = new Set<Waiter>();
   private loop: Promise<void> | undefined;
   /** Set when the follower knows its slice is incomplete; the loop reloads before anything else. */
@@ -104,11 +115,39 @@ export class SliceFollower {
 
   constructor(private readonly options: SliceFollowerOptions) {
     this.owned = new Set(options.slots);
+    this.wanted = new Set(options.slots);
     this.current = options.slice;
     this.blockMs = options.blockMs ?? 1000;
     this.maxChangeAttempts = options.maxChangeAttempts ?? 5;
     if (!(this.blockMs >= 1)) throw new RangeError(`blockMs must be at least 1, got ${options.blockMs}`);
     if (!(Number.isInteger(this.maxChangeAttempts) && this.maxChangeAttempts >= 1)) throw new RangeError(`maxChangeAttempts must be a positive integer, got ${options.maxChangeAttempts}`);
+  }
+
+  /** Whether every one of these slots is held (loaded and followed). */
+  holdsAll(slots: number[]): boolean {
+    return slots.every((s) => this.owned.has(s));
+  }
+
+  /** Slots held now. */
+  get held(): number {
+    return this.owned.size;
+  }
+
+  /** How many of these slots are held. */
+  heldOf(slots: number[]): number {
+    let n = 0;
+    for (const s of slots) if (this.owned.has(s)) n++;
+    return n;
+  }
+
+  /**
+   * The slots to hold from now on. Gained ones are loaded by the loop, a few
+   * per turn between reads of the stream, at the stream position it has
+   * reached (changes from there on apply to them, as no-ops where the load
+   * already had them); lost ones are dropped and their rows compacted away.
+   */
+  setSlots(slots: number[]): void {
+    this.wanted = new Set(slots);
   }
 
   /** The slice searches read now. */
@@ -142,8 +181,9 @@ export class SliceFollower {
 
   /** Loads the owned slots into a fresh slice and swaps it in; resolves once it serves. */
   async load(): Promise<void> {
-    const { store, slots } = this.options;
+    const { store } = this.options;
     const first = this.state === 'idle';
+    let loaded = this.owned;
     this.setState(first ? 'loading' : 'reloading');
     // Taken now: anything that marks the slice incomplete from here on (a fault in the new slice) stands.
     const reason = this.reloadReason;
@@ -157,7 +197,9 @@ export class SliceFollower {
       fresh = first && this.current.rows === 0 ? this.current : this.current.fresh();
       let refused = 0;
       const onBad = (err: Error, slot: number) => this.options.onEvent?.('bad-template', { slot, error: err.message });
-      for await (const batch of store.loadSlots(slots, { onBad })) refused += this.addFitting(fresh, batch);
+      const wanted = [...this.wanted].sort((a, b) => a - b);
+      for await (const batch of store.loadSlots(wanted, { onBad })) refused += this.addFitting(fresh, batch);
+      loaded = new Set(wanted);
       if (refused > 0) this.options.onEvent?.('rows-refused', { count: refused, capacity: fresh.scorer.capacity, during: 'load' });
       await fresh.scorer.flush();
     } catch (err) {
@@ -166,6 +208,7 @@ export class SliceFollower {
       throw err;
     }
     if (fresh !== this.current) this.swap(fresh);
+    this.owned = loaded;
     this.watermark = info.lastId;
     this.seen = info.entriesAdded;
     this.release(info.lastId);
@@ -248,8 +291,11 @@ export class SliceFollower {
           await this.load();
           continue;
         }
+        await this.dropLost();
+        const gaining = await this.gainSome();
         const from = this.watermark;
-        const changes = await store.readChanges(from, READ_COUNT, this.blockMs, blockingClient);
+        // While slots are being gained the read does not wait: the next few are loaded as soon as the changes are applied.
+        const changes = await store.readChanges(from, READ_COUNT, gaining ? 0 : this.blockMs, blockingClient);
         const repliedAt = Date.now();
         if (this.stopped) return;
         // Checked on every read, written to or not: a follower that was frozen while the stream was
@@ -318,6 +364,39 @@ export class SliceFollower {
     this.applied++;
     this.seen++;
     this.advance(change.id);
+  }
+
+  /**
+   * Loads up to GAIN_SLOTS_PER_TURN wanted slots not held yet into the live
+   * slice; true while more remain. The loop is the only writer, and the load
+   * reads Redis as it is now, at or past the watermark: the changes read next
+   * (from the watermark on) then apply to these slots too.
+   */
+  private async gainSome(): Promise<boolean> {
+    const gain: number[] = [];
+    for (const s of this.wanted) {
+      if (this.owned.has(s)) continue;
+      gain.push(s);
+      if (gain.length === GAIN_SLOTS_PER_TURN) break;
+    }
+    if (gain.length === 0) return false;
+    const onBad = (err: Error, slot: number) => this.options.onEvent?.('bad-template', { slot, error: err.message });
+    let refused = 0;
+    for await (const batch of this.options.store.loadSlots(gain, { onBad, batch: GAIN_SLOTS_PER_TURN })) refused += this.addFitting(this.current, batch);
+    if (refused > 0) this.options.onEvent?.('rows-refused', { count: refused, capacity: this.current.scorer.capacity, during: 'gain' });
+    for (const s of gain) this.owned.add(s);
+    this.options.onEvent?.('slots-gained', { slots: gain.length, held: this.owned.size });
+    return gain.length === GAIN_SLOTS_PER_TURN;
+  }
+
+  /** Drops the held slots no longer wanted, then compacts so their memory comes back. */
+  private async dropLost(): Promise<void> {
+    const lost = new Set([...this.owned].filter((s) => !this.wanted.has(s)));
+    if (lost.size === 0) return;
+    for (const s of lost) this.owned.delete(s);
+    const templates = this.current.removeSlots(lost);
+    this.options.onEvent?.('slots-dropped', { slots: lost.size, templates, held: this.owned.size });
+    if (this.current.dead > 0) await this.compact();
   }
 
   /** Adds what fits; returns how many templates did not (a full scorer refuses rows before wasm memory would). */

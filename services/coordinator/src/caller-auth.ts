@@ -29,6 +29,8 @@ export const METHOD_ROLES: Record<MatcherMethod, readonly Role[]> = {
   ListJobs: ['admin'],
   ListAudit: ['admin'],
   VerifyRemoval: ['enrol', 'admin'],
+  // Changes the shard count: an operator's call.
+  Reshard: ['admin'],
 };
 
 /** Where the gate leaves the verified caller for the handlers (any such header a client sends is dropped first). */

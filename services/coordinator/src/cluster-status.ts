@@ -1,4 +1,4 @@
-import { assertSubjectId, shardOfSlot, slotOf, SubjectNotFoundError } from '@yoco/gallery';
+import { assertSubjectId, shardOfSlot, slotOf, SubjectNotFoundError, type Topology } from '@yoco/gallery';
 import type { EnrolQueue } from '@yoco/queue';
 import type { v1 } from '@yoco/rpc';
 import type { CoordinatorConfig } from './config.js';
@@ -31,12 +31,35 @@ export class ClusterStatusService {
     return { subjectId, templateIds: ids, slot, shard: k > 0 ? shardOfSlot(slot, k) : 0 };
   }
 
+  /** Reshard: begins a change to the new k (or aborts the one in progress) in the store; the directory switches once it is ready. */
+  async reshard(req: v1.ReshardRequest__Output): Promise<v1.ReshardResponse> {
+    const t = await storeCall(() => (req.abort ? this.store.topology.abort() : this.store.topology.begin(req.shardCount)));
+    // Seen at once here, not at the next refresh: ClusterStatus right after shows the change.
+    this.directory.topology = t;
+    return { topology: this.topologyMessage(t) };
+  }
+
+  private topologyMessage(t: Topology | undefined): v1.Topology | undefined {
+    if (!t) return undefined;
+    const progress = this.directory.progress();
+    return {
+      epoch: t.epoch,
+      shardCount: t.k,
+      switchedAtMs: t.switchedAt,
+      previousEpoch: t.previous?.epoch ?? 0,
+      previousShardCount: t.previous?.k ?? 0,
+      next: t.next && { epoch: t.next.epoch, shardCount: t.next.k, startedAtMs: t.next.startedAt, fromPosition: t.next.fromId, progress },
+    };
+  }
+
   async clusterStatus(): Promise<v1.ClusterStatusResponse> {
     const directory = this.directory;
     // The failed-job count is best effort: status must answer while Redis is down.
     const failedJobs = await this.queue.failedCount().catch(() => 0);
     const k = directory.count;
-    const shards = Array.from({ length: k }, (_, index) => {
+    // Every index a replica reports or an epoch in play has: the next epoch's new ones, surplus ones.
+    const indexes = Math.max(k, directory.topology?.next?.k ?? 0, ...directory.all().map((r) => (r.status ? r.status.index + 1 : 0)));
+    const shards = Array.from({ length: indexes }, (_, index) => {
       const replicas = directory.all().filter((r) => r.status?.index === index);
       return {
         index,
@@ -62,7 +85,7 @@ export class ClusterStatusService {
         })),
       };
     });
-    const gallerySize = shards.reduce((sum, s) => sum + Math.max(0, ...s.replicas.map((r) => r.templates)), 0);
+    const gallerySize = shards.slice(0, k).reduce((sum, s) => sum + Math.max(0, ...s.replicas.map((r) => r.templates)), 0);
     return {
       dim: directory.dim,
       shardCount: k,
@@ -73,6 +96,7 @@ export class ClusterStatusService {
       modelId: directory.modelId,
       defaultThreshold: this.config.defaultThreshold,
       failedJobs,
+      topology: this.topologyMessage(directory.topology),
     };
   }
 }

@@ -20,6 +20,7 @@ export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig, Serve
   shardAddresses: string[];
   /** Or a DNS name (host:port) resolved to every replica, as a Kubernetes headless service gives. */
   shardDns: string;
+  shardAddressesFile: string;
   /** How often replicas' status is polled and DNS re-resolved. */
   refreshMs: number;
   /** 'auto' (recent p95 of the shard) or a fixed delay in ms before a hedged request; 0 turns hedging off. */
@@ -81,6 +82,7 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
     parse: (raw) => parse.list(raw).map(parse.address),
     doc: 'comma-separated host:port of every shard replica',
   },
+  shardAddressesFile: { name: 'SHARD_ADDRESSES_FILE', default: '', parse: parse.string, doc: 'a file of shard replica addresses re-read each refresh (what the local launcher writes as it starts and stops shards)' },
   shardDns: { name: 'SHARD_DNS', default: '', parse: parse.address, doc: 'host:port resolved to every shard replica (headless service)' },
   refreshMs: { name: 'SHARD_REFRESH_MS', default: 1000, parse: parse.int(50, 600_000), doc: 'status poll and DNS refresh period' },
   hedgeDelay: {
@@ -112,7 +114,7 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
 
 export function readCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
   const c = readEnv(COORDINATOR_ENV, env);
-  if (c.shardAddresses.length === 0 && !c.shardDns) throw new Error('set SHARD_ADDRESSES or SHARD_DNS: the coordinator needs its shards');
+  if (c.shardAddresses.length === 0 && !c.shardDns && !c.shardAddressesFile) throw new Error('set SHARD_ADDRESSES, SHARD_ADDRESSES_FILE or SHARD_DNS: the coordinator needs its shards');
   if (c.defaultThreshold < c.minThreshold) throw new Error(`DEFAULT_THRESHOLD ${c.defaultThreshold} is below MIN_THRESHOLD ${c.minThreshold}`);
   if (c.streamMaxInflight > c.serverMaxInflight) throw new Error(`STREAM_MAX_INFLIGHT ${c.streamMaxInflight} must not exceed SERVER_MAX_INFLIGHT ${c.serverMaxInflight}`);
   return c;

@@ -36,10 +36,13 @@ export class Coordinator {
     this.store = openStoreReader(config, logger);
     this.directory = new ShardDirectory({
       addresses: config.shardAddresses,
+      addressesFile: config.shardAddressesFile || undefined,
       dns: config.shardDns,
       refreshMs: config.refreshMs,
       logger,
       clusterHead: () => this.store.clusterHead(),
+      topology: () => this.store.topology.read(),
+      commit: (epoch) => this.store.topology.commit(epoch),
       tls: this.clientTls,
       tlsName: config.shardTlsName || undefined,
     });

@@ -1,4 +1,4 @@
-import { AlreadyExistsError, f32leBytes, getErrorMessage, InvalidArgumentError, NotFoundError, shown, UnavailableError } from '@yoco/common';
+import { AlreadyExistsError, f32leBytes, getErrorMessage, InvalidArgumentError, NotFoundError, shown, UnavailableError, YocoError } from '@yoco/common';
 import { assertSubjectId, compareStreamIds, isStreamId, shardOfSlot, slotOf, templateIdOf } from '@yoco/gallery';
 import { unary } from '@yoco/rpc';
 import { MAX_IMPORT_SUBJECTS, type EnrolQueue, type ImportOutcome } from '@yoco/queue';
@@ -190,6 +190,8 @@ export async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
+    // Ours already say what went wrong (a bad argument, a refused change); the rest is Redis not answering.
+    if (err instanceof YocoError) throw err;
     throw new UnavailableError(`Redis unavailable: ${getErrorMessage(err)}`, 'STORE_UNAVAILABLE');
   }
 }

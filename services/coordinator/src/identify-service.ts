@@ -58,7 +58,8 @@ export class IdentifyService {
   }
 
   private async identifyIn(span: Span, req: IdentifyRequest, deadline: number, signal: AbortSignal | undefined, lane: string): Promise<v1.IdentifyResponse> {
-    const { k, dim } = this.topology();
+    // One epoch for the whole call: every shard is asked for its slots in it, so no subject is in two answers.
+    const { k, epoch, dim } = this.topology();
     const topK = req.topK || DEFAULT_TOP_K;
     if (topK > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${topK} is above ${MAX_TOP_K}`, 'TOP_K');
     const threshold = this.threshold(req.threshold);
@@ -71,8 +72,8 @@ export class IdentifyService {
         this.caller.call(
           i,
           // Each shard is told which index it is meant to be: a replica at a reused address refuses.
-          (r, o) => inSpan(`shard ${i} Search`, spanContext(span), 'client', (child) => this.directory.search(r, { traceparent: traceparentOf(child), queriesF32, topK, consistencyToken, expectedShard: { index: i }, lane }, o)),
-          { deadline, hedgeAfterMs: this.hedgeDelay(i), signal, reject: (res, r) => this.refusal(i, res, r) },
+          (r, o) => inSpan(`shard ${i} Search`, spanContext(span), 'client', (child) => this.directory.search(r, { traceparent: traceparentOf(child), queriesF32, topK, consistencyToken, expectedShard: { index: i, count: k, epoch }, lane }, o)),
+          { deadline, hedgeAfterMs: this.hedgeDelay(i), signal, reject: (res, r) => this.refusal(i, res, r), route: { epoch, k } },
         ),
       ),
     );
@@ -113,27 +114,27 @@ export class IdentifyService {
   }
 
   async verify(req: v1.VerifyRequest__Output, call: Call): Promise<v1.VerifyResponse> {
-    const { k, dim } = this.topology();
+    const { k, epoch, dim } = this.topology();
     assertSubjectId(req.subjectId);
     const threshold = this.threshold(req.threshold);
     const deadline = callDeadline(call.getDeadline(), this.config.defaultTimeoutMs);
     const [vector] = await this.probes.vectors([req.probe], dim, deadline);
     const index = shardOfSlot(slotOf(req.subjectId), k);
-    const request = { subjectId: req.subjectId, queryF32: f32leBytes(vector), consistencyToken: this.token(req.consistencyToken), expectedShard: { index } };
+    const request = { subjectId: req.subjectId, queryF32: f32leBytes(vector), consistencyToken: this.token(req.consistencyToken), expectedShard: { index, count: k, epoch } };
     const { response } = await this.caller.call(
       index,
       (r, o) => unary(r.client, 'ScoreSubject', request, o),
-      { deadline, hedgeAfterMs: this.hedgeDelay(index), signal: cancelSignal(call), reject: (res, r) => this.refusal(index, { stalenessMs: res.stalenessMs }, r) },
+      { deadline, hedgeAfterMs: this.hedgeDelay(index), signal: cancelSignal(call), reject: (res, r) => this.refusal(index, { stalenessMs: res.stalenessMs }, r), route: { epoch, k } },
     );
     if (!response.found || !response.best) throw new SubjectNotFoundError(req.subjectId);
     return { match: response.best.score >= threshold, score: response.best.score, templateId: response.best.templateId, threshold, stalenessMs: response.stalenessMs };
   }
 
   /** The cluster's topology, or UNAVAILABLE when no shard has answered yet. */
-  private topology(): { k: number; dim: number } {
-    const { count: k, dim } = this.directory;
+  private topology(): { k: number; epoch: number; dim: number } {
+    const { k, epoch } = this.directory.route();
     if (k === 0) throw new UnavailableError('no shard replica has answered yet; the cluster is starting or unreachable', 'SHARDS_UNAVAILABLE');
-    return { k, dim };
+    return { k, epoch, dim: this.directory.dim };
   }
 
   /**

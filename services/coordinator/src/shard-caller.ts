@@ -3,7 +3,7 @@ import { CancelledError, DeadlineError, getErrorMessage } from '@yoco/common';
 import { isServiceError, Status } from '@yoco/rpc';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { ShardUnavailableError } from './errors/index.js';
-import type { Replica, ShardDirectory } from './shard-directory.js';
+import type { Replica, Route, ShardDirectory } from './shard-directory.js';
 
 /** Codes after which another replica may well succeed (FAILED_PRECONDITION: the replica is not the shard index asked for, or not the cluster's head). */
 const RETRYABLE = new Set<number>([
@@ -28,6 +28,8 @@ export interface CallOptions<Res> {
    * answer counts as that replica failing, and the next one is asked.
    */
   reject?: (response: Res, replica: Replica) => string | undefined;
+  /** The epoch the call is for (default: the one routed by now): only replicas ready for it are asked. */
+  route?: Route;
 }
 
 /**
@@ -61,7 +63,7 @@ export class ShardCaller {
     invoke: (replica: Replica, options: { deadline: number; signal: AbortSignal }) => Promise<Res>,
     options: CallOptions<Res>,
   ): Promise<{ response: Res; replica: Replica; hedged: boolean }> {
-    const candidates = this.directory.candidates(index);
+    const candidates = this.directory.candidates(index, options.route);
     const label = { shard: String(index) };
     if (options.signal?.aborted) return Promise.reject(new CancelledError('the caller cancelled the call'));
     if (candidates.length === 0) return Promise.reject(new ShardUnavailableError(index, []));

@@ -1,6 +1,8 @@
 import { lookup } from 'node:dns/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { LatencyWindow, splitAddress, getErrorMessage } from '@yoco/common';
+import { readFile } from 'node:fs/promises';
+import { compareStreamIds, type Topology } from '@yoco/gallery';
 import { DIRECT_CLIENT_OPTIONS, isServiceError, loadProtos, makeClient, MultiplexedChannel, Status, unary, type Logger, type MultiplexedCallOptions, type ClientTls, type v1 } from '@yoco/rpc';
 
 export type ShardStatusReply = v1.ShardStatusResponse__Output;
@@ -33,6 +35,8 @@ export interface DirectoryOptions {
   /** The shards' certificate name, checked instead of the dialled address (a pod IP from SHARD_DNS). */
   tlsName?: string;
   addresses: string[];
+  /** A file listing the replicas' addresses (comma or line separated), re-read each refresh: the local launcher's, as it starts and stops shards. */
+  addressesFile?: string;
   dns: string;
   refreshMs: number;
   logger: Logger;
@@ -42,12 +46,36 @@ export interface DirectoryOptions {
    * a failure keeps the last one known.
    */
   clusterHead?: () => Promise<string>;
+  /** The topology on record, read each refresh; a failure keeps the last one known. */
+  topology?: () => Promise<Topology | undefined>;
+  /**
+   * Makes the change in progress current (a Lua CAS naming its epoch, so two
+   * coordinators cannot both switch); called once every shard index of the
+   * next epoch has a replica ready for it.
+   */
+  commit?: (epoch: number) => Promise<Topology>;
+}
+
+/** An epoch the coordinator routes by: its number and k (epoch 0: no topology on record, shards' own k). */
+export interface Route {
+  epoch: number;
+  k: number;
+}
+
+/** One shard index's progress towards the next epoch: its replica furthest along. */
+export interface IndexProgress {
+  index: number;
+  address: string;
+  slotsLoaded: number;
+  slotsTotal: number;
+  ready: boolean;
 }
 
 /**
- * Knows every shard replica: from a static list or a DNS name re-resolved
- * each refresh. Each replica reports its own index and k in Status, so the
- * same code serves a laptop and a StatefulSet.
+ * Knows every shard replica: from a static list, a file, or a DNS name
+ * re-resolved each refresh. Each replica reports its own index and, per
+ * topology epoch, whether it can answer for it; the topology itself (which
+ * epoch and k to route by) is the store's.
  */
 export class ShardDirectory {
   private readonly replicas = new Map<string, Replica>();
@@ -61,6 +89,8 @@ export class ShardDirectory {
   private turn = 0;
   /** The cluster's head id as the store records it ('' until known). */
   clusterHead = '';
+  /** The topology as last read (undefined until one is on record). */
+  topology: Topology | undefined;
 
   constructor(private readonly options: DirectoryOptions) {}
 
@@ -108,10 +138,74 @@ export class ShardDirectory {
         return this.clusterHead;
       });
     }
+    if (this.options.topology) {
+      const before = this.topology?.epoch;
+      this.topology = await this.options.topology().catch((err: Error) => {
+        this.options.logger.debug({ err: err.message }, 'cannot read the topology; keeping the last one known');
+        return this.topology;
+      });
+      if (this.topology?.epoch !== before) changed = true;
+      await this.switchIfReady();
+    }
     if (changed) this.epoch++;
   }
 
+  /** The change in progress becomes current once every shard index of it has a replica ready for it. */
+  private async switchIfReady(): Promise<void> {
+    const next = this.topology?.next;
+    if (!next || !this.options.commit) return;
+    const progress = this.progress();
+    if (progress.length !== next.k || !progress.every((p) => p.ready)) return;
+    try {
+      this.topology = await this.options.commit(next.epoch);
+      this.options.logger.info({ epoch: this.topology.epoch, k: this.topology.k, ms: Date.now() - next.startedAt }, 'topology switched: Identify is answered by the new epoch');
+      this.epoch++;
+    } catch (err) {
+      this.options.logger.warn({ err: getErrorMessage(err) }, 'could not switch the topology; trying again at the next refresh');
+    }
+  }
+
+  /** The epoch Identify is routed by now (each call keeps the one it started with). */
+  route(): Route {
+    const t = this.topology;
+    return t ? { epoch: t.epoch, k: t.k } : { epoch: 0, k: this.votedCount() };
+  }
+
+  /** Whether a replica can answer for an epoch: it says so (older builds without epochs: its k is the epoch's). */
+  readyFor(r: Replica, route: Route, fromId?: string): boolean {
+    const s = r.status;
+    if (!s || s.state !== 'SERVING') return false;
+    if (route.epoch === 0 || s.epochs.length === 0) return s.count === route.k;
+    const e = s.epochs.find((x) => Number(x.epoch) === route.epoch);
+    return !!e && e.ready && (!fromId || compareStreamIds(s.watermark, fromId) >= 0);
+  }
+
+  /** Each shard index of the change in progress: its replica furthest along (empty when none is in progress). */
+  progress(): IndexProgress[] {
+    const next = this.topology?.next;
+    if (!next) return [];
+    const route = { epoch: next.epoch, k: next.k };
+    return Array.from({ length: next.k }, (_, index) => {
+      let best: IndexProgress = { index, address: '', slotsLoaded: 0, slotsTotal: 0, ready: false };
+      for (const r of this.replicas.values()) {
+        if (r.status?.index !== index || !r.reachable || !this.headOk(r)) continue;
+        const e = r.status.epochs.find((x) => Number(x.epoch) === next.epoch);
+        const mine = { index, address: r.address, slotsLoaded: e?.slotsLoaded ?? 0, slotsTotal: e?.slotsTotal ?? 0, ready: this.readyFor(r, route, next.fromId) };
+        if (Number(mine.ready) - Number(best.ready) > 0 || (mine.ready === best.ready && mine.slotsLoaded > best.slotsLoaded) || !best.address) best = mine;
+      }
+      return best;
+    });
+  }
+
   private async addresses(): Promise<string[]> {
+    if (this.options.addressesFile && !this.options.dns) {
+      try {
+        return (await readFile(this.options.addressesFile, 'utf8')).split(/[\s,]+/).filter(Boolean).sort();
+      } catch (err) {
+        this.options.logger.warn({ err: getErrorMessage(err), file: this.options.addressesFile }, 'cannot read the shard address file; keeping the last known replicas');
+        return [...this.replicas.keys()];
+      }
+    }
     if (!this.options.dns) return this.options.addresses;
     const [host, port] = splitAddress(this.options.dns);
     try {
@@ -159,12 +253,17 @@ export class ShardDirectory {
     return !this.clusterHead || r.status?.headId === this.clusterHead;
   }
 
-  /**
-   * k: what the SERVING replicas of the cluster's head report (the most
-   * common value while a resize is in progress); 0 when none serves. A
-   * replica still loading, or with another head, has no say.
-   */
+  /** k of the epoch routed by now (0 when neither a topology nor a serving replica is known). */
   get count(): number {
+    return this.route().k;
+  }
+
+  /**
+   * Without a topology on record (a store the shards have not seeded yet):
+   * what the SERVING replicas of the cluster's head report; 0 when none
+   * serves. A replica still loading, or with another head, has no say.
+   */
+  private votedCount(): number {
     const votes = new Map<number, number>();
     for (const r of this.replicas.values()) {
       if (r.status?.state === 'SERVING' && this.headOk(r)) votes.set(r.status.count, (votes.get(r.status.count) ?? 0) + 1);
@@ -199,26 +298,35 @@ export class ShardDirectory {
   excluded(r: Replica): string {
     if (!r.status) return `not reachable: ${r.lastError ?? 'no status yet'}`;
     if (!this.headOk(r)) return `runs head ${r.status.headId}, not the cluster's head ${this.clusterHead}`;
-    const k = this.count;
-    if (k > 0 && r.status.count !== k) return `reports k=${r.status.count}; the cluster has k=${k}`;
+    const route = this.route();
+    if (r.status.state === 'SURPLUS' || (route.epoch > 0 && r.status.index >= route.k)) return `index ${r.status.index} is beyond k=${route.k} (epoch ${route.epoch})${r.status.state === 'SURPLUS' ? ': surplus, safe to remove' : ''}`;
+    if ((route.epoch === 0 || r.status.epochs.length === 0) && r.status.count !== route.k) return `reports k=${r.status.count}; the cluster has k=${route.k}`;
     if (r.status.state !== 'SERVING') return `state ${r.status.state}${r.status.reason ? `: ${r.status.reason}` : ''}`;
+    if (!this.readyFor(r, route)) return `not ready for epoch ${route.epoch} (k=${route.k}): still loading its slots`;
     return '';
   }
 
   /**
-   * Replicas of one shard index that run the cluster's head and agree on k:
-   * the healthy first, then the fresher, then the least busy; unhealthy ones
-   * last, as a last resort (a failed call marks a replica unhealthy until
-   * the next poll).
+   * Replicas of one shard index that run the cluster's head and can answer
+   * for the epoch routed by: the healthy first, then the fresher, then the
+   * least busy; unhealthy ones last, as a last resort (a failed call marks a
+   * replica unhealthy until the next poll).
    */
-  candidates(index: number): Replica[] {
-    const k = this.count;
-    const list = [...this.replicas.values()].filter((r) => r.status?.index === index && r.status.count === k && this.headOk(r));
+  candidates(index: number, route: Route = this.route()): Replica[] {
+    const list = [...this.replicas.values()].filter((r) => r.status?.index === index && this.headOk(r) && (this.readyFor(r, route) || (!r.healthy && this.couldServe(r, route))));
     // Rotate before the stable sort so equally good replicas take turns.
     const turn = this.turn++ % Math.max(1, list.length);
     return [...list.slice(turn), ...list.slice(0, turn)].sort(
       (a, b) => Number(b.healthy) - Number(a.healthy) || Number(isFresh(b)) - Number(isFresh(a)) || a.inflight - b.inflight,
     );
+  }
+
+  /** A replica marked failed by a call since its last poll, which at that poll could answer for the epoch: a last resort. */
+  private couldServe(r: Replica, route: Route): boolean {
+    const s = r.status;
+    if (!s) return false;
+    if (route.epoch === 0 || s.epochs.length === 0) return s.count === route.k;
+    return s.epochs.some((x) => Number(x.epoch) === route.epoch && x.ready);
   }
 
   /** What a replica said of its view's age (a Search reply, a poll). */

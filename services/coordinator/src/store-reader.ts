@@ -1,4 +1,4 @@
-import { connectRedis, GalleryStore } from '@yoco/gallery';
+import { connectRedis, GalleryStore, TopologyStore } from '@yoco/gallery';
 import type { Logger } from '@yoco/rpc';
 import type { RedisConfig } from '@yoco/service';
 
@@ -6,19 +6,21 @@ import type { RedisConfig } from '@yoco/service';
  * The only reads the coordinator makes of the store of record, all of them
  * for admin calls and never on the read path: the recorded vector width (for
  * writes while no shard answers), a subject's template ids (GetSubject), and
- * the cluster's head id (which replicas to merge).
+ * the cluster's head id (which replicas to merge); and the topology, which
+ * the coordinator also changes (Reshard, and the switch once a change is ready).
  */
 export interface StoreReader {
   dim(): Promise<number>;
   templateIds(subjectId: string): Promise<string[]>;
   clusterHead(): Promise<string>;
+  topology: TopologyStore;
   close(): void;
 }
 
 /**
  * The coordinator's one connection to the store, behind the reads above. It
  * fails fast when Redis is down (callers get UNAVAILABLE) instead of queueing
- * commands. The store is never written from here.
+ * commands. Templates are never written from here, only the topology.
  */
 export function openStoreReader(config: RedisConfig, logger: Logger): StoreReader {
   const redis = connectRedis(config.redisUrl, 'request', (err) => logger.debug({ err: err.message }, 'redis connection error'));
@@ -28,6 +30,7 @@ export function openStoreReader(config: RedisConfig, logger: Logger): StoreReade
     dim: () => store.storedDim(),
     templateIds: (subjectId) => store.templateIds(subjectId),
     clusterHead: () => store.storedHead(),
+    topology: new TopologyStore(redis, config.prefix),
     close: () => redis.disconnect(),
   };
 }

@@ -21,6 +21,8 @@ export interface ShardConfig extends HeadConfig, RedisConfig, ServiceBaseConfig,
   compactMinDead: number;
   followBlockMs: number;
   maxChangeAttempts: number;
+  topologyPollMs: number;
+  epochRetireMs: number;
 }
 
 /** In a StatefulSet the pod is named <set>-<ordinal>: the ordinal is the shard index. */
@@ -33,7 +35,7 @@ function ordinalFromHostname(): number {
 export const SHARD_ENV: EnvSpec<ShardConfig> = {
   ...HEAD_ENV,
   index: { name: 'SHARD_INDEX', default: ordinalFromHostname, parse: parse.int(0, 4095), doc: 'this shard index (default: the StatefulSet ordinal in the hostname)' },
-  count: { name: 'SHARD_COUNT', default: 1, parse: parse.int(1, 4096), doc: 'number of shard indexes k' },
+  count: { name: 'SHARD_COUNT', default: 1, parse: parse.int(1, 4096), doc: 'k written to the store when it has no topology yet (the first start); after that the topology in Redis is the truth, changed by `yoco reshard`' },
   ...REDIS_ENV,
   ...SERVICE_ENV,
   ...SERVER_SECURITY_ENV,
@@ -54,11 +56,12 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   compactMinDead: { name: 'COMPACT_MIN_DEAD', default: 1024, parse: parse.int(1, 1_000_000_000), doc: '... and at least this many' },
   followBlockMs: { name: 'FOLLOW_BLOCK_MS', default: 1000, parse: parse.int(10, 60_000), doc: 'longest one read of the change stream waits; the stream is checked for lost changes as often' },
   maxChangeAttempts: { name: 'MAX_CHANGE_ATTEMPTS', default: 5, parse: parse.int(1, 1000), doc: 'attempts at a change before the shard reloads instead' },
+  topologyPollMs: { name: 'TOPOLOGY_POLL_MS', default: 500, parse: parse.int(10, 60_000), doc: 'how often the topology is read from the store' },
+  epochRetireMs: { name: 'EPOCH_RETIRE_MS', default: 10_000, parse: parse.int(0, 3_600_000), doc: 'how long slots of the epoch before a switch are kept (coordinators that have not seen the switch yet still ask it); longer than every coordinator\'s SHARD_REFRESH_MS' },
 };
 
 export function readShardConfig(env: NodeJS.ProcessEnv = process.env): ShardConfig {
   const c = readEnv(SHARD_ENV, env);
-  if (c.index >= c.count) throw new Error(`SHARD_INDEX ${c.index} must be below SHARD_COUNT ${c.count}`);
   if (c.streamMaxInflight > c.serverMaxInflight) throw new Error(`STREAM_MAX_INFLIGHT ${c.streamMaxInflight} must not exceed SERVER_MAX_INFLIGHT ${c.serverMaxInflight}`);
   return c;
 }

@@ -12,7 +12,7 @@ import {
   UnavailableError,
   type DropReason,
 } from '@yoco/common';
-import { connectRedis, GallerySlice, GalleryStore, ownedSlots, SliceFollower, assertSubjectId, type FollowerEvent, type SubjectMatch } from '@yoco/gallery';
+import { connectRedis, GallerySlice, GalleryStore, SliceFollower, assertSubjectId, TopologyStore, type FollowerEvent, type SlotMask, type SubjectMatch } from '@yoco/gallery';
 import { createScorer, type Head } from '@yoco/head';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
@@ -21,6 +21,7 @@ import { serverSecurity, templateSealer } from '@yoco/service';
 import { contextFrom, inSpan } from '@yoco/telemetry';
 import type { ShardConfig } from './config.js';
 import { WrongShardError } from './errors/index.js';
+import { caughtUp, ShardTopology, type EpochView } from './shard-topology.js';
 
 export const MAX_TOP_K = 1000;
 /** Queries one Search call may carry (each is scanned as its own query, batched with the others). */
@@ -36,8 +37,18 @@ interface SearchContext {
   lane: string;
 }
 
-/** LOADING: the first load; RELOADING: it knows it missed changes; HEAD_MISMATCH: not the cluster's head. Only SERVING answers. */
-export type ShardState = 'LOADING' | 'SERVING' | 'RELOADING' | 'HEAD_MISMATCH' | 'DRAINING';
+/**
+ * LOADING: the first load; RELOADING: it knows it missed changes; HEAD_MISMATCH: not the cluster's head;
+ * SURPLUS: its index is beyond k in every epoch in play (nothing to serve, safe to delete). Only SERVING answers.
+ */
+export type ShardState = 'LOADING' | 'SERVING' | 'RELOADING' | 'HEAD_MISMATCH' | 'SURPLUS' | 'DRAINING';
+
+interface Query {
+  query: Float32Array;
+  k: number;
+  /** Only the slots of the epoch asked for (while the shard holds two epochs' slots). */
+  mask: SlotMask | undefined;
+}
 
 
 /** A unary call's context: its deadline (DEFAULT_CALL_TIMEOUT_MS when the caller set none), aborted when the caller cancels. */
@@ -58,11 +69,11 @@ const streamMs = (id: string) => Number(id.split('-')[0]);
 export class ShardWorker {
   readonly metrics = new ServiceMetrics('shard');
   private readonly latency = new LatencyWindow();
-  private readonly slots: number[];
+  private readonly topology: ShardTopology;
   private readonly redis: Redis;
   private readonly store: GalleryStore;
   private server: RpcServer | undefined;
-  private batcher: Batcher<{ query: Float32Array; k: number }, SubjectMatch[]> | undefined;
+  private batcher: Batcher<Query, SubjectMatch[]> | undefined;
   private follower: SliceFollower | undefined;
   private closing: Promise<void> | undefined;
   /** Set when the store's cluster head is another one: this shard must not be merged with the others. */
@@ -74,9 +85,20 @@ export class ShardWorker {
 
   constructor(private readonly config: ShardConfig, private readonly head: Head, private readonly logger: Logger) {
     if (head.dim !== config.dim && !config.headPath) throw new Error(`head dim ${head.dim} does not match YOCO_DIM ${config.dim}`);
-    this.slots = ownedSlots(config.index, config.count);
     this.redis = connectRedis(config.redisUrl, 'follower', (err) => logger.debug({ err: err.message }, 'redis connection error'));
     this.store = new GalleryStore(this.redis, { prefix: config.prefix, dim: head.dim, sealer: templateSealer(config) });
+    this.topology = new ShardTopology({
+      index: config.index,
+      seedK: config.count,
+      store: new TopologyStore(this.redis, config.prefix),
+      pollMs: config.topologyPollMs,
+      retireMs: config.epochRetireMs,
+      logger,
+      onChange: () => {
+        this.follower?.setSlots(this.topology.wanted());
+        this.server?.setServing(this.state === 'SERVING');
+      },
+    });
     const registers = [this.metrics.registry];
     const self = this;
     const slice = () => self.follower?.slice;
@@ -94,7 +116,8 @@ export class ShardWorker {
       const s = self.follower?.stalenessMs;
       return s === undefined || !Number.isFinite(s) ? undefined : s / 1000;
     });
-    new Gauge({ name: 'yoco_shard_owned_slots', help: 'slots owned', registers }).set(this.slots.length);
+    gauge('yoco_shard_owned_slots', 'slots held (both epochs\' while the shard count changes)', () => self.follower?.held);
+    gauge('yoco_shard_topology_epoch', 'the current topology epoch this shard knows', () => self.topology.current?.epoch);
     new Gauge({
       name: 'yoco_shard_watermark_lag_seconds',
       help: 'time between the newest change in Redis and the newest change this shard applied; while Redis cannot be read, the age of its view',
@@ -123,6 +146,8 @@ export class ShardWorker {
       'rows-refused': counter('yoco_shard_rows_refused_total', 'templates not held because the scorer was full'),
       'stream-error': counter('yoco_shard_stream_errors_total', 'failed reads of the change stream (Redis unreachable)'),
       swap: undefined,
+      'slots-gained': undefined,
+      'slots-dropped': counter('yoco_shard_slot_drops_total', 'times slots the shard no longer owns (after a topology switch) were dropped'),
     };
     this.dropped = new Counter({ name: 'yoco_shard_search_dropped_total', help: 'queries not scanned: deadline passed, cancelled, or queue full', labelNames: ['reason'], registers });
     this.faults = counter('yoco_shard_scorer_faults_total', 'projections or kernel runs that failed');
@@ -130,7 +155,7 @@ export class ShardWorker {
 
   /** One line the launcher (and people) can read: where this shard listens. */
   readyFields(): Record<string, unknown> {
-    return { grpcPort: this.port, healthPort: this.server?.healthPort || undefined, index: this.config.index, count: this.config.count };
+    return { grpcPort: this.port, healthPort: this.server?.healthPort || undefined, index: this.config.index, count: this.topology.current?.k ?? this.config.count };
   }
 
   get port(): number {
@@ -141,7 +166,7 @@ export class ShardWorker {
     if (this.closing) return 'DRAINING';
     switch (this.follower?.state) {
       case 'serving':
-        return this.headMismatch ? 'HEAD_MISMATCH' : 'SERVING';
+        return this.headMismatch ? 'HEAD_MISMATCH' : this.topology.surplus ? 'SURPLUS' : 'SERVING';
       case 'reloading':
         return 'RELOADING';
       case 'stopped':
@@ -158,6 +183,7 @@ export class ShardWorker {
     const loadDelay = failpointMs('shard.load-delay-ms');
     if (loadDelay > 0) await sleep(loadDelay);
     await this.checkStore();
+    await this.topology.start();
     const follower = await this.createFollower();
     this.follower = follower;
     this.batcher = this.createBatcher(follower);
@@ -166,7 +192,7 @@ export class ShardWorker {
     follower.follow();
     this.server.setServing(this.state === 'SERVING');
     const s = follower.slice;
-    this.logger.info({ templates: s.templates, subjects: s.subjects, slots: this.slots.length, ms: Date.now() - t, port: this.port, state: this.state }, 'shard serving');
+    this.logger.info({ templates: s.templates, subjects: s.subjects, slots: follower.held, epoch: this.topology.current?.epoch, k: this.topology.current?.k, ms: Date.now() - t, port: this.port, state: this.state }, 'shard serving');
   }
 
   private bindServer(): RpcServer {
@@ -191,7 +217,7 @@ export class ShardWorker {
             ScoreSubject: (req, call) => this.scoreSubject(req, unaryContext(call)),
             Status: async () => this.status(),
             ListTemplates: async () => {
-              const follower = this.ready();
+              const follower = this.listing();
               return { templates: follower.slice.entries(), watermark: follower.watermark };
             },
           },
@@ -228,7 +254,7 @@ export class ShardWorker {
     return new SliceFollower({
       store: this.store,
       slice: new GallerySlice(scorer),
-      slots: this.slots,
+      slots: this.topology.wanted(),
       // Its own connection (XREAD BLOCK holds it), with a timeout so a Redis that stops answering is noticed.
       blockingClient: this.redis.duplicate({ commandTimeout: blockMs + 5000 }),
       blockMs,
@@ -237,8 +263,8 @@ export class ShardWorker {
       compactMinDead: this.config.compactMinDead,
       onEvent: (event, detail) => {
         this.events[event]?.inc(event === 'rows-refused' ? Number(detail.count) : 1);
-        if (event === 'swap') this.logger.debug(detail, 'slice swapped');
-        else if (event === 'compaction') this.logger.info(detail, 'compacted');
+        if (event === 'swap' || event === 'slots-gained') this.logger.debug({ event, ...detail }, event);
+        else if (event === 'compaction' || event === 'slots-dropped') this.logger.info({ event, ...detail }, event);
         else this.logger.warn({ event, ...detail }, 'change stream');
       },
       onState: (state) => {
@@ -249,14 +275,14 @@ export class ShardWorker {
   }
 
   /** Concurrent queries share one pass over the slice: each row block is read once for all of them. */
-  private createBatcher(follower: SliceFollower): Batcher<{ query: Float32Array; k: number }, SubjectMatch[]> {
-    return new Batcher<{ query: Float32Array; k: number }, SubjectMatch[]>(
+  private createBatcher(follower: SliceFollower): Batcher<Query, SubjectMatch[]> {
+    return new Batcher<Query, SubjectMatch[]>(
       async (batch) => {
         // A shard that found out it is stale while these waited does not answer from the old slice
         // (one that is draining still answers what it took in).
         if (follower.state !== 'serving') throw this.refusal();
         const k = Math.max(...batch.map((b) => b.k));
-        const all = await follower.use((slice) => slice.searchMany(batch.map((b) => b.query), k));
+        const all = await follower.use((slice) => slice.searchMany(batch.map((b) => b.query), k, batch.map((b) => b.mask)));
         return all.map((matches, i) => matches.slice(0, batch[i].k));
       },
       { maxBatch: this.config.searchMaxBatch, maxDelayMs: this.config.searchMaxDelayMs, maxQueue: this.config.searchMaxQueue },
@@ -273,11 +299,11 @@ export class ShardWorker {
     const staleness = f?.stalenessMs ?? Infinity;
     return {
       index: this.config.index,
-      count: this.config.count,
+      count: this.topology.current?.k ?? this.config.count,
       state: this.state,
       templates: slice?.templates ?? 0,
       subjects: slice?.subjects ?? 0,
-      ownedSlots: this.slots.length,
+      ownedSlots: f?.held ?? 0,
       watermark: f?.watermark ?? '',
       dim: this.head.dim,
       headId: this.head.id,
@@ -292,12 +318,44 @@ export class ShardWorker {
       deadRows: slice?.dead ?? 0,
       lastError: f?.lastError ?? '',
       memoryBytes: scorerBytes(slice) ?? 0,
+      epochs: this.topology.epochs().map((v) => ({
+        epoch: v.epoch,
+        count: v.k,
+        slotsLoaded: f?.heldOf(v.slots) ?? 0,
+        slotsTotal: v.slots.length,
+        ready: this.readyFor(v),
+      })),
     };
+  }
+
+  /** Whether this replica can answer for an epoch: it has a part in it, holds all of it, serves, and has caught up. */
+  private readyFor(v: EpochView): boolean {
+    const f = this.follower;
+    return !!f && v.slots.length > 0 && this.state === 'SERVING' && f.holdsAll(v.slots) && caughtUp(f.watermark, v.fromId);
+  }
+
+  /**
+   * The epoch a call is for, and the mask of its slots when this replica holds
+   * more (while the shard count changes). Refused when it cannot answer for it.
+   */
+  private epochOf(expected: v1.ExpectedShard__Output | null | undefined, follower: SliceFollower): { view: EpochView; mask: SlotMask | undefined } {
+    const view = this.topology.viewFor(Number(expected?.epoch ?? 0), expected?.count ?? 0);
+    const i = this.config.index;
+    if (view.slots.length === 0) throw new UnavailableError(`shard ${i} has no part in epoch ${view.epoch} (k=${view.k})`, 'SURPLUS');
+    const held = follower.heldOf(view.slots);
+    if (held < view.slots.length) throw new UnavailableError(`shard ${i} is loading epoch ${view.epoch}'s slots (${held} of ${view.slots.length})`, 'LOADING');
+    return { view, mask: follower.held > view.slots.length ? view.mask : undefined };
   }
 
   private ready(): SliceFollower {
     if (this.state === 'SERVING') return this.follower!;
     throw this.refusal();
+  }
+
+  /** Serving, or SURPLUS (ListTemplates still answers: it holds nothing). */
+  private listing(): SliceFollower {
+    if (this.state === 'SURPLUS') return this.follower!;
+    return this.ready();
   }
 
   /** Why this shard does not answer now. */
@@ -310,6 +368,8 @@ export class ShardWorker {
         return new UnavailableError(`shard ${i} knows it missed changes and is reloading its slots (${this.follower?.reason ?? ''}): ask another replica`, 'STALE');
       case 'HEAD_MISMATCH':
         return new FailedPreconditionError(`shard ${i} does not run the cluster's head: ${this.headMismatch}`, 'HEAD_MISMATCH');
+      case 'SURPLUS':
+        return new UnavailableError(`shard ${i} is beyond the topology's k=${this.topology.current?.k}: it serves nothing and may be removed`, 'SURPLUS');
       default:
         return new UnavailableError(`shard ${i} is loading its slots`, 'LOADING');
     }
@@ -333,6 +393,7 @@ export class ShardWorker {
   private async searchIn(req: SearchRequest, ctx: SearchContext): Promise<v1.ShardSearchResponse> {
     const follower = this.ready();
     this.checkIndex(req.expectedShard?.index);
+    const { view, mask } = this.epochOf(req.expectedShard, follower);
     const started = performance.now();
     const dim = this.head.dim;
     // The Shard API is a boundary of its own (any peer can call it): the queries are checked here.
@@ -346,14 +407,14 @@ export class ShardWorker {
     // Turns are taken per caller's caller: the stream (or peer) the call came on, and the lane it names within it.
     const submit = { deadline: ctx.deadline, signal: ctx.signal, lane: `${ctx.lane}/${req.lane ?? ''}` };
     const results = await Promise.all(
-      Array.from({ length: n }, async (_, i) => ({ matches: (await this.batcher!.submit({ query: queries.subarray(i * dim, (i + 1) * dim), k }, submit)).map(toMatch) })),
+      Array.from({ length: n }, async (_, i) => ({ matches: (await this.batcher!.submit({ query: queries.subarray(i * dim, (i + 1) * dim), k, mask }, submit)).map(toMatch) })),
     );
     const searchMs = performance.now() - started;
     this.latency.add(searchMs);
     return {
       results,
       shardIndex: this.config.index,
-      templates: follower.slice.templates,
+      templates: mask ? follower.slice.templatesIn(view.slots) : follower.slice.templates,
       watermark: follower.watermark,
       searchMs,
       stalenessMs: finiteMs(follower.stalenessMs),
@@ -364,9 +425,10 @@ export class ShardWorker {
     const follower = this.ready();
     this.checkIndex(req.expectedShard?.index);
     assertSubjectId(req.subjectId);
+    const { mask } = this.epochOf(req.expectedShard, follower);
     const { vectors: query } = decodeVectors(req.queryF32, req.query, this.head.dim, 'query', 1);
     await this.consistent(follower, req.consistencyToken, ctx);
-    const best = await follower.use((slice) => slice.scoreSubject(req.subjectId, query));
+    const best = await follower.use((slice) => (slice.holds(req.subjectId, mask) ? slice.scoreSubject(req.subjectId, query) : Promise.resolve(null)));
     const common = { shardIndex: this.config.index, stalenessMs: finiteMs(follower.stalenessMs), watermark: follower.watermark };
     return best ? { found: true, best: toMatch(best), ...common } : { found: false, ...common };
   }
@@ -374,6 +436,7 @@ export class ShardWorker {
   /** Stops taking calls, drains in-flight ones, then releases everything. Idempotent. */
   stop(): Promise<void> {
     this.closing ??= (async () => {
+      this.topology.stop();
       await this.server?.shutdown(this.config.shutdownGraceMs);
       await this.follower?.stop();
       await this.follower?.slice.close();

@@ -1,6 +1,6 @@
 import { localCluster } from '../cluster-file.js';
 import { matcherClient } from '../matcher-client.js';
-import { unary } from '@yoco/rpc';
+import { progressLines } from './reshard.js';
 
 export async function status(address: string, json: boolean): Promise<void> {
   const client = matcherClient(address);
@@ -10,7 +10,13 @@ export async function status(address: string, json: boolean): Promise<void> {
       console.log(JSON.stringify(s, null, 2));
       return;
     }
-    console.log(`cluster at ${address}: k=${s.shardCount} epoch=${s.epoch} dim=${s.dim} head=${s.headId} model=${s.modelId} templates=${s.gallerySize} threshold=${s.defaultThreshold}`);
+    const t = s.topology;
+    console.log(`cluster at ${address}: k=${s.shardCount} epoch=${t?.epoch ?? 0} dim=${s.dim} head=${s.headId} model=${s.modelId} templates=${s.gallerySize} threshold=${s.defaultThreshold}`);
+    if (t?.switchedAtMs) console.log(`  epoch ${t.epoch} took over from epoch ${t.previousEpoch} (k=${t.previousShardCount}) at ${new Date(Number(t.switchedAtMs)).toISOString()}`);
+    if (t?.next) {
+      console.log(`  CHANGING to epoch ${t.next.epoch} (k=${t.next.shardCount}) since ${new Date(Number(t.next.startedAtMs)).toISOString()}; epoch ${t.epoch} serves until then:`);
+      for (const line of progressLines(t)) console.log(line);
+    }
     for (const shard of s.shards) {
       const times = shard.callP50Ms > 0 ? ` (calls p50 ${shard.callP50Ms.toFixed(2)} ms, of which Search ${shard.searchP50Ms.toFixed(2)} ms)` : '';
       console.log(`shard ${shard.index}: ${shard.healthy ? 'healthy' : 'UNHEALTHY'}${times}`);

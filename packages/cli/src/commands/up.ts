@@ -70,6 +70,8 @@ export async function up(): Promise<void> {
   const secure = config.secure ? await securePki(resolve(dataDir, 'secure')) : undefined;
   const cluster = await LocalCluster.start({
     supervise: { onEvent: (m) => console.log(m) },
+    // `yoco reshard` against this cluster: shards of a new index start here, surplus ones stop.
+    followTopology: { onEvent: (m) => console.log(m) },
     secure: secure && { pki: secure.pki, adminToken: secure.tokens.admin },
     shards: config.shards,
     replicas: config.replicas,
