@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -150,3 +150,21 @@ describe.each(['dev', 'prod'])('k8s/overlays/%s', (overlay) => {
     }
   });
 });
+
+describe('k8s/jobs/reshard.yaml', () => {
+  it('is a valid Job that runs `yoco reshard --wait` against the Matcher with its CA and an admin token', async () => {
+    const [job] = parseAllDocuments(readFileSync(join(ROOT, 'k8s/jobs/reshard.yaml'), 'utf8')).map((d) => d.toJS() as Obj);
+    await validate(job);
+    const c = job.spec.template.spec.containers[0];
+    expect(c.args.slice(0, 2)).toEqual(['yoco', 'reshard']);
+    expect(c.args).toContain('--wait');
+    const env = Object.fromEntries(c.env.map((e: Obj) => [e.name, e]));
+    expect(env.YOCO_ADDRESS.value).toBe('yoco-matcher:50051');
+    // The CA is the prod overlay's Matcher certificate Secret.
+    const prod = render('prod');
+    const certSecrets = prod.filter((o) => o.kind === 'Certificate').map((o) => o.spec.secretName);
+    expect(certSecrets).toContain(job.spec.template.spec.volumes[0].secret.secretName);
+    expect(prod.some((o) => o.kind === 'Service' && o.metadata.name === 'yoco-matcher')).toBe(true);
+  });
+});
+

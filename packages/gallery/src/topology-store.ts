@@ -57,12 +57,12 @@ export class TopologyStore {
   }
 
   /** The topology on record, written first with `k` when there is none (the first shard's SHARD_COUNT). */
-  seed(k: number): Promise<Topology> {
+  async seed(k: number): Promise<Topology> {
     return this.run('seed', checkK(k));
   }
 
   /** Begins a change to `k` shard indexes: refused while another is in progress, or when k is already the count. */
-  begin(k: number): Promise<Topology> {
+  async begin(k: number): Promise<Topology> {
     return this.run('begin', checkK(k));
   }
 

@@ -1,4 +1,5 @@
 import type { v1 } from '@yoco/rpc';
+import { localCluster } from '../cluster-file.js';
 import { matcherClient } from '../matcher-client.js';
 
 export interface ReshardOptions {
@@ -40,8 +41,9 @@ export async function reshard(address: string, shards: number, o: ReshardOptions
       const now = s.topology;
       if (now && now.epoch >= Number(target.epoch) && !now.next) {
         if (Number(now.epoch) !== Number(target.epoch) || now.shardCount !== target.shardCount) throw new Error(`the topology moved on to epoch ${now.epoch} (k=${now.shardCount}) meanwhile`);
-        // Released: every replica beyond the new k is gone (locally) or says SURPLUS (a StatefulSet to scale down).
-        const left = s.shards.flatMap((sh) => sh.replicas.filter((r) => sh.index >= now.shardCount && r.state !== 'SURPLUS' && r.state !== 'UNREACHABLE'));
+        // Released: every replica beyond the new k is gone (`npm start` here stops them) or says SURPLUS (a StatefulSet to scale down).
+        const local = localCluster()?.matcher === address;
+        const left = s.shards.flatMap((sh) => sh.replicas.filter((r) => sh.index >= now.shardCount && (local || (r.state !== 'SURPLUS' && r.state !== 'UNREACHABLE'))));
         if (left.length === 0) {
           if (o.json) console.log(JSON.stringify(now, null, 2));
           else console.log(`switched to epoch ${now.epoch} (k=${now.shardCount}) after ${((Number(now.switchedAtMs) - Number(target.startedAtMs)) / 1000).toFixed(1)} s; shards beyond it released`);
