@@ -1,12 +1,15 @@
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '@yoco/common';
 import { type LocalCluster } from '@yoco/devkit';
-import { GalleryStore, shardOfSlot, slotOf, StoreKeys, TopologyStore, type Topology } from '@yoco/gallery';
+import { GallerySlice, GalleryStore, shardOfSlot, slotOf, StoreKeys, TopologyStore, type Topology } from '@yoco/gallery';
+import { createScorer, headToOnnx, metricHead, type Head } from '@yoco/head';
 import { loadProtos, makeClient, unary, type v1 } from '@yoco/rpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DIM, enrol, identify, removeSubject, startCluster, unitVector, writeGallery } from '../support/cluster.js';
+import { DIM, enrol, HIDDEN, identify, removeSubject, startCluster, unitVector, writeGallery } from '../support/cluster.js';
 import { rawUnary } from '../support/raw-unary.js';
 import { connect, flushPrefix, testPrefix } from '../support/redis.js';
 
@@ -245,5 +248,86 @@ describe('resharding online', () => {
     await checkPlacement(2);
     // The topology key is the store's: flushed with the prefix like the rest.
     expect(await redis.exists(new StoreKeys(prefix).topology)).toBe(1);
+  }, 120_000);
+
+  it('rolls out another head: rows recomputed beside the serving ones, no answer mixes two heads, and a restarted shard runs the new one', async () => {
+    const client = cluster.matcherClient();
+    const before = (await topologyStore.read())!;
+    const status = await rawUnary(client as never, 'ClusterStatus', {}, { deadline: Date.now() + 5000 });
+    const headA = metricHead({ dim: DIM, hidden: HIDDEN });
+    expect(status.headId).toBe(headA.id);
+    // Another head over the same vectors: a different distance scale, so its scores tell it apart.
+    const headB = metricHead({ dim: DIM, hidden: HIDDEN, tau: 0.9 });
+    const file = join(mkdtempSync(join(tmpdir(), 'yoco-head-')), 'head-b.onnx');
+    writeFileSync(file, headToOnnx(headB));
+    // Each head's own scores for the subjects, computed here (float64 reference engine).
+    const sliceOf = async (head: Head) => {
+      const slice = new GallerySlice(await createScorer(head, { engine: 'reference' }));
+      slice.add([...live].flatMap(([subjectId, vectors]) => vectors.map((vector, i) => ({ subjectId, templateId: `${subjectId}/${i}`, vector }))));
+      return slice;
+    };
+    const [refA, refB] = await Promise.all([sliceOf(headA), sliceOf(headB)]);
+    const subjects = [...live.entries()];
+    const seen = { A: 0, B: 0 };
+    const violations: string[] = [];
+    const errors: string[] = [];
+    let running = true;
+    const probeLoop = async (seed: number) => {
+      const rng = new Rng(seed);
+      while (running) {
+        await new Promise((r) => setImmediate(r));
+        const [, vectors] = subjects[rng.int(subjects.length)];
+        const probe = vectors[0].map((x) => x + 0.3 * rng.normal() / Math.sqrt(DIM));
+        try {
+          const res = await identify(client as never, probe, { topK: 3 });
+          const scores = await Promise.all(res.matches.map(async (m) => [m.score, (await refA.scoreSubject(m.subjectId, probe))?.score, (await refB.scoreSubject(m.subjectId, probe))?.score] as const));
+          const byA = scores.every(([got, a]) => a !== undefined && Math.abs(got - a) < 2e-3);
+          const byB = scores.every(([got, , b]) => b !== undefined && Math.abs(got - b) < 2e-3);
+          // Both at once only where every score saturates alike (no way to tell): not counted either way.
+          if (!byA && !byB) violations.push(`scores ${JSON.stringify(scores)} are not all of one head`);
+          else if (byA !== byB) seen[byA ? 'A' : 'B']++;
+        } catch (err) {
+          errors.push((err as Error).message);
+        }
+      }
+    };
+    const load = Promise.all([probeLoop(1), probeLoop(2)]);
+    try {
+      await until('answers by the serving head', async () => seen.A >= 20);
+      const rolled = await yoco('rollout-head', file, '--wait');
+      expect(rolled.out).toMatch(new RegExp(`switched to epoch ${before.lastEpoch + 1} \\(k=2, head ${headB.id}\\)`));
+      expect(rolled.code).toBe(0);
+      await until('answers by the new head', async () => seen.B >= 20);
+    } finally {
+      running = false;
+      await load;
+    }
+    console.log(`head rollout under load: ${JSON.stringify(seen)}; ${errors.length} errors, ${violations.length} violations`);
+    expect(violations).toEqual([]);
+    expect(errors).toEqual([]);
+    expect(seen.A).toBeGreaterThanOrEqual(20);
+    expect(seen.B).toBeGreaterThanOrEqual(20);
+    const after = (await topologyStore.read())!;
+    expect(after).toMatchObject({ epoch: before.lastEpoch + 1, k: 2, headId: headB.id, previous: { epoch: before.epoch, k: 2 } });
+    // The store's meta names the new head; a shard restarted with the old settings loads it from the store.
+    expect((await rawUnary(client as never, 'ClusterStatus', {}, { deadline: Date.now() + 5000 })).headId).toBe(headB.id);
+    await cluster.kill('shard-0a');
+    cluster.restart('shard-0a');
+    const logFile = join(cluster.options.logDir, 'shard-0a.log');
+    await until('shard-0a back on the new head', async () => {
+      if (!readFileSync(logFile, 'utf8').includes("running the topology's head from the store")) return false;
+      const s = await rawUnary(client as never, 'ClusterStatus', {}, { deadline: Date.now() + 5000 });
+      const r = s.shards[0].replicas.find((x: { address: string }) => x.address === cluster.shards.get('shard-0a')!.address);
+      return r?.healthy && r.state === 'SERVING' && r.headId === headB.id;
+    });
+    await cluster.kill('shard-0b');
+    const [id, vectors] = subjects.find(([x]) => shardOfSlot(slotOf(x), 2) === 0)!;
+    const res = await identify(client as never, vectors[0], { topK: 1 });
+    expect(res.matches[0].subjectId).toBe(id);
+    expect(Math.abs(res.matches[0].score - (await refB.scoreSubject(id, vectors[0]))!.score)).toBeLessThan(2e-3);
+    cluster.restart('shard-0b');
+    // A file that is not a head is refused with the reason.
+    writeFileSync(file, 'not onnx');
+    expect((await yoco('rollout-head', file)).out).toMatch(/INVALID_ARGUMENT: head_onnx is not a head this cluster can run/);
   }, 120_000);
 });

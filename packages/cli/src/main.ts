@@ -7,7 +7,7 @@ import { enrolBulk, enrolOne, listFailedJobs, removeOne } from './commands/enrol
 import { identify, subject, verify } from './commands/identify.js';
 import { importFile } from './commands/import.js';
 import { status } from './commands/status.js';
-import { reshard } from './commands/reshard.js';
+import { reshard, rolloutHead } from './commands/reshard.js';
 import { up } from './commands/up.js';
 
 const HELP = `yoco <command> [options]
@@ -38,6 +38,8 @@ const HELP = `yoco <command> [options]
                              the serving ones, and Identify switches once they are ready; --wait returns
                              once it has and the shards beyond K are stopped or released
   reshard --abort            drop the change in progress; the serving epoch is untouched
+  rollout-head FILE [--wait] roll out another head (ONNX, admin): every shard computes its rows with it
+                             beside the serving ones; Identify switches once all are ready
   audit [--subject S] [--since T] [--decisions] [--json]
                              audit records, newest first (admin token); T: epoch ms, ISO date, or 30m / 24h / 7d
 
@@ -147,6 +149,10 @@ async function main(): Promise<number> {
     case 'reshard':
       if (!values.abort && !values.shards) throw new Error('reshard needs --shards K (or --abort)');
       await reshard(values.address!, values.abort ? 0 : intOption('shards', values.shards!, 1, 4096), { wait: values.wait!, abort: values.abort!, json: values.json! });
+      return 0;
+    case 'rollout-head':
+      if (!rest[0]) throw new Error('rollout-head needs FILE (the head, as ONNX)');
+      await rolloutHead(values.address!, rest[0], { wait: values.wait!, abort: false, json: values.json! });
       return 0;
     case 'audit':
       await audit(values.address!, { subject: values.subject, since: values.since, decisions: values.decisions!, json: values.json!, limit: Number(values.limit) });

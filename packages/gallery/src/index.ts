@@ -8,4 +8,4 @@ export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError, Templa
 export { SliceFollower, type SliceFollowerOptions, type SliceState, type FollowerEvent } from './slice-follower.js';
 export { StoreKeys } from './keys.js';
 export { connectRedis, reconnectDelay, type RedisPurpose } from './redis-connection.js';
-export { TopologyStore, TopologyChangeError, MAX_SHARD_COUNT, type Topology, type TopologyChange } from './topology-store.js';
+export { TopologyStore, TopologyChangeError, MAX_SHARD_COUNT, MAX_HEAD_BYTES, type Topology, type TopologyChange } from './topology-store.js';

@@ -15,6 +15,11 @@ export class StoreKeys {
     return `${this.prefix}topology`;
   }
 
+  /** A head's ONNX bytes, stored by a rollout for the shards to load. */
+  head(headId: string): string {
+    return `${this.prefix}head:${headId}`;
+  }
+
   /** The store's vector width and the cluster's head id. */
   get meta(): string {
     return `${this.prefix}meta`;

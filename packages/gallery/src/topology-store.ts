@@ -9,6 +9,8 @@ export interface TopologyChange {
   k: number;
   startedAt: number;
   fromId: string;
+  /** Set when the change rolls out another head (its bytes under StoreKeys.head(id)). */
+  headId?: string;
 }
 
 /** The store of record's topology: the epoch Identify is answered by and its k. */
@@ -18,7 +20,9 @@ export interface Topology {
   /** The highest epoch ever begun (an aborted one's number is not reused). */
   lastEpoch: number;
   switchedAt: number;
-  previous?: { epoch: number; k: number };
+  /** The head the current epoch runs, once a rollout set one (before that: the store meta's). */
+  headId?: string;
+  previous?: { epoch: number; k: number; headId?: string };
   next?: TopologyChange;
 }
 
@@ -28,6 +32,9 @@ export const MAX_SHARD_COUNT = 4096;
 const TOPOLOGY = loadScript('topology');
 
 type Scripted = Redis & { yocoTopology(...args: (string | number)[]): Promise<string> };
+
+/** Head files are small (a 3840 x 512 head is 16 MB); this bounds what a rollout may store. */
+export const MAX_HEAD_BYTES = 256 * 1024 * 1024;
 
 /** A change that cannot be made now (one in progress, none to abort, the same k). */
 export class TopologyChangeError extends FailedPreconditionError {
@@ -46,7 +53,7 @@ export class TopologyStore {
   private readonly keys: StoreKeys;
 
   constructor(redis: Redis, prefix = 'yoco:') {
-    if (!('yocoTopology' in redis)) redis.defineCommand('yocoTopology', { numberOfKeys: 2, lua: TOPOLOGY });
+    if (!('yocoTopology' in redis)) redis.defineCommand('yocoTopology', { numberOfKeys: 3, lua: TOPOLOGY });
     this.redis = redis as Scripted;
     this.keys = new StoreKeys(prefix);
   }
@@ -61,9 +68,26 @@ export class TopologyStore {
     return this.run('seed', checkK(k));
   }
 
-  /** Begins a change to `k` shard indexes: refused while another is in progress, or when k is already the count. */
-  async begin(k: number): Promise<Topology> {
-    return this.run('begin', checkK(k));
+  /**
+   * Begins a change to `k` shard indexes (and, with `headId`, to another head,
+   * whose bytes putHead stored first): refused while another is in progress,
+   * or when nothing would change.
+   */
+  async begin(k: number, headId = ''): Promise<Topology> {
+    if (headId && !(await this.redis.exists(this.keys.head(headId)))) throw new TopologyChangeError('NO_HEAD', `head ${headId} is not in the store: store it first`);
+    return this.run('begin', checkK(k), headId);
+  }
+
+  /** Stores a head's ONNX bytes under its id (once: ids are content digests), for the shards of a rollout to load. */
+  async putHead(headId: string, bytes: Uint8Array): Promise<void> {
+    if (bytes.byteLength > MAX_HEAD_BYTES) throw new InvalidArgumentError(`head file of ${bytes.byteLength} bytes is above ${MAX_HEAD_BYTES}`, 'HEAD_SIZE');
+    await this.redis.set(this.keys.head(headId), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'NX');
+  }
+
+  /** A head's bytes as a rollout stored them (undefined when none is stored under that id). */
+  async getHead(headId: string): Promise<Uint8Array | undefined> {
+    const b = await this.redis.getBuffer(this.keys.head(headId));
+    return b ? new Uint8Array(b) : undefined;
   }
 
   abort(): Promise<Topology> {
@@ -75,9 +99,9 @@ export class TopologyStore {
     return this.run('commit', epoch);
   }
 
-  private async run(op: string, arg: number): Promise<Topology> {
+  private async run(op: string, arg: number, headId = ''): Promise<Topology> {
     try {
-      return parse(await this.redis.yocoTopology(this.keys.topology, this.keys.changes, op, arg, Date.now()));
+      return parse(await this.redis.yocoTopology(this.keys.topology, this.keys.changes, this.keys.meta, op, arg, Date.now(), headId));
     } catch (err) {
       // The script's refusals read 'CODE message'; anything else is Redis' own.
       const m = err instanceof ReplyError ? /^([A-Z_]+) (.*)$/s.exec((err as Error).message) : null;
@@ -95,5 +119,5 @@ function checkK(k: number): number {
 function parse(raw: string): Topology {
   const t = JSON.parse(raw) as Partial<Topology>;
   if (!Number.isInteger(t.epoch) || !Number.isInteger(t.k)) throw new Error(`the topology on record is not one: ${raw.slice(0, 200)}`);
-  return { epoch: t.epoch!, k: t.k!, lastEpoch: t.lastEpoch ?? t.epoch!, switchedAt: t.switchedAt ?? 0, previous: t.previous, next: t.next };
+  return { epoch: t.epoch!, k: t.k!, lastEpoch: t.lastEpoch ?? t.epoch!, switchedAt: t.switchedAt ?? 0, headId: t.headId, previous: t.previous, next: t.next };
 }

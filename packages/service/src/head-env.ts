@@ -1,5 +1,5 @@
 import { parse, type EnvSpec } from '@yoco/common';
-import { DEFAULT_METRIC_HEAD, loadHead, metricHead, type Head } from '@yoco/head';
+import { DEFAULT_METRIC_HEAD, loadHead, metricHead, parseHead, type Head } from '@yoco/head';
 
 /** Which head a process runs: a file, or the seeded metric head. Every service of a cluster must agree. */
 export interface HeadConfig {
@@ -23,4 +23,9 @@ export const HEAD_ENV: EnvSpec<HeadConfig> = {
 export async function resolveHead(config: HeadConfig): Promise<Head> {
   if (config.headPath) return loadHead(config.headPath);
   return metricHead({ dim: config.dim, hidden: config.hidden, seed: config.seed, tau: config.tau, alpha: config.alpha });
+}
+
+/** A head from its ONNX bytes (a rollout's upload), checked as loadHead checks a file. */
+export function headFromBytes(bytes: Uint8Array): Head {
+  return parseHead(bytes);
 }

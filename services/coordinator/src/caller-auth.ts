@@ -31,6 +31,7 @@ export const METHOD_ROLES: Record<MatcherMethod, readonly Role[]> = {
   VerifyRemoval: ['enrol', 'admin'],
   // Changes the shard count: an operator's call.
   Reshard: ['admin'],
+  RolloutHead: ['admin'],
 };
 
 /** Where the gate leaves the verified caller for the handlers (any such header a client sends is dropped first). */

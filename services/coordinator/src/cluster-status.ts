@@ -1,4 +1,6 @@
+import { getErrorMessage, InvalidArgumentError } from '@yoco/common';
 import { assertSubjectId, shardOfSlot, slotOf, SubjectNotFoundError, type Topology } from '@yoco/gallery';
+import { headFromBytes } from '@yoco/service';
 import type { EnrolQueue } from '@yoco/queue';
 import type { v1 } from '@yoco/rpc';
 import type { CoordinatorConfig } from './config.js';
@@ -39,6 +41,27 @@ export class ClusterStatusService {
     return { topology: this.topologyMessage(t) };
   }
 
+  /**
+   * RolloutHead: the file must be a head this cluster can run (its width the
+   * store's); stored under its id, then the next epoch names it.
+   */
+  async rolloutHead(req: v1.RolloutHeadRequest__Output): Promise<v1.ReshardResponse> {
+    let head: ReturnType<typeof headFromBytes>;
+    try {
+      head = headFromBytes(new Uint8Array(req.headOnnx));
+    } catch (err) {
+      throw new InvalidArgumentError(`head_onnx is not a head this cluster can run: ${getErrorMessage(err)}`, 'HEAD_FORMAT');
+    }
+    const dim = await storeCall(() => this.store.dim());
+    if (dim && head.dim !== dim) throw new InvalidArgumentError(`the head takes ${head.dim}-wide vectors; the store holds ${dim}-wide templates`, 'HEAD_DIM');
+    const current = this.directory.topology;
+    if (!current) throw new InvalidArgumentError('no topology on record yet: start the shards first', 'NO_TOPOLOGY');
+    await storeCall(() => this.store.topology.putHead(head.id, req.headOnnx));
+    const t = await storeCall(() => this.store.topology.begin(current.k, head.id));
+    this.directory.topology = t;
+    return { topology: this.topologyMessage(t) };
+  }
+
   private topologyMessage(t: Topology | undefined): v1.Topology | undefined {
     if (!t) return undefined;
     const progress = this.directory.progress();
@@ -48,7 +71,8 @@ export class ClusterStatusService {
       switchedAtMs: t.switchedAt,
       previousEpoch: t.previous?.epoch ?? 0,
       previousShardCount: t.previous?.k ?? 0,
-      next: t.next && { epoch: t.next.epoch, shardCount: t.next.k, startedAtMs: t.next.startedAt, fromPosition: t.next.fromId, progress },
+      headId: t.headId ?? '',
+      next: t.next && { epoch: t.next.epoch, shardCount: t.next.k, startedAtMs: t.next.startedAt, fromPosition: t.next.fromId, progress, headId: t.next.headId ?? '' },
     };
   }
 

@@ -66,6 +66,7 @@ export class MatcherService {
         ListJobs: (req, call) => audited('ListJobs', call, '', enrolment.listJobs(req), () => ({}), audit),
         GetSubject: (req, call) => audited('GetSubject', call, req.subjectId, status.getSubject(req), () => ({}), audit),
         ClusterStatus: () => status.clusterStatus(),
+        RolloutHead: (req, call) => audited('RolloutHead', call, '', status.rolloutHead(req), (r) => ({ detail: `head ${r.topology?.next?.headId} as epoch ${r.topology?.next?.epoch}` }), audit),
         Reshard: (req, call) => audited('Reshard', call, '', status.reshard(req), (r) => ({ detail: req.abort ? `abort; now epoch ${r.topology?.epoch}` : `k=${req.shardCount} as epoch ${r.topology?.next?.epoch}` }), audit),
         VerifyRemoval: (req, call) => audited('VerifyRemoval', call, req.subjectId, enrolment.verifyRemoval(req, callDeadline(call.getDeadline(), deps.config.defaultTimeoutMs)), (r) => ({ detail: r.removed ? 'removed' : 'NOT removed' }), audit),
         ListAudit: (req, call) => audited('ListAudit', call, req.subjectId, audit.list(req).then((records) => ({ records })), () => ({ detail: req.decisions ? 'decisions' : '' }), audit),

@@ -248,8 +248,14 @@ export class ShardDirectory {
     return unary(r.client, 'Search', request, options);
   }
 
-  /** Whether a replica runs the cluster's head (any head while none is on record). */
+  /**
+   * Whether a replica runs the cluster's head (any head while none is on
+   * record). A replica that reports topology epochs answers each epoch with
+   * that epoch's head (a rollout's beside its own), so its readiness per
+   * epoch says it; only older builds are judged by the head they report.
+   */
   private headOk(r: Replica): boolean {
+    if (r.status?.epochs.length && r.status.state !== 'HEAD_MISMATCH') return true;
     return !this.clusterHead || r.status?.headId === this.clusterHead;
   }
 

@@ -10,6 +10,8 @@ export interface EpochView {
   mask: SlotMask;
   /** Set on the next epoch: the stream position a replica must have applied to count as caught up. */
   fromId?: string;
+  /** The head the epoch runs ('' before any rollout: the store meta's, the one the shard started with). */
+  headId: string;
 }
 
 export interface ShardTopologyOptions {
@@ -25,11 +27,11 @@ export interface ShardTopologyOptions {
   onChange: () => void;
 }
 
-function view(index: number, epoch: number, k: number, fromId?: string): EpochView {
+function view(index: number, epoch: number, k: number, headId: string, fromId?: string): EpochView {
   const slots = index < k ? ownedSlots(index, k) : [];
   const mask = new Uint8Array(SLOT_COUNT);
   for (const s of slots) mask[s] = 1;
-  return { epoch, k, slots, mask, fromId };
+  return { epoch, k, slots, mask, fromId, headId };
 }
 
 /**
@@ -81,10 +83,10 @@ export class ShardTopology {
     if (!before || before.epoch !== t.epoch) {
       // A switch seen: the epoch it replaces stays answerable a while (an abort drops the next one at once).
       if (before && t.epoch > before.epoch) this.retiring = { view: before, until: Date.now() + this.options.retireMs };
-      this.current = nextBefore?.epoch === t.epoch ? { ...nextBefore, fromId: undefined } : view(index, t.epoch, t.k);
+      this.current = nextBefore?.epoch === t.epoch ? { ...nextBefore, fromId: undefined } : view(index, t.epoch, t.k, t.headId ?? '');
       if (before) this.options.logger.info({ epoch: t.epoch, k: t.k, from: before.epoch }, 'topology switched');
     }
-    this.next = t.next ? (this.next?.epoch === t.next.epoch ? this.next : view(index, t.next.epoch, t.next.k, t.next.fromId)) : undefined;
+    this.next = t.next ? (this.next?.epoch === t.next.epoch ? this.next : view(index, t.next.epoch, t.next.k, t.next.headId ?? t.headId ?? '', t.next.fromId)) : undefined;
     if (this.current !== before || this.next !== nextBefore) this.options.onChange();
   }
 
@@ -93,6 +95,11 @@ export class ShardTopology {
     const all = new Set<number>();
     for (const v of this.epochs(true)) for (const s of v.slots) all.add(s);
     return [...all].sort((a, b) => a - b);
+  }
+
+  /** The epoch before the last switch while it is still answerable. */
+  get retiringView(): EpochView | undefined {
+    return this.retiring?.view;
   }
 
   /** The epochs in play: current and next (and, with `retiring`, the one before a switch). */

@@ -13,7 +13,7 @@ import {
   type DropReason,
 } from '@yoco/common';
 import { connectRedis, GallerySlice, GalleryStore, SliceFollower, assertSubjectId, TopologyStore, type FollowerEvent, type SlotMask, type SubjectMatch } from '@yoco/gallery';
-import { createScorer, type Head } from '@yoco/head';
+import { createScorer, parseHead, type Head } from '@yoco/head';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
 import type { Redis } from 'ioredis';
@@ -42,6 +42,13 @@ interface SearchContext {
  * SURPLUS: its index is beyond k in every epoch in play (nothing to serve, safe to delete). Only SERVING answers.
  */
 export type ShardState = 'LOADING' | 'SERVING' | 'RELOADING' | 'HEAD_MISMATCH' | 'SURPLUS' | 'DRAINING';
+
+/** One head's rows: the shard's own, or a rollout's beside it (each follows the stream for its slots). */
+interface Lane {
+  head: Head;
+  follower: SliceFollower;
+  batcher: Batcher<Query, SubjectMatch[]>;
+}
 
 interface Query {
   query: Float32Array;
@@ -83,19 +90,27 @@ export class ShardWorker {
   private readonly dropped: Counter<'reason'>;
   private readonly faults: Counter;
 
-  constructor(private readonly config: ShardConfig, private readonly head: Head, private readonly logger: Logger) {
+  /** Heads other than the serving one: a rollout's, loading beside it, or the one a switch replaced, until it retires. */
+  private readonly others = new Map<string, Lane>();
+  /** What an epoch without a head of its own runs: the head the store's meta names (the one this shard started with). */
+  private baseHeadId = '';
+  private reconciling: Promise<void> = Promise.resolve();
+  private readonly topologyStore: TopologyStore;
+
+  constructor(private readonly config: ShardConfig, private head: Head, private readonly logger: Logger) {
     if (head.dim !== config.dim && !config.headPath) throw new Error(`head dim ${head.dim} does not match YOCO_DIM ${config.dim}`);
     this.redis = connectRedis(config.redisUrl, 'follower', (err) => logger.debug({ err: err.message }, 'redis connection error'));
     this.store = new GalleryStore(this.redis, { prefix: config.prefix, dim: head.dim, sealer: templateSealer(config) });
+    this.topologyStore = new TopologyStore(this.redis, config.prefix);
     this.topology = new ShardTopology({
       index: config.index,
       seedK: config.count,
-      store: new TopologyStore(this.redis, config.prefix),
+      store: this.topologyStore,
       pollMs: config.topologyPollMs,
       retireMs: config.epochRetireMs,
       logger,
       onChange: () => {
-        this.follower?.setSlots(this.topology.wanted());
+        this.reconciling = this.reconciling.then(() => this.reconcile()).catch((err: Error) => this.logger.error({ err: err.message }, 'could not follow the topology; trying again at its next change'));
         this.server?.setServing(this.state === 'SERVING');
       },
     });
@@ -182,15 +197,19 @@ export class ShardWorker {
     await this.server.start();
     const loadDelay = failpointMs('shard.load-delay-ms');
     if (loadDelay > 0) await sleep(loadDelay);
-    await this.checkStore();
     await this.topology.start();
-    const follower = await this.createFollower();
+    await this.adoptTopologyHead();
+    await this.checkStore();
+    this.baseHeadId = (await this.store.storedHead()) || this.head.id;
+    const follower = await this.createFollower(this.head, this.slotsFor(this.head.id));
     this.follower = follower;
     this.batcher = this.createBatcher(follower);
     const t = Date.now();
     await follower.load();
     follower.follow();
     this.server.setServing(this.state === 'SERVING');
+    // A rollout already in progress: its head loads beside this one.
+    this.reconciling = this.reconciling.then(() => this.reconcile());
     const s = follower.slice;
     this.logger.info({ templates: s.templates, subjects: s.subjects, slots: follower.held, epoch: this.topology.current?.epoch, k: this.topology.current?.k, ms: Date.now() - t, port: this.port, state: this.state }, 'shard serving');
   }
@@ -237,8 +256,88 @@ export class ShardWorker {
     }
   }
 
-  private async createFollower(): Promise<SliceFollower> {
-    const scorer = await createScorer(this.head, {
+  /**
+   * After a rollout the topology names the cluster's head: a shard started
+   * with the old one (its HEAD_PATH unchanged) loads the new one from the store
+   * instead of refusing to serve.
+   */
+  private async adoptTopologyHead(): Promise<void> {
+    const id = this.topology.current?.headId;
+    if (!id || id === this.head.id) return;
+    this.head = await this.headFromStore(id);
+    this.logger.info({ head: id }, "running the topology's head from the store, not the configured one");
+  }
+
+  private async headFromStore(id: string): Promise<Head> {
+    const bytes = await this.topologyStore.getHead(id);
+    if (!bytes) throw new Error(`head ${id} is not in the store`);
+    const head = parseHead(bytes);
+    if (head.id !== id) throw new Error(`the head stored as ${id} is ${head.id}`);
+    if (head.dim !== this.head.dim) throw new Error(`head ${id} takes ${head.dim}-wide vectors; this shard's store holds ${this.head.dim}`);
+    return head;
+  }
+
+  /** The head an epoch runs. */
+  private headOf(v: EpochView): string {
+    return v.headId || this.baseHeadId;
+  }
+
+  /** The slots a head's rows must cover: those of every epoch in play that runs it. */
+  private slotsFor(headId: string): number[] {
+    const all = new Set<number>();
+    for (const v of this.topology.epochs(true)) if (this.headOf(v) === headId) for (const s of v.slots) all.add(s);
+    return [...all].sort((a, b) => a - b);
+  }
+
+  private laneOf(headId: string): Lane | undefined {
+    if (headId === this.head.id) return this.follower && this.batcher ? { head: this.head, follower: this.follower, batcher: this.batcher } : undefined;
+    return this.others.get(headId);
+  }
+
+  /**
+   * Makes the heads held match the epochs in play: a rollout's head is loaded
+   * beside the serving one (P recomputed from the raw vectors in Redis), takes
+   * over once its epoch is current, and the replaced one is let go when its
+   * epoch retires (or at once, for an aborted rollout).
+   */
+  private async reconcile(): Promise<void> {
+    if (this.closing || !this.follower) return;
+    const wanted = new Set(this.topology.epochs(true).map((v) => this.headOf(v)));
+    for (const id of wanted) {
+      if (this.laneOf(id)) continue;
+      const head = await this.headFromStore(id);
+      const follower = await this.createFollower(head, this.slotsFor(id));
+      const lane = { head, follower, batcher: this.createBatcher(follower) };
+      this.others.set(id, lane);
+      const t = Date.now();
+      await follower.load();
+      follower.follow();
+      this.logger.info({ head: id, templates: follower.slice.templates, ms: Date.now() - t }, 'rollout head loaded beside the serving one');
+    }
+    const current = this.topology.current ? this.headOf(this.topology.current) : this.head.id;
+    const incoming = this.others.get(current);
+    if (incoming) {
+      this.others.delete(current);
+      this.others.set(this.head.id, { head: this.head, follower: this.follower, batcher: this.batcher! });
+      [this.head, this.follower, this.batcher] = [incoming.head, incoming.follower, incoming.batcher];
+      this.headMismatch = undefined;
+      this.logger.info({ head: current }, 'serving the rolled-out head');
+    }
+    for (const [id, lane] of this.others) {
+      if (wanted.has(id)) continue;
+      this.others.delete(id);
+      await lane.follower.stop();
+      await lane.follower.slice.close();
+      this.logger.info({ head: id }, 'head let go');
+    }
+    this.follower.setSlots(this.slotsFor(this.head.id));
+    for (const [id, lane] of this.others) lane.follower.setSlots(this.slotsFor(id));
+    this.server?.setServing(this.state === 'SERVING');
+  }
+
+  private async createFollower(head: Head, slots: number[]): Promise<SliceFollower> {
+    let follower: SliceFollower | undefined;
+    const scorer = await createScorer(head, {
       engine: this.config.engine,
       kernelThreads: this.config.kernelThreads || undefined,
       threads: this.config.ortThreads,
@@ -247,14 +346,14 @@ export class ShardWorker {
       onFault: (err, rows) => {
         this.faults.inc();
         this.logger.error({ err: err.message, rows }, 'scorer fault: the slice may be incomplete; reloading');
-        this.follower?.requestReload(`the scorer lost ${rows} rows: ${err.message}`);
+        follower?.requestReload(`the scorer lost ${rows} rows: ${err.message}`);
       },
     });
     const blockMs = this.config.followBlockMs;
-    return new SliceFollower({
+    follower = new SliceFollower({
       store: this.store,
       slice: new GallerySlice(scorer),
-      slots: this.topology.wanted(),
+      slots,
       // Its own connection (XREAD BLOCK holds it), with a timeout so a Redis that stops answering is noticed.
       blockingClient: this.redis.duplicate({ commandTimeout: blockMs + 5000 }),
       blockMs,
@@ -268,10 +367,11 @@ export class ShardWorker {
         else this.logger.warn({ event, ...detail }, 'change stream');
       },
       onState: (state) => {
-        this.logger.info({ state: this.state, follower: state, reason: this.follower?.reason }, 'state');
+        this.logger.info({ state: this.state, follower: state, head: head.id, reason: follower?.reason }, 'state');
         this.server?.setServing(this.state === 'SERVING');
       },
     });
+    return follower;
   }
 
   /** Concurrent queries share one pass over the slice: each row block is read once for all of them. */
@@ -330,21 +430,25 @@ export class ShardWorker {
 
   /** Whether this replica can answer for an epoch: it has a part in it, holds all of it, serves, and has caught up. */
   private readyFor(v: EpochView): boolean {
-    const f = this.follower;
-    return !!f && v.slots.length > 0 && this.state === 'SERVING' && f.holdsAll(v.slots) && caughtUp(f.watermark, v.fromId);
+    const f = this.laneOf(this.headOf(v))?.follower;
+    return !!f && v.slots.length > 0 && this.state === 'SERVING' && f.state === 'serving' && f.holdsAll(v.slots) && caughtUp(f.watermark, v.fromId);
   }
 
   /**
    * The epoch a call is for, and the mask of its slots when this replica holds
    * more (while the shard count changes). Refused when it cannot answer for it.
    */
-  private epochOf(expected: v1.ExpectedShard__Output | null | undefined, follower: SliceFollower): { view: EpochView; mask: SlotMask | undefined } {
+  private epochOf(expected: v1.ExpectedShard__Output | null | undefined): { view: EpochView; mask: SlotMask | undefined; lane: Lane } {
     const view = this.topology.viewFor(Number(expected?.epoch ?? 0), expected?.count ?? 0);
     const i = this.config.index;
     if (view.slots.length === 0) throw new UnavailableError(`shard ${i} has no part in epoch ${view.epoch} (k=${view.k})`, 'SURPLUS');
+    // Each epoch is answered by its own head's rows only: never one head's scores for another's epoch.
+    const lane = this.laneOf(this.headOf(view));
+    if (!lane || lane.follower.state !== 'serving') throw new UnavailableError(`shard ${i} is loading head ${this.headOf(view)} for epoch ${view.epoch}`, 'LOADING');
+    const follower = lane.follower;
     const held = follower.heldOf(view.slots);
     if (held < view.slots.length) throw new UnavailableError(`shard ${i} is loading epoch ${view.epoch}'s slots (${held} of ${view.slots.length})`, 'LOADING');
-    return { view, mask: follower.held > view.slots.length ? view.mask : undefined };
+    return { view, lane, mask: follower.held > view.slots.length ? view.mask : undefined };
   }
 
   private ready(): SliceFollower {
@@ -391,9 +495,10 @@ export class ShardWorker {
   }
 
   private async searchIn(req: SearchRequest, ctx: SearchContext): Promise<v1.ShardSearchResponse> {
-    const follower = this.ready();
+    this.ready();
     this.checkIndex(req.expectedShard?.index);
-    const { view, mask } = this.epochOf(req.expectedShard, follower);
+    const { view, mask, lane } = this.epochOf(req.expectedShard);
+    const follower = lane.follower;
     const started = performance.now();
     const dim = this.head.dim;
     // The Shard API is a boundary of its own (any peer can call it): the queries are checked here.
@@ -407,7 +512,7 @@ export class ShardWorker {
     // Turns are taken per caller's caller: the stream (or peer) the call came on, and the lane it names within it.
     const submit = { deadline: ctx.deadline, signal: ctx.signal, lane: `${ctx.lane}/${req.lane ?? ''}` };
     const results = await Promise.all(
-      Array.from({ length: n }, async (_, i) => ({ matches: (await this.batcher!.submit({ query: queries.subarray(i * dim, (i + 1) * dim), k, mask }, submit)).map(toMatch) })),
+      Array.from({ length: n }, async (_, i) => ({ matches: (await lane.batcher.submit({ query: queries.subarray(i * dim, (i + 1) * dim), k, mask }, submit)).map(toMatch) })),
     );
     const searchMs = performance.now() - started;
     this.latency.add(searchMs);
@@ -422,10 +527,11 @@ export class ShardWorker {
   }
 
   private async scoreSubject(req: ScoreSubjectRequest, ctx: SearchContext): Promise<v1.ShardScoreSubjectResponse> {
-    const follower = this.ready();
+    this.ready();
     this.checkIndex(req.expectedShard?.index);
     assertSubjectId(req.subjectId);
-    const { mask } = this.epochOf(req.expectedShard, follower);
+    const { mask, lane } = this.epochOf(req.expectedShard);
+    const follower = lane.follower;
     const { vectors: query } = decodeVectors(req.queryF32, req.query, this.head.dim, 'query', 1);
     await this.consistent(follower, req.consistencyToken, ctx);
     const best = await follower.use((slice) => (slice.holds(req.subjectId, mask) ? slice.scoreSubject(req.subjectId, query) : Promise.resolve(null)));
@@ -440,6 +546,10 @@ export class ShardWorker {
       await this.server?.shutdown(this.config.shutdownGraceMs);
       await this.follower?.stop();
       await this.follower?.slice.close();
+      for (const lane of this.others.values()) {
+        await lane.follower.stop();
+        await lane.follower.slice.close();
+      }
       this.redis.disconnect();
     })();
     return this.closing;
