@@ -3,7 +3,8 @@
  * processes go to k=3 while a client identifies steadily. Reports the time
  * from Reshard to the switch and to the old slots dropped, each shard's
  * scorer memory before, at its peak during the change and after, and
- * Identify p50/p99 before, during and after, all in one run.
+ * Identify p50/p99 before, during and after, all in one run. Then a head
+ * rollout over the same gallery: the time until the new head's rows serve.
  * `npm run bench:reshard` (`-- --subjects N` for another size).
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { demoVector } from '@yoco/cli';
 import { LocalCluster } from '@yoco/devkit';
 import { f32leBytes, Rng } from '@yoco/common';
 import { TopologyStore } from '@yoco/gallery';
+import { headToOnnx, metricHead } from '@yoco/head';
 import { unary, type v1 } from '@yoco/rpc';
 import { benchStore, machineInfo, percentile, printTable, timeConcurrently } from './bench-util.js';
 
@@ -126,9 +128,24 @@ async function main(): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 10_000));
     await sampleMemory('after');
+    // A head rollout on k=3: every shard computes the new head's rows beside its own.
+    phase = 'rollout';
+    const onnx = headToOnnx(metricHead({ dim: D, hidden: H, tau: 0.9 }));
+    const rolloutStarted = Date.now();
+    const rolled = await unary(client, 'RolloutHead', { headOnnx: Buffer.from(onnx) }, { deadline: Date.now() + 60_000 });
+    const rolloutEpoch = Number(rolled.topology!.next!.epoch);
+    for (;;) {
+      const t = await topology.read();
+      if (t && !t.next && t.epoch === rolloutEpoch) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const rolloutS = (Date.now() - rolloutStarted) / 1000;
+    log(`head rolled out after ${rolloutS} s`);
+    phase = 'after rollout';
+    await new Promise((r) => setTimeout(r, 5000));
     running = false;
     await load;
-    for (const p of ['before', 'during', 'after']) {
+    for (const p of ['before', 'during', 'after', 'rollout', 'after rollout']) {
       const t = times.get(p) ?? [];
       rows.push({ phase: p, calls: t.length, errors: errors.get(p) ?? 0, p50_ms: percentile(t, 50), p99_ms: percentile(t, 99) });
     }
@@ -141,6 +158,8 @@ async function main(): Promise<void> {
       old_slots_dropped_s: (droppedAt - started) / 1000,
       epoch_retire_ms: 3000,
       wrong_top1: wrong,
+      head_rollout_s: rolloutS,
+      head_onnx_bytes: onnx.byteLength,
       identify: rows,
       scorer_rows_bytes: Object.fromEntries(memory),
     });
@@ -154,7 +173,7 @@ async function main(): Promise<void> {
     ['shard', 'rows MB before', 'peak during', 'after'],
     [...memory].map(([k, m]) => [k, (m.before / 1e6).toFixed(1), (m.peak / 1e6).toFixed(1), (m.after / 1e6).toFixed(1)]),
   );
-  console.log(`switch after ${results.switch_s} s; old slots dropped after ${results.old_slots_dropped_s} s (EPOCH_RETIRE_MS 3000); wrong top-1: ${wrong}`);
+  console.log(`switch after ${results.switch_s} s; old slots dropped after ${results.old_slots_dropped_s} s (EPOCH_RETIRE_MS 3000); head rollout (k=3) switched after ${results.head_rollout_s} s; wrong top-1: ${wrong}`);
   const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'reshard.json');
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify({ machine: machineInfo(), ...results }, null, 2)}\n`);

@@ -109,10 +109,7 @@ export class ShardWorker {
       pollMs: config.topologyPollMs,
       retireMs: config.epochRetireMs,
       logger,
-      onChange: () => {
-        this.reconciling = this.reconciling.then(() => this.reconcile()).catch((err: Error) => this.logger.error({ err: err.message }, 'could not follow the topology; trying again at its next change'));
-        this.server?.setServing(this.state === 'SERVING');
-      },
+      onChange: () => this.topologyChanged(),
     });
     const registers = [this.metrics.registry];
     const self = this;
@@ -209,7 +206,7 @@ export class ShardWorker {
     follower.follow();
     this.server.setServing(this.state === 'SERVING');
     // A rollout already in progress: its head loads beside this one.
-    this.reconciling = this.reconciling.then(() => this.reconcile());
+    this.topologyChanged();
     const s = follower.slice;
     this.logger.info({ templates: s.templates, subjects: s.subjects, slots: follower.held, epoch: this.topology.current?.epoch, k: this.topology.current?.k, ms: Date.now() - t, port: this.port, state: this.state }, 'shard serving');
   }
@@ -254,6 +251,14 @@ export class ShardWorker {
       this.headMismatch = `the cluster's head (in the store's meta) is ${headId}; this shard runs ${this.head.id}`;
       this.logger.error({ clusterHead: headId, head: this.head.id }, 'head mismatch: this shard will not serve');
     }
+  }
+
+  /** One reconcile at a time, in order; a failure is logged and the next change tries again. */
+  private topologyChanged(): void {
+    this.reconciling = this.reconciling
+      .then(() => this.reconcile())
+      .catch((err: Error) => this.logger.error({ err: err.message }, 'could not follow the topology; trying again at its next change'));
+    this.server?.setServing(this.state === 'SERVING');
   }
 
   /**
@@ -303,8 +308,11 @@ export class ShardWorker {
   private async reconcile(): Promise<void> {
     if (this.closing || !this.follower) return;
     const wanted = new Set(this.topology.epochs(true).map((v) => this.headOf(v)));
+    // Only a head the topology names is in the store; an epoch without one runs the meta's, which a
+    // shard of another head (HEAD_MISMATCH) does not have and must not pretend to.
+    const named = new Set(this.topology.epochs(true).map((v) => v.headId).filter(Boolean));
     for (const id of wanted) {
-      if (this.laneOf(id)) continue;
+      if (this.laneOf(id) || !named.has(id)) continue;
       const head = await this.headFromStore(id);
       const follower = await this.createFollower(head, this.slotsFor(id));
       const lane = { head, follower, batcher: this.createBatcher(follower) };
