@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, sleep, getErrorMessage } from '@yoco/common';
 import { COORDINATOR_IDENTITY, type LocalPki } from './local-pki.js';
-import { startRedisServer, type RedisServerHandle } from './redis-server.js';
+import { startRedisHa, startRedisServer, type RedisHaHandle, type RedisServerHandle } from './redis-server.js';
 import { loadProtos, makeClient, unary, type v1 } from '@yoco/rpc';
 
 /**
@@ -29,6 +29,12 @@ export interface LocalClusterOptions {
   redisUrl?: string;
   /** Data dir and durability of a spawned Redis. */
   redisDir?: string;
+  /**
+   * Spawn a primary, a replica and three sentinels instead of one Redis; every
+   * process connects through the sentinels (REDIS_SENTINELS) and reports a
+   * write only once a replica has it (REDIS_MIN_REPLICAS_ACK=1).
+   */
+  redisHa?: boolean;
   redisAppendonly?: boolean;
   /** fsync policy of its append-only file (default everysec; `npm start` runs it with always). */
   redisAppendfsync?: 'always' | 'everysec';
@@ -89,6 +95,8 @@ export class LocalCluster {
   embedder: ProcessInfo | undefined;
   redisUrl = '';
   private redis: RedisServerHandle | undefined;
+  /** The spawned primary, replica and sentinels (redisHa). */
+  ha: RedisHaHandle | undefined;
   private matcher: v1.MatcherClient | undefined;
   /** /metrics port of each process by name, as its 'ready' line said. */
   readonly metricsPorts = new Map<string, number>();
@@ -158,6 +166,7 @@ export class LocalCluster {
       KERNEL_THREADS: share,
       ORT_THREADS: share,
       REDIS_URL: this.redisUrl,
+      ...(this.ha ? { REDIS_SENTINELS: this.ha.sentinels.join(','), REDIS_MASTER_NAME: this.ha.masterName, REDIS_MIN_REPLICAS_ACK: '1' } : {}),
       YOCO_PREFIX: this.options.prefix ?? 'yoco:',
       METRICS_ADDRESS: '127.0.0.1:0',
       SHUTDOWN_GRACE_MS: '2000',
@@ -168,7 +177,10 @@ export class LocalCluster {
   private async boot(): Promise<void> {
     mkdirSync(this.options.logDir, { recursive: true });
     if (this.options.redisUrl) this.redisUrl = this.options.redisUrl;
-    else {
+    else if (this.options.redisHa) {
+      this.ha = await startRedisHa({ dir: this.options.redisDir, appendonly: this.options.redisAppendonly, appendfsync: this.options.redisAppendfsync });
+      this.redisUrl = this.ha.url;
+    } else {
       this.redis = await startRedisServer({ dir: this.options.redisDir, appendonly: this.options.redisAppendonly, appendfsync: this.options.redisAppendfsync });
       this.redisUrl = this.redis.url;
     }
@@ -388,6 +400,7 @@ export class LocalCluster {
       for (const p of all) if (p.exitCode === null && p.signalCode === null) p.kill('SIGCONT');
       await Promise.all(all.map((p) => stopChild(p, 'SIGTERM')));
       await this.redis?.stop();
+      await this.ha?.stop();
     })();
     return this.stopping;
   }

@@ -7,5 +7,5 @@ export { compareStreamIds, isStreamId, STREAM_START } from './stream-id.js';
 export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError, TemplateRecordError, RedisVersionError } from './errors/index.js';
 export { SliceFollower, type SliceFollowerOptions, type SliceState, type FollowerEvent } from './slice-follower.js';
 export { StoreKeys } from './keys.js';
-export { connectRedis, reconnectDelay, type RedisPurpose } from './redis-connection.js';
+export { connectRedis, reconnectDelay, sentinelOptions, SENTINEL_SCHEME, type RedisPurpose } from './redis-connection.js';
 export { TopologyStore, TopologyChangeError, MAX_SHARD_COUNT, MAX_HEAD_BYTES, type Topology, type TopologyChange } from './topology-store.js';

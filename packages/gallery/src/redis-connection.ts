@@ -26,12 +26,47 @@ export function reconnectDelay(attempt: number): number {
 }
 
 /**
- * The one way this project opens a Redis connection. `onError` hears
- * connection errors (ioredis emits them on every failed reconnect; an
+ * Where a Redis reached through Sentinel is, as one string:
+ * `redis-sentinel://[:password@]host:port[,host:port...]/masterName[?sentinelPassword=...]`.
+ * Every place that takes a Redis URL takes this too.
+ */
+export const SENTINEL_SCHEME = 'redis-sentinel:';
+
+/** The ioredis options of a redis-sentinel:// target; undefined for a plain redis:// URL. */
+export function sentinelOptions(url: string): RedisOptions | undefined {
+  if (!url.startsWith(`${SENTINEL_SCHEME}//`)) return undefined;
+  const m = /^redis-sentinel:\/\/(?:([^@/]*)@)?([^/?]+)\/([^/?]+)(?:\?(.*))?$/.exec(url);
+  if (!m) throw new Error(`'${url.replace(/\/\/[^@/]*@/, '//***@')}' is not redis-sentinel://[:password@]host:port[,host:port]/masterName`);
+  const [, auth, hosts, name, query] = m;
+  const sentinels = hosts.split(',').map((h) => {
+    const i = h.lastIndexOf(':');
+    return { host: h.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(h.slice(i + 1)) };
+  });
+  if (sentinels.some((s) => !s.host || !(s.port > 0))) throw new Error(`a sentinel address in '${hosts}' is not host:port`);
+  const password = auth ? decodeURIComponent(auth.replace(/^[^:]*:/, '')) : undefined;
+  const sentinelPassword = new URLSearchParams(query ?? '').get('sentinelPassword') ?? undefined;
+  return {
+    sentinels,
+    name: decodeURIComponent(name),
+    password: password || undefined,
+    sentinelPassword,
+    // A failover is noticed from Sentinel's +switch-master at once, not only when the old primary's connection breaks.
+    failoverDetector: true,
+    sentinelRetryStrategy: reconnectDelay,
+  };
+}
+
+/**
+ * The one way this project opens a Redis connection: a redis:// URL, or a
+ * redis-sentinel:// target (then ioredis asks the sentinels for the primary,
+ * and again after every failover, so no process needs a restart). `onError`
+ * hears connection errors (ioredis emits them on every failed reconnect; an
  * unheard one is printed as unhandled).
  */
 export function connectRedis(url: string, purpose: RedisPurpose, onError: (err: Error) => void = () => undefined, extra: RedisOptions = {}): Redis {
-  const redis = new Redis(url, { retryStrategy: reconnectDelay, ...PURPOSES[purpose], ...extra });
+  const options: RedisOptions = { retryStrategy: reconnectDelay, ...PURPOSES[purpose], ...extra };
+  const sentinel = sentinelOptions(url);
+  const redis = sentinel ? new Redis({ ...sentinel, ...options }) : new Redis(url, options);
   redis.on('error', onError);
   return redis;
 }

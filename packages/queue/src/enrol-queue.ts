@@ -12,6 +12,13 @@ export interface EnrolQueueOptions {
   prefix: string;
   /** How long adding a job may take before it counts as Redis being down (ms); default 2000. */
   addTimeoutMs?: number;
+  /**
+   * Replicas that must have the job before it is handed to the caller (Redis
+   * WAIT), so a job id survives a failover; 0 (default): the primary's answer.
+   */
+  minReplicasAck?: number;
+  /** How long that may take (ms); default 1000. */
+  ackTimeoutMs?: number;
 }
 
 export interface JobStatus {
@@ -59,8 +66,28 @@ export class EnrolQueue {
     this.queue.on('error', () => undefined);
     // Started now, not at the first wait: its first read starts at "new events only", and a job
     // finishing while that first read is being set up would otherwise go unnoticed.
-    this.events = new QueueEvents(QUEUE_NAME, { connection: { url: options.redisUrl } as never, prefix: bullPrefix(options.prefix) });
+    // Its own connection (QueueEvents blocks on it); a redis-sentinel:// target follows failovers like every other.
+    this.events = new QueueEvents(QUEUE_NAME, { connection: connectRedis(options.redisUrl, 'worker'), prefix: bullPrefix(options.prefix) });
     this.events.on('error', () => undefined);
+  }
+
+  /**
+   * WAIT on the connection that queued the job: it counts the replicas that
+   * have everything this connection wrote. Too few: the job is on the primary
+   * only and a failover now could lose it (and hand its id to another job),
+   * so the caller is not given it as accepted.
+   */
+  private async replicated(job: Job<EnrolJobData, EnrolJobResult>, requestId: string): Promise<void> {
+    const min = this.options.minReplicasAck ?? 0;
+    if (min <= 0) return;
+    const timeoutMs = this.options.ackTimeoutMs ?? 1000;
+    const acked = await this.connection.wait(min, timeoutMs).catch(() => -1);
+    if (acked >= min) return;
+    const retry = requestId ? `retry with the same request_id (${shown(requestId)})` : 'retry with a request_id to make that safe';
+    throw new UnavailableError(
+      `job ${job.id} reached the primary but ${acked < 0 ? 'no' : `only ${acked} of ${min}`} replica(s) confirmed it in ${timeoutMs} ms (REDIS_MIN_REPLICAS_ACK): a failover now could lose it; ${retry}`,
+      'NOT_REPLICATED',
+    );
   }
 
   get ready(): boolean {
@@ -98,6 +125,7 @@ export class EnrolQueue {
     } finally {
       clearTimeout(timer);
     }
+    await this.replicated(job, requestId);
     // Indexed by subject, so a later removal finds every job still carrying the subject's vectors.
     const carriers = data.kind === 'enrol' ? [data.subjectId] : data.kind === 'import' ? data.subjects.map((s) => s.subjectId) : [];
     if (carriers.length > 0) {

@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '@yoco/common';
 import { connectRedis, StoreKeys } from '@yoco/gallery';
 import type { Logger, v1 } from '@yoco/rpc';
+import { redisTarget, type RedisConfig } from '@yoco/service';
 
 export interface AuditConfig {
   /** Days audit records of writes, admin reads and denials are kept. */
@@ -26,8 +27,8 @@ export class AuditLog {
   private readonly redis: ReturnType<typeof connectRedis>;
   private readonly keys: StoreKeys;
 
-  constructor(private readonly config: AuditConfig & { redisUrl: string; prefix: string }, private readonly logger: Logger) {
-    this.redis = connectRedis(config.redisUrl, 'request', (err) => logger.debug({ err: err.message }, 'audit: redis connection error'));
+  constructor(private readonly config: AuditConfig & RedisConfig, private readonly logger: Logger) {
+    this.redis = connectRedis(redisTarget(config), 'request', (err) => logger.debug({ err: err.message }, 'audit: redis connection error'));
     this.keys = new StoreKeys(config.prefix);
   }
 

@@ -1,7 +1,7 @@
 import { EnrolQueue } from '@yoco/queue';
 import { Gauge } from 'prom-client';
 import { RpcServer, ServiceMetrics, type ClientTls, type Gate, type Logger } from '@yoco/rpc';
-import { clientTls, serverSecurity } from '@yoco/service';
+import { clientTls, redisTarget, serverSecurity } from '@yoco/service';
 import { callerGate } from './caller-auth.js';
 import { CallerLimiter } from './caller-limits.js';
 import { AuditLog } from './audit-log.js';
@@ -46,7 +46,7 @@ export class Coordinator {
       tls: this.clientTls,
       tlsName: config.shardTlsName || undefined,
     });
-    this.queue = new EnrolQueue({ redisUrl: config.redisUrl, prefix: config.prefix });
+    this.queue = new EnrolQueue({ redisUrl: redisTarget(config), prefix: config.prefix, minReplicasAck: config.minReplicasAck, ackTimeoutMs: config.ackTimeoutMs });
     const directory = this.directory;
     // What the alerts read: per shard index, its replicas by state (a missing index is one with no SERVING replica).
     new Gauge({

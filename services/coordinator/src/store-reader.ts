@@ -1,6 +1,6 @@
 import { connectRedis, GalleryStore, TopologyStore } from '@yoco/gallery';
 import type { Logger } from '@yoco/rpc';
-import type { RedisConfig } from '@yoco/service';
+import { redisTarget, type RedisConfig } from '@yoco/service';
 
 /**
  * The only reads the coordinator makes of the store of record, all of them
@@ -23,7 +23,7 @@ export interface StoreReader {
  * commands. Templates are never written from here, only the topology.
  */
 export function openStoreReader(config: RedisConfig, logger: Logger): StoreReader {
-  const redis = connectRedis(config.redisUrl, 'request', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+  const redis = connectRedis(redisTarget(config), 'request', (err) => logger.debug({ err: err.message }, 'redis connection error'));
   // The width given here is not used: nothing is written or decoded through this store.
   const store = new GalleryStore(redis, { prefix: config.prefix, dim: 1 });
   return {

@@ -5,7 +5,7 @@ import { ServiceMetrics, type Logger } from '@yoco/rpc';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram } from 'prom-client';
-import { templateSealer } from '@yoco/service';
+import { redisTarget, templateSealer } from '@yoco/service';
 import type { EnrollerConfig } from './config.js';
 
 /** An import's subjects without their vectors (what a finished job keeps). */
@@ -37,7 +37,7 @@ export class Enroller {
   private readonly duration: Histogram<'kind'>;
 
   constructor(private readonly config: EnrollerConfig, private readonly logger: Logger) {
-    this.redis = connectRedis(config.redisUrl, 'worker', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+    this.redis = connectRedis(redisTarget(config), 'worker', (err) => logger.debug({ err: err.message }, 'redis connection error'));
     const registers = [this.metrics.registry];
     this.jobs = new Counter({ name: 'yoco_enroller_jobs_total', help: 'jobs finished, by kind and outcome', labelNames: ['kind', 'outcome'], registers });
     this.duration = new Histogram({ name: 'yoco_enroller_job_duration_seconds', help: 'time to apply one job', labelNames: ['kind'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers });
@@ -112,6 +112,7 @@ export class Enroller {
         if (err instanceof InvalidArgumentError) refuse(getErrorMessage(err));
         throw err;
       });
+      await this.replicated(data);
       // The vectors have done their work: drop them from the job so Redis keeps no second copy.
       if (data.kind === 'enrol') await job.updateData({ ...data, vectors: [], applied: result });
       if (data.kind === 'import') await job.updateData({ ...data, subjects: stripped(data.subjects), applied: result });
@@ -129,6 +130,21 @@ export class Enroller {
     } finally {
       this.duration.observe({ kind: data.kind }, (performance.now() - started) / 1000);
     }
+  }
+
+  /**
+   * An applied write counts once REDIS_MIN_REPLICAS_ACK replicas have it
+   * (WAIT on the connection that wrote it): only then is the job completed,
+   * so `wait` and GetJob report nothing a failover could take back. Too few
+   * in time: the job fails this attempt and is retried (applying it again is
+   * a no-op where it landed), so the caller waits longer instead of being
+   * told something that may not hold.
+   */
+  private async replicated(data: EnrolJobData): Promise<void> {
+    const min = this.config.minReplicasAck;
+    if (min <= 0) return;
+    const acked = await this.redis.wait(min, this.config.ackTimeoutMs);
+    if (acked < min) throw new Error(`${data.kind} of ${data.subjectId} applied on the primary but only ${acked} of ${min} replica(s) confirmed it in ${this.config.ackTimeoutMs} ms: retrying`);
   }
 
   private async apply(data: EnrolJobData, seq: number): Promise<EnrolJobResult> {

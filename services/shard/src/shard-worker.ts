@@ -17,7 +17,7 @@ import { createScorer, parseHead, type Head } from '@yoco/head';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
 import type { Redis } from 'ioredis';
-import { serverSecurity, templateSealer } from '@yoco/service';
+import { redisTarget, serverSecurity, templateSealer } from '@yoco/service';
 import { contextFrom, inSpan } from '@yoco/telemetry';
 import type { ShardConfig } from './config.js';
 import { WrongShardError } from './errors/index.js';
@@ -99,7 +99,7 @@ export class ShardWorker {
 
   constructor(private readonly config: ShardConfig, private head: Head, private readonly logger: Logger) {
     if (head.dim !== config.dim && !config.headPath) throw new Error(`head dim ${head.dim} does not match YOCO_DIM ${config.dim}`);
-    this.redis = connectRedis(config.redisUrl, 'follower', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+    this.redis = connectRedis(redisTarget(config), 'follower', (err) => logger.debug({ err: err.message }, 'redis connection error'));
     this.store = new GalleryStore(this.redis, { prefix: config.prefix, dim: head.dim, sealer: templateSealer(config) });
     this.topologyStore = new TopologyStore(this.redis, config.prefix);
     this.topology = new ShardTopology({

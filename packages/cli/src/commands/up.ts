@@ -20,6 +20,7 @@ interface UpConfig extends HeadConfig {
   dataDir: string;
   profile: string;
   secure: boolean;
+  redisHa: boolean;
 }
 
 export const UP_ENV: EnvSpec<UpConfig> = {
@@ -31,6 +32,7 @@ export const UP_ENV: EnvSpec<UpConfig> = {
   replicas: { name: 'YOCO_REPLICAS', default: 1, parse: parse.int(1, 8), doc: 'replicas per shard index' },
   demoSubjects: { name: 'YOCO_DEMO_SUBJECTS', default: 1000, parse: parse.int(0, 10_000_000), doc: 'demo subjects enrolled when the gallery is empty' },
   dataDir: { name: 'YOCO_DATA_DIR', default: '.yoco', parse: parse.string, doc: 'logs, Redis data and the demo probe' },
+  redisHa: { name: 'YOCO_REDIS_HA', default: false, parse: parse.bool, doc: 'a Redis primary, one replica and three sentinels (child processes) instead of one Redis; a write is reported once the replica has it' },
   secure: { name: 'YOCO_SECURE', default: false, parse: parse.bool, doc: 'TLS, mutual TLS and tokens: a local CA, certificates and tokens under <YOCO_DATA_DIR>/secure' },
   profile: { name: 'YOCO_PROFILE', default: 'resnet50-ms3840', parse: parse.string, doc: 'embedding profile of the whole cluster: resnet50-ms3840 or face-resnet128' },
 };
@@ -76,7 +78,8 @@ export async function up(): Promise<void> {
     shards: config.shards,
     replicas: config.replicas,
     redisUrl: config.redisUrl || undefined,
-    redisDir: resolve(dataDir, 'redis'),
+    redisHa: config.redisHa && !config.redisUrl,
+    redisDir: resolve(dataDir, config.redisHa ? 'redis-ha' : 'redis'),
     redisAppendonly: UP_REDIS.appendonly,
     redisAppendfsync: UP_REDIS.appendfsync,
     prefix: config.prefix,
@@ -155,6 +158,8 @@ export async function up(): Promise<void> {
 
 /** A URL as it may be shown: its password replaced. */
 export function redactUrl(url: string): string {
+  // redis-sentinel://[:password@]h1:p1,h2:p2/name is not a WHATWG URL (several hosts): its password is cut by hand.
+  if (url.startsWith('redis-sentinel://')) return url.replace(/^redis-sentinel:\/\/[^@/]*@/, 'redis-sentinel://:***@').replace(/sentinelPassword=[^&]*/, 'sentinelPassword=***');
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
