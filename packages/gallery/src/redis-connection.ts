@@ -50,8 +50,8 @@ export function sentinelOptions(url: string): RedisOptions | undefined {
     name: decodeURIComponent(name),
     password: password || undefined,
     sentinelPassword,
-    // A failover is noticed from Sentinel's +switch-master at once, not only when the old primary's connection breaks.
-    failoverDetector: true,
+    // No failoverDetector: with it, BullMQ's worker stopped taking jobs after a failover (the outside
+    // check's npm start never wrote again); a broken connection asks the sentinels anew anyway.
     sentinelRetryStrategy: reconnectDelay,
   };
 }
