@@ -90,6 +90,12 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   return { url: `redis://127.0.0.1:${port}`, port, dir, process: child, stop };
 }
 
+/**
+ * A replica that has not synced answers MASTERDOWN instead of its own (empty, or old) data: a shard
+ * that reaches it by mistake retries instead of loading nothing.
+ */
+const REPLICA_ARGS = ['--replica-serve-stale-data', 'no'];
+
 export interface RedisHaHandle {
   /** redis-sentinel://127.0.0.1:p1,.../yoco: what every process connects to. */
   url: string;
@@ -116,7 +122,7 @@ export async function startRedisHa(options: { dir?: string; appendonly?: boolean
   try {
     const primary = await startRedisServer({ dir: join(base, 'primary'), appendonly: options.appendonly, appendfsync: options.appendfsync });
     started.push(primary);
-    const replica = await startRedisServer({ dir: join(base, 'replica'), appendonly: options.appendonly, appendfsync: options.appendfsync, args: ['--replicaof', '127.0.0.1', String(primary.port)] });
+    const replica = await startRedisServer({ dir: join(base, 'replica'), appendonly: options.appendonly, appendfsync: options.appendfsync, args: ['--replicaof', '127.0.0.1', String(primary.port), ...REPLICA_ARGS] });
     started.push(replica);
     // A write acknowledged by WAIT needs the replica in sync: wait for its link to the primary.
     for (let i = 0; i < 200 && !(await command(replica.port, 'INFO replication')).includes('master_link_status:up'); i++) await new Promise((r) => setTimeout(r, 50));
@@ -138,12 +144,11 @@ export async function startRedisHa(options: { dir?: string; appendonly?: boolean
     // primary now, so writes that need a replica's acknowledgement (REDIS_MIN_REPLICAS_ACK) resume.
     // Never before the sentinels have promoted another: a dead primary restarted at its own address
     // (and empty, without persistence) would be taken back as the primary, and its replica wiped.
+    // The primary every sentinel names (0 while they disagree): a client asking a sentinel that has not
+    // seen the failover yet must not be sent to the dead primary's address once it is back.
     const primaryPort = async (): Promise<number> => {
-      for (const sentinel of sentinels) {
-        const m = /\r\n(\d+)\r\n$/.exec(await command(sentinel.port, `SENTINEL get-master-addr-by-name ${masterName}`));
-        if (m) return Number(m[1]);
-      }
-      return 0;
+      const ports = await Promise.all(sentinels.map(async (sentinel) => Number(/\r\n(\d+)\r\n$/.exec(await command(sentinel.port, `SENTINEL get-master-addr-by-name ${masterName}`))?.[1] ?? 0)));
+      return ports.every((p) => p === ports[0]) ? ports[0] : 0;
     };
     const watch = (i: number) =>
       servers[i].process.once('exit', async () => {
@@ -155,7 +160,7 @@ export async function startRedisHa(options: { dir?: string; appendonly?: boolean
           await new Promise((r) => setTimeout(r, 100));
         }
         if (stopping || !now || now === dead) return;
-        startRedisServer({ port: dead, dir: servers[i].dir, appendonly: options.appendonly, appendfsync: options.appendfsync, args: ['--replicaof', '127.0.0.1', String(now)] }).then(
+        startRedisServer({ port: dead, dir: servers[i].dir, appendonly: options.appendonly, appendfsync: options.appendfsync, args: ['--replicaof', '127.0.0.1', String(now), ...REPLICA_ARGS] }).then(
           (h) => {
             const j = started.indexOf(servers[i]);
             if (j >= 0) started[j] = h;
