@@ -67,6 +67,17 @@ describe('read-your-writes', () => {
   });
 });
 
+describe('a consistency token this store never had', () => {
+  it('(lost in a failover, or from another cluster) is OUT_OF_RANGE within a couple of seconds, not a wait until the deadline', async () => {
+    const client = cluster.matcherClient();
+    const started = Date.now();
+    const token = `${Date.now() + 3_600_000}-0`;
+    const err = await unary(client, 'Identify', { probe: { vector: { values: Array.from(unitVector(new Rng(13))) } }, topK: 1, consistencyToken: token }, { deadline: Date.now() + 20_000 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 11, details: expect.stringMatching(/past the newest change in the store.*GetJob or GetSubject/) });
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
 describe('remove and replace', () => {
   it('Remove then Identify with the token: gone from every replica and from Redis', async () => {
     const rng = new Rng(13);

@@ -68,6 +68,8 @@ export interface StreamInfo {
   entriesAdded: number;
   /** The largest id deleted by XDEL ('0-0' if none; Redis 7.0 does not count trimming here). */
   maxDeletedId: string;
+  /** With streamInfo(at): whether the entry `at` is in the stream. */
+  hasAt?: boolean;
 }
 
 const PUT = loadScript('put');
@@ -328,12 +330,17 @@ export class GalleryStore {
     }
   }
 
-  async streamInfo(): Promise<StreamInfo> {
+  /** The stream's ends and counts; with `at` (a reader's watermark), also whether that entry is still in it. */
+  async streamInfo(at?: string): Promise<StreamInfo> {
     // EXISTS and XINFO in one transaction: a stream that does not exist yet is told apart without reading an error message.
-    const [[existsErr, exists], [infoErr, reply]] = (await this.redis.multi().exists(this.streamKey).xinfo('STREAM', this.streamKey).exec()) ?? [[null, 0], [null, null]];
+    const multi = this.redis.multi().exists(this.streamKey).xinfo('STREAM', this.streamKey);
+    const probe = at !== undefined && at !== STREAM_START;
+    if (probe) multi.xrange(this.streamKey, at, at);
+    const [[existsErr, exists], [infoErr, reply], atReply] = (await multi.exec()) ?? [[null, 0], [null, null]];
     if (existsErr) throw existsErr;
-    if (Number(exists) === 0) return { lastId: STREAM_START, firstId: STREAM_START, length: 0, entriesAdded: 0, maxDeletedId: STREAM_START };
+    if (Number(exists) === 0) return { lastId: STREAM_START, firstId: STREAM_START, length: 0, entriesAdded: 0, maxDeletedId: STREAM_START, ...(probe ? { hasAt: false } : {}) };
     if (infoErr) throw infoErr;
+    if (atReply?.[0]) throw atReply[0];
     const raw = reply as unknown[];
     const info: Record<string, unknown> = {};
     for (let i = 0; i + 1 < raw.length; i += 2) info[String(raw[i])] = raw[i + 1];
@@ -346,6 +353,7 @@ export class GalleryStore {
       length: Number(info['length'] ?? 0),
       entriesAdded: Number(info['entries-added']),
       maxDeletedId: String(info['max-deleted-entry-id'] ?? STREAM_START),
+      ...(probe ? { hasAt: Array.isArray(atReply?.[1]) && atReply[1].length > 0 } : {}),
     };
   }
 
@@ -399,10 +407,19 @@ export class GalleryStore {
    *   had not read. Trimming does not move max-deleted-entry-id (measured on
    *   Redis 7.0.15), and an empty stream says nothing by its first entry; the
    *   counts are exact in both cases.
+   * - (with info.hasAt, from streamInfo(watermark)) the reader's last change
+   *   is gone from a stream that still holds older ones and none of it was
+   *   deleted: the tail it read was lost. This is an asynchronous failover:
+   *   the replica that took over never had those changes, and new writes
+   *   may already have carried the stream's counts and ends past the
+   *   reader's, so nothing else tells.
    */
   static lostChanges(watermark: string, seen: number, info: StreamInfo): string | undefined {
     if (compareStreamIds(info.lastId, watermark) < 0 || info.entriesAdded < seen) {
       return `the stream (newest change ${info.lastId}, ${info.entriesAdded} ever added) is behind this reader (${watermark}, ${seen}): the stream was replaced`;
+    }
+    if (info.hasAt === false && info.length > 0 && compareStreamIds(info.firstId, watermark) <= 0 && compareStreamIds(info.maxDeletedId, watermark) < 0) {
+      return `change ${watermark}, the last this reader applied, is not in the stream (which holds ${info.firstId} to ${info.lastId}): the stream lost its tail (a failover to a replica that never had it?)`;
     }
     if (compareStreamIds(info.maxDeletedId, watermark) > 0) return `change ${info.maxDeletedId}, after ${watermark}, was deleted`;
     const unread = info.entriesAdded - seen;

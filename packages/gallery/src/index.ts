@@ -4,7 +4,7 @@ export { GallerySlice, type SubjectMatch, type SlotMask } from './gallery-slice.
 export { templateIdOf, encodeTemplate, decodeTemplate, decodeCheckedTemplate, recordKeyId, type Template } from './template-record.js';
 export { TemplateSealer } from './template-sealer.js';
 export { compareStreamIds, isStreamId, STREAM_START } from './stream-id.js';
-export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError, TemplateRecordError, RedisVersionError } from './errors/index.js';
+export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError, TemplateRecordError, RedisVersionError, UnknownTokenError } from './errors/index.js';
 export { SliceFollower, type SliceFollowerOptions, type SliceState, type FollowerEvent } from './slice-follower.js';
 export { StoreKeys } from './keys.js';
 export { connectRedis, reconnectDelay, sentinelOptions, SENTINEL_SCHEME, type RedisPurpose } from './redis-connection.js';

@@ -1,4 +1,5 @@
 import { CancelledError, DeadlineError, InvalidArgumentError, YocoError, clampTimeout, shown, getErrorMessage } from '@yoco/common';
+import { UnknownTokenError } from './errors/index.js';
 import { ReplyError, type Redis } from 'ioredis';
 import type { GallerySlice } from './gallery-slice.js';
 import { GalleryStore, type Change, type StreamInfo } from './gallery-store.js';
@@ -41,6 +42,8 @@ export type FollowerEvent = 'reload' | 'swap' | 'compaction' | 'change-failed' |
 
 interface Waiter {
   token: string;
+  /** streamInfo reads begun before this waiter came: only a later one can say the token is not in the store. */
+  asks: number;
   resolve: () => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
@@ -106,6 +109,8 @@ export class SliceFollower {
   /** Slots the shard must hold (setSlots): gained ones are loaded a few per turn, lost ones dropped. */
   private wanted: Set<number>;
   private readonly waiters = new Set<Waiter>();
+  /** streamInfo reads begun by the loop. */
+  private asks = 0;
   private loop: Promise<void> | undefined;
   /** Set when the follower knows its slice is incomplete; the loop reloads before anything else. */
   private reloadReason: string | undefined;
@@ -244,6 +249,7 @@ export class SliceFollower {
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
         token,
+        asks: this.asks,
         resolve,
         reject,
         timer: setTimeout(() => {
@@ -300,7 +306,10 @@ export class SliceFollower {
         if (this.stopped) return;
         // Checked on every read, written to or not: a follower that was frozen while the stream was
         // trimmed finds out now, not when the next write happens to arrive.
-        const lost = GalleryStore.lostChanges(from, this.seen, await store.streamInfo());
+        const asked = ++this.asks;
+        const info = await store.streamInfo(from);
+        const lost = GalleryStore.lostChanges(from, this.seen, info);
+        this.refuseUnknown(info.lastId, asked);
         if (lost) {
           this.requestReload(`lost changes: ${lost}`);
           continue;
@@ -440,6 +449,23 @@ export class SliceFollower {
     if (compareStreamIds(id, this.watermark) <= 0) return;
     this.watermark = id;
     this.release(id);
+  }
+
+  /**
+   * A token is handed out only once its change is in the primary, before the
+   * search that waits on it arrives. So a read of the stream begun after the
+   * waiter came that shows the newest id below the token means this store
+   * never had that change, and never will: the primary that had it died
+   * before a replica got it, or the token is from another store. Such a
+   * waiter is refused now, not left to its deadline.
+   */
+  private refuseUnknown(lastId: string, asked: number): void {
+    for (const w of this.waiters) {
+      if (w.asks >= asked || compareStreamIds(w.token, lastId) <= 0) continue;
+      clearTimeout(w.timer);
+      this.waiters.delete(w);
+      w.reject(new UnknownTokenError(w.token, lastId));
+    }
   }
 
   private release(id: string): void {

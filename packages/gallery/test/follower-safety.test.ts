@@ -1,10 +1,11 @@
 import { createServer, type Server } from 'node:net';
 import { Batcher, Rng } from '@yoco/common';
 import { startRedisServer } from '@yoco/devkit';
-import { GallerySlice, GalleryStore, ownedSlots, RedisVersionError, SliceFollower, slotOf, type FollowerEvent, type SubjectMatch } from '@yoco/gallery';
+import { GallerySlice, GalleryStore, ownedSlots, RedisVersionError, SliceFollower, slotOf, UnknownTokenError, type FollowerEvent, type SubjectMatch } from '@yoco/gallery';
 import { createScorer, metricHead } from '@yoco/head';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
+import { FaultProxy } from '../../../test/support/fault-proxy.js';
 import { flushPrefix, redisUrl, testPrefix } from '../../../test/support/redis.js';
 
 const DIM = 64;
@@ -224,6 +225,67 @@ describe('lost changes are found without waiting for a write', () => {
     // The real one passes.
     const { store: real } = await setup('version');
     expect(Number((await real.checkServer()).split('.')[0])).toBeGreaterThanOrEqual(7);
+  });
+});
+
+describe('a failover that lost the tail the follower had read', () => {
+  it('the follower notices its last change is gone from the new primary, though the new primary has already been written past it, and reloads to what the new primary holds', async () => {
+    // A primary and a replica; the replica is cut off (as a partition would leave it), then promoted.
+    const primary = await startRedisServer();
+    cleanups.push(() => primary.stop());
+    const replica = await startRedisServer({ args: ['--replicaof', '127.0.0.1', String(primary.port)] });
+    cleanups.push(() => replica.stop());
+    const proxy = await FaultProxy.start(primary.port);
+    cleanups.push(() => proxy.close());
+    const { redis, store, prefix } = await setup('lost-tail', proxy.url);
+    const rng = new Rng(11);
+    await putMany(store, ['a', 'b', 'c'], rng);
+    expect(await redis.wait(1, 5000)).toBe(1);
+    const direct = new Redis(replica.url, { maxRetriesPerRequest: 1 });
+    cleanups.push(async () => direct.disconnect());
+    await direct.replicaof('NO', 'ONE');
+    const { f, events } = await follower(store, {}, proxy.url);
+    await f.load();
+    f.follow();
+    // The old primary's clock runs 1 s ahead of the new one's (hosts drift), so its ids are later.
+    const ahead = Date.now() + 1000;
+    await redis.call('XSETID', `${prefix}changes`, `${ahead}-0`);
+    const tail = await putMany(store, ['t1', 't2', 't3'], rng);
+    const last = await store.put('t4', [unit(rng)]);
+    await f.waitFor(last.token, 5000);
+    expect(f.slice.templates).toBe(7);
+    // The failover: the follower loses its connection and finds the promoted replica when it comes back,
+    // by which time that one has taken writes both before and after the follower's watermark.
+    proxy.point(undefined);
+    const promoted = new GalleryStore(direct, { prefix, dim: DIM });
+    const early = await putMany(promoted, ['n1', 'n2', 'n3', 'n4'], rng);
+    while (Date.now() <= ahead + 50) await new Promise((r) => setTimeout(r, 50));
+    const late = await putMany(promoted, ['n5', 'n6'], rng);
+    proxy.point(replica.port);
+    const held = ['a', 'b', 'c', ...early.keys(), ...late.keys()].sort();
+    await until(() => f.state === 'serving' && f.slice.entries().map((e) => e.subjectId).sort().join() === held.join(), 15_000, 'the slice to equal the new primary');
+    expect(events.find((e) => e.event === 'reload')?.detail.reason).toMatch(/not in the stream.*lost its tail/);
+    // Nothing of the lost tail is served; what the new primary took before the old watermark is.
+    const [tid, tv] = [...tail][0];
+    expect((await f.slice.search(tv, 1))[0].subjectId).not.toBe(tid);
+    const [eid, ev] = [...early][2];
+    expect((await f.slice.search(ev, 1))[0].subjectId).toBe(eid);
+  });
+
+  it('a consistency token this store never had is refused at the next read of the stream, not at the deadline', async () => {
+    const { store } = await setup('unknown-token');
+    const { f } = await follower(store);
+    await f.load();
+    f.follow();
+    const token = `${Date.now() + 3_600_000}-0`;
+    const started = Date.now();
+    const err = await f.waitFor(token, 20_000).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnknownTokenError);
+    expect((err as Error).message).toMatch(/past the newest change in the store/);
+    expect(Date.now() - started).toBeLessThan(5000);
+    // A token for a write made just now still waits for it and resolves.
+    const fresh = await store.put('u1', [unit(new Rng(12))]);
+    await f.waitFor(fresh.token, 5000);
   });
 });
 

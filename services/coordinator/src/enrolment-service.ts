@@ -13,6 +13,12 @@ import { callDeadline, type Call } from './unary-call.js';
 /** Templates one Enrol may carry (and vectors one Import subject may). */
 export const MAX_PROBES = 64;
 
+/** How the duplicate check reads the gallery. */
+export interface DuplicateRead {
+  consistencyToken: string;
+  allowPartial: boolean;
+}
+
 /** A job's id as Enrol, Remove or Import returned it. */
 const JOB_ID = /^\d{1,20}$/;
 
@@ -30,7 +36,7 @@ export class EnrolmentService {
     private readonly queue: EnrolQueue,
     private readonly store: StoreReader,
     /** Searches the gallery for one vector (the duplicate check): its matches, accepted marked. */
-    private readonly search?: (vector: Float32Array, deadline: number) => Promise<v1.Match[]>,
+    private readonly search?: (vector: Float32Array, deadline: number, read: DuplicateRead) => Promise<v1.Match[]>,
   ) {}
 
   /** Validates everything, then queues the job; with `wait`, returns once it is applied (within the deadline). */
@@ -59,9 +65,17 @@ export class EnrolmentService {
   private async duplicatesOf(subjectId: string, vectors: Float32Array[], deadline: number): Promise<v1.Match[]> {
     const mode = this.config.duplicateCheck;
     if (mode === 'off' || !this.search) return [];
+    const strict = mode === 'refuse';
+    // Read at the stream's head: a subject enrolled (and acknowledged) a moment ago, on a shard that has not
+    // applied it yet, would otherwise go unseen. Refuse cannot vouch for a partial answer; warn takes one.
+    const consistencyToken = await this.store.streamHead().catch((err: unknown) => {
+      if (strict) throw new UnavailableError(`the duplicate check could not run (${getErrorMessage(err)}); nothing was queued`, 'DUPLICATE_CHECK');
+      return '';
+    });
+    const read = { consistencyToken, allowPartial: !strict };
     const found = new Map<string, v1.Match>();
     for (const v of vectors) {
-      const res = await this.search(v, deadline).catch((err: unknown) => {
+      const res = await this.search(v, deadline, read).catch((err: unknown) => {
         // Warn never blocks an enrolment; refuse cannot vouch for one it could not check.
         if (mode === 'refuse') throw new UnavailableError(`the duplicate check could not run (${getErrorMessage(err)}); nothing was queued`, 'DUPLICATE_CHECK');
         return [];

@@ -38,9 +38,9 @@ export class MatcherService {
   constructor(private readonly deps: MatcherDeps) {
     const probes = new ProbeReader(deps.config, deps.embedder);
     this.identify = new IdentifyService(deps.config, deps.directory, probes, deps.registry);
-    this.enrolment = new EnrolmentService(deps.config, deps.directory, probes, deps.queue, deps.store, async (vector, deadline) => {
+    this.enrolment = new EnrolmentService(deps.config, deps.directory, probes, deps.queue, deps.store, async (vector, deadline, read) => {
       const probe = { kind: 'vector' as const, vector: { f32le: f32leBytes(vector), values: [] } };
-      const res = await this.identify.identify({ probe, topK: 3, threshold: 0, consistencyToken: '', allowPartial: true }, deadline);
+      const res = await this.identify.identify({ probe, topK: 3, threshold: 0, ...read }, deadline);
       return res.matches ?? [];
     });
     this.status = new ClusterStatusService(deps.config, deps.directory, deps.queue, deps.store);

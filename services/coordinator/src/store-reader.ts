@@ -6,13 +6,16 @@ import { redisTarget, type RedisConfig } from '@yoco/service';
  * The only reads the coordinator makes of the store of record, all of them
  * for admin calls and never on the read path: the recorded vector width (for
  * writes while no shard answers), a subject's template ids (GetSubject), and
- * the cluster's head id (which replicas to merge); and the topology, which
+ * the cluster's head id (which replicas to merge), the stream's last id
+ * (the duplicate check reads at it); and the topology, which
  * the coordinator also changes (Reshard, and the switch once a change is ready).
  */
 export interface StoreReader {
   dim(): Promise<number>;
   templateIds(subjectId: string): Promise<string[]>;
   clusterHead(): Promise<string>;
+  /** The change stream's last id: a consistency token every write acknowledged so far is at or before. */
+  streamHead(): Promise<string>;
   topology: TopologyStore;
   close(): void;
 }
@@ -30,6 +33,7 @@ export function openStoreReader(config: RedisConfig, logger: Logger): StoreReade
     dim: () => store.storedDim(),
     templateIds: (subjectId) => store.templateIds(subjectId),
     clusterHead: () => store.storedHead(),
+    streamHead: async () => (await store.streamInfo()).lastId,
     topology: new TopologyStore(redis, config.prefix),
     close: () => redis.disconnect(),
   };

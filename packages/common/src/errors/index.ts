@@ -11,6 +11,7 @@ export {
   CancelledError,
   FailedPreconditionError,
   AbortedError,
+  OutOfRangeError,
   UnauthenticatedError,
   PermissionDeniedError,
   AlreadyExistsError,

@@ -46,6 +46,13 @@ export class FailedPreconditionError extends YocoError {
   }
 }
 
+/** Past the end of what exists (a consistency token past the newest change the store holds). */
+export class OutOfRangeError extends YocoError {
+  constructor(message: string, code = 'OUT_OF_RANGE') {
+    super(code, message);
+  }
+}
+
 /** The work ran and failed (a job's reason is in the message). */
 export class AbortedError extends YocoError {
   constructor(message: string, code = 'ABORTED') {

@@ -1,4 +1,4 @@
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, shown, YocoError } from '@yoco/common';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, OutOfRangeError, shown, YocoError } from '@yoco/common';
 
 export class InvalidSubjectIdError extends InvalidArgumentError {
   constructor(id: unknown) {
@@ -30,5 +30,17 @@ export class TemplateRecordError extends YocoError {
 export class RedisVersionError extends FailedPreconditionError {
   constructor(message: string) {
     super(message, 'REDIS_VERSION');
+  }
+}
+
+/**
+ * A consistency token past the newest change of a store read after the token
+ * was handed out: the write it stands for is not in this Redis (a failover to
+ * a replica that never had it, or a token from another store). Waiting would
+ * only run into the deadline.
+ */
+export class UnknownTokenError extends OutOfRangeError {
+  constructor(readonly token: string, lastId: string) {
+    super(`consistency token ${token} is past the newest change in the store (${lastId}): the write it stands for is not there (lost when Redis failed over to a replica that never had it, or the token is from another store); check it with GetJob or GetSubject and write it again`, 'TOKEN_UNKNOWN');
   }
 }
