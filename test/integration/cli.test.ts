@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort, Rng } from '@yoco/common';
 
+import { StoreKeys } from '@yoco/gallery';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIM, startCluster, unitVector } from '../support/cluster.js';
@@ -28,11 +29,13 @@ afterAll(async () => {
 });
 
 async function yoco(...args: string[]): Promise<{ code: number; out: string }> {
+  // The CLI talks to the Matcher only: a Redis address it could use would hide a command that still needs one.
+  return yocoIn({ REDIS_URL: 'redis://127.0.0.1:1', YOCO_PREFIX: 'unused:' }, ...args);
+}
+
+async function yocoIn(env: Record<string, string>, ...args: string[]): Promise<{ code: number; out: string }> {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [YOCO, ...args], {
-      // The CLI talks to the Matcher only: a Redis address it could use would hide a command that still needs one.
-      env: { ...process.env, REDIS_URL: 'redis://127.0.0.1:1', YOCO_PREFIX: 'unused:', YOCO_ADDRESS: cluster.address },
-    });
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [YOCO, ...args], { env: { ...process.env, YOCO_ADDRESS: cluster.address, ...env } });
     return { code: 0, out: stdout + stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -192,5 +195,61 @@ describe('shard discovery by DNS name', () => {
       client.close();
       await stopChild(coordinator, 'SIGTERM');
     }
+  });
+
+});
+
+describe('yoco backup and restore', () => {
+  it('backup and restore (which alone talk to Redis): a removal after the backup stays removed, an enrolment after it is gone, the shards reload, job ids keep rising', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'yoco-backup-'));
+    const client = makeClient(loadProtos().Matcher, cluster.address);
+    const rng = new Rng(21);
+    const enrol = (subjectId: string, v: Float32Array) => unary(client, 'Enrol', { subjectId, probes: [{ vector: { values: Array.from(v), f32le: Buffer.alloc(0) } }], wait: true, replace: false, requestId: '' }, { deadline: Date.now() + 20_000 });
+    const top = async (v: Float32Array) => (await unary(client, 'Identify', { probe: { vector: { values: Array.from(v), f32le: Buffer.alloc(0) } }, topK: 1, threshold: 0, consistencyToken: '', allowPartial: false }, { deadline: Date.now() + 10_000 })).matches[0]?.subjectId;
+    const kept = unitVector(rng);
+    const leaver = unitVector(rng);
+    await enrol('bk-kept', kept);
+    await enrol('bk-leaver', leaver);
+    const env = { REDIS_URL: cluster.redisUrl, YOCO_PREFIX: prefix };
+    const file = join(dir, 'store.yocobak');
+    const b = await yocoIn(env, 'backup', file);
+    expect(b.out).toMatch(/^backed up \d+ subjects, \d+ templates \(D=64\), cut at .* to .*store\.yocobak: .* MiB in .* s \(enrolments waited .* s\)/);
+    expect(b.code).toBe(0);
+    const removed = await unary(client, 'Remove', { subjectId: 'bk-leaver', wait: true, requestId: '' }, { deadline: Date.now() + 20_000 });
+    const late = unitVector(rng);
+    const lateJob = await enrol('bk-late', late);
+    expect(await top(late)).toBe('bk-late');
+
+    const r = await yocoIn(env, 'restore', file);
+    expect(r.out).toContain('re-applied 1 removal(s) made after the backup: bk-leaver');
+    expect(r.code).toBe(0);
+    // The shards reload on their own: what Identify answers is the backup, minus the removal.
+    const until = Date.now() + 15_000;
+    while ((await top(late).catch(() => 'error')) === 'bk-late' && Date.now() < until) await new Promise((res) => setTimeout(res, 100));
+    expect(await top(late)).not.toBe('bk-late');
+    expect(await top(leaver)).not.toBe('bk-leaver');
+    expect(await top(kept)).toBe('bk-kept');
+    await expect(unary(client, 'GetSubject', { subjectId: 'bk-leaver' }, { deadline: Date.now() + 5000 })).rejects.toMatchObject({ code: 5 });
+    // A job id handed out before the restore is never handed out again.
+    const next = await enrol('bk-next', unitVector(rng));
+    expect(Number(next.jobId)).toBeGreaterThan(Math.max(Number(lateJob.jobId), Number(removed.jobId)));
+    expect(await top(kept)).toBe('bk-kept');
+
+    // The enroller waits out a fence (a backup in progress) without spending an attempt, then applies.
+    const redis = connect();
+    await redis.set(new StoreKeys(prefix).fence, 'held-by-this-test', 'PX', 1500);
+    redis.disconnect();
+    const fencedAt = Date.now();
+    const waited = await enrol('bk-fenced', unitVector(rng));
+    expect(Date.now() - fencedAt).toBeGreaterThan(1000);
+    expect(await unary(client, 'GetJob', { jobId: waited.jobId }, { deadline: Date.now() + 5000 })).toMatchObject({ state: 'completed', attempts: 1 });
+
+    // A damaged file: refused with the reason, and nothing changes.
+    writeFileSync(join(dir, 'bad.yocobak'), readFileSync(file).subarray(0, readFileSync(file).length - 100));
+    const bad = await yocoIn(env, 'restore', join(dir, 'bad.yocobak'));
+    expect(bad.code).not.toBe(0);
+    expect(bad.out).toMatch(/does not match its checksum|truncated|bad header/);
+    expect(await top(kept)).toBe('bk-kept');
+    client.close();
   });
 });

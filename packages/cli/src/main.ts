@@ -9,6 +9,7 @@ import { importFile } from './commands/import.js';
 import { status } from './commands/status.js';
 import { reshard, rolloutHead } from './commands/reshard.js';
 import { up } from './commands/up.js';
+import { backup, restore } from './commands/backup.js';
 
 const HELP = `yoco <command> [options]
 
@@ -40,6 +41,12 @@ const HELP = `yoco <command> [options]
   reshard --abort            drop the change in progress; the serving epoch is untouched
   rollout-head FILE [--wait] roll out another head (ONNX, admin): every shard computes its rows with it
                              beside the serving ones; Identify switches once all are ready
+  backup FILE [--redis URL]  a point-in-time copy of the store in one checked file (enrolments wait
+                             while it is taken; Identify does not); Redis: --redis, REDIS_URL or
+                             REDIS_SENTINELS, else the one npm start runs
+  restore FILE [--removal-log DIR ...] [--redis URL]
+                             put a backup back, then re-apply every removal made after it (from the
+                             store's removal log and REMOVAL_LOG_DIR files): nobody removed comes back
   audit [--subject S] [--since T] [--decisions] [--json]
                              audit records, newest first (admin token); T: epoch ms, ISO date, or 30m / 24h / 7d
 
@@ -99,6 +106,8 @@ async function main(): Promise<number> {
       shards: { type: 'string' },
       abort: { type: 'boolean', default: false },
       token: { type: 'string' },
+      redis: { type: 'string' },
+      'removal-log': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -115,6 +124,14 @@ async function main(): Promise<number> {
     case 'up':
       await up();
       return -1;
+    case 'backup':
+      if (!rest[0]) throw new Error('give the file to write: yoco backup FILE');
+      await backup(rest[0], { redis: values.redis, json: values.json });
+      return 0;
+    case 'restore':
+      if (!rest[0]) throw new Error('give the backup file: yoco restore FILE');
+      await restore(rest[0], values['removal-log'] ?? [], { redis: values.redis, json: values.json });
+      return 0;
     case 'identify': {
       const source = probeSource(rest[0], values.image, values['vector-file']);
       await identify(values.address!, source, { topK: intOption('top-k', values['top-k']!, 1, 1000), threshold: numberOption('threshold', values.threshold!, 0, 1), allowPartial: values['allow-partial']!, consistencyToken: values['consistency-token'] ?? '', json: values.json! });

@@ -1,6 +1,6 @@
 import { assertVectors } from '@yoco/common';
 import type { Redis } from 'ioredis';
-import { RedisVersionError, StoreMismatchError, SubjectNotFoundError, TemplateRecordError } from './errors/index.js';
+import { RedisVersionError, StoreFencedError, StoreMismatchError, SubjectNotFoundError, TemplateRecordError } from './errors/index.js';
 import { assertSubjectId, SLOT_COUNT, slotOf } from './slots.js';
 import { decodeCheckedTemplate, encodeTemplate, recordKeyId, templateIdOf, type Template } from './template-record.js';
 import type { TemplateSealer } from './template-sealer.js';
@@ -24,6 +24,8 @@ export interface GalleryStoreOptions {
 export interface WriteOptions {
   /** The write's place in enqueue order; 0 (default) = unordered, always applies. */
   seq?: number;
+  /** The fence's token, for the restore that holds it; other writes are refused while it is held (StoreFencedError). */
+  fenceToken?: string;
 }
 
 export interface PutOptions extends WriteOptions {
@@ -70,6 +72,18 @@ export interface StreamInfo {
   maxDeletedId: string;
   /** With streamInfo(at): whether the entry `at` is in the stream. */
   hasAt?: boolean;
+  /** Set by each restore ('' before any): a reader that loaded under another one reloads. */
+  restoreId: string;
+}
+
+/** A write refused by the fence comes back as StoreFencedError (UNAVAILABLE): the caller waits and retries. */
+async function fenceable<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if (err instanceof Error && err.message.startsWith('FENCED')) throw new StoreFencedError();
+    throw err;
+  }
 }
 
 const PUT = loadScript('put');
@@ -79,7 +93,7 @@ const RESEAL = loadScript('reseal');
 
 type Scripted = Redis & {
   yocoPut(...args: (string | Buffer | number)[]): Promise<[string, string]>;
-  yocoDel(...args: (string | number)[]): Promise<string | null>;
+  yocoDel(...args: (string | number)[]): Promise<[string, string] | 'stale'>;
   yocoMeta(...args: (string | number)[]): Promise<[string, string]>;
   yocoReseal(key: string, field: string, old: Buffer, next: Buffer): Promise<number>;
 };
@@ -120,8 +134,8 @@ export class GalleryStore {
     this.sealer = options.sealer;
     this.streamKey = this.keys.changes;
     if (!('yocoPut' in redis)) {
-      redis.defineCommand('yocoPut', { numberOfKeys: 5, lua: PUT });
-      redis.defineCommand('yocoDel', { numberOfKeys: 5, lua: DEL });
+      redis.defineCommand('yocoPut', { numberOfKeys: 6, lua: PUT });
+      redis.defineCommand('yocoDel', { numberOfKeys: 7, lua: DEL });
       redis.defineCommand('yocoMeta', { numberOfKeys: 1, lua: META });
       redis.defineCommand('yocoReseal', { numberOfKeys: 1, lua: RESEAL });
     }
@@ -238,20 +252,24 @@ export class GalleryStore {
       args.push(id, encodeTemplate(subjectId, v, this.sealer, id));
     }
     const slot = slotOf(subjectId);
-    const [token, removed] = await this.redis.yocoPut(
-      this.slotKey(slot),
-      this.subjectKey(subjectId),
-      this.streamKey,
-      this.barrierKey(subjectId),
-      this.tombstoneKey(subjectId),
-      subjectId,
-      slot,
-      options.replace ? '1' : '0',
-      this.maxLen,
-      options.seq ?? 0,
-      this.barrierTtl,
-      options.import ? 'import' : 'enrol',
-      ...args,
+    const [token, removed] = await fenceable(() =>
+      this.redis.yocoPut(
+        this.slotKey(slot),
+        this.subjectKey(subjectId),
+        this.streamKey,
+        this.barrierKey(subjectId),
+        this.tombstoneKey(subjectId),
+        this.keys.fence,
+        subjectId,
+        slot,
+        options.replace ? '1' : '0',
+        this.maxLen,
+        options.seq ?? 0,
+        this.barrierTtl,
+        options.import ? 'import' : 'enrol',
+        options.fenceToken ?? '',
+        ...args,
+      ),
     );
     if (token === '' && removed === 'stale') return { token: '', templateIds: ids, removed: [], stale: true, removedBefore: false };
     if (token === '' && removed === 'removed') return { token: '', templateIds: ids, removed: [], stale: false, removedBefore: true };
@@ -264,22 +282,39 @@ export class GalleryStore {
    * remove was already applied (stale).
    */
   async remove(subjectId: string, options: WriteOptions = {}): Promise<string> {
+    const r = await this.removeLogged(subjectId, options);
+    if (r.stale) return '';
+    if (!r.token) throw new SubjectNotFoundError(subjectId);
+    return r.token;
+  }
+
+  /**
+   * remove(), saying all: the change id ('' when the subject had no
+   * templates), and the removal's id in the removal log ('' when stale: a
+   * newer replace or remove was already applied, and nothing was logged).
+   */
+  async removeLogged(subjectId: string, options: WriteOptions = {}): Promise<{ token: string; logId: string; stale: boolean }> {
     assertSubjectId(subjectId);
     const slot = slotOf(subjectId);
-    const token = await this.redis.yocoDel(
-      this.slotKey(slot),
-      this.subjectKey(subjectId),
-      this.streamKey,
-      this.barrierKey(subjectId),
-      this.tombstoneKey(subjectId),
-      subjectId,
-      slot,
-      this.maxLen,
-      options.seq ?? 0,
-      this.barrierTtl,
+    const reply = await fenceable(() =>
+      this.redis.yocoDel(
+        this.slotKey(slot),
+        this.subjectKey(subjectId),
+        this.streamKey,
+        this.barrierKey(subjectId),
+        this.tombstoneKey(subjectId),
+        this.keys.fence,
+        this.keys.removals,
+        subjectId,
+        slot,
+        this.maxLen,
+        options.seq ?? 0,
+        this.barrierTtl,
+        options.fenceToken ?? '',
+      ),
     );
-    if (token === null) throw new SubjectNotFoundError(subjectId);
-    return token === 'stale' ? '' : token;
+    if (reply === 'stale') return { token: '', logId: '', stale: true };
+    return { token: reply[0], logId: reply[1], stale: false };
   }
 
   async templateIds(subjectId: string): Promise<string[]> {
@@ -333,12 +368,14 @@ export class GalleryStore {
   /** The stream's ends and counts; with `at` (a reader's watermark), also whether that entry is still in it. */
   async streamInfo(at?: string): Promise<StreamInfo> {
     // EXISTS and XINFO in one transaction: a stream that does not exist yet is told apart without reading an error message.
-    const multi = this.redis.multi().exists(this.streamKey).xinfo('STREAM', this.streamKey);
+    const multi = this.redis.multi().hget(this.metaKey, 'restore').exists(this.streamKey).xinfo('STREAM', this.streamKey);
     const probe = at !== undefined && at !== STREAM_START;
     if (probe) multi.xrange(this.streamKey, at, at);
-    const [[existsErr, exists], [infoErr, reply], atReply] = (await multi.exec()) ?? [[null, 0], [null, null]];
+    const [[restoreErr, restore], [existsErr, exists], [infoErr, reply], atReply] = (await multi.exec()) ?? [[null, null], [null, 0], [null, null]];
+    if (restoreErr) throw restoreErr;
     if (existsErr) throw existsErr;
-    if (Number(exists) === 0) return { lastId: STREAM_START, firstId: STREAM_START, length: 0, entriesAdded: 0, maxDeletedId: STREAM_START, ...(probe ? { hasAt: false } : {}) };
+    const restoreId = typeof restore === 'string' ? restore : '';
+    if (Number(exists) === 0) return { lastId: STREAM_START, firstId: STREAM_START, length: 0, entriesAdded: 0, maxDeletedId: STREAM_START, restoreId, ...(probe ? { hasAt: false } : {}) };
     if (infoErr) throw infoErr;
     if (atReply?.[0]) throw atReply[0];
     const raw = reply as unknown[];
@@ -353,6 +390,7 @@ export class GalleryStore {
       length: Number(info['length'] ?? 0),
       entriesAdded: Number(info['entries-added']),
       maxDeletedId: String(info['max-deleted-entry-id'] ?? STREAM_START),
+      restoreId,
       ...(probe ? { hasAt: Array.isArray(atReply?.[1]) && atReply[1].length > 0 } : {}),
     };
   }

@@ -4,8 +4,12 @@ export { GallerySlice, type SubjectMatch, type SlotMask } from './gallery-slice.
 export { templateIdOf, encodeTemplate, decodeTemplate, decodeCheckedTemplate, recordKeyId, type Template } from './template-record.js';
 export { TemplateSealer } from './template-sealer.js';
 export { compareStreamIds, isStreamId, STREAM_START } from './stream-id.js';
-export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError, TemplateRecordError, RedisVersionError, UnknownTokenError } from './errors/index.js';
+export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError, TemplateRecordError, RedisVersionError, UnknownTokenError, StoreFencedError, BackupFileError, FenceHeldError } from './errors/index.js';
 export { SliceFollower, type SliceFollowerOptions, type SliceState, type FollowerEvent } from './slice-follower.js';
 export { StoreKeys } from './keys.js';
 export { connectRedis, reconnectDelay, sentinelOptions, SENTINEL_SCHEME, type RedisPurpose } from './redis-connection.js';
 export { TopologyStore, TopologyChangeError, MAX_SHARD_COUNT, MAX_HEAD_BYTES, type Topology, type TopologyChange } from './topology-store.js';
+export { RemovalLogFile, readRemovalFiles, readRemovalStream, mergeRemovals, type RemovalRecord } from './removal-log.js';
+export { backupStore, restoreStore, backupKind, type BackupOptions, type BackupResult, type RestoreOptions, type RestoreResult } from './store-backup.js';
+export { verifyBackup, type BackupHeader } from './backup-file.js';
+export { StoreFence } from './store-fence.js';

@@ -30,6 +30,11 @@ export class StoreKeys {
     return `${this.prefix}bull`;
   }
 
+  /** BullMQ's job id counter of the enrolment queue ('enrol'): job ids are the write sequences. */
+  get jobCounter(): string {
+    return `${this.queue}:enrol:id`;
+  }
+
   /** templateId -> record for every template of the slot. */
   slot(slot: number): string {
     return `${this.prefix}slot:${slot}`;
@@ -58,6 +63,24 @@ export class StoreKeys {
   /** Ids of the queued jobs that carry a subject's vectors: a removal strips them all. */
   jobsOf(subjectId: string): string {
     return `${this.prefix}jobs-of:${subjectId}`;
+  }
+
+  /**
+   * While it exists, gallery writes are refused (FENCED) unless they carry its
+   * value: a backup holds it for a consistent cut, a restore while it swaps
+   * the data in. It expires, so a backup that dies does not stop writes.
+   */
+  get fence(): string {
+    return `${this.prefix}fence`;
+  }
+
+  /**
+   * The removal log: one entry per applied removal (subject, sequence), never
+   * trimmed. A restore re-applies the ones after its backup, so restoring an
+   * old backup never brings back a removed person.
+   */
+  get removals(): string {
+    return `${this.prefix}removals`;
   }
 
   /** Marks a removed subject (a sequence only); imports skip it. */

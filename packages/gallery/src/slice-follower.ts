@@ -111,6 +111,8 @@ export class SliceFollower {
   private readonly waiters = new Set<Waiter>();
   /** streamInfo reads begun by the loop. */
   private asks = 0;
+  /** The store's restore id when the slots were last loaded: another one means the data was replaced under the reader. */
+  private restoreId = '';
   private loop: Promise<void> | undefined;
   /** Set when the follower knows its slice is incomplete; the loop reloads before anything else. */
   private reloadReason: string | undefined;
@@ -216,6 +218,7 @@ export class SliceFollower {
     this.owned = loaded;
     this.watermark = info.lastId;
     this.seen = info.entriesAdded;
+    this.restoreId = info.restoreId;
     this.release(info.lastId);
     this.attempts.clear();
     this.confirmedAt = startedAt;
@@ -308,7 +311,7 @@ export class SliceFollower {
         // trimmed finds out now, not when the next write happens to arrive.
         const asked = ++this.asks;
         const info = await store.streamInfo(from);
-        const lost = GalleryStore.lostChanges(from, this.seen, info);
+        const lost = info.restoreId !== this.restoreId ? `the store was restored from a backup (restore ${info.restoreId})` : GalleryStore.lostChanges(from, this.seen, info);
         this.refuseUnknown(info.lastId, asked);
         if (lost) {
           this.requestReload(`lost changes: ${lost}`);

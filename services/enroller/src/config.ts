@@ -5,6 +5,7 @@ import { REDIS_ENV, SEAL_ENV, SERVICE_ENV, type RedisConfig, type SealConfig, ty
 export interface EnrollerConfig extends RedisConfig, ServiceBaseConfig, SealConfig {
   concurrency: number;
   aofRewriteAfterRemoveMs: number;
+  removalLogDir: string;
 }
 
 export const ENROLLER_ENV: EnvSpec<EnrollerConfig> = {
@@ -17,6 +18,12 @@ export const ENROLLER_ENV: EnvSpec<EnrollerConfig> = {
     default: 60_000,
     parse: parse.int(0, 86_400_000),
     doc: "after a removal, rewrite Redis' append-only file within this (batched; 0 = never): the bound on how long removed vectors stay in it",
+  },
+  removalLogDir: {
+    name: 'REMOVAL_LOG_DIR',
+    default: '',
+    parse: parse.string,
+    doc: "a directory (a volume of its own, not Redis') where every applied removal is also appended and synced before it is reported, one file per enroller: `yoco restore --removal-log DIR` re-applies them, even after losing every Redis replica",
   },
 };
 

@@ -1,5 +1,5 @@
 import { failpoint, getErrorMessage, InvalidArgumentError, sleep } from '@yoco/common';
-import { assertSubjectId, compareStreamIds, connectRedis, GalleryStore, SubjectNotFoundError } from '@yoco/gallery';
+import { assertSubjectId, compareStreamIds, connectRedis, GalleryStore, RemovalLogFile, StoreFencedError } from '@yoco/gallery';
 import { bullPrefix, decodeVector, MAX_IMPORT_SUBJECTS, QUEUE_NAME, supersedeJobsOf, unindexJob, type EnrolJobData, type EnrolJobResult, type ImportJobSubject, type ImportOutcome } from '@yoco/queue';
 import { ServiceMetrics, type Logger } from '@yoco/rpc';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { redisTarget, templateSealer } from '@yoco/service';
 import type { EnrollerConfig } from './config.js';
+import { mkdirSync } from 'node:fs';
 
 /** An import's subjects without their vectors (what a finished job keeps). */
 function stripped(subjects: ImportJobSubject[]): ImportJobSubject[] {
@@ -30,6 +31,7 @@ export class Enroller {
   private store!: GalleryStore;
   private readonly queue: Queue<EnrolJobData, EnrolJobResult>;
   private aofTimer: NodeJS.Timeout | undefined;
+  private readonly removalLog: RemovalLogFile | undefined;
   private dim = 0;
   private worker: Worker<EnrolJobData, EnrolJobResult> | undefined;
   private closing: Promise<void> | undefined;
@@ -38,6 +40,10 @@ export class Enroller {
 
   constructor(private readonly config: EnrollerConfig, private readonly logger: Logger) {
     this.redis = connectRedis(redisTarget(config), 'worker', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+    if (config.removalLogDir) {
+      mkdirSync(config.removalLogDir, { recursive: true });
+      this.removalLog = new RemovalLogFile(config.removalLogDir);
+    }
     const registers = [this.metrics.registry];
     this.jobs = new Counter({ name: 'yoco_enroller_jobs_total', help: 'jobs finished, by kind and outcome', labelNames: ['kind', 'outcome'], registers });
     this.duration = new Histogram({ name: 'yoco_enroller_job_duration_seconds', help: 'time to apply one job', labelNames: ['kind'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers });
@@ -107,7 +113,7 @@ export class Enroller {
     const seq = Number(job.id);
     try {
       if ((data.kind === 'enrol' || data.kind === 'import') && data.applied) return data.applied;
-      const result = await this.apply(data, seq).catch((err: unknown) => {
+      const result = await this.applyUnfenced(data, seq).catch((err: unknown) => {
         // The store checks every vector it is given (its trust boundary); what it refuses no retry can fix.
         if (err instanceof InvalidArgumentError) refuse(getErrorMessage(err));
         throw err;
@@ -147,6 +153,23 @@ export class Enroller {
     if (acked < min) throw new Error(`${data.kind} of ${data.subjectId} applied on the primary but only ${acked} of ${min} replica(s) confirmed it in ${this.config.ackTimeoutMs} ms: retrying`);
   }
 
+  /**
+   * apply(), waiting out a backup or restore that holds the store's fence:
+   * nothing was written, so the job waits (its lock kept fresh by the worker)
+   * instead of spending an attempt. The fence expires if its holder dies.
+   */
+  private async applyUnfenced(data: EnrolJobData, seq: number): Promise<EnrolJobResult> {
+    for (let logged = false; ; logged = true) {
+      try {
+        return await this.apply(data, seq);
+      } catch (err) {
+        if (!(err instanceof StoreFencedError) || this.closing) throw err;
+        if (!logged) this.logger.info({ jobId: seq, subject: data.subjectId }, 'the store is fenced (a backup or restore): waiting');
+        await sleep(200);
+      }
+    }
+  }
+
   private async apply(data: EnrolJobData, seq: number): Promise<EnrolJobResult> {
     if (!Number.isSafeInteger(seq) || seq < 1) refuse(`job id ${seq} is not a queue sequence number`);
     try {
@@ -155,16 +178,13 @@ export class Enroller {
       refuse(getErrorMessage(err));
     }
     if (data.kind === 'remove') {
-      let result: EnrolJobResult;
-      try {
-        const token = await this.store.remove(data.subjectId, { seq });
-        result = { token: token || (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: token === '' };
-      } catch (err) {
-        // Nothing to remove (the subject never had templates, or its enrolment was queued after this removal
-        // and will now find the barrier): the removal stands and is complete.
-        if (!(err instanceof SubjectNotFoundError)) throw err;
-        result = { token: (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: false, notFound: true };
-      }
+      const r = await this.store.removeLogged(data.subjectId, { seq });
+      // Nothing to remove (the subject never had templates, or its enrolment was queued after this removal
+      // and will now find the barrier): the removal stands and is complete, and is logged as any other.
+      const result: EnrolJobResult = r.token
+        ? { token: r.token, templateIds: [], removed: [], stale: false }
+        : { token: (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: r.stale, ...(r.stale ? {} : { notFound: true }) };
+      if (r.logId && this.removalLog) await this.removalLog.append({ id: r.logId, subjectId: data.subjectId, seq, atMs: Date.now() });
       // Nothing of the subject's vectors may outlive the removal: not in a job queued before it, whatever its
       // state (waiting, delayed for a retry, failed), and not in the append-only file (a rewrite follows).
       const stripped = await supersedeJobsOf(this.queue, this.redis, this.config.prefix, data.subjectId, seq);

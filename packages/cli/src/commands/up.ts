@@ -86,6 +86,8 @@ export async function up(): Promise<void> {
     coordinatorAddress: config.address,
     logDir,
     embedder: { profile: profile.id },
+    // Beside Redis' data, not in it: what `yoco restore --removal-log` re-applies after restoring a backup.
+    enrollerEnv: { REMOVAL_LOG_DIR: process.env.REMOVAL_LOG_DIR || resolve(dataDir, 'removals') },
     env: {
       YOCO_MODEL_ID: profile.id,
       ...Object.fromEntries(

@@ -1,4 +1,4 @@
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, OutOfRangeError, shown, YocoError } from '@yoco/common';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, OutOfRangeError, shown, UnavailableError, YocoError } from '@yoco/common';
 
 export class InvalidSubjectIdError extends InvalidArgumentError {
   constructor(id: unknown) {
@@ -42,5 +42,26 @@ export class RedisVersionError extends FailedPreconditionError {
 export class UnknownTokenError extends OutOfRangeError {
   constructor(readonly token: string, lastId: string) {
     super(`consistency token ${token} is past the newest change in the store (${lastId}): the write it stands for is not there (lost when Redis failed over to a replica that never had it, or the token is from another store); check it with GetJob or GetSubject and write it again`, 'TOKEN_UNKNOWN');
+  }
+}
+
+/** A gallery write refused while a backup or a restore holds the store's fence: nothing was written; retry shortly. */
+export class StoreFencedError extends UnavailableError {
+  constructor() {
+    super('a backup or restore holds the store: the write waits until it is done (nothing was written)', 'FENCED');
+  }
+}
+
+/** A backup file that cannot be used (not one, damaged, cut short, another format): refused before anything is written. */
+export class BackupFileError extends FailedPreconditionError {
+  constructor(message: string) {
+    super(message, 'BACKUP_FILE');
+  }
+}
+
+/** Another backup or restore holds the store's fence. */
+export class FenceHeldError extends UnavailableError {
+  constructor(holder: string) {
+    super(`another backup or restore holds the store (fence ${holder}); try again once it is done (the fence expires on its own if its holder died)`, 'FENCE_HELD');
   }
 }

@@ -1,1 +1,1 @@
-export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError, TemplateRecordError, RedisVersionError, UnknownTokenError } from './gallery-errors.js';
+export { InvalidSubjectIdError, SubjectNotFoundError, StoreMismatchError, TemplateRecordError, RedisVersionError, UnknownTokenError, StoreFencedError, BackupFileError, FenceHeldError } from './gallery-errors.js';

@@ -6,13 +6,15 @@
   no vector, no expiry): imports skip a tombstoned subject, an explicit
   enrolment clears it.
 
-  KEYS: slot hash, subject hash (templateId -> seq), stream, barrier, tombstone.
+  KEYS: slot hash, subject hash (templateId -> seq), stream, barrier, tombstone, fence.
   ARGV: subject, slot, replace ('1'), stream maxlen, seq, barrier ttl (s),
-        mode ('enrol' | 'import'), then (templateId, record) pairs.
-  Returns {change id, removed ids joined by ','}, {'', 'stale'} or {'', 'removed'}.
+        mode ('enrol' | 'import'), fence token ('' for none), then (templateId, record) pairs.
+  Returns {change id, removed ids joined by ','}, {'', 'stale'} or {'', 'removed'};
+  a FENCED error while a backup or restore holds the fence.
 ]]
 --- @include "ordering"
 
+if fenced(KEYS[6], ARGV[8]) then return redis.error_reply('FENCED a backup or restore holds the store') end
 local seq = tonumber(ARGV[5])
 if isStale(KEYS[4], seq) then return {'', 'stale'} end
 if ARGV[7] == 'import' then
@@ -26,7 +28,7 @@ if ARGV[3] == '1' then
   setBarrier(KEYS[4], ARGV[5], ARGV[6])
 end
 local added = {}
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   local prev = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '-1')
   if seq > prev then redis.call('HSET', KEYS[2], ARGV[i], ARGV[5]) end

@@ -31,3 +31,9 @@ end
 local function setBarrier(barrierKey, seq, ttlSeconds)
   if tonumber(seq) > 0 then redis.call('SET', barrierKey, seq, 'EX', ttlSeconds) end
 end
+
+-- A backup or a restore holds the fence (its value a token of its own): other writes wait until it is gone.
+local function fenced(fenceKey, token)
+  local holder = redis.call('GET', fenceKey)
+  return holder and holder ~= token
+end
