@@ -5,6 +5,8 @@
  * template (what sizing a Redis, or a Redis Cluster, starts from); and backup
  * and restore of the whole gallery: their time, how long writes wait on the
  * fence, the file's size, and the worst wait a writer running alongside saw.
+ * The acknowledgement's cost is measured twice: at the store, and through the
+ * whole write path (Enrol, the queue, the enroller, k=2 shards).
  * `npm run bench:store` (`-- --subjects N --writes N` to resize).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,13 +15,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Rng } from '@yoco/common';
-import { startRedisServer } from '@yoco/devkit';
+import { bulkEnrol, demoVector, waitForJobs } from '@yoco/cli';
+import { LocalCluster, startRedisServer } from '@yoco/devkit';
 import { backupStore, GalleryStore, restoreStore, StoreFencedError } from '@yoco/gallery';
 import { Redis } from 'ioredis';
 import { machineInfo, percentile, printTable, timeConcurrently } from './bench-util.js';
 
-const { values } = parseArgs({ options: { subjects: { type: 'string', default: '20000' }, writes: { type: 'string', default: '3000' } } });
+const { values } = parseArgs({ options: { subjects: { type: 'string', default: '20000' }, writes: { type: 'string', default: '3000' }, queued: { type: 'string', default: '1500' } } });
 const SUBJECTS = Number(values.subjects);
+const QUEUED = Number(values.queued);
 const WRITES = Number(values.writes);
 const D = 3840;
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -72,6 +76,44 @@ try {
   }
   rows.push(...best.values());
 
+  // The same cost through the real write path: Enrol -> the queue (WAIT after the add) -> the enroller
+  // (WAIT before completing) -> k=2 shards, on this primary and replica; twice each, interleaved.
+  const queueBest = new Map<string, Row[]>();
+  for (let round = 0; round < 2; round++) {
+    for (const ack of ['0', '1']) {
+      const qprefix = `bench:store-q${ack}-${round}:`;
+      const cluster = await LocalCluster.start({
+        shards: 2,
+        redisUrl: primary.url,
+        prefix: qprefix,
+        logDir: join(dir, `logs-${ack}-${round}`),
+        env: { YOCO_DIM: String(D), REDIS_MIN_REPLICAS_ACK: ack },
+        readyTimeoutMs: 120_000,
+      });
+      try {
+        log(`through the queue, REDIS_MIN_REPLICAS_ACK=${ack}, round ${round + 1}: ${QUEUED} enrolments, 16 in flight`);
+        const qrng = new Rng(100 + round);
+        const records = Array.from({ length: QUEUED }, (_, i) => ({ subjectId: `q-${i}`, vectors: [demoVector(qrng, D)] }));
+        const client = cluster.matcherClient();
+        const t0 = performance.now();
+        const summary = await bulkEnrol(client, records, QUEUED, 16, `ack ${ack}`);
+        const accepted = performance.now();
+        const failed = await waitForJobs(client, summary.jobs);
+        const applied = performance.now();
+        if (summary.failed.length || failed.length) throw new Error(`enrolment failures: ${JSON.stringify([...summary.failed, ...failed].slice(0, 3))}`);
+        const label = ack === '0' ? 'no replica acknowledgement' : 'REDIS_MIN_REPLICAS_ACK=1';
+        const got = [
+          { what: `Enrol accepted (queued), ${label}`, value: (QUEUED / (accepted - t0)) * 1000, unit: 'enrolments/s' },
+          { what: `Enrol applied (stored + streamed), ${label}`, value: (QUEUED / (applied - t0)) * 1000, unit: 'enrolments/s' },
+        ];
+        if (!queueBest.has(ack) || queueBest.get(ack)![1].value < got[1].value) queueBest.set(ack, got);
+      } finally {
+        await cluster.stop();
+      }
+    }
+  }
+  for (const ack of ['0', '1']) rows.push(...queueBest.get(ack)!);
+
   log(`preloading ${SUBJECTS} subjects`);
   const before = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
   await timeConcurrently(SUBJECTS, 32, (i) => store.put(`s-${i}`, [vector(WRITES * 2 + i)]));
@@ -119,7 +161,7 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
-const report = { machine: machineInfo(), d: D, subjects: SUBJECTS, writes: WRITES, results: rows };
+const report = { machine: machineInfo(), d: D, subjects: SUBJECTS, writes: WRITES, queued: QUEUED, results: rows };
 writeFileSync(fileURLToPath(new URL('./results/store.json', import.meta.url)), `${JSON.stringify(report, null, 2)}\n`);
 printTable(
   ['what', 'value', 'unit', 'p50 ms', 'p99 ms'],

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +15,13 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 type Obj = any;
 
 /** Secrets that prod expects the operator to create (never in git); cert-manager makes the yoco-tls-* ones. */
-const EXTERNAL_SECRETS: Record<string, string[]> = { dev: [], prod: ['yoco-redis', 'yoco-auth', 'yoco-template-keys'] };
+const EXTERNAL_SECRETS: Record<string, string[]> = { dev: [], prod: ['yoco-redis', 'yoco-redis-auth', 'yoco-auth', 'yoco-template-keys'] };
+
+/** What the Secret yoco-redis holds: prod's is the redis-sentinel:// target its kustomization documents. */
+const REDIS_URL_SECRET: Record<string, string> = {
+  dev: 'redis://:a-password@yoco-redis:6379',
+  prod: 'redis-sentinel://:a-password@redis-0.yoco-redis-headless:26379,redis-1.yoco-redis-headless:26379,redis-2.yoco-redis-headless:26379/yoco?sentinelPassword=a-password',
+};
 
 function render(overlay: string): Obj[] {
   const r = spawnSync('kubectl', ['kustomize', join(ROOT, 'k8s/overlays', overlay)], { encoding: 'utf8' });
@@ -63,6 +69,7 @@ describe.each(['dev', 'prod'])('k8s/overlays/%s', (overlay) => {
       for (const v of pod.volumes ?? []) {
         if (v.secret) expect(secrets.has(v.secret.secretName), `${what}: secret ${v.secret.secretName}`).toBe(true);
         if (v.configMap) expect(configMaps.has(v.configMap.name), `${what}: configMap ${v.configMap.name}`).toBe(true);
+        if (v.persistentVolumeClaim) expect(names('PersistentVolumeClaim').has(v.persistentVolumeClaim.claimName), `${what}: claim ${v.persistentVolumeClaim.claimName}`).toBe(true);
       }
       for (const c of pod.containers) {
         const ports = new Set<string | number>(c.ports?.flatMap((p: Obj) => [p.containerPort, p.name]) ?? []);
@@ -82,7 +89,7 @@ describe.each(['dev', 'prod'])('k8s/overlays/%s', (overlay) => {
         expect(pod.securityContext?.runAsNonRoot, `${what}: runAsNonRoot`).toBe(true);
         expect(c.securityContext?.readOnlyRootFilesystem, `${what}: read-only root`).toBe(true);
         expect(c.securityContext?.allowPrivilegeEscalation, `${what}: no escalation`).toBe(false);
-        if (c.name !== 'redis') expect(c.image).toBe('ghcr.io/yoco/yoco:0.1.0');
+        if (w.metadata.name !== 'redis') expect(c.image).toBe('ghcr.io/yoco/yoco:0.1.0');
       }
     }
     for (const s of byKind('Service')) {
@@ -126,7 +133,7 @@ describe.each(['dev', 'prod'])('k8s/overlays/%s', (overlay) => {
       for (const e of c.env ?? []) {
         if (e.value !== undefined) env[e.name] = e.value;
         else if (e.valueFrom?.configMapKeyRef) env[e.name] = configMaps.get(e.valueFrom.configMapKeyRef.name)![e.valueFrom.configMapKeyRef.key];
-        else if (e.valueFrom?.secretKeyRef) env[e.name] = 'rediss://:a-password@redis.example:6380';
+        else if (e.valueFrom?.secretKeyRef) env[e.name] = REDIS_URL_SECRET[overlay];
       }
       // Mounted files: each mount path stands in a folder of its own, holding what the Secret would.
       for (const m of c.volumeMounts ?? []) {
@@ -148,6 +155,53 @@ describe.each(['dev', 'prod'])('k8s/overlays/%s', (overlay) => {
       expect(r.status, `${w.metadata.name} (${service}): ${r.stderr}`).toBe(0);
       expect(r.stdout).not.toContain('a-password');
     }
+  });
+});
+
+describe('k8s/components/redis-sentinel (the prod overlay\'s Redis)', () => {
+  const dir = join(ROOT, 'k8s/components/redis-sentinel');
+  /** Runs a start script as pod `pod` would, with fakes for hostname, redis-cli (a sentinel naming `named`, or none) and redis-server. */
+  function start(script: string, pod: string, named: string, data: string): string {
+    const bin = join(tmp, `bin-${pod}-${named || 'none'}`);
+    const conf = join(tmp, `conf-${pod}-${named || 'none'}`);
+    mkdirSync(bin, { recursive: true });
+    mkdirSync(conf, { recursive: true });
+    mkdirSync(data, { recursive: true });
+    writeFileSync(join(tmp, 'password'), 'pw-1');
+    writeFileSync(join(bin, 'hostname'), `#!/bin/sh\necho ${pod}\n`, { mode: 0o755 });
+    writeFileSync(join(bin, 'redis-cli'), named ? `#!/bin/sh\nprintf '${named}\\n6379\\n'\n` : '#!/bin/sh\necho "Could not connect" >&2\nexit 1\n', { mode: 0o755 });
+    writeFileSync(join(bin, 'redis-server'), '#!/bin/sh\ncat "$1"\n', { mode: 0o755 });
+    const r = spawnSync('sh', [join(dir, script)], { env: { PATH: `${bin}:/usr/bin:/bin`, AUTH_FILE: join(tmp, 'password'), CONF_DIR: conf, DATA_DIR: data }, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    return r.stdout;
+  }
+
+  it('three Redis pods, each with a sentinel; writes fsynced and refused without a replica; the services wait for one replica', () => {
+    const objs = render('prod');
+    const redis = objs.find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'redis');
+    expect(redis.spec.replicas).toBe(3);
+    expect(redis.spec.template.spec.containers.map((c: Obj) => c.name)).toEqual(['redis', 'sentinel']);
+    const conf = start('start-redis.sh', 'redis-0', '', join(tmp, 'data-first'));
+    for (const line of ['appendfsync always', 'save ""', 'min-replicas-to-write 1', 'replica-serve-stale-data no', 'requirepass pw-1']) expect(conf).toContain(line);
+    for (const name of ['coordinator', 'enroller']) {
+      const env = objs.find((o) => o.kind === 'Deployment' && o.metadata.name === name).spec.template.spec.containers[0].env;
+      expect(env.find((e: Obj) => e.name === 'REDIS_MIN_REPLICAS_ACK')?.value, name).toBe('1');
+    }
+  });
+
+  it('a pod that starts asks the sentinels for the primary: after a failover the old primary comes back as a replica, never as a second primary', () => {
+    const data = join(tmp, 'data-0');
+    // First start, nobody answers: redis-0 is the primary, the others its replicas.
+    expect(start('start-redis.sh', 'redis-0', '', data)).not.toContain('replicaof');
+    expect(start('start-redis.sh', 'redis-1', '', join(tmp, 'data-1'))).toContain('replicaof redis-0.yoco-redis-headless 6379');
+    // The sentinels moved the primary to redis-2; redis-0 restarts and follows it.
+    expect(start('start-redis.sh', 'redis-0', 'redis-2.yoco-redis-headless', data)).toContain('replicaof redis-2.yoco-redis-headless 6379');
+    // The whole set restarts (no sentinel up yet): redis-0 follows the last primary its sentinel wrote down.
+    const sentinel = start('start-sentinel.sh', 'redis-0', 'redis-2.yoco-redis-headless', data);
+    expect(sentinel).toContain('sentinel monitor yoco redis-2.yoco-redis-headless 6379 2');
+    expect(start('start-redis.sh', 'redis-0', '', data)).toContain('replicaof redis-2.yoco-redis-headless 6379');
+    // A sentinel that restarts keeps what it had learnt (its file on the data volume).
+    expect(start('start-sentinel.sh', 'redis-0', '', data)).toContain('sentinel monitor yoco redis-2.yoco-redis-headless 6379 2');
   });
 });
 

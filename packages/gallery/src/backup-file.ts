@@ -6,7 +6,7 @@ import { BackupFileError } from './errors/index.js';
  * The file `yoco backup` writes:
  *
  *   "YOCOBAK1\n"
- *   records: u8 kind | u16 name length | name (the key without its prefix)
+ *   records: u8 kind (1 data, 2 config, 3 gone) | u16 name length | name (the key without its prefix)
  *            | f64 remaining ttl in ms (-1: none) | u32 length | DUMP payload
  *   header JSON | u32 header length | sha256 of everything before it (32 bytes)
  *
@@ -16,10 +16,14 @@ import { BackupFileError } from './errors/index.js';
  */
 export const BACKUP_MAGIC = Buffer.from('YOCOBAK1\n');
 
-/** data: replaced wholesale by a restore. config: the topology, heads, audit, meta: a restore keeps the target's own when it has one. */
-export type BackupKeyKind = 'data' | 'config';
+/**
+ * data: replaced wholesale by a restore. config: the topology, heads, audit,
+ * meta: a restore keeps the target's own when it has one. A later record of
+ * a key replaces an earlier one; gone: the key was deleted before the cut.
+ */
+export type BackupKeyKind = 'data' | 'config' | 'gone';
 
-const KIND_BYTE: Record<BackupKeyKind, number> = { data: 1, config: 2 };
+const KIND_BYTE: Record<BackupKeyKind, number> = { data: 1, config: 2, gone: 3 };
 
 export interface BackupHeader {
   format: 1;
@@ -35,9 +39,12 @@ export interface BackupHeader {
   jobSeq: number;
   dim: number;
   headId: string;
+  /** Distinct keys the backup holds at its cut. */
   keys: number;
   subjects: number;
   templates: number;
+  /** Keys DUMPed again under the fence (written during the first pass); -1 when everything was (the stream was trimmed past the delta). */
+  redumped: number;
 }
 
 export interface BackupRecord {
@@ -177,7 +184,7 @@ export async function* backupRecords(path: string): AsyncGenerator<BackupRecord>
     const reader = new Reader(fh, BACKUP_MAGIC.length, size - 36 - tail.readUInt32LE(0));
     while (reader.remaining > 0) {
       const kindByte = (await reader.take(1, 'a record'))[0];
-      const kind: BackupKeyKind | undefined = kindByte === 1 ? 'data' : kindByte === 2 ? 'config' : undefined;
+      const kind = (Object.keys(KIND_BYTE) as BackupKeyKind[]).find((k) => KIND_BYTE[k] === kindByte);
       if (!kind) throw new BackupFileError(`unknown record kind ${kindByte}`);
       const name = (await reader.take((await reader.take(2, 'a name length')).readUInt16LE(0), 'a key name')).toString('utf8');
       const pttl = (await reader.take(8, 'a ttl')).readDoubleLE(0);

@@ -57,13 +57,77 @@ export interface BackupResult {
 /** Keys DUMPed per round trip. */
 const DUMP_BATCH = 64;
 
+/** DUMPs these keys (names under the prefix) into the file; returns the names that were there and those that were not. */
+async function dumpKeys(redis: Redis, prefix: string, names: string[], writer: BackupWriter): Promise<{ found: string[]; gone: string[] }> {
+  const found: string[] = [];
+  const gone: string[] = [];
+  for (let i = 0; i < names.length; i += DUMP_BATCH) {
+    const part = names.slice(i, i + DUMP_BATCH);
+    const pipe = redis.pipeline();
+    for (const n of part) pipe.dumpBuffer(prefix + n).pttl(prefix + n);
+    const replies = (await pipe.exec()) ?? [];
+    for (let j = 0; j < part.length; j++) {
+      const [dumpErr, dump] = replies[2 * j];
+      const [, pttl] = replies[2 * j + 1];
+      if (dumpErr) throw dumpErr;
+      if (dump === null) {
+        gone.push(part[j]);
+        continue;
+      }
+      await writer.add({ kind: backupKind(part[j])!, name: part[j], pttl: Number(pttl) > 0 ? Number(pttl) : -1, dump: dump as Buffer });
+      found.push(part[j]);
+    }
+  }
+  return { found, gone };
+}
+
+/** Changes and removals per XRANGE while finding what moved during the first pass. */
+const DELTA_PAGE = 5000;
+
 /**
- * A point-in-time backup of one prefix: the fence is taken (every gallery
- * write after it waits; none is refused or lost, the enroller holds its jobs),
- * the cut is recorded (Redis' clock, the stream's and the removal log's last
- * ids, the job counter), every data and config key is DUMPed with its TTL,
- * then the fence is released and the file is synced and renamed into place.
- * A failure leaves no file.
+ * The data keys the writes after `changesAfter` and `removalsAfter` touched
+ * (every gallery write appends to one of the two streams, in the same script
+ * that writes the keys), or undefined when the change stream was trimmed past
+ * the first of them, so the delta cannot be known.
+ */
+async function touchedSince(redis: Redis, keys: StoreKeys, changesAfter: string, changesSeen: number, removalsAfter: string): Promise<Set<string> | undefined> {
+  const touched = new Set<string>();
+  const subject = (id: string, slot: string) => {
+    touched.add(`subject:${id}`);
+    touched.add(`barrier:${id}`);
+    touched.add(`removed:${id}`);
+    touched.add(`slot:${slot}`);
+  };
+  let read = 0;
+  for (const [key, after] of [[keys.changes, changesAfter], [keys.removals, removalsAfter]] as const) {
+    let from = after === STREAM_START ? '-' : `(${after}`;
+    for (;;) {
+      const page = await redis.xrange(key, from, '+', 'COUNT', DELTA_PAGE);
+      for (const [, fields] of page) {
+        const f: Record<string, string> = {};
+        for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]] = fields[i + 1];
+        subject(f.subject, f.slot);
+      }
+      if (key === keys.changes) read += page.length;
+      if (page.length < DELTA_PAGE) break;
+      from = `(${page[page.length - 1][0]}`;
+    }
+  }
+  const info = await new GalleryStore(redis, { prefix: keys.prefix, dim: 1 }).streamInfo();
+  return info.entriesAdded - changesSeen === read ? touched : undefined;
+}
+
+/**
+ * A point-in-time backup of one prefix, taken like a live migration: a first
+ * pass DUMPs every data key while writes go on; then the fence is taken
+ * (every gallery write after it waits; none is refused or lost, the enroller
+ * holds its jobs), the cut is recorded (Redis' clock, the stream's and the
+ * removal log's last ids, the job counter), and only the keys written since
+ * the first pass began (the two streams say which) are DUMPed again, with
+ * the streams and the config keys. Later records of a key replace earlier
+ * ones. So writes wait for the delta, not for the whole gallery. If the
+ * change stream was trimmed past the delta, everything is DUMPed again under
+ * the fence. A failure leaves no file.
  */
 export async function backupStore(redis: Redis, options: BackupOptions): Promise<BackupResult> {
   const started = Date.now();
@@ -71,42 +135,43 @@ export async function backupStore(redis: Redis, options: BackupOptions): Promise
   if (existsSync(options.file)) throw new Error(`${options.file} exists: a backup never overwrites another`);
   const partial = `${options.file}.partial`;
   const writer = await BackupWriter.create(partial);
+  const store = new GalleryStore(redis, { prefix: options.prefix, dim: 1 });
   let fence: StoreFence | undefined;
   let fencedMs = 0;
   try {
+    const before = await store.streamInfo();
+    const removalsBefore = (await redis.xrevrange(keys.removals, '+', '-', 'COUNT', 1))[0]?.[0] ?? STREAM_START;
+    const data = (await keysUnder(redis, options.prefix)).filter((n) => backupKind(n) === 'data' && n !== 'changes' && n !== 'removals').sort();
+    const first = await dumpKeys(redis, options.prefix, data, writer);
+    const held = new Set(first.found);
+
     fence = await StoreFence.acquire(redis, keys.fence, options.fenceTtlMs);
     const fencedAt = Date.now();
     const [time, info, lastRemoval, jobSeq, meta, server] = await Promise.all([
       redis.time(),
-      new GalleryStore(redis, { prefix: options.prefix, dim: 1 }).streamInfo(),
+      store.streamInfo(),
       redis.xrevrange(keys.removals, '+', '-', 'COUNT', 1),
       redis.get(keys.jobCounter),
       redis.hgetall(keys.meta),
       redis.info('server'),
     ]);
-    const names = (await keysUnder(redis, options.prefix)).filter((n) => backupKind(n) !== undefined).sort();
-    let written = 0;
-    let subjects = 0;
-    for (let i = 0; i < names.length; i += DUMP_BATCH) {
-      const part = names.slice(i, i + DUMP_BATCH);
-      const pipe = redis.pipeline();
-      for (const n of part) pipe.dumpBuffer(options.prefix + n).pttl(options.prefix + n);
-      const replies = (await pipe.exec()) ?? [];
-      for (let j = 0; j < part.length; j++) {
-        const [dumpErr, dump] = replies[2 * j];
-        const [, pttl] = replies[2 * j + 1];
-        if (dumpErr) throw dumpErr;
-        // Only a barrier can go (it expires) while the fence holds writes.
-        if (dump === null) continue;
-        await writer.add({ kind: backupKind(part[j])!, name: part[j], pttl: Number(pttl) > 0 ? Number(pttl) : -1, dump: dump as Buffer });
-        written++;
-        if (part[j].startsWith('subject:')) subjects++;
-      }
+    const touched = await touchedSince(redis, keys, before.lastId, before.entriesAdded, removalsBefore);
+    const all = await keysUnder(redis, options.prefix);
+    const present = new Set(all);
+    const again = touched
+      ? [...touched].filter((n) => held.has(n) || present.has(n))
+      : [...new Set([...held, ...all.filter((n) => backupKind(n) === 'data' && n !== 'changes' && n !== 'removals')])];
+    const config = all.filter((n) => backupKind(n) === 'config' || n === 'changes' || n === 'removals');
+    const second = await dumpKeys(redis, options.prefix, [...again, ...config].sort(), writer);
+    for (const n of second.found) held.add(n);
+    // A key written in the first pass and gone by the cut (a subject removed meanwhile) is marked gone.
+    for (const n of second.gone) {
+      if (held.delete(n)) await writer.add({ kind: 'gone', name: n, pttl: -1, dump: Buffer.alloc(0) });
     }
+    const templates = await store.countTemplates();
     if (!(await fence.held())) throw new Error('the fence lapsed while the backup ran (Redis unreachable for longer than its ttl): writes may have moved under it; nothing was kept');
     await fence.release();
     fencedMs = Date.now() - fencedAt;
-    const templates = await new GalleryStore(redis, { prefix: options.prefix, dim: 1 }).countTemplates();
     const header: BackupHeader = {
       format: 1,
       prefix: options.prefix,
@@ -117,9 +182,10 @@ export async function backupStore(redis: Redis, options: BackupOptions): Promise
       jobSeq: Number(jobSeq ?? 0),
       dim: Number(meta.dim ?? 0),
       headId: meta.head ?? '',
-      keys: written,
-      subjects,
+      keys: held.size,
+      subjects: [...held].filter((n) => n.startsWith('subject:')).length,
       templates,
+      redumped: touched ? again.length : -1,
     };
     await writer.commit(header);
     await rename(partial, options.file);
@@ -200,8 +266,15 @@ export async function restoreStore(redis: Redis, options: RestoreOptions): Promi
       batch = [];
     };
     for await (const rec of backupRecords(options.file)) {
+      if (rec.kind === 'gone') {
+        // A key the first pass held that was gone at the cut.
+        await flush();
+        await redis.unlink(stage(rec.name));
+        staged.delete(rec.name);
+        continue;
+      }
       if (rec.kind === 'config' && rec.name !== 'meta' && (await redis.exists(options.prefix + rec.name))) {
-        keptConfig.push(rec.name);
+        if (!keptConfig.includes(rec.name)) keptConfig.push(rec.name);
         continue;
       }
       batch.push(rec);

@@ -56,7 +56,8 @@ export async function runService<C extends { metricsAddress: string; otlpEndpoin
 function redacted(name: string, value: unknown): string {
   const text = Array.isArray(value) ? value.join(',') : typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
   if (/SECRET|PASSWORD|TOKEN/.test(name) && !name.endsWith('_FILE')) return text ? '***' : '';
-  return text.replace(/(\w+:\/\/[^:/@\s]*:)[^@/\s]+@/g, '$1***@');
+  // A redis-sentinel:// target may carry the sentinels' password as a query parameter too.
+  return text.replace(/(\w+:\/\/[^:/@\s]*:)[^@/\s]+@/g, '$1***@').replace(/([?&](?:sentinelP|p)assword=)[^&\s]*/gi, '$1***');
 }
 
 /**
