@@ -66,9 +66,12 @@ describe('GalleryStore', () => {
     expect(await store.templateIds('bob')).toEqual([]);
     expect(await redis.hlen(store.slotKey(slotOf('bob')))).toBe(0);
     const keys = await keysUnder(redis, prefix);
-    // What stays: the stream, the meta, and the tombstone that keeps imports from bringing bob back (a sequence number only).
-    expect(keys).toEqual([`${prefix}changes`, `${prefix}meta`, store.tombstoneKey('bob')]);
+    // What stays: the stream, the meta, the tombstone that keeps imports from bringing bob back (a sequence
+    // number only), and the removal log's entry (subject, slot, sequence: what a restore re-applies).
+    expect(keys).toEqual([`${prefix}changes`, `${prefix}meta`, `${prefix}removals`, store.tombstoneKey('bob')]);
     expect(await redis.get(store.tombstoneKey('bob'))).toMatch(/^\d+$/);
+    const logged = await redis.xrange(`${prefix}removals`, '-', '+');
+    expect(logged.map(([, f]) => f)).toEqual([['subject', 'bob', 'slot', String(slotOf('bob')), 'seq', '0']]);
     // The stream carries ids only: no vector bytes of bob remain anywhere.
     const entries = await redis.xrange(`${prefix}changes`, '-', '+');
     expect(entries.at(-1)![0]).toBe(token);

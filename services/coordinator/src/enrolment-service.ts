@@ -13,6 +13,9 @@ import { callDeadline, type Call } from './unary-call.js';
 /** Templates one Enrol may carry (and vectors one Import subject may). */
 export const MAX_PROBES = 64;
 
+/** How long the duplicate check waits for the stream's head before it goes on without it (warn) or refuses (refuse). */
+const HEAD_TIMEOUT_MS = 500;
+
 /** How the duplicate check reads the gallery. */
 export interface DuplicateRead {
   consistencyToken: string;
@@ -68,10 +71,20 @@ export class EnrolmentService {
     const strict = mode === 'refuse';
     // Read at the stream's head: a subject enrolled (and acknowledged) a moment ago, on a shard that has not
     // applied it yet, would otherwise go unseen. Refuse cannot vouch for a partial answer; warn takes one.
-    const consistencyToken = await this.store.streamHead().catch((err: unknown) => {
-      if (strict) throw new UnavailableError(`the duplicate check could not run (${getErrorMessage(err)}); nothing was queued`, 'DUPLICATE_CHECK');
-      return '';
-    });
+    // Bounded: a Redis that holds the connection without answering (frozen, overloaded) must not hold the
+    // enrolment past its deadline here; the queue then says what it knows.
+    let timer: NodeJS.Timeout | undefined;
+    const consistencyToken = await Promise.race([
+      this.store.streamHead(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`Redis did not answer in ${HEAD_TIMEOUT_MS} ms`)), HEAD_TIMEOUT_MS);
+      }),
+    ])
+      .catch((err: unknown) => {
+        if (strict) throw new UnavailableError(`the duplicate check could not run (${getErrorMessage(err)}); nothing was queued`, 'DUPLICATE_CHECK');
+        return '';
+      })
+      .finally(() => clearTimeout(timer));
     const read = { consistencyToken, allowPartial: !strict };
     const found = new Map<string, v1.Match>();
     for (const v of vectors) {

@@ -30,7 +30,7 @@ describe('the duplicate check reads at the head of the change stream', () => {
     expect(refuse.reads).toEqual([{ consistencyToken: '1700000000000-4', allowPartial: false }]);
   });
 
-  it('without Redis, warn still checks what the shards hold and goes ahead; refuse queues nothing', async () => {
+  it('without Redis (down, or frozen), warn still checks what the shards hold and goes ahead; refuse queues nothing', async () => {
     const down = async () => Promise.reject(new Error('connect ECONNREFUSED'));
     const warn = service('warn', down);
     await warn.enrol('s3');
@@ -39,5 +39,11 @@ describe('the duplicate check reads at the head of the change stream', () => {
     const refuse = service('refuse', down);
     await expect(refuse.enrol('s4')).rejects.toMatchObject({ code: 'DUPLICATE_CHECK', message: expect.stringMatching(/could not run.*nothing was queued/) });
     expect(refuse.queued).toEqual([]);
+    // A Redis that holds the connection and never answers (frozen): the check gives up in half a second.
+    const frozen = service('warn', () => new Promise<string>(() => undefined));
+    const started = Date.now();
+    await frozen.enrol('s5');
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(frozen.reads).toEqual([{ consistencyToken: '', allowPartial: true }]);
   });
 });
