@@ -1,6 +1,9 @@
-import { sigmoid, topK, type Scorer } from '@yoco/head';
+import { sigmoid, topK, type ScanBounds, type Scorer } from '@yoco/head';
 import { SLOT_COUNT, slotOf } from './slots.js';
 import type { Template } from './template-record.js';
+
+/** Subjects rescored from float32 per int8 search, before the bound decides whether more are needed: k times this. */
+const EXACT_OVERSAMPLE = 4;
 
 /** Which slots a search may answer from: 1 at a slot's index (SLOT_COUNT long). */
 export type SlotMask = Uint8Array;
@@ -31,6 +34,10 @@ export class GallerySlice {
   private slotTemplates = new Int32Array(SLOT_COUNT);
   /** Live rows per subject ordinal. */
   private subjectRows: Set<number>[] = [];
+  /** Per-subject upper bounds of the exact logit (the int8 engine's searches). */
+  private upper: Float64Array | undefined;
+  /** Subjects rescored from float32 by int8 searches, over this slice's life (how much the bound costs). */
+  rescored = 0;
   private freeOrds: number[] = [];
   private scratch: { best: Float64Array; bestRow: Int32Array; alive: Uint8Array } | undefined;
 
@@ -143,14 +150,83 @@ export class GallerySlice {
    * With `mask`, only subjects of the slots it marks (one epoch's, while the shard count changes).
    */
   async search(query: Float32Array, k: number, mask?: SlotMask): Promise<SubjectMatch[]> {
-    const { logits, alive, count } = await this.scorer.scan(query);
-    return this.bestSubjects(logits, alive, count, k, mask);
+    const { logits, alive, count, bounds } = await this.scorer.scan(query);
+    return bounds ? this.bestSubjectsExact(logits, alive, count, k, bounds, mask) : this.bestSubjects(logits, alive, count, k, mask);
   }
 
   /** search() for several queries in one pass over the rows (the shard batches concurrent calls into this), each with its own mask. */
   async searchMany(queries: Float32Array[], k: number, masks?: (SlotMask | undefined)[]): Promise<SubjectMatch[][]> {
-    const { logits, alive, count } = await this.scorer.scanMany(queries);
-    return logits.map((l, i) => this.bestSubjects(l, alive, count, k, masks?.[i]));
+    const { logits, alive, count, bounds } = await this.scorer.scanMany(queries);
+    return logits.map((l, i) => {
+      const b = bounds?.[i];
+      return b ? this.bestSubjectsExact(l, alive, count, k, b, masks?.[i]) : this.bestSubjects(l, alive, count, k, masks?.[i]);
+    });
+  }
+
+  /**
+   * The subject-level top-k from approximate logits (the int8 engine), made
+   * exact: the k x OVERSAMPLE best subjects by approximate logit are rescored
+   * from float32 P; then every other subject whose bound still reaches the
+   * k-th best exact score is rescored too, until none does. A subject left
+   * out cannot beat the k-th, so the answer is the float32 engine's.
+   * Synchronous (bounds.exact must run before the next scan).
+   */
+  private bestSubjectsExact(logits: ArrayLike<number>, rowAlive: Uint8Array, count: number, k: number, bounds: ScanBounds, mask?: SlotMask): SubjectMatch[] {
+    const nSubjects = this.subjectIds.length;
+    const { best, bestRow, alive } = this.scratchFor(nSubjects);
+    const upper = this.upperFor(nSubjects);
+    best.fill(-Infinity, 0, nSubjects);
+    bestRow.fill(-1, 0, nSubjects);
+    upper.fill(-Infinity, 0, nSubjects);
+    const slotOfOrd = this.subjectSlot;
+    const { slack, rowSlack } = bounds;
+    for (let row = 0; row < count; row++) {
+      const ord = this.rowSubject[row];
+      if (ord < 0 || rowAlive[row] === 0) continue;
+      if (mask !== undefined && mask[slotOfOrd[ord]] === 0) continue;
+      const l = logits[row];
+      if (l > best[ord]) {
+        best[ord] = l;
+        bestRow[ord] = row;
+      }
+      const u = l + slack + rowSlack[row];
+      if (u > upper[ord]) upper[ord] = u;
+    }
+    for (let o = 0; o < nSubjects; o++) alive[o] = bestRow[o] >= 0 ? 1 : 0;
+    const exact = new Map<number, { logit: number; row: number }>();
+    const rescore = (ords: number[]) => {
+      const rows: number[] = [];
+      const owner: number[] = [];
+      for (const o of ords) {
+        for (const r of this.subjectRows[o]) {
+          if (r >= count || rowAlive[r] === 0) continue;
+          rows.push(r);
+          owner.push(o);
+        }
+      }
+      const got = bounds.exact(rows);
+      for (let i = 0; i < rows.length; i++) {
+        const prev = exact.get(owner[i]);
+        if (!prev || got[i] > prev.logit || (got[i] === prev.logit && rows[i] < prev.row)) exact.set(owner[i], { logit: got[i], row: rows[i] });
+      }
+    };
+    const kth = () => {
+      if (exact.size < k) return -Infinity;
+      return [...exact.values()].map((e) => e.logit).sort((a, b) => b - a)[k - 1];
+    };
+    rescore(topK(best, alive, nSubjects, k * EXACT_OVERSAMPLE).map((m) => m.index));
+    for (;;) {
+      const floor = kth();
+      const more: number[] = [];
+      for (let o = 0; o < nSubjects; o++) if (alive[o] === 1 && !exact.has(o) && upper[o] >= floor) more.push(o);
+      if (more.length === 0) break;
+      rescore(more);
+    }
+    this.rescored += exact.size;
+    return [...exact.entries()]
+      .sort(([oa, a], [ob, b]) => b.logit - a.logit || oa - ob)
+      .slice(0, k)
+      .map(([o, e]) => ({ subjectId: this.subjectIds[o], templateId: this.rowTemplate[e.row], score: sigmoid(e.logit), logit: e.logit }));
   }
 
   /** Whether the slice holds the subject in a slot the mask marks (any slot without one). */
@@ -241,6 +317,11 @@ export class GallerySlice {
   }
 
   /** Per-subject scratch for search, grown as the slice grows (a fresh 400 KB per query at 25k subjects made the GC a tail). */
+  private upperFor(n: number): Float64Array {
+    if (!this.upper || this.upper.length < n) this.upper = new Float64Array(Math.max(n, 1024, (this.upper?.length ?? 0) * 2));
+    return this.upper;
+  }
+
   private scratchFor(n: number): { best: Float64Array; bestRow: Int32Array; alive: Uint8Array } {
     if (!this.scratch || this.scratch.best.length < n) {
       const size = Math.max(n, 1024, (this.scratch?.best.length ?? 0) * 2);

@@ -2,14 +2,20 @@ import { assertVectors } from '@yoco/common';
 import { CapacityError, RowIndexError } from './errors/index.js';
 import type { Head } from './head.js';
 import { topK, type Match } from './top-k.js';
+import type { ScanBounds } from './int8-mirror.js';
 
-export type EngineName = 'reference' | 'yoco' | 'factorized';
+export type EngineName = 'reference' | 'yoco' | 'factorized' | 'int8';
 
-/** What one scan saw: logits for rows [0, count) and which of those rows were live. */
+/**
+ * What one scan saw: logits for rows [0, count) and which of those rows were
+ * live. With `bounds` (the int8 engine) the logits are approximate, each
+ * within a stated bound of the exact one, which bounds.exact() gives.
+ */
 export interface ScanResult {
   logits: ArrayLike<number>;
   alive: Uint8Array;
   count: number;
+  bounds?: ScanBounds;
 }
 
 /** Rows a scorer lost to a failed projection: they are dead, and their templates must be loaded again. */
@@ -48,7 +54,7 @@ export interface Scorer {
    */
   scan(query: Float32Array): Promise<ScanResult>;
   /** scan() for several queries at once; engines that can share one pass over the rows do. One count for all. */
-  scanMany(queries: Float32Array[]): Promise<{ logits: ArrayLike<number>[]; alive: Uint8Array; count: number }>;
+  scanMany(queries: Float32Array[]): Promise<{ logits: ArrayLike<number>[]; alive: Uint8Array; count: number; bounds?: (ScanBounds | undefined)[] }>;
   /** The head's logit for the query against the given rows (a subject's templates: Verify); -Infinity for a row that died meanwhile. */
   logitsOf(query: Float32Array, rows: number[]): Promise<Float64Array>;
   /**
@@ -144,26 +150,33 @@ export abstract class BaseScorer implements Scorer {
   }
 
   async scan(query: Float32Array): Promise<ScanResult> {
-    const logits = await this.computeChecked(query);
-    return { logits, alive: this.alive, count: logits.length };
+    const logits = await this.computeChecked(query, true);
+    const bounds = this.boundsOf(logits);
+    return { logits, alive: this.alive, count: logits.length, ...(bounds ? { bounds } : {}) };
   }
 
-  async scanMany(queries: Float32Array[]): Promise<{ logits: ArrayLike<number>[]; alive: Uint8Array; count: number }> {
+  async scanMany(queries: Float32Array[]): Promise<{ logits: ArrayLike<number>[]; alive: Uint8Array; count: number; bounds?: (ScanBounds | undefined)[] }> {
     this.assertOpen();
     for (const q of queries) assertVectors(q, this.head.dim, 'query', 1);
     await this.flush();
     if (this.count === 0) return { logits: queries.map(() => new Float64Array(0)), alive: this.alive, count: 0 };
-    const logits = await this.computeManyLogits(queries, this.count);
+    const logits = await this.computeManyLogits(queries, this.count, true);
     // Every query of a batch is scanned over the same rows; the shortest is the safe count all the same.
     const count = logits.reduce((m, l) => Math.min(m, l.length), Infinity);
-    return { logits, alive: this.alive, count };
+    const bounds = logits.map((l) => this.boundsOf(l));
+    return { logits, alive: this.alive, count, ...(bounds.some(Boolean) ? { bounds } : {}) };
   }
 
   /** Default: one scan per query. */
-  protected async computeManyLogits(queries: Float32Array[], count: number): Promise<ArrayLike<number>[]> {
+  protected async computeManyLogits(queries: Float32Array[], count: number, approximate = false): Promise<ArrayLike<number>[]> {
     const out: ArrayLike<number>[] = [];
-    for (const q of queries) out.push(await this.computeLogits(q, count));
+    for (const q of queries) out.push(await this.computeLogits(q, count, approximate));
     return out;
+  }
+
+  /** The bounds of logits a scan made approximate (the int8 engine); read right after the scan. */
+  protected boundsOf(_logits: ArrayLike<number>): ScanBounds | undefined {
+    return undefined;
   }
 
   async logitsOf(query: Float32Array, rows: number[]): Promise<Float64Array> {
@@ -246,11 +259,11 @@ export abstract class BaseScorer implements Scorer {
     return this.closing;
   }
 
-  private async computeChecked(query: Float32Array): Promise<ArrayLike<number>> {
+  private async computeChecked(query: Float32Array, approximate = false): Promise<ArrayLike<number>> {
     this.assertOpen();
     assertVectors(query, this.head.dim, 'query', 1);
     await this.flush();
-    return this.count === 0 ? new Float64Array(0) : this.computeLogits(query, this.count);
+    return this.count === 0 ? new Float64Array(0) : this.computeLogits(query, this.count, approximate);
   }
 
   private assertOpen(): void {
@@ -265,7 +278,7 @@ export abstract class BaseScorer implements Scorer {
    * Logits of the query against rows [0, n) with n <= count: the rows that
    * are complete when the scan starts. Removed rows may hold anything.
    */
-  protected abstract computeLogits(query: Float32Array, count: number): Promise<ArrayLike<number>>;
+  protected abstract computeLogits(query: Float32Array, count: number, approximate?: boolean): Promise<ArrayLike<number>>;
   /** A new scorer of this engine and these options holding copies of the given rows (in order), sharing compiled state. */
   protected abstract cloneWith(rows: number[]): BaseScorer;
   protected async release(): Promise<void> {}

@@ -18,7 +18,9 @@ export async function createScorer(head: Head, options: ScorerOptions = {}): Pro
       return YocoScorer.create(head, options);
     case 'factorized':
       return FactorizedScorer.create(head, options);
+    case 'int8':
+      return FactorizedScorer.create(head, { ...options, int8: options.int8 ?? true });
     default:
-      throw new RangeError(`unknown engine '${engine as string}'; expected reference, yoco or factorized`);
+      throw new RangeError(`unknown engine '${engine as string}'; expected reference, yoco, factorized or int8`);
   }
 }

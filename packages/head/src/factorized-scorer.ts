@@ -5,12 +5,21 @@ import { BaseScorer, type BaseScorerOptions } from './base-scorer.js';
 import type { Head } from './head.js';
 import { createSession, SharedSessions, type RuntimeOptions } from './ort-session.js';
 import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
+import { INT8_FIT_MIN_ROWS, Int8Mirror, type ScanBounds } from './int8-mirror.js';
 
 export interface FactorizedOptions extends RuntimeOptions, BaseScorerOptions {
   /** Gallery rows projected per ORT run when adding (bounds the temporary [n, D] tensor). */
   projectBatch?: number;
   /** Threads scanning P per query (the caller's plus helpers); default: every core. */
   kernelThreads?: number;
+  /**
+   * The int8 engine: P is kept a second time as int8 (a quarter of the bytes
+   * a scan reads), scans give approximate logits with a bound on their error,
+   * and the slice rescores from float32 P whatever could still reach its
+   * top-k, so answers equal the float32 engine's. `clip`: the quantile at
+   * which each column's range is cut (default 1e-4).
+   */
+  int8?: boolean | { clip?: number };
 }
 
 /** [n, D] -> [n, H] = X · Wᵀ (+ b): one GEMM in ORT. */
@@ -35,6 +44,8 @@ interface Settings {
   projectBatch: number;
   kernelThreads: number;
   base: BaseScorerOptions;
+  /** The int8 engine's clip quantile; undefined for the float32 engine. */
+  int8Clip: number | undefined;
 }
 
 /**
@@ -49,8 +60,13 @@ interface Settings {
  * counted but not written yet.
  */
 export class FactorizedScorer extends BaseScorer {
-  readonly engine = 'factorized' as const;
+  readonly engine: 'factorized' | 'int8';
   private readonly kernel: ReluDotKernel;
+  private readonly mirror: Int8Mirror | undefined;
+  /** The int8 scan's logits, kept from scan to scan as `outs` are (a 400 KB array per query is GC work). */
+  private readonly approxOuts: Float64Array[] = [];
+  /** The bounds of the approximate logits each buffer holds now (int8). */
+  private readonly bounds = new WeakMap<object, ScanBounds>();
   private pending: Promise<void> = Promise.resolve();
   private queued = 0;
   /** Set when rows could not even be held in place: indices would shift, so no scan is trusted again. */
@@ -70,6 +86,8 @@ export class FactorizedScorer extends BaseScorer {
   ) {
     super(head, settings.base);
     this.kernel = new ReluDotKernel(head.hidden, head.w2, settings.kernelThreads);
+    this.engine = settings.int8Clip === undefined ? 'factorized' : 'int8';
+    this.mirror = settings.int8Clip === undefined ? undefined : new Int8Mirror(head.hidden, head.w2, settings.int8Clip);
   }
 
   static async create(head: Head, options: FactorizedOptions = {}): Promise<FactorizedScorer> {
@@ -86,12 +104,13 @@ export class FactorizedScorer extends BaseScorer {
       projectBatch: batch,
       kernelThreads: threads,
       base: { maxRows: options.maxRows, onFault: options.onFault },
+      int8Clip: options.int8 ? (typeof options.int8 === 'object' ? (options.int8.clip ?? 1e-4) : 1e-4) : undefined,
     });
   }
 
-  /** Bytes of wasm memory this scorer's rows take. */
+  /** Bytes of wasm memory this scorer's rows take (with the int8 engine, both copies). */
   get memoryBytes(): number {
-    return this.kernel.memoryBytes;
+    return this.kernel.memoryBytes + (this.mirror?.memoryBytes ?? 0);
   }
 
   override get idle(): boolean {
@@ -105,6 +124,8 @@ export class FactorizedScorer extends BaseScorer {
   protected cloneWith(rows: number[]): FactorizedScorer {
     const next = new FactorizedScorer(this.head, this.projections.retain(), this.settings);
     if (rows.length > 0) next.kernel.appendFrom(this.kernel, rows);
+    // A compaction refits the int8 scale to the rows it keeps, off the search path.
+    next.fitMirror();
     return next;
   }
 
@@ -123,12 +144,18 @@ export class FactorizedScorer extends BaseScorer {
           const x = new Tensor('float32', copy.subarray(done * D, (done + m) * D), [m, D]);
           const { y } = await this.projections.sessions.rows.run({ x });
           this.kernel.append(y.data as Float32Array, m);
+          // In the same step: the int8 copy never lags the float32 rows it mirrors.
+          if (this.mirror?.fitted) this.mirror.append(y.data as Float32Array, m);
+          else this.fitMirror();
           done += m;
         }
       } catch (err) {
         // Placeholders keep every later row at its index; the rows themselves are lost and said so.
         try {
-          if (!this.broken) this.kernel.appendZeros(n - done);
+          if (!this.broken) {
+            this.kernel.appendZeros(n - done);
+            if (this.mirror?.fitted) this.mirror.append(new Float32Array((n - done) * this.head.hidden), n - done);
+          }
         } catch (placeholderErr) {
           this.broken = placeholderErr as Error;
         }
@@ -138,27 +165,45 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   protected clearRow(index: number): void {
-    this.enqueue(async () => this.kernel.clear(index));
+    this.enqueue(async () => {
+      this.kernel.clear(index);
+      this.mirror?.clear(index);
+    });
   }
 
   override async flush(): Promise<void> {
     await this.pending;
   }
 
-  protected async computeLogits(query: Float32Array): Promise<Float32Array> {
+  protected computeLogits(query: Float32Array, _count: number, approximate = false): Promise<ArrayLike<number>> {
+    return this.logitsOne(query, approximate, 0);
+  }
+
+  /** One query's logits into buffer `slot` (a batch's queries each have their own). */
+  private async logitsOne(query: Float32Array, approximate: boolean, slot: number): Promise<ArrayLike<number>> {
     const { y } = await this.projections.sessions.query.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
     // Read after the await: rows projected meanwhile are complete and can be scanned; later ones cannot.
     const n = this.scannable();
-    const out = this.out(0, n);
+    if (approximate) {
+      const approx = this.approximate(y.data as Float32Array, n, slot);
+      if (approx) return approx;
+    }
+    const out = this.out(slot, n);
     this.kernel.run(y.data as Float32Array, out, n);
     const b2 = this.head.b2;
     for (let i = 0; i < n; i++) out[i] += b2;
     return out;
   }
 
-  protected override async computeManyLogits(queries: Float32Array[]): Promise<Float32Array[]> {
+  protected override async computeManyLogits(queries: Float32Array[], count: number, approximate = false): Promise<ArrayLike<number>[]> {
     // Alone, a query scans best in one call over all rows (and with the helper threads).
-    if (queries.length === 1) return [await this.computeLogits(queries[0])];
+    if (queries.length === 1) return [await this.logitsOne(queries[0], approximate, 0)];
+    // int8: one scan per query for now (each a quarter of the float32 pass's bytes), each into its own buffers.
+    if (approximate && this.mirror) {
+      const outs: ArrayLike<number>[] = [];
+      for (let i = 0; i < queries.length; i++) outs.push(await this.logitsOne(queries[i], approximate, i));
+      return outs;
+    }
     const D = this.head.dim;
     const H = this.head.hidden;
     const outs: Float32Array[] = [];
@@ -186,6 +231,46 @@ export class FactorizedScorer extends BaseScorer {
     const u = y.data as Float32Array;
     const n = this.kernel.rows;
     return Float64Array.from(rows, (r) => (r < n ? this.kernel.rowDot(r, u, this.head.w2) + this.head.b2 : -Infinity));
+  }
+
+  protected override boundsOf(logits: ArrayLike<number>): ScanBounds | undefined {
+    return this.bounds.get(logits as object);
+  }
+
+  /**
+   * int8 logits for the first n rows with their bounds, or undefined when the
+   * int8 copy cannot answer this query (too few rows to fit a scale yet, or
+   * offsets that would overflow its integer sums): then the float32 scan does.
+   */
+  private approximate(u: Float32Array, n: number, slot: number): Float64Array | undefined {
+    const mirror = this.mirror;
+    if (!mirror) return undefined;
+    if (!mirror.fitted) this.fitMirror();
+    if (!mirror.fitted || mirror.rows < n) return undefined;
+    const b2 = this.head.b2;
+    let into = this.approxOuts[slot];
+    if (!into || into.length < n) this.approxOuts[slot] = into = new Float64Array(Math.max(n, Math.ceil((into?.length ?? 0) * 1.5)));
+    const got = mirror.scan(u, n, b2, into);
+    if (!got) return undefined;
+    const logits = got.logits;
+    const uCopy = Float32Array.from(u);
+    this.bounds.set(logits, {
+      slack: got.slack,
+      rowSlack: got.rowSlack,
+      // The float32 engine's very arithmetic (its wasm function, then + b2 in float32), row by row.
+      exact: (rows) => Float64Array.from({ length: rows.length }, (_, k) => Math.fround(this.kernel.rowScore(rows[k], uCopy) + b2)),
+    });
+    return logits;
+  }
+
+  /**
+   * Fits the int8 scale once there are rows enough, on the rows there are
+   * (synchronously: no row lands in between); later rows are quantised as
+   * they land.
+   */
+  private fitMirror(): void {
+    if (!this.mirror || this.mirror.fitted || this.kernel.rows < INT8_FIT_MIN_ROWS) return;
+    this.mirror.fit((i) => this.kernel.rowView(i), this.kernel.rows);
   }
 
   /** Rows a scan may read now: the projected ones, or none at all once the row store is broken. */

@@ -5,6 +5,7 @@ export { metricHead, DEFAULT_METRIC_HEAD, type MetricHeadOptions } from './metri
 export { headToOnnx, type HeadExportOptions } from './export-head.js';
 export { createScorer, type ScorerOptions } from './create-scorer.js';
 export type { Scorer, EngineName, ScanResult, FaultListener } from './base-scorer.js';
+export type { ScanBounds } from './int8-mirror.js';
 export { ReferenceScorer } from './reference-scorer.js';
 export type { YocoOptions } from './yoco-scorer.js';
 export type { FactorizedOptions } from './factorized-scorer.js';

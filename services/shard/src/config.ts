@@ -6,7 +6,7 @@ export interface ShardConfig extends HeadConfig, RedisConfig, ServiceBaseConfig,
   index: number;
   count: number;
   grpcAddress: string;
-  engine: 'factorized' | 'yoco' | 'reference';
+  engine: 'factorized' | 'int8' | 'yoco' | 'reference';
   kernelThreads: number;
   ortThreads: number;
   searchMaxBatch: number;
@@ -41,7 +41,7 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   ...SERVER_SECURITY_ENV,
   ...SEAL_ENV,
   grpcAddress: grpcAddressEnv('127.0.0.1:50061', 'Shard'),
-  engine: { name: 'SHARD_ENGINE', default: 'factorized', parse: parse.oneOf('factorized', 'yoco', 'reference'), doc: 'scoring engine' },
+  engine: { name: 'SHARD_ENGINE', default: 'factorized', parse: parse.oneOf('factorized', 'int8', 'yoco', 'reference'), doc: 'scoring engine: factorized (float32), int8 (a quarter of the bytes per scan, rescored from float32 so answers are the same), yoco, reference' },
   kernelThreads: { name: 'KERNEL_THREADS', default: 0, parse: parse.int(0, 256), doc: 'threads scanning P per query (0 = one per core)' },
   searchMaxBatch: { name: 'SEARCH_MAX_BATCH', default: 16, parse: parse.int(1, 256), doc: 'concurrent queries scanned in one pass over the slice' },
   searchMaxDelayMs: { name: 'SEARCH_MAX_DELAY_MS', default: 0, parse: parse.int(0, 1000), doc: 'longest a query waits for others (0: batch only what queued while the last pass ran)' },

@@ -121,6 +121,21 @@ export class ReluDotKernel {
     new Float32Array(this.memory.buffer, this.rowsOffset + index * this.width * 4, this.width).fill(0);
   }
 
+  /** Row i's floats (a view: valid until the store grows). */
+  rowView(index: number): Float32Array {
+    return new Float32Array(this.memory.buffer, this.rowsOffset + index * this.width * 4, this.hidden);
+  }
+
+  /** w · relu(P_i + u) for one row by the scan's own wasm function: bit for bit what run() gives that row. */
+  rowScore(index: number, u: Float32Array): number {
+    const hb = this.width * 4;
+    const uv = new Float32Array(this.memory.buffer, this.uOffset, this.width);
+    uv.fill(0);
+    uv.set(u.subarray(0, this.hidden));
+    this.score(this.rowsOffset + index * hb, this.uOffset, this.wOffset, this.outOffset, 1, hb);
+    return new Float32Array(this.memory.buffer, this.outOffset, 1)[0];
+  }
+
   /** w · relu(P_i + u) for one row, in plain JS: for a handful of rows this beats a scan. */
   rowDot(index: number, u: Float32Array, w: Float32Array): number {
     const p = new Float32Array(this.memory.buffer, this.rowsOffset + index * this.width * 4, this.hidden);

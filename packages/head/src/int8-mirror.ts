@@ -1,0 +1,174 @@
+import { Int8Kernel } from './kernel/int8-kernel.js';
+
+/** Rows needed before the scale is fitted; fewer are scanned in float32 alone. */
+export const INT8_FIT_MIN_ROWS = 1024;
+/** Rows sampled per column to fit the scale. */
+const FIT_SAMPLE = 8192;
+/** |v_j| at most this: 12 bits, so sum_j |v_j| * relu(...) stays an i32 for any sane query. */
+const V_MAX = 2047;
+/** r_j is kept inside int16 with room for q: q + r never saturates. */
+const R_MAX = 32000;
+
+/**
+ * What a scan on approximate logits says about them: for every row i,
+ *   |exact_i - logits_i| <= slack + rowSlack[i]
+ * where exact is the float32 engine's logit, and exact() gives those for any
+ * rows (call it before the next scan). A caller that rescores every row that
+ * could still reach its k-th best exact score gets exactly the float32 top-k.
+ */
+export interface ScanBounds {
+  slack: number;
+  rowSlack: Float32Array;
+  exact(rows: ArrayLike<number>): Float64Array;
+}
+
+/**
+ * P kept a second time as int8, per column: P_ij ~ o_j + s_j q_ij, with s_j
+ * and o_j fitted to the `clip` and 1 - `clip` quantiles of the column. Then
+ *   relu(P_ij + u_j) ~ s_j relu(q_ij + r_j),   r_j = round((o_j + u_j) / s_j)
+ * and the logit ~ t * sum_j v_j relu(q_ij + r_j) + b2 with v_j = round(w_j s_j / t).
+ * Each row's own quantisation error (sum_j |w_j| |P_ij - o_j - s_j q_ij|,
+ * clipping included) is kept beside it, and each query's rounding error is
+ * computed from r, so every approximate logit comes with a bound.
+ */
+export class Int8Mirror {
+  readonly kernel: Int8Kernel;
+  private scale: Float32Array | undefined;
+  private offset: Float32Array | undefined;
+  private t = 1;
+  private v: Int16Array | undefined;
+  private rowSlack = new Float32Array(1024);
+  private readonly absW: Float64Array;
+  private readonly r: Int16Array;
+  private out = new Int32Array(0);
+
+  constructor(readonly hidden: number, private readonly w: Float32Array, private readonly clip = 1e-4) {
+    if (!(clip >= 0 && clip < 0.5)) throw new RangeError(`int8 clip quantile must be in [0, 0.5), got ${clip}`);
+    this.kernel = new Int8Kernel(hidden);
+    this.absW = Float64Array.from(w.subarray(0, hidden), Math.abs);
+    this.r = new Int16Array(hidden);
+  }
+
+  get fitted(): boolean {
+    return this.scale !== undefined;
+  }
+
+  get rows(): number {
+    return this.kernel.rows;
+  }
+
+  /** Bytes the int8 copy takes (rows, scratch, per-row bounds). */
+  get memoryBytes(): number {
+    return this.kernel.memoryBytes + this.rowSlack.byteLength;
+  }
+
+  /** Fits the scale to these rows (n x hidden, row-major, any stride) and quantises them all. */
+  fit(rowAt: (i: number) => Float32Array, n: number): void {
+    const H = this.hidden;
+    const step = Math.max(1, Math.floor(n / FIT_SAMPLE));
+    const sample: number[] = [];
+    for (let i = 0; i < n; i += step) sample.push(i);
+    const m = sample.length;
+    const rows = new Float32Array(m * H);
+    sample.forEach((row, k) => rows.set(rowAt(row).subarray(0, H), k * H));
+    const column = new Float32Array(m);
+    const scale = new Float32Array(H);
+    const offset = new Float32Array(H);
+    const lo = Math.floor(this.clip * (m - 1));
+    const hi = Math.ceil((1 - this.clip) * (m - 1));
+    for (let j = 0; j < H; j++) {
+      for (let k = 0; k < m; k++) column[k] = rows[k * H + j];
+      column.sort();
+      const a = column[lo];
+      const b = column[hi];
+      // 255 steps over [a, b]; a constant column still gets a usable step.
+      const s = b > a ? (b - a) / 255 : Math.max(Math.abs(a), 1) * 1e-3;
+      scale[j] = s;
+      offset[j] = a + 128 * s;
+    }
+    let maxWs = 0;
+    for (let j = 0; j < H; j++) maxWs = Math.max(maxWs, Math.abs(this.w[j] * scale[j]));
+    this.t = maxWs > 0 ? maxWs / V_MAX : 1;
+    this.v = Int16Array.from({ length: H }, (_, j) => Math.round((this.w[j] * scale[j]) / this.t));
+    this.scale = scale;
+    this.offset = offset;
+    this.kernel.reset();
+    this.kernel.setWeights(this.v);
+    const batch = new Float32Array(Math.min(n, 1024) * H);
+    for (let start = 0; start < n; start += 1024) {
+      const m = Math.min(1024, n - start);
+      for (let i = 0; i < m; i++) batch.set(rowAt(start + i).subarray(0, H), i * H);
+      this.append(batch, m);
+    }
+  }
+
+  /** Quantises and appends n rows (n x hidden floats); fit() first. */
+  append(rows: Float32Array, n: number): void {
+    const { scale, offset } = this;
+    if (!scale || !offset) throw new Error('int8 rows appended before the scale was fitted');
+    const H = this.hidden;
+    const q = new Int8Array(n * H);
+    const first = this.kernel.rows;
+    this.growSlack(first + n);
+    for (let i = 0; i < n; i++) {
+      let err = 0;
+      for (let j = 0; j < H; j++) {
+        const p = rows[i * H + j];
+        const k = Math.max(-128, Math.min(127, Math.round((p - offset[j]) / scale[j])));
+        q[i * H + j] = k;
+        err += this.absW[j] * Math.abs(p - (offset[j] + scale[j] * k));
+      }
+      this.rowSlack[first + i] = err;
+    }
+    this.kernel.append(q, n);
+  }
+
+  appendZeros(n: number, zeroRow: Float32Array): void {
+    const rows = new Float32Array(n * this.hidden);
+    for (let i = 0; i < n; i++) rows.set(zeroRow.subarray(0, this.hidden), i * this.hidden);
+    this.append(rows, n);
+  }
+
+  clear(index: number): void {
+    if (index < this.kernel.rows) this.kernel.clear(index);
+  }
+
+  /**
+   * Approximate logits for the first `count` rows (written into `into`), and the
+   * query's share of the bound; undefined when this query's offsets would
+   * overflow the integer sums (the caller then scans in float32).
+   */
+  scan(u: Float32Array, count: number, b2: number, into: Float64Array): { logits: Float64Array; slack: number; rowSlack: Float32Array } | undefined {
+    const { scale, offset, v } = this;
+    if (!scale || !offset || !v) return undefined;
+    const H = this.hidden;
+    let slack = 0;
+    let sum = 0;
+    for (let j = 0; j < H; j++) {
+      const c = (offset[j] + u[j]) / scale[j];
+      const r = Math.max(-R_MAX, Math.min(R_MAX, Math.round(c)));
+      this.r[j] = r;
+      const m = Math.max(0, 127 + r);
+      sum += Math.abs(v[j]) * m;
+      slack += this.absW[j] * scale[j] * Math.abs(c - r) + Math.abs(this.w[j] * scale[j] - this.t * v[j]) * m;
+    }
+    if (sum >= 2 ** 31 - 1) return undefined;
+    if (this.out.length < count) this.out = new Int32Array(Math.max(count, Math.ceil(this.out.length * 1.5)));
+    this.kernel.run(this.r, this.out, count);
+    const logits = into.subarray(0, count);
+    const t = this.t;
+    const out = this.out;
+    for (let i = 0; i < count; i++) logits[i] = t * out[i] + b2;
+    // The float32 engine's own rounding, against which the result is exact: a margin well above it.
+    let scaleSum = 0;
+    for (let j = 0; j < H; j++) scaleSum += this.absW[j] * scale[j] * Math.max(0, 127 + this.r[j]);
+    return { logits, slack: slack + 1e-4 * (1 + scaleSum), rowSlack: this.rowSlack };
+  }
+
+  private growSlack(rows: number): void {
+    if (rows <= this.rowSlack.length) return;
+    const next = new Float32Array(Math.max(rows, this.rowSlack.length * 2));
+    next.set(this.rowSlack);
+    this.rowSlack = next;
+  }
+}

@@ -1,0 +1,107 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Rng } from '@yoco/common';
+import { createScorer, metricHead, parseHead, type Head, type Scorer } from '@yoco/head';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Int8Kernel } from '../src/kernel/int8-kernel.js';
+import { randomHead } from './helpers.js';
+
+const open: Scorer[] = [];
+afterEach(async () => {
+  for (const s of open.splice(0)) await s.close();
+});
+
+function unitRows(n: number, dim: number, rng: Rng): Float32Array {
+  const out = rng.normals(n * dim);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let j = 0; j < dim; j++) s += out[i * dim + j] ** 2;
+    const norm = Math.sqrt(s);
+    for (let j = 0; j < dim; j++) out[i * dim + j] /= norm;
+  }
+  return out;
+}
+
+async function scorer(head: Head, engine: 'factorized' | 'int8', rows: Float32Array): Promise<Scorer> {
+  const s = await createScorer(head, { engine, kernelThreads: 1 });
+  open.push(s);
+  s.add(rows);
+  await s.flush();
+  return s;
+}
+
+describe('the int8 kernel', () => {
+  it('computes sum_j v_j relu(q_ij + r_j) exactly as integer arithmetic does, padding and extremes included', () => {
+    const rng = new Rng(1);
+    for (const hidden of [5, 16, 37, 512]) {
+      const k = new Int8Kernel(hidden);
+      const n = 300;
+      const q = Int8Array.from({ length: n * hidden }, (_, i) => (i % 97 === 0 ? -128 : i % 89 === 0 ? 127 : Math.floor(rng.next() * 256) - 128));
+      const v = Int16Array.from({ length: hidden }, (_, j) => (j === 0 ? 2047 : j === 1 ? -2047 : Math.floor(rng.next() * 4095) - 2047));
+      const r = Int16Array.from({ length: hidden }, (_, j) => (j === 2 ? 32000 : j === 3 ? -32000 : Math.floor(rng.next() * 600) - 300));
+      k.setWeights(v);
+      k.append(q, n);
+      const out = new Int32Array(n);
+      k.run(r, out);
+      for (let i = 0; i < n; i++) {
+        let want = 0;
+        for (let j = 0; j < hidden; j++) want += v[j] * Math.max(0, q[i * hidden + j] + r[j]);
+        expect(out[i], `hidden ${hidden}, row ${i}`).toBe(want);
+      }
+    }
+  });
+});
+
+describe('the int8 engine', () => {
+  const torchHead = () => parseHead(readFileSync(fileURLToPath(new URL('./fixtures/torch-conv-opset17.onnx', import.meta.url))));
+  const heads: [string, () => Head][] = [
+    ['the metric head (D=64, H=128)', () => metricHead({ dim: 64, hidden: 128, tau: 0.5 })],
+    ['a random conv head (D=48, H=512)', () => randomHead(48, 512, 7)],
+    ['a torch-exported head (D=6, H=5)', torchHead],
+  ];
+
+  it.each(heads)('with %s: every approximate logit is within its stated bound of the float32 one', async (_, make) => {
+    const head = make();
+    const rng = new Rng(2);
+    const rows = unitRows(3000, head.dim, rng);
+    const exact = await scorer(head, 'factorized', rows);
+    const int8 = await scorer(head, 'int8', rows);
+    expect(int8.engine).toBe('int8');
+    for (let q = 0; q < 20; q++) {
+      const query = unitRows(1, head.dim, rng);
+      const want = await exact.logits(query);
+      const { logits, bounds, count } = await int8.scan(query);
+      expect(bounds).toBeDefined();
+      let worst = 0;
+      for (let i = 0; i < count; i++) {
+        const err = Math.abs(logits[i] - want[i]);
+        expect(err, `row ${i}`).toBeLessThanOrEqual(bounds!.slack + bounds!.rowSlack[i]);
+        worst = Math.max(worst, err / (bounds!.slack + bounds!.rowSlack[i]));
+      }
+      // exact() is the float32 engine's number, bit for bit.
+      const rowsAsked = [0, 17, count - 1];
+      expect(Array.from(bounds!.exact(rowsAsked))).toEqual(rowsAsked.map((r) => want[r]));
+      expect(worst).toBeGreaterThan(0);
+    }
+  });
+
+  it('below 1024 rows it scans in float32 (no scale to fit yet), then fits one and keeps it as rows arrive', async () => {
+    const head = metricHead({ dim: 32, hidden: 64, tau: 0.5 });
+    const rng = new Rng(4);
+    const s = await createScorer(head, { engine: 'int8', kernelThreads: 1 });
+    open.push(s);
+    s.add(unitRows(500, 32, rng));
+    await s.flush();
+    expect((await s.scan(unitRows(1, 32, rng))).bounds).toBeUndefined();
+    s.add(unitRows(600, 32, rng));
+    await s.flush();
+    expect((await s.scan(unitRows(1, 32, rng))).bounds).toBeDefined();
+    // Rows after the fit are quantised too; a removed row is cleared in both copies and never answers.
+    const late = s.add(unitRows(10, 32, rng));
+    s.remove(late);
+    await s.flush();
+    const { bounds, count } = await s.scan(unitRows(1, 32, rng));
+    expect(count).toBe(1110);
+    expect(bounds!.rowSlack.length).toBeGreaterThanOrEqual(1110);
+  });
+});
