@@ -1,13 +1,17 @@
 /**
  * The head benchmark: every way of scoring one probe against a gallery, side
  * by side in one run. `npm run bench:head` (N = 1491 and 50000) or
- * `npm run bench:head -- --quick` (N = 1491 only). Writes
+ * `npm run bench:head -- --quick` (N = 1491 only). int8 is timed where it is
+ * used, a slice's subject-level search, beside the float32 engine's on the
+ * same path (factorized-slice), with the fraction of queries whose top-10
+ * equals float32's. Writes
  * test/bench/results/head.json and prints a table.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '@yoco/common';
+import { GallerySlice } from '@yoco/gallery';
 import { createScorer, headToOnnx, loadHead, metricHead, ReferenceScorer, type Head, type Scorer } from '@yoco/head';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { machineInfo, median, percentile, printTable } from './bench-util.js';
@@ -22,7 +26,7 @@ const BLOCK = 1024;
 /** Pairs timed per query for the per-pair loop at large N; the rest is extrapolated. */
 const LOOP_SAMPLE = 400;
 
-type Method = 'loop' | 'batched' | 'yoco' | 'yoco-blocks' | 'factorized';
+type Method = 'loop' | 'batched' | 'yoco' | 'yoco-blocks' | 'factorized' | 'factorized-slice' | 'int8';
 
 interface Row {
   method: Method;
@@ -34,6 +38,8 @@ interface Row {
   speedup_vs_yoco: number;
   max_abs_diff: number;
   top10_match: boolean | null;
+  /** int8: the fraction of queries whose top-10 (subjects, templates, scores) equals the float32 slice's. */
+  top10_agreement?: number;
   note?: string;
 }
 
@@ -42,6 +48,7 @@ type Scores = Map<number, number>;
 
 interface Timed {
   times: number[];
+  agreement?: number;
   /** Scores for the check query (the first timed one). */
   scores: Scores;
   top10: number[] | null;
@@ -158,6 +165,32 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
   results.set('factorized', timed);
   await factorized.close();
 
+  // The product path, where int8 is used: a slice's subject-level search (one subject per row), float32
+  // and int8 side by side on the same queries; int8's answers are compared with float32's, query by query.
+  const templates = Array.from({ length: n }, (_, i) => ({ subjectId: `s${i}`, templateId: `t${i}`, vector: rows.subarray(i * d, (i + 1) * d) }));
+  const answers = new Map<Method, string[]>();
+  for (const engine of ['factorized', 'int8'] as const) {
+    const method: Method = engine === 'int8' ? 'int8' : 'factorized-slice';
+    log(`${method}`);
+    const scorer = await createScorer(head, { engine });
+    const slice = new GallerySlice(scorer);
+    slice.add(templates);
+    await scorer.flush();
+    const seen: string[] = [];
+    const timed = await timeQueries(queries, 10, async (q) => {
+      const got = await slice.search(q, 10);
+      if (seen.length < queries.length) seen.push(JSON.stringify(got.map((m) => [m.templateId, m.logit])));
+      return new Map();
+    });
+    timed.scores = await scorerScores(scorer, queries[0]);
+    timed.top10 = top10(timed.scores);
+    answers.set(method, seen);
+    results.set(method, timed);
+    await scorer.close();
+  }
+  const f32 = answers.get('factorized-slice')!;
+  results.get('int8')!.agreement = answers.get('int8')!.filter((a, i) => a === f32[i]).length / f32.length;
+
   // The reference (plain TS, float64, one pair at a time) on the check query: on every row at
   // small N; at large N on the union of every method's top 50 plus a random sample.
   const candidates = new Set<number>();
@@ -191,6 +224,7 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
       speedup_vs_yoco: yocoMedian / med,
       max_abs_diff: diff,
       top10_match: t.top10 ? t.top10.join() === truthTop.join() : null,
+      ...(t.agreement !== undefined ? { top10_agreement: t.agreement } : {}),
       ...(t.note ? { note: t.note } : {}),
     });
   }
@@ -215,7 +249,7 @@ async function main(): Promise<void> {
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
   printTable(
-    ['method', 'n', 'median ms', 'p95 ms', 'x vs yoco', 'max |diff|', 'top10'],
+    ['method', 'n', 'median ms', 'p95 ms', 'x vs yoco', 'max |diff|', 'top10', 'top10 agreement'],
     results.map((r) => [
       r.method + (r.note ? '*' : ''),
       String(r.n),
@@ -224,6 +258,7 @@ async function main(): Promise<void> {
       r.speedup_vs_yoco.toFixed(1),
       r.max_abs_diff.toExponential(1),
       r.top10_match === null ? 'n/a' : r.top10_match ? 'same' : 'DIFFERENT',
+      r.top10_agreement === undefined ? '' : r.top10_agreement.toFixed(3),
     ]),
   );
   if (results.some((r) => r.note)) console.log('* per-pair loop at large N: timed on a sample of pairs and extrapolated');

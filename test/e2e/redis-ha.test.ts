@@ -55,14 +55,19 @@ describe('the store of record behind Sentinel', () => {
     try {
       for (let i = 0; afterKill < 30 && Date.now() - started < 90_000; i++) {
         if (i === 30) {
-          // A burst queued without waiting, so jobs are waiting and running in the enroller when the primary dies.
+          // A burst queued without waiting. The enroller is frozen once it has taken some of them, so jobs are
+          // both running (taken, locked, mid-write) and waiting when the primary dies; it is let go after.
+          const enroller = cluster.enroller!.process;
+          let acked = 0;
           burst.push(...(await Promise.all(Array.from({ length: 100 }, async (_, j) => {
             const v = unitVector(rng);
             const e = await enrol(client as never, `ha-burst-${j}`, [v], { wait: false }, 10_000);
+            if (++acked === 10) enroller.kill('SIGSTOP');
             return { id: `ha-burst-${j}`, v, jobId: e.jobId };
           }))));
           cluster.ha!.servers[0].process.kill('SIGKILL');
           killedAt = Date.now();
+          enroller.kill('SIGCONT');
         }
         const id = `ha-${i}`;
         const v = unitVector(rng);

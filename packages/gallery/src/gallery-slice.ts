@@ -218,7 +218,7 @@ export class GallerySlice {
     for (;;) {
       const floor = kth();
       const more: number[] = [];
-      for (let o = 0; o < nSubjects; o++) if (alive[o] === 1 && !exact.has(o) && upper[o] >= floor) more.push(o);
+      for (let o = 0; o < nSubjects; o++) if (upper[o] >= floor && alive[o] === 1 && !exact.has(o)) more.push(o);
       if (more.length === 0) break;
       rescore(more);
     }
