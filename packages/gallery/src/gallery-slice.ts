@@ -34,8 +34,6 @@ export class GallerySlice {
   private slotTemplates = new Int32Array(SLOT_COUNT);
   /** Live rows per subject ordinal. */
   private subjectRows: Set<number>[] = [];
-  /** Per-subject upper bounds of the exact logit (the int8 engine's searches). */
-  private upper: Float64Array | undefined;
   /** Subjects rescored from float32 by int8 searches, over this slice's life (how much the bound costs). */
   rescored = 0;
   private freeOrds: number[] = [];
@@ -174,14 +172,12 @@ export class GallerySlice {
   private bestSubjectsExact(logits: ArrayLike<number>, rowAlive: Uint8Array, count: number, k: number, bounds: ScanBounds, mask?: SlotMask): SubjectMatch[] {
     const nSubjects = this.subjectIds.length;
     const { best, bestRow, alive } = this.scratchFor(nSubjects);
-    const upper = this.upperFor(nSubjects);
     best.fill(-Infinity, 0, nSubjects);
     bestRow.fill(-1, 0, nSubjects);
-    upper.fill(-Infinity, 0, nSubjects);
     const slotOfOrd = this.subjectSlot;
-    const { slack, rowSlack } = bounds;
+    const rowSubject = this.rowSubject;
     for (let row = 0; row < count; row++) {
-      const ord = this.rowSubject[row];
+      const ord = rowSubject[row];
       if (ord < 0 || rowAlive[row] === 0) continue;
       if (mask !== undefined && mask[slotOfOrd[ord]] === 0) continue;
       const l = logits[row];
@@ -189,12 +185,10 @@ export class GallerySlice {
         best[ord] = l;
         bestRow[ord] = row;
       }
-      const u = l + slack + rowSlack[row];
-      if (u > upper[ord]) upper[ord] = u;
     }
     for (let o = 0; o < nSubjects; o++) alive[o] = bestRow[o] >= 0 ? 1 : 0;
     const exact = new Map<number, { logit: number; row: number }>();
-    const rescore = (ords: number[]) => {
+    const rescore = (ords: Iterable<number>) => {
       const rows: number[] = [];
       const owner: number[] = [];
       for (const o of ords) {
@@ -215,11 +209,20 @@ export class GallerySlice {
       return [...exact.values()].map((e) => e.logit).sort((a, b) => b - a)[k - 1];
     };
     rescore(topK(best, alive, nSubjects, k * EXACT_OVERSAMPLE).map((m) => m.index));
+    // Then every subject with a row whose bound still reaches the k-th best exact logit (one pass over the
+    // rows; almost every row fails the first compare), until none is left.
+    const { slack, rowSlack } = bounds;
     for (;;) {
-      const floor = kth();
-      const more: number[] = [];
-      for (let o = 0; o < nSubjects; o++) if (upper[o] >= floor && alive[o] === 1 && !exact.has(o)) more.push(o);
-      if (more.length === 0) break;
+      const floor = kth() - slack;
+      const more = new Set<number>();
+      for (let row = 0; row < count; row++) {
+        if (logits[row] + rowSlack[row] < floor) continue;
+        const ord = rowSubject[row];
+        if (ord < 0 || rowAlive[row] === 0 || alive[ord] === 0 || exact.has(ord)) continue;
+        if (mask !== undefined && mask[slotOfOrd[ord]] === 0) continue;
+        more.add(ord);
+      }
+      if (more.size === 0) break;
       rescore(more);
     }
     this.rescored += exact.size;
@@ -317,11 +320,6 @@ export class GallerySlice {
   }
 
   /** Per-subject scratch for search, grown as the slice grows (a fresh 400 KB per query at 25k subjects made the GC a tail). */
-  private upperFor(n: number): Float64Array {
-    if (!this.upper || this.upper.length < n) this.upper = new Float64Array(Math.max(n, 1024, (this.upper?.length ?? 0) * 2));
-    return this.upper;
-  }
-
   private scratchFor(n: number): { best: Float64Array; bestRow: Int32Array; alive: Uint8Array } {
     if (!this.scratch || this.scratch.best.length < n) {
       const size = Math.max(n, 1024, (this.scratch?.best.length ?? 0) * 2);

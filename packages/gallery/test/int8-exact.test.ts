@@ -42,7 +42,7 @@ describe('a slice on the int8 engine', () => {
     const templates = Array.from({ length: n }, (_, i) => ({ subjectId: `s${i % 3000}`, templateId: `t${i}`, vector: rows.subarray(i * head.dim, (i + 1) * head.dim) }));
     const slices = await Promise.all(
       (['factorized', 'int8'] as const).map(async (engine) => {
-        const s = await createScorer(head, { engine, kernelThreads: 1 });
+        const s = await createScorer(head, { engine, kernelThreads: 1, int8: engine === 'int8' ? { minRows: 1024 } : undefined });
         open.push(s);
         const slice = new GallerySlice(s);
         slice.add(templates);

@@ -6,6 +6,8 @@ import type { Head } from './head.js';
 import { createSession, SharedSessions, type RuntimeOptions } from './ort-session.js';
 import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
 import { INT8_FIT_MIN_ROWS, Int8Mirror, type ScanBounds } from './int8-mirror.js';
+import { sigmoid } from './head.js';
+import { topK, type Match } from './top-k.js';
 
 export interface FactorizedOptions extends RuntimeOptions, BaseScorerOptions {
   /** Gallery rows projected per ORT run when adding (bounds the temporary [n, D] tensor). */
@@ -19,7 +21,19 @@ export interface FactorizedOptions extends RuntimeOptions, BaseScorerOptions {
    * top-k, so answers equal the float32 engine's. `clip`: the quantile at
    * which each column's range is cut (default 1e-4).
    */
-  int8?: boolean | { clip?: number };
+  int8?: boolean | Int8Options;
+}
+
+export interface Int8Options {
+  /** The quantile at which each column's range is cut (default 1e-4). */
+  clip?: number;
+  /**
+   * Below this many rows a query is scanned in float32: the int8 pass plus
+   * its rescoring costs more than it saves there (bench:head: 1.1 against
+   * 0.5 ms at 1491 rows). Default 8192; at least 1024, the rows a scale is
+   * fitted on.
+   */
+  minRows?: number;
 }
 
 /** [n, D] -> [n, H] = X · Wᵀ (+ b): one GEMM in ORT. */
@@ -38,14 +52,20 @@ function projectionModel(dim: number, hidden: number, w1: Float32Array, half: 0 
   return g.toBytes({ opset: 17 });
 }
 
+function int8Settings(o: Int8Options): Required<Int8Options> {
+  const minRows = o.minRows ?? 8192;
+  if (!(Number.isInteger(minRows) && minRows >= INT8_FIT_MIN_ROWS)) throw new RangeError(`int8 minRows must be an integer of at least ${INT8_FIT_MIN_ROWS}, got ${o.minRows}`);
+  return { clip: o.clip ?? 1e-4, minRows };
+}
+
 type Projections = SharedSessions<{ rows: InferenceSession; query: InferenceSession }>;
 
 interface Settings {
   projectBatch: number;
   kernelThreads: number;
   base: BaseScorerOptions;
-  /** The int8 engine's clip quantile; undefined for the float32 engine. */
-  int8Clip: number | undefined;
+  /** The int8 engine's settings; undefined for the float32 engine. */
+  int8: Required<Int8Options> | undefined;
 }
 
 /**
@@ -86,8 +106,8 @@ export class FactorizedScorer extends BaseScorer {
   ) {
     super(head, settings.base);
     this.kernel = new ReluDotKernel(head.hidden, head.w2, settings.kernelThreads);
-    this.engine = settings.int8Clip === undefined ? 'factorized' : 'int8';
-    this.mirror = settings.int8Clip === undefined ? undefined : new Int8Mirror(head.hidden, head.w2, settings.int8Clip);
+    this.engine = settings.int8 === undefined ? 'factorized' : 'int8';
+    this.mirror = settings.int8 === undefined ? undefined : new Int8Mirror(head.hidden, head.w2, settings.int8.clip, settings.kernelThreads);
   }
 
   static async create(head: Head, options: FactorizedOptions = {}): Promise<FactorizedScorer> {
@@ -104,7 +124,7 @@ export class FactorizedScorer extends BaseScorer {
       projectBatch: batch,
       kernelThreads: threads,
       base: { maxRows: options.maxRows, onFault: options.onFault },
-      int8Clip: options.int8 ? (typeof options.int8 === 'object' ? (options.int8.clip ?? 1e-4) : 1e-4) : undefined,
+      int8: options.int8 ? int8Settings(options.int8 === true ? {} : options.int8) : undefined,
     });
   }
 
@@ -233,6 +253,37 @@ export class FactorizedScorer extends BaseScorer {
     return Float64Array.from(rows, (r) => (r < n ? this.kernel.rowDot(r, u, this.head.w2) + this.head.b2 : -Infinity));
   }
 
+  /**
+   * The int8 engine's row-level top-k, made exact as the slice's is: the
+   * k x 4 best rows by approximate logit are rescored from float32, then
+   * every row whose bound still reaches the k-th best exact logit, until
+   * none does. The float32 engine's answer, bit for bit.
+   */
+  override async search(query: Float32Array, k: number): Promise<Match[]> {
+    if (!this.mirror) return super.search(query, k);
+    if (!Number.isInteger(k) || k < 1) throw new RangeError(`k must be a positive integer, got ${k}`);
+    const { logits, alive, count, bounds } = await this.scan(query);
+    if (!bounds) return topK(logits, alive, count, k);
+    const exact = new Map<number, number>();
+    const rescore = (rows: number[]) => {
+      const got = bounds.exact(rows);
+      rows.forEach((r, i) => exact.set(r, got[i]));
+    };
+    rescore(topK(logits, alive, count, k * 4).map((m) => m.index));
+    const { slack, rowSlack } = bounds;
+    for (;;) {
+      const floor = exact.size < k ? -Infinity : [...exact.values()].sort((a, b) => b - a)[k - 1] - slack;
+      const more: number[] = [];
+      for (let r = 0; r < count; r++) if (logits[r] + rowSlack[r] >= floor && alive[r] === 1 && !exact.has(r)) more.push(r);
+      if (more.length === 0) break;
+      rescore(more);
+    }
+    return [...exact.entries()]
+      .sort(([ra, a], [rb, b]) => b - a || ra - rb)
+      .slice(0, k)
+      .map(([index, logit]) => ({ index, logit, score: sigmoid(logit) }));
+  }
+
   protected override boundsOf(logits: ArrayLike<number>): ScanBounds | undefined {
     return this.bounds.get(logits as object);
   }
@@ -245,6 +296,7 @@ export class FactorizedScorer extends BaseScorer {
   private approximate(u: Float32Array, n: number, slot: number): Float64Array | undefined {
     const mirror = this.mirror;
     if (!mirror) return undefined;
+    if (n < this.settings.int8!.minRows) return undefined;
     if (!mirror.fitted) this.fitMirror();
     if (!mirror.fitted || mirror.rows < n) return undefined;
     const b2 = this.head.b2;
@@ -297,6 +349,6 @@ export class FactorizedScorer extends BaseScorer {
 
   protected override async release(): Promise<void> {
     await this.pending;
-    await Promise.all([this.projections.release(), this.kernel.close()]);
+    await Promise.all([this.projections.release(), this.kernel.close(), this.mirror?.close()]);
   }
 }

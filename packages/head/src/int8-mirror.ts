@@ -42,9 +42,9 @@ export class Int8Mirror {
   private readonly r: Int16Array;
   private out = new Int32Array(0);
 
-  constructor(readonly hidden: number, private readonly w: Float32Array, private readonly clip = 1e-4) {
+  constructor(readonly hidden: number, private readonly w: Float32Array, private readonly clip = 1e-4, threads = 1) {
     if (!(clip >= 0 && clip < 0.5)) throw new RangeError(`int8 clip quantile must be in [0, 0.5), got ${clip}`);
-    this.kernel = new Int8Kernel(hidden);
+    this.kernel = new Int8Kernel(hidden, threads);
     this.absW = Float64Array.from(w.subarray(0, hidden), Math.abs);
     this.r = new Int16Array(hidden);
   }
@@ -55,6 +55,10 @@ export class Int8Mirror {
 
   get rows(): number {
     return this.kernel.rows;
+  }
+
+  close(): Promise<void> {
+    return this.kernel.close();
   }
 
   /** Bytes the int8 copy takes (rows, scratch, per-row bounds). */

@@ -23,7 +23,8 @@ function unitRows(n: number, dim: number, rng: Rng): Float32Array {
 }
 
 async function scorer(head: Head, engine: 'factorized' | 'int8', rows: Float32Array): Promise<Scorer> {
-  const s = await createScorer(head, { engine, kernelThreads: 1 });
+  // int8 from 1024 rows (not the default 8192): the tests' galleries are small.
+  const s = await createScorer(head, { engine, kernelThreads: 1, int8: engine === 'int8' ? { minRows: 1024 } : undefined });
   open.push(s);
   s.add(rows);
   await s.flush();
@@ -85,10 +86,22 @@ describe('the int8 engine', () => {
     }
   });
 
+  it.each(heads)('with %s: search() gives the float32 row-level top-10, bit for bit', async (_, make) => {
+    const head = make();
+    const rng = new Rng(5);
+    const rows = unitRows(3000, head.dim, rng);
+    const exact = await scorer(head, 'factorized', rows);
+    const int8 = await scorer(head, 'int8', rows);
+    for (let q = 0; q < 200; q++) {
+      const query = unitRows(1, head.dim, rng);
+      expect(await int8.search(query, 10)).toEqual(await exact.search(query, 10));
+    }
+  });
+
   it('below 1024 rows it scans in float32 (no scale to fit yet), then fits one and keeps it as rows arrive', async () => {
     const head = metricHead({ dim: 32, hidden: 64, tau: 0.5 });
     const rng = new Rng(4);
-    const s = await createScorer(head, { engine: 'int8', kernelThreads: 1 });
+    const s = await createScorer(head, { engine: 'int8', kernelThreads: 1, int8: { minRows: 1024 } });
     open.push(s);
     s.add(unitRows(500, 32, rng));
     await s.flush();
@@ -103,5 +116,19 @@ describe('the int8 engine', () => {
     const { bounds, count } = await s.scan(unitRows(1, 32, rng));
     expect(count).toBe(1110);
     expect(bounds!.rowSlack.length).toBeGreaterThanOrEqual(1110);
+  });
+
+  it('by default a gallery under 8192 rows is scanned in float32, where that is faster', async () => {
+    const head = metricHead({ dim: 16, hidden: 32, tau: 0.5 });
+    const rng = new Rng(6);
+    const s = await createScorer(head, { engine: 'int8', kernelThreads: 1 });
+    open.push(s);
+    s.add(unitRows(3000, 16, rng));
+    await s.flush();
+    expect((await s.scan(unitRows(1, 16, rng))).bounds).toBeUndefined();
+    s.add(unitRows(6000, 16, rng));
+    await s.flush();
+    expect((await s.scan(unitRows(1, 16, rng))).bounds).toBeDefined();
+    await expect(createScorer(head, { engine: 'int8', int8: { minRows: 10 } })).rejects.toThrow(/minRows/);
   });
 });

@@ -5,9 +5,12 @@
  * outputs | rows ...]; the rows sit last so the store grows in place.
  */
 import { int8Module } from './int8-module.js';
+import { ScanPool } from './scan-pool.js';
 import { MAX_PAGES, PAGE } from './wasm-module.js';
 
 const CHUNK = 32768;
+/** Below this many rows a chunk is scanned on the calling thread alone; a hand-off costs more than it saves. */
+const MIN_ROWS_PER_THREAD = 8192;
 
 /** Columns rounded up to whole 16-byte steps; the padding carries v = 0. */
 export function int8Width(hidden: number): number {
@@ -24,8 +27,9 @@ export class Int8Kernel {
   private readonly rowsOffset: number;
   private capacity = 0;
   private count = 0;
+  private readonly pool: ScanPool;
 
-  constructor(readonly hidden: number) {
+  constructor(readonly hidden: number, threads = 1) {
     this.width = int8Width(hidden);
     this.vOffset = this.width * 2;
     this.outOffset = this.vOffset + this.width * 2;
@@ -34,6 +38,15 @@ export class Int8Kernel {
     const instance = new WebAssembly.Instance(int8Module(), { env: { memory: this.memory } });
     this.score8 = instance.exports.score8 as Int8Kernel['score8'];
     this.reserve(1024);
+    this.pool = new ScanPool(this.memory, threads - 1, int8Module(), 'score8');
+  }
+
+  get threads(): number {
+    return this.pool.size + 1;
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
   }
 
   get rows(): number {
@@ -91,9 +104,18 @@ export class Int8Kernel {
     rv.fill(0);
     rv.set(r.subarray(0, this.hidden));
     const scratch = new Int32Array(this.memory.buffer, this.outOffset, CHUNK);
+    const wb = this.width;
     for (let start = 0; start < count; start += CHUNK) {
       const n = Math.min(CHUNK, count - start);
-      this.score8(this.rowsOffset + start * this.width, this.rOffset, this.vOffset, this.outOffset, n, this.width);
+      const parts = Math.max(1, Math.min(this.threads, Math.floor(n / MIN_ROWS_PER_THREAD)));
+      const per = Math.ceil(n / parts);
+      // Helpers take parts 1.., this thread takes part 0, then waits for the rest.
+      for (let t = 1; t < parts; t++) {
+        const from = t * per;
+        this.pool.post(t - 1, { p: this.rowsOffset + (start + from) * wb, u: this.rOffset, w: this.vOffset, out: this.outOffset + from * 4, n: Math.min(per, n - from), hb: wb });
+      }
+      this.score8(this.rowsOffset + start * wb, this.rOffset, this.vOffset, this.outOffset, Math.min(per, n), wb);
+      for (let t = 1; t < parts; t++) this.pool.join(t - 1);
       out.set(n === CHUNK ? scratch : scratch.subarray(0, n), start);
     }
   }

@@ -9,9 +9,9 @@ const ARGS = 2;
 /** A helper thread: waits on its control word, scans the rows it is handed, signals done. */
 const HELPER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-const { module, memory, control } = workerData;
+const { module, memory, control, fn } = workerData;
 const ctrl = new Int32Array(control);
-const score = new WebAssembly.Instance(module, { env: { memory } }).exports.score;
+const score = new WebAssembly.Instance(module, { env: { memory } }).exports[fn];
 let seen = 0;
 for (;;) {
   Atomics.wait(ctrl, ${SEQ}, seen);
@@ -29,7 +29,7 @@ interface Helper {
   seq: number;
 }
 
-/** Arguments of one score() call: pointers into the shared memory, a row count, the row width in bytes. */
+/** Arguments of one score() / score8() call: pointers into the shared memory, a row count, the row width in bytes. */
 export interface ScanJob {
   p: number;
   u: number;
@@ -49,10 +49,11 @@ export interface ScanJob {
 export class ScanPool {
   private readonly helpers: Helper[] = [];
 
-  constructor(memory: WebAssembly.Memory, size: number) {
+  /** `fn`: the module's export that helpers run (six i32 arguments, as score and score8 take). */
+  constructor(memory: WebAssembly.Memory, size: number, module: WebAssembly.Module = scanModule(), fn = 'score') {
     for (let t = 0; t < size; t++) {
       const control = new SharedArrayBuffer(4 * (ARGS + 6));
-      const worker = new Worker(HELPER_SOURCE, { eval: true, workerData: { module: scanModule(), memory, control } });
+      const worker = new Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control, fn } });
       worker.unref();
       this.helpers.push({ worker, ctrl: new Int32Array(control), seq: 0 });
     }
