@@ -171,22 +171,9 @@ export class GallerySlice {
    */
   private bestSubjectsExact(logits: ArrayLike<number>, rowAlive: Uint8Array, count: number, k: number, bounds: ScanBounds, mask?: SlotMask): SubjectMatch[] {
     const nSubjects = this.subjectIds.length;
-    const { best, bestRow, alive } = this.scratchFor(nSubjects);
-    best.fill(-Infinity, 0, nSubjects);
-    bestRow.fill(-1, 0, nSubjects);
+    const { best, alive } = this.bestOfEach(logits, rowAlive, count, mask);
     const slotOfOrd = this.subjectSlot;
     const rowSubject = this.rowSubject;
-    for (let row = 0; row < count; row++) {
-      const ord = rowSubject[row];
-      if (ord < 0 || rowAlive[row] === 0) continue;
-      if (mask !== undefined && mask[slotOfOrd[ord]] === 0) continue;
-      const l = logits[row];
-      if (l > best[ord]) {
-        best[ord] = l;
-        bestRow[ord] = row;
-      }
-    }
-    for (let o = 0; o < nSubjects; o++) alive[o] = bestRow[o] >= 0 ? 1 : 0;
     const exact = new Map<number, { logit: number; row: number }>();
     const rescore = (ords: Iterable<number>) => {
       const rows: number[] = [];
@@ -241,21 +228,7 @@ export class GallerySlice {
   /** Subject-level top-k from row logits. Synchronous, so the scratch arrays cannot be shared by two searches at once. */
   private bestSubjects(logits: ArrayLike<number>, rowAlive: Uint8Array, count: number, k: number, mask?: SlotMask): SubjectMatch[] {
     const nSubjects = this.subjectIds.length;
-    const { best, bestRow, alive } = this.scratchFor(nSubjects);
-    best.fill(-Infinity, 0, nSubjects);
-    bestRow.fill(-1, 0, nSubjects);
-    const slotOfOrd = this.subjectSlot;
-    for (let row = 0; row < count; row++) {
-      const ord = this.rowSubject[row];
-      if (ord < 0 || rowAlive[row] === 0) continue;
-      if (mask !== undefined && mask[slotOfOrd[ord]] === 0) continue;
-      const l = logits[row];
-      if (l > best[ord]) {
-        best[ord] = l;
-        bestRow[ord] = row;
-      }
-    }
-    for (let o = 0; o < nSubjects; o++) alive[o] = bestRow[o] >= 0 ? 1 : 0;
+    const { best, bestRow, alive } = this.bestOfEach(logits, rowAlive, count, mask);
     return topK(best, alive, nSubjects, k).map((m) => ({
       subjectId: this.subjectIds[m.index],
       templateId: this.rowTemplate[bestRow[m.index]],
@@ -320,6 +293,28 @@ export class GallerySlice {
   }
 
   /** Per-subject scratch for search, grown as the slice grows (a fresh 400 KB per query at 25k subjects made the GC a tail). */
+  /** Each subject's best live row by these logits, among the slots the mask marks: best[ord], bestRow[ord], alive[ord] (it has one). Synchronous: the arrays are the slice's scratch. */
+  private bestOfEach(logits: ArrayLike<number>, rowAlive: Uint8Array, count: number, mask?: SlotMask): { best: Float64Array; bestRow: Int32Array; alive: Uint8Array } {
+    const nSubjects = this.subjectIds.length;
+    const scratch = this.scratchFor(nSubjects);
+    const { best, bestRow, alive } = scratch;
+    best.fill(-Infinity, 0, nSubjects);
+    bestRow.fill(-1, 0, nSubjects);
+    const slotOfOrd = this.subjectSlot;
+    for (let row = 0; row < count; row++) {
+      const ord = this.rowSubject[row];
+      if (ord < 0 || rowAlive[row] === 0) continue;
+      if (mask !== undefined && mask[slotOfOrd[ord]] === 0) continue;
+      const l = logits[row];
+      if (l > best[ord]) {
+        best[ord] = l;
+        bestRow[ord] = row;
+      }
+    }
+    for (let o = 0; o < nSubjects; o++) alive[o] = bestRow[o] >= 0 ? 1 : 0;
+    return scratch;
+  }
+
   private scratchFor(n: number): { best: Float64Array; bestRow: Int32Array; alive: Uint8Array } {
     if (!this.scratch || this.scratch.best.length < n) {
       const size = Math.max(n, 1024, (this.scratch?.best.length ?? 0) * 2);

@@ -7,6 +7,7 @@ import { startRedisServer } from '@yoco/devkit';
 import { createScorer, metricHead } from '@yoco/head';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
+import { unitVector } from '../../../test/support/cluster.js';
 import { flushPrefix, keysUnder, redisUrl, testPrefix } from '../../../test/support/redis.js';
 
 const DIM = 16;
@@ -15,11 +16,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
 });
 
-function unit(rng: Rng): Float32Array {
-  const v = rng.normals(DIM);
-  const n = Math.hypot(...v);
-  return v.map((x) => x / n);
-}
+const unit = (rng: Rng) => unitVector(rng, DIM);
 
 async function setup(name: string, url = redisUrl(), streamMaxLen?: number) {
   const redis = new Redis(url, { maxRetriesPerRequest: 1 });

@@ -2,29 +2,16 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '@yoco/common';
 import { GallerySlice } from '@yoco/gallery';
-import { createScorer, headToOnnx, metricHead, parseHead, type Head, type Scorer } from '@yoco/head';
+import { createScorer, metricHead, parseHead, type Head, type Scorer } from '@yoco/head';
 import { afterEach, describe, expect, it } from 'vitest';
+import { randomHead, unitRows } from '../../head/test/helpers.js';
 
 const open: Scorer[] = [];
 afterEach(async () => {
   for (const s of open.splice(0)) await s.close();
 });
 
-function unitRows(n: number, dim: number, rng: Rng): Float32Array {
-  const out = rng.normals(n * dim);
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    for (let j = 0; j < dim; j++) s += out[i * dim + j] ** 2;
-    const norm = Math.sqrt(s);
-    for (let j = 0; j < dim; j++) out[i * dim + j] /= norm;
-  }
-  return out;
-}
 
-function randomHead(dim: number, hidden: number, seed: number): Head {
-  const rng = new Rng(seed);
-  return parseHead(headToOnnx({ dim, hidden, w1: rng.normals(hidden * 2 * dim, 1 / Math.sqrt(2 * dim)), b1: rng.normals(hidden, 0.1), w2: rng.normals(hidden, 2 / Math.sqrt(hidden)), b2: 0.1 }, { form: 'conv' }));
-}
 
 const heads: [string, () => Head][] = [
   ['the metric head (D=64, H=128)', () => metricHead({ dim: 64, hidden: 128, tau: 0.5 })],

@@ -6,6 +6,7 @@ import type { Head } from './head.js';
 import { createSession, SharedSessions, type RuntimeOptions } from './ort-session.js';
 import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
 import { INT8_FIT_MIN_ROWS, Int8Mirror, type ScanBounds } from './int8-mirror.js';
+import { INT8_MAX_QUERIES } from './kernel/int8-kernel.js';
 import { sigmoid } from './head.js';
 import { topK, type Match } from './top-k.js';
 
@@ -218,12 +219,7 @@ export class FactorizedScorer extends BaseScorer {
   protected override async computeManyLogits(queries: Float32Array[], count: number, approximate = false): Promise<ArrayLike<number>[]> {
     // Alone, a query scans best in one call over all rows (and with the helper threads).
     if (queries.length === 1) return [await this.logitsOne(queries[0], approximate, 0)];
-    // int8: one scan per query for now (each a quarter of the float32 pass's bytes), each into its own buffers.
-    if (approximate && this.mirror) {
-      const outs: ArrayLike<number>[] = [];
-      for (let i = 0; i < queries.length; i++) outs.push(await this.logitsOne(queries[i], approximate, i));
-      return outs;
-    }
+    if (approximate && this.mirror) return this.approximateMany(queries);
     const D = this.head.dim;
     const H = this.head.hidden;
     const outs: Float32Array[] = [];
@@ -304,15 +300,63 @@ export class FactorizedScorer extends BaseScorer {
     if (!into || into.length < n) this.approxOuts[slot] = into = new Float64Array(Math.max(n, Math.ceil((into?.length ?? 0) * 1.5)));
     const got = mirror.scan(u, n, b2, into);
     if (!got) return undefined;
-    const logits = got.logits;
+    this.bounds.set(got.logits, this.boundsFor(got, u));
+    return got.logits;
+  }
+
+  /**
+   * A batch on the int8 engine: one GEMM for the u vectors, then one pass
+   * over the int8 rows for up to INT8_MAX_QUERIES of them; a query the int8
+   * copy cannot answer (see approximate) is scanned in float32 on its own.
+   */
+  private async approximateMany(queries: Float32Array[]): Promise<ArrayLike<number>[]> {
+    const D = this.head.dim;
+    const H = this.head.hidden;
+    const outs: ArrayLike<number>[] = [];
+    for (let start = 0; start < queries.length; start += INT8_MAX_QUERIES) {
+      const part = queries.slice(start, start + INT8_MAX_QUERIES);
+      const x = new Float32Array(part.length * D);
+      part.forEach((q, i) => x.set(q, i * D));
+      const { y } = await this.projections.sessions.query.run({ x: new Tensor('float32', x, [part.length, D]) });
+      const u = y.data as Float32Array;
+      const n = this.scannable();
+      const us = part.map((_, i) => u.subarray(i * H, (i + 1) * H));
+      const mirror = this.mirror!;
+      if (!mirror.fitted) this.fitMirror();
+      const usable = n >= this.settings.int8!.minRows && mirror.fitted && mirror.rows >= n;
+      const b2 = this.head.b2;
+      const intos = part.map((_, i) => {
+        let into = this.approxOuts[start + i];
+        if (!into || into.length < n) this.approxOuts[start + i] = into = new Float64Array(Math.max(n, Math.ceil((into?.length ?? 0) * 1.5)));
+        return into;
+      });
+      const got = usable ? mirror.scanMany(us, n, b2, intos) : part.map(() => undefined);
+      for (let i = 0; i < part.length; i++) {
+        const g = got[i];
+        if (g) {
+          this.bounds.set(g.logits, this.boundsFor(g, us[i]));
+          outs.push(g.logits);
+          continue;
+        }
+        const out = this.out(start + i, n);
+        this.kernel.run(us[i], out, n);
+        for (let r = 0; r < n; r++) out[r] += b2;
+        outs.push(out);
+      }
+    }
+    return outs;
+  }
+
+  /** What a caller needs to make int8 logits exact: the bound, and the float32 engine's very arithmetic row by row. */
+  private boundsFor(got: { slack: number; rowSlack: Float32Array }, u: Float32Array): ScanBounds {
     const uCopy = Float32Array.from(u);
-    this.bounds.set(logits, {
+    const b2 = this.head.b2;
+    return {
       slack: got.slack,
       rowSlack: got.rowSlack,
-      // The float32 engine's very arithmetic (its wasm function, then + b2 in float32), row by row.
+      // The float32 scan's wasm function, then + b2 in float32, as run() and computeLogits do.
       exact: (rows) => Float64Array.from({ length: rows.length }, (_, k) => Math.fround(this.kernel.rowScore(rows[k], uCopy) + b2)),
-    });
-    return logits;
+    };
   }
 
   /**

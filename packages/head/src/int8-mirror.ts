@@ -39,14 +39,13 @@ export class Int8Mirror {
   private v: Int16Array | undefined;
   private rowSlack = new Float32Array(1024);
   private readonly absW: Float64Array;
-  private readonly r: Int16Array;
-  private out = new Int32Array(0);
+  /** The integer sums of each query of a batch, kept from scan to scan. */
+  private readonly outs: Int32Array[] = [];
 
   constructor(readonly hidden: number, private readonly w: Float32Array, private readonly clip = 1e-4, threads = 1) {
     if (!(clip >= 0 && clip < 0.5)) throw new RangeError(`int8 clip quantile must be in [0, 0.5), got ${clip}`);
     this.kernel = new Int8Kernel(hidden, threads);
     this.absW = Float64Array.from(w.subarray(0, hidden), Math.abs);
-    this.r = new Int16Array(hidden);
   }
 
   get fitted(): boolean {
@@ -138,35 +137,55 @@ export class Int8Mirror {
   }
 
   /**
-   * Approximate logits for the first `count` rows (written into `into`), and the
-   * query's share of the bound; undefined when this query's offsets would
-   * overflow the integer sums (the caller then scans in float32).
+   * The query's offsets r and its share of the bound, or undefined when its
+   * offsets would overflow the integer sums (the caller then scans in float32).
    */
-  scan(u: Float32Array, count: number, b2: number, into: Float64Array): { logits: Float64Array; slack: number; rowSlack: Float32Array } | undefined {
+  private prepare(u: Float32Array): { r: Int16Array; slack: number } | undefined {
     const { scale, offset, v } = this;
     if (!scale || !offset || !v) return undefined;
     const H = this.hidden;
+    const r = new Int16Array(H);
     let slack = 0;
     let sum = 0;
+    let scaleSum = 0;
     for (let j = 0; j < H; j++) {
       const c = (offset[j] + u[j]) / scale[j];
-      const r = Math.max(-R_MAX, Math.min(R_MAX, Math.round(c)));
-      this.r[j] = r;
-      const m = Math.max(0, 127 + r);
+      const rj = Math.max(-R_MAX, Math.min(R_MAX, Math.round(c)));
+      r[j] = rj;
+      const m = Math.max(0, 127 + rj);
       sum += Math.abs(v[j]) * m;
-      slack += this.absW[j] * scale[j] * Math.abs(c - r) + Math.abs(this.w[j] * scale[j] - this.t * v[j]) * m;
+      slack += this.absW[j] * scale[j] * Math.abs(c - rj) + Math.abs(this.w[j] * scale[j] - this.t * v[j]) * m;
+      scaleSum += this.absW[j] * scale[j] * m;
     }
     if (sum >= 2 ** 31 - 1) return undefined;
-    if (this.out.length < count) this.out = new Int32Array(Math.max(count, Math.ceil(this.out.length * 1.5)));
-    this.kernel.run(this.r, this.out, count);
-    const logits = into.subarray(0, count);
-    const t = this.t;
-    const out = this.out;
-    for (let i = 0; i < count; i++) logits[i] = t * out[i] + b2;
     // The float32 engine's own rounding, against which the result is exact: a margin well above it.
-    let scaleSum = 0;
-    for (let j = 0; j < H; j++) scaleSum += this.absW[j] * scale[j] * Math.max(0, 127 + this.r[j]);
-    return { logits, slack: slack + 1e-4 * (1 + scaleSum), rowSlack: this.rowSlack };
+    return { r, slack: slack + 1e-4 * (1 + scaleSum) };
+  }
+
+  /** Approximate logits for the first `count` rows (written into `into`), and the query's share of the bound; undefined: see prepare(). */
+  scan(u: Float32Array, count: number, b2: number, into: Float64Array): { logits: Float64Array; slack: number; rowSlack: Float32Array } | undefined {
+    return this.scanMany([u], count, b2, [into])[0];
+  }
+
+  /** scan() for several queries in one pass over the int8 rows (those that could overflow get undefined). */
+  scanMany(us: Float32Array[], count: number, b2: number, intos: Float64Array[]): ({ logits: Float64Array; slack: number; rowSlack: Float32Array } | undefined)[] {
+    const prepared = us.map((u) => this.prepare(u));
+    const live = prepared.flatMap((p, i) => (p ? [i] : []));
+    if (live.length === 0) return prepared.map(() => undefined);
+    while (this.outs.length < live.length) this.outs.push(new Int32Array(0));
+    for (let k = 0; k < live.length; k++) if (this.outs[k].length < count) this.outs[k] = new Int32Array(Math.max(count, Math.ceil(this.outs[k].length * 1.5)));
+    const rs = live.map((i) => prepared[i]!.r);
+    if (live.length === 1) this.kernel.run(rs[0], this.outs[0], count);
+    else this.kernel.runMany(rs, this.outs.slice(0, live.length), count);
+    const result: ({ logits: Float64Array; slack: number; rowSlack: Float32Array } | undefined)[] = prepared.map(() => undefined);
+    live.forEach((i, k) => {
+      const logits = intos[i].subarray(0, count);
+      const t = this.t;
+      const out = this.outs[k];
+      for (let row = 0; row < count; row++) logits[row] = t * out[row] + b2;
+      result[i] = { logits, slack: prepared[i]!.slack, rowSlack: this.rowSlack };
+    });
+    return result;
   }
 
   private growSlack(rows: number): void {

@@ -34,3 +34,15 @@ export function probabilities(logits: ArrayLike<number>): Float64Array {
 }
 
 export const indices = (m: Match[]) => m.map((x) => x.index);
+
+/** n unit-norm rows (row-major), as embeddings are. */
+export function unitRows(n: number, dim: number, rng: Rng): Float32Array {
+  const out = rng.normals(n * dim);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let j = 0; j < dim; j++) s += out[i * dim + j] ** 2;
+    const norm = Math.sqrt(s);
+    for (let j = 0; j < dim; j++) out[i * dim + j] /= norm;
+  }
+  return out;
+}

@@ -4,23 +4,13 @@ import { Rng } from '@yoco/common';
 import { createScorer, metricHead, parseHead, type Head, type Scorer } from '@yoco/head';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Int8Kernel } from '../src/kernel/int8-kernel.js';
-import { randomHead } from './helpers.js';
+import { randomHead, unitRows } from './helpers.js';
 
 const open: Scorer[] = [];
 afterEach(async () => {
   for (const s of open.splice(0)) await s.close();
 });
 
-function unitRows(n: number, dim: number, rng: Rng): Float32Array {
-  const out = rng.normals(n * dim);
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    for (let j = 0; j < dim; j++) s += out[i * dim + j] ** 2;
-    const norm = Math.sqrt(s);
-    for (let j = 0; j < dim; j++) out[i * dim + j] /= norm;
-  }
-  return out;
-}
 
 async function scorer(head: Head, engine: 'factorized' | 'int8', rows: Float32Array): Promise<Scorer> {
   // int8 from 1024 rows (not the default 8192): the tests' galleries are small.

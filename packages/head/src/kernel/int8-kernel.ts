@@ -1,14 +1,19 @@
 /**
  * int8 rows and their scan (int8-module.ts): row i is q_i, P_i quantised per
  * column, and a scan gives out_i = sum_j v_j * relu(q_ij + r_j) as an i32.
- * Memory layout (bytes): [r (int16) | v (int16) | scratch for one chunk of
- * outputs | rows ...]; the rows sit last so the store grows in place.
+ * Memory layout (bytes): [r (int16) x INT8_MAX_QUERIES | v (int16) | scratch
+ * for one chunk of outputs | rows ...]; the rows sit last so the store grows
+ * in place.
  */
 import { int8Module } from './int8-module.js';
 import { ScanPool } from './scan-pool.js';
-import { MAX_PAGES, PAGE } from './wasm-module.js';
+import { MAX_PAGES, PAGE } from './wasm-encoding.js';
 
 const CHUNK = 32768;
+/** Queries one runMany pass serves; their r vectors sit side by side at the start of memory. */
+export const INT8_MAX_QUERIES = 32;
+/** Rows per block in runMany: 512 rows of 512 bytes stay in L2 while every query of the batch scans them. */
+const BLOCK_ROWS = 512;
 /** Below this many rows a chunk is scanned on the calling thread alone; a hand-off costs more than it saves. */
 const MIN_ROWS_PER_THREAD = 8192;
 
@@ -31,7 +36,7 @@ export class Int8Kernel {
 
   constructor(readonly hidden: number, threads = 1) {
     this.width = int8Width(hidden);
-    this.vOffset = this.width * 2;
+    this.vOffset = this.width * 2 * INT8_MAX_QUERIES;
     this.outOffset = this.vOffset + this.width * 2;
     this.rowsOffset = this.outOffset + CHUNK * 4;
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
@@ -97,6 +102,30 @@ export class Int8Kernel {
     this.count = 0;
   }
 
+  /**
+   * outs[q][i] = sum_j v_j relu(q_ij + rs[q]_j) for up to INT8_MAX_QUERIES
+   * queries in one pass over the rows: each block of rows is read from memory
+   * once and scanned by every query while it sits in cache. On the calling
+   * thread.
+   */
+  runMany(rs: Int16Array[], outs: Int32Array[], rows = this.count): void {
+    const count = Math.min(rows, this.count);
+    const nq = rs.length;
+    if (nq > INT8_MAX_QUERIES) throw new RangeError(`runMany takes at most ${INT8_MAX_QUERIES} queries, got ${nq}`);
+    const wb = this.width;
+    for (let q = 0; q < nq; q++) {
+      const view = new Int16Array(this.memory.buffer, this.rOffset + q * wb * 2, wb);
+      view.fill(0);
+      view.set(rs[q].subarray(0, this.hidden));
+    }
+    const scratch = new Int32Array(this.memory.buffer, this.outOffset, CHUNK);
+    for (let start = 0; start < count; start += BLOCK_ROWS) {
+      const n = Math.min(BLOCK_ROWS, count - start);
+      for (let q = 0; q < nq; q++) this.score8(this.rowsOffset + start * wb, this.rOffset + q * wb * 2, this.vOffset, this.outOffset + q * BLOCK_ROWS * 4, n, wb);
+      for (let q = 0; q < nq; q++) outs[q].set(scratch.subarray(q * BLOCK_ROWS, q * BLOCK_ROWS + n), start);
+    }
+  }
+
   /** out[i] = sum_j v_j relu(q_ij + r_j) for the first `rows` rows. */
   run(r: Int16Array, out: Int32Array, rows = this.count): void {
     const count = Math.min(rows, this.count);
@@ -105,18 +134,13 @@ export class Int8Kernel {
     rv.set(r.subarray(0, this.hidden));
     const scratch = new Int32Array(this.memory.buffer, this.outOffset, CHUNK);
     const wb = this.width;
-    for (let start = 0; start < count; start += CHUNK) {
-      const n = Math.min(CHUNK, count - start);
-      const parts = Math.max(1, Math.min(this.threads, Math.floor(n / MIN_ROWS_PER_THREAD)));
-      const per = Math.ceil(n / parts);
-      // Helpers take parts 1.., this thread takes part 0, then waits for the rest.
-      for (let t = 1; t < parts; t++) {
-        const from = t * per;
-        this.pool.post(t - 1, { p: this.rowsOffset + (start + from) * wb, u: this.rOffset, w: this.vOffset, out: this.outOffset + from * 4, n: Math.min(per, n - from), hb: wb });
-      }
-      this.score8(this.rowsOffset + start * wb, this.rOffset, this.vOffset, this.outOffset, Math.min(per, n), wb);
-      for (let t = 1; t < parts; t++) this.pool.join(t - 1);
-      out.set(n === CHUNK ? scratch : scratch.subarray(0, n), start);
-    }
+    this.pool.split(
+      count,
+      CHUNK,
+      MIN_ROWS_PER_THREAD,
+      (row, slot, n) => ({ p: this.rowsOffset + row * wb, u: this.rOffset, w: this.vOffset, out: this.outOffset + slot * 4, n, hb: wb }),
+      (j) => this.score8(j.p, j.u, j.w, j.out, j.n, j.hb),
+      (start, n) => out.set(n === CHUNK ? scratch : scratch.subarray(0, n), start),
+    );
   }
 }

@@ -11,46 +11,13 @@
  * without flags. A row is a quarter of the float32 one's bytes, which is
  * what the scan is bound by.
  */
-import { MAX_PAGES } from './wasm-module.js';
+import {
+  BLOCK, BR_IF, END, I32_ADD, I32_CONST, I32_EQZ, I32_LT_U, LOCAL_GET, LOCAL_SET, LOCAL_TEE, LOOP, SIMD,
+  V128_CONST_ZERO, V128_LOAD, VOID, leb, nextRow, scanModuleBytes,
+} from './wasm-encoding.js';
 
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-function section(id: number, content: number[]): number[] {
-  return [id, ...leb(content.length), ...content];
-}
-
-function name(s: string): number[] {
-  return [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
-}
-
-const LOCAL_GET = 0x20;
-const LOCAL_SET = 0x21;
-const LOCAL_TEE = 0x22;
-const I32_CONST = 0x41;
-const I32_ADD = 0x6a;
-const I32_SUB = 0x6b;
-const I32_EQZ = 0x45;
-const I32_LT_U = 0x49;
 const I32_STORE = 0x36;
-const BLOCK = 0x02;
-const LOOP = 0x03;
-const BR = 0x0c;
-const BR_IF = 0x0d;
-const END = 0x0b;
-const VOID = 0x40;
-const SIMD = 0xfd;
-const V128_LOAD = [SIMD, 0x00];
 const V128_LOAD8X8_S = [SIMD, 0x01];
-const V128_CONST_ZERO = [SIMD, 0x0c, ...new Array(16).fill(0)];
 const I16X8_ADD_SAT_S = [SIMD, ...leb(0x8f)];
 const I16X8_MAX_S = [SIMD, ...leb(0x98)];
 const I32X4_DOT_I16X8_S = [SIMD, ...leb(0xba)];
@@ -91,23 +58,8 @@ function buildModule(): Uint8Array {
   body.push(LOCAL_GET, ACC[0], LOCAL_GET, ACC[1], ...I32X4_ADD, LOCAL_TEE, ACC[0], ...I32X4_EXTRACT(0));
   for (let lane = 1; lane < 4; lane++) body.push(LOCAL_GET, ACC[0], ...I32X4_EXTRACT(lane), I32_ADD);
   body.push(I32_STORE, 2, 0);
-  body.push(LOCAL_GET, Q, LOCAL_GET, WB, I32_ADD, LOCAL_SET, Q);
-  body.push(LOCAL_GET, OUT, I32_CONST, 4, I32_ADD, LOCAL_SET, OUT);
-  body.push(LOCAL_GET, N, I32_CONST, 1, I32_SUB, LOCAL_SET, N);
-  body.push(BR, 0, END, END, END);
-  const locals = [2, 2, 0x7f, 2, 0x7b]; // two i32, two v128
-  const code = [...locals, ...body];
-
-  const memoryImport = [...name('env'), ...name('memory'), 2, 3, ...leb(1), ...leb(MAX_PAGES)];
-  const bytes = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 6, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
-    ...section(2, [1, ...memoryImport]),
-    ...section(3, [1, 0]),
-    ...section(7, [1, ...name('score8'), 0, 0]),
-    ...section(10, [1, ...leb(code.length), ...code]),
-  ];
-  return new Uint8Array(bytes);
+  body.push(...nextRow(Q, WB, OUT, N));
+  return scanModuleBytes('score8', [2, 2, 0x7f, 2, 0x7b], body); // two i32, two v128
 }
 
 let compiled: WebAssembly.Module | undefined;

@@ -175,20 +175,14 @@ export class ReluDotKernel {
     new Float32Array(this.memory.buffer, this.uOffset, this.hidden).set(u.subarray(0, this.hidden));
     const hb = this.width * 4;
     const scratch = new Float32Array(this.memory.buffer, this.outOffset, CHUNK);
-    for (let start = 0; start < count; start += CHUNK) {
-      const n = Math.min(CHUNK, count - start);
-      const parts = Math.max(1, Math.min(this.threads, Math.floor(n / MIN_ROWS_PER_THREAD)));
-      const per = Math.ceil(n / parts);
-      // Helpers take parts 1.., this thread takes part 0, then waits for the rest.
-      for (let t = 1; t < parts; t++) {
-        const from = t * per;
-        const m = Math.min(per, n - from);
-        this.pool.post(t - 1, { p: this.rowsOffset + (start + from) * hb, u: this.uOffset, w: this.wOffset, out: this.outOffset + from * 4, n: m, hb });
-      }
-      this.score(this.rowsOffset + start * hb, this.uOffset, this.wOffset, this.outOffset, Math.min(per, n), hb);
-      for (let t = 1; t < parts; t++) this.pool.join(t - 1);
-      out.set(n === CHUNK ? scratch : scratch.subarray(0, n), start);
-    }
+    this.pool.split(
+      count,
+      CHUNK,
+      MIN_ROWS_PER_THREAD,
+      (row, slot, n) => ({ p: this.rowsOffset + row * hb, u: this.uOffset, w: this.wOffset, out: this.outOffset + slot * 4, n, hb }),
+      (j) => this.score(j.p, j.u, j.w, j.out, j.n, j.hb),
+      (start, n) => out.set(n === CHUNK ? scratch : scratch.subarray(0, n), start),
+    );
   }
 
   close(): Promise<void> {

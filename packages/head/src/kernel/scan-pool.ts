@@ -86,6 +86,29 @@ export class ScanPool {
     }
   }
 
+  /**
+   * Scans `count` rows in chunks of `chunk`: each chunk is split between this
+   * thread (part 0) and the helpers, in parts of at least `minRows`, and
+   * `collect` takes its outputs once every part is done. `job(row, slot, n)`
+   * says where n rows starting at `row` are and where their outputs go
+   * (`slot`: the first output's index in the chunk's scratch).
+   */
+  split(count: number, chunk: number, minRows: number, job: (row: number, slot: number, n: number) => ScanJob, self: (j: ScanJob) => void, collect: (start: number, n: number) => void): void {
+    const threads = this.size + 1;
+    for (let start = 0; start < count; start += chunk) {
+      const n = Math.min(chunk, count - start);
+      const parts = Math.max(1, Math.min(threads, Math.floor(n / minRows)));
+      const per = Math.ceil(n / parts);
+      for (let t = 1; t < parts; t++) {
+        const from = t * per;
+        this.post(t - 1, job(start + from, from, Math.min(per, n - from)));
+      }
+      self(job(start, 0, Math.min(per, n)));
+      for (let t = 1; t < parts; t++) this.join(t - 1);
+      collect(start, n);
+    }
+  }
+
   async close(): Promise<void> {
     for (const h of this.helpers) {
       Atomics.store(h.ctrl, SEQ, -1);

@@ -12,63 +12,15 @@
  * instruction list it is (one line per step of the loop).
  */
 
-/** 4 GiB, wasm32's ceiling: shared memories must declare a maximum (it is only reserved address space). */
-export const MAX_PAGES = 65536;
-export const PAGE = 65536;
+import {
+  BLOCK, BR_IF, END, I32_ADD, I32_CONST, I32_EQZ, I32_LT_U, LOCAL_GET, LOCAL_SET, LOCAL_TEE, LOOP, SIMD,
+  V128_CONST_ZERO, V128_LOAD, VOID, leb, nextRow, scanModuleBytes, sleb,
+} from './wasm-encoding.js';
 
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
+export { MAX_PAGES, PAGE } from './wasm-encoding.js';
 
-/** Signed LEB128, as i32.const wants (unsigned 64 would read back as -64). */
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-function section(id: number, content: number[]): number[] {
-  return [id, ...leb(content.length), ...content];
-}
-
-function name(s: string): number[] {
-  return [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
-}
-
-// Opcodes used below.
-const LOCAL_GET = 0x20;
-const LOCAL_SET = 0x21;
-const LOCAL_TEE = 0x22;
-const I32_CONST = 0x41;
-const I32_ADD = 0x6a;
-const I32_SUB = 0x6b;
-const I32_EQZ = 0x45;
-const I32_LT_U = 0x49;
 const F32_ADD = 0x92;
 const F32_STORE = 0x38;
-const BLOCK = 0x02;
-const LOOP = 0x03;
-const BR = 0x0c;
-const BR_IF = 0x0d;
-const END = 0x0b;
-const VOID = 0x40;
-const SIMD = 0xfd;
-const V128_LOAD = [SIMD, 0x00];
-const V128_CONST_ZERO = [SIMD, 0x0c, ...new Array(16).fill(0)];
 const F32X4_ADD = [SIMD, ...leb(0xe4)];
 const F32X4_MUL = [SIMD, ...leb(0xe6)];
 const F32X4_PMAX = [SIMD, ...leb(0xeb)];
@@ -106,24 +58,8 @@ function buildModule(): Uint8Array {
   body.push(LOCAL_TEE, ACC[0], ...F32X4_EXTRACT(0));
   for (let lane = 1; lane < 4; lane++) body.push(LOCAL_GET, ACC[0], ...F32X4_EXTRACT(lane), F32_ADD);
   body.push(F32_STORE, 2, 0);
-  body.push(LOCAL_GET, P, LOCAL_GET, HB, I32_ADD, LOCAL_SET, P);
-  body.push(LOCAL_GET, OUT, I32_CONST, 4, I32_ADD, LOCAL_SET, OUT);
-  body.push(LOCAL_GET, N, I32_CONST, 1, I32_SUB, LOCAL_SET, N);
-  body.push(BR, 0, END, END, END);
-  const locals = [2, 1, 0x7f, 4, 0x7b]; // one i32, four v128
-  const code = [...locals, ...body];
-
-  // The memory is imported and shared so helper threads can scan other rows of the same store.
-  const memoryImport = [...name('env'), ...name('memory'), 2, 3, ...leb(1), ...leb(MAX_PAGES)];
-  const bytes = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 6, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
-    ...section(2, [1, ...memoryImport]),
-    ...section(3, [1, 0]),
-    ...section(7, [1, ...name('score'), 0, 0]),
-    ...section(10, [1, ...leb(code.length), ...code]),
-  ];
-  return new Uint8Array(bytes);
+  body.push(...nextRow(P, HB, OUT, N));
+  return scanModuleBytes('score', [2, 1, 0x7f, 4, 0x7b], body); // one i32, four v128
 }
 
 let compiled: WebAssembly.Module | undefined;

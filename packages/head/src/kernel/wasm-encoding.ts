@@ -1,0 +1,84 @@
+/**
+ * What the scan modules share: LEB128, the opcodes both loops use, and the
+ * module around one exported function of six i32 arguments over an imported
+ * shared memory (so helper threads can scan other rows of the same store).
+ */
+
+/** 4 GiB, wasm32's ceiling: shared memories must declare a maximum (it is only reserved address space). */
+export const MAX_PAGES = 65536;
+export const PAGE = 65536;
+
+export function leb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+/** Signed LEB128, as i32.const wants (unsigned 64 would read back as -64). */
+export function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+function section(id: number, content: number[]): number[] {
+  return [id, ...leb(content.length), ...content];
+}
+
+function name(s: string): number[] {
+  return [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
+}
+
+export const LOCAL_GET = 0x20;
+export const LOCAL_SET = 0x21;
+export const LOCAL_TEE = 0x22;
+export const I32_CONST = 0x41;
+export const I32_ADD = 0x6a;
+export const I32_SUB = 0x6b;
+export const I32_EQZ = 0x45;
+export const I32_LT_U = 0x49;
+export const BLOCK = 0x02;
+export const LOOP = 0x03;
+export const BR = 0x0c;
+export const BR_IF = 0x0d;
+export const END = 0x0b;
+export const VOID = 0x40;
+export const SIMD = 0xfd;
+export const V128_LOAD = [SIMD, 0x00];
+export const V128_CONST_ZERO = [SIMD, 0x0c, ...new Array(16).fill(0)];
+
+/** The steps after a row's sum is stored: the next row, the next output, one row fewer; then around again. */
+export function nextRow(rowPtr: number, rowBytes: number, out: number, n: number): number[] {
+  return [
+    LOCAL_GET, rowPtr, LOCAL_GET, rowBytes, I32_ADD, LOCAL_SET, rowPtr,
+    LOCAL_GET, out, I32_CONST, 4, I32_ADD, LOCAL_SET, out,
+    LOCAL_GET, n, I32_CONST, 1, I32_SUB, LOCAL_SET, n,
+    BR, 0, END, END, END,
+  ];
+}
+
+/** A module exporting `fn(a0..a5: i32)` with these locals (wasm's encoded local groups) and body. */
+export function scanModuleBytes(fn: string, locals: number[], body: number[]): Uint8Array {
+  const code = [...locals, ...body];
+  const memoryImport = [...name('env'), ...name('memory'), 2, 3, ...leb(1), ...leb(MAX_PAGES)];
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, [1, 0x60, 6, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
+    ...section(2, [1, ...memoryImport]),
+    ...section(3, [1, 0]),
+    ...section(7, [1, ...name(fn), 0, 0]),
+    ...section(10, [1, ...leb(code.length), ...code]),
+  ]);
+}
