@@ -195,12 +195,17 @@ export class GallerySlice {
       if (exact.size < k) return -Infinity;
       return [...exact.values()].map((e) => e.logit).sort((a, b) => b - a)[k - 1];
     };
-    rescore(topK(best, alive, nSubjects, k * EXACT_OVERSAMPLE).map((m) => m.index));
+    const top = topK(best, alive, nSubjects, k * EXACT_OVERSAMPLE + 1);
+    rescore(top.slice(0, k * EXACT_OVERSAMPLE).map((m) => m.index));
+    // Every row of a subject not rescored has an approximate logit at most this (that subject's best).
+    const rest = top.length > k * EXACT_OVERSAMPLE ? top[k * EXACT_OVERSAMPLE].logit : -Infinity;
     // Then every subject with a row whose bound still reaches the k-th best exact logit (one pass over the
-    // rows; almost every row fails the first compare), until none is left.
-    const { slack, rowSlack } = bounds;
+    // rows; almost every row fails the first compare), until none is left; none at all when even the best
+    // of the rest, with the largest row bound, falls short (the common case: no pass).
+    const { slack, rowSlack, maxRowSlack } = bounds;
     for (;;) {
       const floor = kth() - slack;
+      if (rest + maxRowSlack < floor) break;
       const more = new Set<number>();
       for (let row = 0; row < count; row++) {
         if (logits[row] + rowSlack[row] < floor) continue;

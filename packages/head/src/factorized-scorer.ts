@@ -265,10 +265,14 @@ export class FactorizedScorer extends BaseScorer {
       const got = bounds.exact(rows);
       rows.forEach((r, i) => exact.set(r, got[i]));
     };
-    rescore(topK(logits, alive, count, k * 4).map((m) => m.index));
-    const { slack, rowSlack } = bounds;
+    const top = topK(logits, alive, count, k * 4 + 1);
+    rescore(top.slice(0, k * 4).map((m) => m.index));
+    // Every row not rescored has an approximate logit at most this: when even it cannot reach the floor, no row can.
+    const rest = top.length > k * 4 ? top[k * 4].logit : -Infinity;
+    const { slack, rowSlack, maxRowSlack } = bounds;
     for (;;) {
       const floor = exact.size < k ? -Infinity : [...exact.values()].sort((a, b) => b - a)[k - 1] - slack;
+      if (rest + maxRowSlack < floor) break;
       const more: number[] = [];
       for (let r = 0; r < count; r++) if (logits[r] + rowSlack[r] >= floor && alive[r] === 1 && !exact.has(r)) more.push(r);
       if (more.length === 0) break;
@@ -348,12 +352,13 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   /** What a caller needs to make int8 logits exact: the bound, and the float32 engine's very arithmetic row by row. */
-  private boundsFor(got: { slack: number; rowSlack: Float32Array }, u: Float32Array): ScanBounds {
+  private boundsFor(got: { slack: number; rowSlack: Float32Array; maxRowSlack: number }, u: Float32Array): ScanBounds {
     const uCopy = Float32Array.from(u);
     const b2 = this.head.b2;
     return {
       slack: got.slack,
       rowSlack: got.rowSlack,
+      maxRowSlack: got.maxRowSlack,
       // The float32 scan's wasm function, then + b2 in float32, as run() and computeLogits do.
       exact: (rows) => Float64Array.from({ length: rows.length }, (_, k) => Math.fround(this.kernel.rowScore(rows[k], uCopy) + b2)),
     };

@@ -19,6 +19,8 @@ const R_MAX = 32000;
 export interface ScanBounds {
   slack: number;
   rowSlack: Float32Array;
+  /** The largest of rowSlack (every row's): a row whose logit plus this and slack is below a floor needs no look. */
+  maxRowSlack: number;
   exact(rows: ArrayLike<number>): Float64Array;
 }
 
@@ -38,6 +40,7 @@ export class Int8Mirror {
   private t = 1;
   private v: Int16Array | undefined;
   private rowSlack = new Float32Array(1024);
+  private maxRowSlack = 0;
   private readonly absW: Float64Array;
   /** The integer sums of each query of a batch, kept from scan to scan. */
   private readonly outs: Int32Array[] = [];
@@ -96,6 +99,7 @@ export class Int8Mirror {
     this.scale = scale;
     this.offset = offset;
     this.kernel.reset();
+    this.maxRowSlack = 0;
     this.kernel.setWeights(this.v);
     const batch = new Float32Array(Math.min(n, 1024) * H);
     for (let start = 0; start < n; start += 1024) {
@@ -122,6 +126,7 @@ export class Int8Mirror {
         err += this.absW[j] * Math.abs(p - (offset[j] + scale[j] * k));
       }
       this.rowSlack[first + i] = err;
+      if (err > this.maxRowSlack) this.maxRowSlack = err;
     }
     this.kernel.append(q, n);
   }
@@ -163,12 +168,12 @@ export class Int8Mirror {
   }
 
   /** Approximate logits for the first `count` rows (written into `into`), and the query's share of the bound; undefined: see prepare(). */
-  scan(u: Float32Array, count: number, b2: number, into: Float64Array): { logits: Float64Array; slack: number; rowSlack: Float32Array } | undefined {
+  scan(u: Float32Array, count: number, b2: number, into: Float64Array): { logits: Float64Array; slack: number; rowSlack: Float32Array; maxRowSlack: number } | undefined {
     return this.scanMany([u], count, b2, [into])[0];
   }
 
   /** scan() for several queries in one pass over the int8 rows (those that could overflow get undefined). */
-  scanMany(us: Float32Array[], count: number, b2: number, intos: Float64Array[]): ({ logits: Float64Array; slack: number; rowSlack: Float32Array } | undefined)[] {
+  scanMany(us: Float32Array[], count: number, b2: number, intos: Float64Array[]): ({ logits: Float64Array; slack: number; rowSlack: Float32Array; maxRowSlack: number } | undefined)[] {
     const prepared = us.map((u) => this.prepare(u));
     const live = prepared.flatMap((p, i) => (p ? [i] : []));
     if (live.length === 0) return prepared.map(() => undefined);
@@ -177,13 +182,13 @@ export class Int8Mirror {
     const rs = live.map((i) => prepared[i]!.r);
     if (live.length === 1) this.kernel.run(rs[0], this.outs[0], count);
     else this.kernel.runMany(rs, this.outs.slice(0, live.length), count);
-    const result: ({ logits: Float64Array; slack: number; rowSlack: Float32Array } | undefined)[] = prepared.map(() => undefined);
+    const result: ({ logits: Float64Array; slack: number; rowSlack: Float32Array; maxRowSlack: number } | undefined)[] = prepared.map(() => undefined);
     live.forEach((i, k) => {
       const logits = intos[i].subarray(0, count);
       const t = this.t;
       const out = this.outs[k];
       for (let row = 0; row < count; row++) logits[row] = t * out[row] + b2;
-      result[i] = { logits, slack: prepared[i]!.slack, rowSlack: this.rowSlack };
+      result[i] = { logits, slack: prepared[i]!.slack, rowSlack: this.rowSlack, maxRowSlack: this.maxRowSlack };
     });
     return result;
   }
