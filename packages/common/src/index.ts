@@ -3,6 +3,7 @@ export { assertVectors, decodeVectors, f32FromBytes, f32leBytes, vectorFromWire,
 export { Rng } from './random.js';
 export { readEnv, checkEnv, parse, splitAddress, type EnvSpec, type EnvVar } from './env-config.js';
 export { freePort } from './free-port.js';
+export { withTimeout } from './with-timeout.js';
 export { LatencyWindow } from './latency-window.js';
 export { msUntil, sleep, clampTimeout, deadlineFrom, DEFAULT_CALL_TIMEOUT_MS, MAX_CALL_TIMEOUT_MS } from './deadline.js';
 export { Batcher, type BatcherOptions, type SubmitOptions, type DropReason } from './batcher.js';

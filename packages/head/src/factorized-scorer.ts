@@ -295,14 +295,8 @@ export class FactorizedScorer extends BaseScorer {
    */
   private approximate(u: Float32Array, n: number, slot: number): Float64Array | undefined {
     const mirror = this.mirror;
-    if (!mirror) return undefined;
-    if (n < this.settings.int8!.minRows) return undefined;
-    if (!mirror.fitted) this.fitMirror();
-    if (!mirror.fitted || mirror.rows < n) return undefined;
-    const b2 = this.head.b2;
-    let into = this.approxOuts[slot];
-    if (!into || into.length < n) this.approxOuts[slot] = into = new Float64Array(Math.max(n, Math.ceil((into?.length ?? 0) * 1.5)));
-    const got = mirror.scan(u, n, b2, into);
+    if (!mirror || !this.int8Ready(n)) return undefined;
+    const got = mirror.scan(u, n, this.head.b2, this.approxOut(slot, n));
     if (!got) return undefined;
     this.bounds.set(got.logits, this.boundsFor(got, u));
     return got.logits;
@@ -326,14 +320,9 @@ export class FactorizedScorer extends BaseScorer {
       const n = this.scannable();
       const us = part.map((_, i) => u.subarray(i * H, (i + 1) * H));
       const mirror = this.mirror!;
-      if (!mirror.fitted) this.fitMirror();
-      const usable = n >= this.settings.int8!.minRows && mirror.fitted && mirror.rows >= n;
+      const usable = this.int8Ready(n);
       const b2 = this.head.b2;
-      const intos = part.map((_, i) => {
-        let into = this.approxOuts[start + i];
-        if (!into || into.length < n) this.approxOuts[start + i] = into = new Float64Array(Math.max(n, Math.ceil((into?.length ?? 0) * 1.5)));
-        return into;
-      });
+      const intos = part.map((_, i) => this.approxOut(start + i, n));
       const got = usable ? mirror.scanMany(us, n, b2, intos) : part.map(() => undefined);
       for (let i = 0; i < part.length; i++) {
         const g = got[i];
@@ -378,6 +367,21 @@ export class FactorizedScorer extends BaseScorer {
   private scannable(): number {
     if (this.broken) throw new Error(`the factorized scorer lost track of its rows (${this.broken.message}); it must be rebuilt`);
     return this.kernel.rows;
+  }
+
+  /** Whether the int8 copy answers a scan of n rows: enough of them (minRows), a fitted scale, and every row mirrored. */
+  private int8Ready(n: number): boolean {
+    const mirror = this.mirror;
+    if (!mirror || n < this.settings.int8!.minRows) return false;
+    if (!mirror.fitted) this.fitMirror();
+    return mirror.fitted && mirror.rows >= n;
+  }
+
+  /** int8 logit buffer i, at least count long (grown as out() grows its buffers). */
+  private approxOut(i: number, count: number): Float64Array {
+    let b = this.approxOuts[i];
+    if (!b || b.length < count) this.approxOuts[i] = b = new Float64Array(Math.max(count, Math.ceil((b?.length ?? 0) * 1.5)));
+    return b;
   }
 
   /** Buffer i, at least count long (grown by half again when short: rows only ever grow). */

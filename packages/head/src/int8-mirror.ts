@@ -131,12 +131,6 @@ export class Int8Mirror {
     this.kernel.append(q, n);
   }
 
-  appendZeros(n: number, zeroRow: Float32Array): void {
-    const rows = new Float32Array(n * this.hidden);
-    for (let i = 0; i < n; i++) rows.set(zeroRow.subarray(0, this.hidden), i * this.hidden);
-    this.append(rows, n);
-  }
-
   clear(index: number): void {
     if (index < this.kernel.rows) this.kernel.clear(index);
   }

@@ -1,4 +1,4 @@
-import { clampTimeout, DeadlineError, InvalidArgumentError, shown, UnavailableError, YocoError, getErrorMessage } from '@yoco/common';
+import { clampTimeout, DeadlineError, InvalidArgumentError, shown, UnavailableError, YocoError, getErrorMessage, withTimeout } from '@yoco/common';
 import { Job, Queue, QueueEvents, type JobsOptions } from 'bullmq';
 import { connectRedis, StoreKeys } from '@yoco/gallery';
 import { ReplyError, type Redis } from 'ioredis';
@@ -107,23 +107,15 @@ export class EnrolQueue {
     if (requestId) assertRequestId(requestId);
     if (!this.ready) throw new UnavailableError(`Redis is unavailable (${this.connection.status}); ${nothing}`, 'STORE_UNAVAILABLE');
     const opts: JobsOptions | undefined = requestId ? { deduplication: { id: requestId, ttl: REQUEST_ID_TTL_MS } } : undefined;
-    let timer: NodeJS.Timeout | undefined;
     let job: Job<EnrolJobData, EnrolJobResult>;
     try {
-      job = await Promise.race([
-        this.queue.add(data.kind, data, opts),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer in ${this.addTimeoutMs} ms`)), this.addTimeoutMs);
-        }),
-      ]);
+      job = await withTimeout(this.queue.add(data.kind, data, opts), this.addTimeoutMs);
     } catch (err) {
       if (err instanceof ReplyError) throw new UnavailableError(`Redis refused the job (${getErrorMessage(err)}); ${nothing}`, 'STORE_UNAVAILABLE');
       const retry = requestId
         ? `retry with the same request_id (${shown(requestId)}) to get that job if it landed, or queue it once if it did not`
         : 'set request_id on a retry to make it safe (without one, a retry may queue the job twice: harmless for an enrolment, whose template ids are content digests, and for a removal)';
       throw new UnavailableError(`Redis did not confirm the job (${getErrorMessage(err)}): it may or may not have been queued; ${retry}`, 'OUTCOME_UNKNOWN');
-    } finally {
-      clearTimeout(timer);
     }
     await this.replicated(job, requestId);
     // Indexed by subject, so a later removal finds every job still carrying the subject's vectors.

@@ -1,4 +1,4 @@
-import { AlreadyExistsError, f32leBytes, getErrorMessage, InvalidArgumentError, NotFoundError, shown, UnavailableError, YocoError } from '@yoco/common';
+import { AlreadyExistsError, withTimeout, f32leBytes, getErrorMessage, InvalidArgumentError, NotFoundError, shown, UnavailableError, YocoError } from '@yoco/common';
 import { assertSubjectId, compareStreamIds, isStreamId, shardOfSlot, slotOf, templateIdOf } from '@yoco/gallery';
 import { unary } from '@yoco/rpc';
 import { MAX_IMPORT_SUBJECTS, type EnrolQueue, type ImportOutcome } from '@yoco/queue';
@@ -73,18 +73,10 @@ export class EnrolmentService {
     // applied it yet, would otherwise go unseen. Refuse cannot vouch for a partial answer; warn takes one.
     // Bounded: a Redis that holds the connection without answering (frozen, overloaded) must not hold the
     // enrolment past its deadline here; the queue then says what it knows.
-    let timer: NodeJS.Timeout | undefined;
-    const consistencyToken = await Promise.race([
-      this.store.streamHead(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`Redis did not answer in ${HEAD_TIMEOUT_MS} ms`)), HEAD_TIMEOUT_MS);
-      }),
-    ])
-      .catch((err: unknown) => {
-        if (strict) throw new UnavailableError(`the duplicate check could not run (${getErrorMessage(err)}); nothing was queued`, 'DUPLICATE_CHECK');
-        return '';
-      })
-      .finally(() => clearTimeout(timer));
+    const consistencyToken = await withTimeout(this.store.streamHead(), HEAD_TIMEOUT_MS, `Redis did not answer in ${HEAD_TIMEOUT_MS} ms`).catch((err: unknown) => {
+      if (strict) throw new UnavailableError(`the duplicate check could not run (${getErrorMessage(err)}); nothing was queued`, 'DUPLICATE_CHECK');
+      return '';
+    });
     const read = { consistencyToken, allowPartial: !strict };
     const found = new Map<string, v1.Match>();
     for (const v of vectors) {

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { acquireRunLock } from '../run-lock.js';
 import { clusterFile } from '../cluster-file.js';
 import { createServer } from 'node:net';
-import { getErrorMessage, parse, readEnv, splitAddress, type EnvSpec } from '@yoco/common';
+import { getErrorMessage, parse, readEnv, splitAddress, type EnvSpec, withTimeout } from '@yoco/common';
 import { connectRedis, GalleryStore } from '@yoco/gallery';
 import { HEAD_ENV, resolveHead, type HeadConfig } from '@yoco/service';
 import { buildModels, MODELS_DIR, PROFILES } from '@yoco/models';
@@ -189,7 +189,7 @@ async function securePki(dir: string): Promise<{ pki: LocalPki; tokens: Record<'
 async function checkRedis(url: string): Promise<void> {
   const redis = connectRedis(url, 'tool');
   try {
-    await Promise.race([redis.ping(), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer in 3 s')), 3000))]);
+    await withTimeout(redis.ping(), 3000, 'no answer in 3 s');
   } catch (err) {
     throw new Error(`cannot reach Redis at ${redactUrl(url)}: ${getErrorMessage(err)}`);
   } finally {
