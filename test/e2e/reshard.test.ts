@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '@yoco/common';
 import { type LocalCluster } from '@yoco/devkit';
-import { GallerySlice, GalleryStore, shardOfSlot, slotOf, StoreKeys, TopologyStore, type Topology } from '@yoco/gallery';
+import { GallerySlice, GalleryStore, shardOfSlot, slotOf, StoreKeys, TopologyStore, type Template, type Topology } from '@yoco/gallery';
 import { createScorer, headToOnnx, metricHead, type Head } from '@yoco/head';
 import { loadProtos, makeClient, unary, type v1 } from '@yoco/rpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -260,10 +260,12 @@ describe('resharding online', () => {
     const headB = metricHead({ dim: DIM, hidden: HIDDEN, tau: 0.9 });
     const file = join(mkdtempSync(join(tmpdir(), 'yoco-head-')), 'head-b.onnx');
     writeFileSync(file, headToOnnx(headB));
-    // Each head's own scores for the subjects, computed here (float64 reference engine).
+    // Each head's own scores for what the store holds (not only what this file kept track of), computed here (float64 reference engine).
+    const stored: Template[] = [];
+    for await (const batch of new GalleryStore(redis, { prefix, dim: DIM }).loadSlots(Array.from({ length: 1024 }, (_, i) => i))) stored.push(...batch);
     const sliceOf = async (head: Head) => {
       const slice = new GallerySlice(await createScorer(head, { engine: 'reference' }));
-      slice.add([...live].flatMap(([subjectId, vectors]) => vectors.map((vector, i) => ({ subjectId, templateId: `${subjectId}/${i}`, vector }))));
+      slice.add(stored);
       return slice;
     };
     const [refA, refB] = await Promise.all([sliceOf(headA), sliceOf(headB)]);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -110,6 +110,7 @@ export class LocalCluster {
   shardCount: number;
   private topologyTimer: NodeJS.Timeout | undefined;
   private scaling = false;
+  private addressesWritten = '';
   /** Every process of the cluster (Redis aside). */
   private get processes(): ProcessInfo[] {
     return [this.coordinator, ...this.shards.values(), this.enroller, this.embedder].filter((p): p is ProcessInfo => p !== undefined);
@@ -133,8 +134,18 @@ export class LocalCluster {
     return join(this.options.logDir, 'shard-addresses');
   }
 
+  /**
+   * Written whole and renamed into place: the coordinator re-reads the file on
+   * its own timer, and a file caught between truncate and write reads as no
+   * replicas at all. Unchanged content is not rewritten.
+   */
   private writeAddresses(): void {
-    writeFileSync(this.addressesFile, [...this.shards.values()].map((s) => s.address).join('\n') + '\n');
+    const text = [...this.shards.values()].map((s) => s.address).join('\n') + '\n';
+    if (text === this.addressesWritten) return;
+    const tmp = `${this.addressesFile}.${process.pid}.tmp`;
+    writeFileSync(tmp, text);
+    renameSync(tmp, this.addressesFile);
+    this.addressesWritten = text;
   }
 
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {

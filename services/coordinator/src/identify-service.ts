@@ -133,8 +133,10 @@ export class IdentifyService {
   /** The cluster's topology, or UNAVAILABLE when no shard has answered yet. */
   private topology(): { k: number; epoch: number; dim: number } {
     const { k, epoch } = this.directory.route();
-    if (k === 0) throw new UnavailableError('no shard replica has answered yet; the cluster is starting or unreachable', 'SHARDS_UNAVAILABLE');
-    return { k, epoch, dim: this.directory.dim };
+    const dim = this.directory.dim;
+    // k can come from the topology in Redis before any replica has answered: without a width, nothing to check a probe by.
+    if (k === 0 || dim === 0) throw new UnavailableError('no shard replica has answered yet; the cluster is starting or unreachable', 'SHARDS_UNAVAILABLE');
+    return { k, epoch, dim };
   }
 
   /**

@@ -200,7 +200,12 @@ export class ShardDirectory {
   private async addresses(): Promise<string[]> {
     if (this.options.addressesFile && !this.options.dns) {
       try {
-        return (await readFile(this.options.addressesFile, 'utf8')).split(/[\s,]+/).filter(Boolean).sort();
+        const listed = (await readFile(this.options.addressesFile, 'utf8')).split(/[\s,]+/).filter(Boolean).sort();
+        // An empty file is one caught mid-write far more often than a cluster meant to have no shards,
+        // and dropping every replica would leave nothing to answer with either way.
+        if (listed.length > 0 || this.replicas.size === 0) return listed;
+        this.options.logger.warn({ file: this.options.addressesFile }, 'the shard address file is empty; keeping the last known replicas');
+        return [...this.replicas.keys()];
       } catch (err) {
         this.options.logger.warn({ err: getErrorMessage(err), file: this.options.addressesFile }, 'cannot read the shard address file; keeping the last known replicas');
         return [...this.replicas.keys()];

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ShardDirectory } from '@yoco/coordinator';
 import { createLogger, loadProtos, RpcServer, ServiceMetrics } from '@yoco/rpc';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -48,5 +51,23 @@ describe('ShardDirectory', () => {
     expect(byAddress.get(a)).toBe('');
     expect(byAddress.get(other)).toBe("runs head h2, not the cluster's head h1");
     expect([...byAddress.values()].filter((e) => e.startsWith('reports k=3'))).toHaveLength(3);
+  });
+
+  it('an address file caught empty (mid-write) keeps the replicas it had; one that names others replaces them', async () => {
+    const a = await fakeShard({ index: 0 });
+    const b = await fakeShard({ index: 0 });
+    const file = join(mkdtempSync(join(tmpdir(), 'yoco-dir-')), 'shard-addresses');
+    writeFileSync(file, `${a}\n`);
+    const directory = new ShardDirectory({ addresses: [], addressesFile: file, dns: '', refreshMs: 60_000, logger });
+    open.push(directory);
+    await directory.start();
+    expect(directory.dim).toBe(8);
+    writeFileSync(file, '');
+    await directory.refresh();
+    expect(directory.all().map((r) => r.address)).toEqual([a]);
+    expect(directory.dim).toBe(8);
+    writeFileSync(file, `${b}\n`);
+    await directory.refresh();
+    expect(directory.all().map((r) => r.address)).toEqual([b]);
   });
 });
