@@ -42,17 +42,19 @@ function probes(seed: number, n: number): Float32Array[] {
 }
 
 describe.each([
-  { k: 1, replicas: 1 },
-  { k: 2, replicas: 2 },
-  { k: 3, replicas: 1 },
-])('Identify over 5000 subjects with k=$k shards x $replicas replicas', ({ k, replicas }) => {
+  { k: 1, replicas: 1, engine: 'factorized' },
+  { k: 2, replicas: 2, engine: 'factorized' },
+  { k: 3, replicas: 1, engine: 'factorized' },
+  // int8 from 1024 rows (the default is 8192): each shard holds about 2500 here.
+  { k: 2, replicas: 1, engine: 'int8' },
+])('Identify over 5000 subjects with k=$k shards x $replicas replicas ($engine)', ({ k, replicas, engine }) => {
   let cluster: LocalCluster;
   beforeAll(async () => {
     // Each k is a fresh deployment over the same gallery: the topology on record (which SHARD_COUNT only seeds) goes first.
     const redis = connect();
     await redis.del(new StoreKeys(prefix).topology);
     redis.disconnect();
-    cluster = await startCluster(prefix, { shards: k, replicas });
+    cluster = await startCluster(prefix, { shards: k, replicas, shardEnv: () => ({ SHARD_ENGINE: engine, SHARD_INT8_MIN_ROWS: '1024' }) });
   });
   afterAll(async () => {
     await cluster?.stop();
@@ -73,6 +75,13 @@ describe.each([
       expect(got.partial).toBe(false);
       // accepted follows the threshold in force (the deployment default, 0.5).
       for (const m of got.matches) expect(m.accepted).toBe(m.score >= 0.5);
+    }
+    // Status says which scan answered, and what a template costs it (the int8 engine keeps both copies of P).
+    const status = await unary(client, 'ClusterStatus', {});
+    for (const r of status.shards.flatMap((s) => s.replicas)) {
+      expect(r.engine).toBe(engine);
+      expect(r.kernel).toMatch(engine === 'int8' ? /^int8 (simd128|relaxed-simd)$/ : /^float32 simd128$/);
+      expect(Number(r.bytesPerTemplate)).toBeGreaterThan(HIDDEN * (engine === 'int8' ? 5 : 4));
     }
   });
 

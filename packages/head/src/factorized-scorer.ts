@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
 import { GraphBuilder } from '@yoco/onnx';
 import { Tensor, type InferenceSession } from 'onnxruntime-node';
 import { BaseScorer, type BaseScorerOptions } from './base-scorer.js';
@@ -6,7 +7,7 @@ import type { Head } from './head.js';
 import { createSession, SharedSessions, type RuntimeOptions } from './ort-session.js';
 import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
 import { INT8_FIT_MIN_ROWS, Int8Mirror, type ScanBounds } from './int8-mirror.js';
-import { INT8_MAX_QUERIES } from './kernel/int8-kernel.js';
+import { INT8_MAX_QUERIES, Int8Kernel } from './kernel/int8-kernel.js';
 import { sigmoid } from './head.js';
 import { topK, type Match } from './top-k.js';
 
@@ -35,7 +36,19 @@ export interface Int8Options {
    * fitted on.
    */
   minRows?: number;
+  /**
+   * The kernel: 'relaxed' (relaxed SIMD's int8 dot-add, 7-bit rows),
+   * 'simd128' (what every Node 20 runs), or 'auto' (default): relaxed where
+   * the runtime has it and its kernel passes a check of exact sums at start.
+   * Node 20 has it only behind V8's --experimental-wasm-relaxed-simd;
+   * 'relaxed' turns that flag on in this process when it is off (V8 reads it
+   * when a module is compiled), and fails when the kernel still cannot be used.
+   */
+  simd?: 'auto' | 'relaxed' | 'simd128';
 }
+
+/** The int8 kernel's instruction set as chosen; undefined for the float32 engine. */
+export type Int8Simd = 'relaxed' | 'simd128';
 
 /** [n, D] -> [n, H] = X · Wᵀ (+ b): one GEMM in ORT. */
 function projectionModel(dim: number, hidden: number, w1: Float32Array, half: 0 | 1, bias?: Float32Array): Uint8Array {
@@ -53,10 +66,16 @@ function projectionModel(dim: number, hidden: number, w1: Float32Array, half: 0 
   return g.toBytes({ opset: 17 });
 }
 
-function int8Settings(o: Int8Options): Required<Int8Options> {
+function int8Settings(o: Int8Options, hidden: number): Required<Omit<Int8Options, 'simd'>> & { simd: Int8Simd; relaxedProblem: string } {
   const minRows = o.minRows ?? 8192;
   if (!(Number.isInteger(minRows) && minRows >= INT8_FIT_MIN_ROWS)) throw new RangeError(`int8 minRows must be an integer of at least ${INT8_FIT_MIN_ROWS}, got ${o.minRows}`);
-  return { clip: o.clip ?? 1e-4, minRows };
+  const want = o.simd ?? 'auto';
+  if (!['auto', 'relaxed', 'simd128'].includes(want)) throw new RangeError(`int8 simd must be auto, relaxed or simd128, got ${String(want)}`);
+  if (want === 'relaxed') setFlagsFromString('--experimental-wasm-relaxed-simd');
+  const relaxedProblem = Int8Kernel.relaxedProblem(hidden);
+  if (want === 'relaxed' && relaxedProblem) throw new RangeError(`int8 simd 'relaxed': ${relaxedProblem}`);
+  const simd: Int8Simd = want !== 'simd128' && !relaxedProblem ? 'relaxed' : 'simd128';
+  return { clip: o.clip ?? 1e-4, minRows, simd, relaxedProblem };
 }
 
 type Projections = SharedSessions<{ rows: InferenceSession; query: InferenceSession }>;
@@ -66,7 +85,7 @@ interface Settings {
   kernelThreads: number;
   base: BaseScorerOptions;
   /** The int8 engine's settings; undefined for the float32 engine. */
-  int8: Required<Int8Options> | undefined;
+  int8: ReturnType<typeof int8Settings> | undefined;
 }
 
 /**
@@ -108,7 +127,17 @@ export class FactorizedScorer extends BaseScorer {
     super(head, settings.base);
     this.kernel = new ReluDotKernel(head.hidden, head.w2, settings.kernelThreads);
     this.engine = settings.int8 === undefined ? 'factorized' : 'int8';
-    this.mirror = settings.int8 === undefined ? undefined : new Int8Mirror(head.hidden, head.w2, settings.int8.clip, settings.kernelThreads);
+    this.mirror = settings.int8 === undefined ? undefined : new Int8Mirror(head.hidden, head.w2, settings.int8.clip, settings.kernelThreads, settings.int8.simd === 'relaxed');
+  }
+
+  /** The int8 kernel's instruction set (undefined for the float32 engine). */
+  get int8Simd(): Int8Simd | undefined {
+    return this.settings.int8?.simd;
+  }
+
+  /** Why the relaxed-SIMD kernel is not used ('' when it is, or for the float32 engine). */
+  get relaxedProblem(): string {
+    return this.settings.int8?.relaxedProblem ?? '';
   }
 
   static async create(head: Head, options: FactorizedOptions = {}): Promise<FactorizedScorer> {
@@ -125,7 +154,7 @@ export class FactorizedScorer extends BaseScorer {
       projectBatch: batch,
       kernelThreads: threads,
       base: { maxRows: options.maxRows, onFault: options.onFault },
-      int8: options.int8 ? int8Settings(options.int8 === true ? {} : options.int8) : undefined,
+      int8: options.int8 ? int8Settings(options.int8 === true ? {} : options.int8, hidden) : undefined,
     });
   }
 

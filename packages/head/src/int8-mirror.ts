@@ -4,10 +4,19 @@ import { Int8Kernel } from './kernel/int8-kernel.js';
 export const INT8_FIT_MIN_ROWS = 1024;
 /** Rows sampled per column to fit the scale. */
 const FIT_SAMPLE = 8192;
-/** |v_j| at most this: 12 bits, so sum_j |v_j| * relu(...) stays an i32 for any sane query. */
-const V_MAX = 2047;
-/** r_j is kept inside int16 with room for q: q + r never saturates. */
-const R_MAX = 32000;
+/** The two integer layouts (int8-kernel.ts): simd128, and relaxed SIMD's 7-bit rows. */
+interface Levels {
+  /** q's range */
+  qMin: number;
+  qMax: number;
+  /** |v_j| at most this: 12 bits for simd128, so sum_j |v_j| relu(...) stays an i32 for any sane query; int8 for the dot of relaxed SIMD. */
+  vMax: number;
+  /** r_j is clamped to [-rMax, rMax]; where it is clamped the clamp is exact or is counted in the bound. */
+  rMax: number;
+}
+const SIMD128: Levels = { qMin: -128, qMax: 127, vMax: 2047, rMax: 32000 };
+// q + r in [-128, 127]: exact in i8 lanes.
+const RELAXED: Levels = { qMin: -64, qMax: 63, vMax: 127, rMax: 64 };
 
 /**
  * What a scan on approximate logits says about them: for every row i,
@@ -42,12 +51,14 @@ export class Int8Mirror {
   private rowSlack = new Float32Array(1024);
   private maxRowSlack = 0;
   private readonly absW: Float64Array;
-  /** The integer sums of each query of a batch, kept from scan to scan. */
-  private readonly outs: Int32Array[] = [];
 
-  constructor(readonly hidden: number, private readonly w: Float32Array, private readonly clip = 1e-4, threads = 1) {
+  private readonly levels: Levels;
+
+  /** `relaxed`: 7-bit rows for the relaxed-SIMD kernel (the caller checks the runtime has it). */
+  constructor(readonly hidden: number, private readonly w: Float32Array, private readonly clip = 1e-4, threads = 1, relaxed = false) {
     if (!(clip >= 0 && clip < 0.5)) throw new RangeError(`int8 clip quantile must be in [0, 0.5), got ${clip}`);
-    this.kernel = new Int8Kernel(hidden, threads);
+    this.kernel = new Int8Kernel(hidden, threads, relaxed);
+    this.levels = relaxed ? RELAXED : SIMD128;
     this.absW = Float64Array.from(w.subarray(0, hidden), Math.abs);
   }
 
@@ -87,14 +98,15 @@ export class Int8Mirror {
       column.sort();
       const a = column[lo];
       const b = column[hi];
-      // 255 steps over [a, b]; a constant column still gets a usable step.
-      const s = b > a ? (b - a) / 255 : Math.max(Math.abs(a), 1) * 1e-3;
+      // qMax - qMin steps over [a, b]; a constant column still gets a usable step.
+      const { qMin, qMax } = this.levels;
+      const s = b > a ? (b - a) / (qMax - qMin) : Math.max(Math.abs(a), 1) * 1e-3;
       scale[j] = s;
-      offset[j] = a + 128 * s;
+      offset[j] = a - qMin * s;
     }
     let maxWs = 0;
     for (let j = 0; j < H; j++) maxWs = Math.max(maxWs, Math.abs(this.w[j] * scale[j]));
-    this.t = maxWs > 0 ? maxWs / V_MAX : 1;
+    this.t = maxWs > 0 ? maxWs / this.levels.vMax : 1;
     this.v = Int16Array.from({ length: H }, (_, j) => Math.round((this.w[j] * scale[j]) / this.t));
     this.scale = scale;
     this.offset = offset;
@@ -115,13 +127,14 @@ export class Int8Mirror {
     if (!scale || !offset) throw new Error('int8 rows appended before the scale was fitted');
     const H = this.hidden;
     const q = new Int8Array(n * H);
+    const { qMin, qMax } = this.levels;
     const first = this.kernel.rows;
     this.growSlack(first + n);
     for (let i = 0; i < n; i++) {
       let err = 0;
       for (let j = 0; j < H; j++) {
         const p = rows[i * H + j];
-        const k = Math.max(-128, Math.min(127, Math.round((p - offset[j]) / scale[j])));
+        const k = Math.max(qMin, Math.min(qMax, Math.round((p - offset[j]) / scale[j])));
         q[i * H + j] = k;
         err += this.absW[j] * Math.abs(p - (offset[j] + scale[j] * k));
       }
@@ -136,29 +149,39 @@ export class Int8Mirror {
   }
 
   /**
-   * The query's offsets r and its share of the bound, or undefined when its
-   * offsets would overflow the integer sums (the caller then scans in float32).
+   * The query's offsets r, the integer sum every row gets on top of the
+   * kernel's, and the query's share of the bound; undefined when its offsets
+   * would overflow the integer sums (the caller then scans in float32).
+   *
+   * Where r_j is above rMax, every row's q_ij + r_j is positive (q >= qMin >=
+   * -rMax): the relu is linear there, so the kernel gets rMax and the rest,
+   * v_j (r_j - rMax), is the same for every row and added exactly. Where r_j
+   * is below -rMax, every row's relu is 0 either way.
    */
-  private prepare(u: Float32Array): { r: Int16Array; slack: number } | undefined {
+  private prepare(u: Float32Array): { r: Int16Array; constant: number; slack: number } | undefined {
     const { scale, offset, v } = this;
     if (!scale || !offset || !v) return undefined;
+    const { qMax, rMax } = this.levels;
     const H = this.hidden;
     const r = new Int16Array(H);
     let slack = 0;
     let sum = 0;
+    let constant = 0;
     let scaleSum = 0;
     for (let j = 0; j < H; j++) {
       const c = (offset[j] + u[j]) / scale[j];
-      const rj = Math.max(-R_MAX, Math.min(R_MAX, Math.round(c)));
-      r[j] = rj;
-      const m = Math.max(0, 127 + rj);
-      sum += Math.abs(v[j]) * m;
+      const rj = Math.round(c);
+      const clamped = Math.max(-rMax, Math.min(rMax, rj));
+      r[j] = clamped;
+      if (rj > rMax) constant += v[j] * (rj - rMax);
+      const m = Math.max(0, qMax + rj);
+      sum += Math.abs(v[j]) * Math.max(0, qMax + clamped);
       slack += this.absW[j] * scale[j] * Math.abs(c - rj) + Math.abs(this.w[j] * scale[j] - this.t * v[j]) * m;
       scaleSum += this.absW[j] * scale[j] * m;
     }
     if (sum >= 2 ** 31 - 1) return undefined;
     // The float32 engine's own rounding, against which the result is exact: a margin well above it.
-    return { r, slack: slack + 1e-4 * (1 + scaleSum) };
+    return { r, constant, slack: slack + 1e-4 * (1 + scaleSum) };
   }
 
   /** Approximate logits for the first `count` rows (written into `into`), and the query's share of the bound; undefined: see prepare(). */
@@ -170,19 +193,16 @@ export class Int8Mirror {
   scanMany(us: Float32Array[], count: number, b2: number, intos: Float64Array[]): ({ logits: Float64Array; slack: number; rowSlack: Float32Array; maxRowSlack: number } | undefined)[] {
     const prepared = us.map((u) => this.prepare(u));
     const live = prepared.flatMap((p, i) => (p ? [i] : []));
-    if (live.length === 0) return prepared.map(() => undefined);
-    while (this.outs.length < live.length) this.outs.push(new Int32Array(0));
-    for (let k = 0; k < live.length; k++) if (this.outs[k].length < count) this.outs[k] = new Int32Array(Math.max(count, Math.ceil(this.outs[k].length * 1.5)));
-    const rs = live.map((i) => prepared[i]!.r);
-    if (live.length === 1) this.kernel.run(rs[0], this.outs[0], count);
-    else this.kernel.runMany(rs, this.outs.slice(0, live.length), count);
     const result: ({ logits: Float64Array; slack: number; rowSlack: Float32Array; maxRowSlack: number } | undefined)[] = prepared.map(() => undefined);
+    if (live.length === 0) return result;
+    const rs = live.map((i) => prepared[i]!.r);
+    const logits = live.map((i) => intos[i].subarray(0, count));
+    // The kernel writes logits straight from its scratch: t * (sum + the query's constant) + b2.
+    const affine = { t: this.t, bases: live.map((i) => this.t * prepared[i]!.constant + b2) };
+    if (live.length === 1) this.kernel.run(rs[0], logits[0], count, affine);
+    else this.kernel.runMany(rs, logits, count, affine);
     live.forEach((i, k) => {
-      const logits = intos[i].subarray(0, count);
-      const t = this.t;
-      const out = this.outs[k];
-      for (let row = 0; row < count; row++) logits[row] = t * out[row] + b2;
-      result[i] = { logits, slack: prepared[i]!.slack, rowSlack: this.rowSlack, maxRowSlack: this.maxRowSlack };
+      result[i] = { logits: logits[k], slack: prepared[i]!.slack, rowSlack: this.rowSlack, maxRowSlack: this.maxRowSlack };
     });
     return result;
   }

@@ -41,6 +41,28 @@ describe('the int8 kernel', () => {
       }
     }
   });
+  it('runMany gives each query of a batch what run gives it alone: groups of four, a short last group, blocks and threads', async () => {
+    const rng = new Rng(5);
+    for (const { hidden, n, threads } of [{ hidden: 48, n: 17_000, threads: 2 }, { hidden: 512, n: 1000, threads: 1 }]) {
+      const k = new Int8Kernel(hidden, threads);
+      k.setWeights(Int16Array.from({ length: hidden }, () => Math.floor(rng.next() * 4095) - 2047));
+      k.append(Int8Array.from({ length: n * hidden }, () => Math.floor(rng.next() * 256) - 128), n);
+      for (const nq of [2, 5, 16]) {
+        const rs = Array.from({ length: nq }, () => Int16Array.from({ length: hidden }, () => Math.floor(rng.next() * 300) - 150));
+        const outs = rs.map(() => new Int32Array(n));
+        k.runMany(rs, outs);
+        rs.forEach((r, q) => {
+          const alone = new Int32Array(n);
+          k.run(r, alone);
+          let differ = 0;
+          for (let i = 0; i < n; i++) if (outs[q][i] !== alone[i]) differ++;
+          expect(differ, `hidden ${hidden}, ${nq} queries, query ${q}`).toBe(0);
+          expect(alone.some((x) => x !== 0)).toBe(true);
+        });
+      }
+      await k.close();
+    }
+  });
 });
 
 describe('the int8 engine', () => {

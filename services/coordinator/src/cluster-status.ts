@@ -106,6 +106,8 @@ export class ClusterStatusService {
           modelId: r.status?.modelId ?? '',
           engine: r.status?.engine ?? '',
           p95Ms: r.status?.p95Ms ?? 0,
+          kernel: r.status?.kernel ?? '',
+          bytesPerTemplate: r.status?.bytesPerTemplate ?? 0,
         })),
       };
     });

@@ -347,6 +347,7 @@ export class ShardWorker {
     let follower: SliceFollower | undefined;
     const scorer = await createScorer(head, {
       engine: this.config.engine,
+      int8: this.config.engine === 'int8' ? { minRows: this.config.int8MinRows, simd: this.config.int8Simd } : undefined,
       kernelThreads: this.config.kernelThreads || undefined,
       threads: this.config.ortThreads,
       executionProviders: this.config.executionProviders,
@@ -426,6 +427,7 @@ export class ShardWorker {
       deadRows: slice?.dead ?? 0,
       lastError: f?.lastError ?? '',
       memoryBytes: scorerBytes(slice) ?? 0,
+      ...kernelOf(slice),
       epochs: this.topology.epochs().map((v) => ({
         epoch: v.epoch,
         count: v.k,
@@ -571,4 +573,13 @@ function finiteMs(ms: number): number {
 function scorerBytes(slice: GallerySlice | undefined): number | undefined {
   const s = slice?.scorer as { memoryBytes?: number } | undefined;
   return s?.memoryBytes;
+}
+
+/** The scan's instruction set, why relaxed SIMD is not used, and what a template costs (for Status). */
+function kernelOf(slice: GallerySlice | undefined): { kernel: string; relaxedSimd: string; bytesPerTemplate: number } {
+  const s = slice?.scorer as { engine?: string; int8Simd?: string; relaxedProblem?: string } | undefined;
+  const kernel = s?.engine === 'factorized' ? 'float32 simd128' : s?.engine === 'int8' ? `int8 ${s.int8Simd === 'relaxed' ? 'relaxed-simd' : 'simd128'}` : '';
+  const bytes = scorerBytes(slice);
+  const rows = slice?.rows ?? 0;
+  return { kernel, relaxedSimd: s?.relaxedProblem ?? '', bytesPerTemplate: bytes && rows > 0 ? Math.round(bytes / rows) : 0 };
 }

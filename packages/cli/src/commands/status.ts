@@ -23,7 +23,7 @@ export async function status(address: string, json: boolean): Promise<void> {
       for (const r of shard.replicas) {
         const staleness = r.stalenessMs >= 0 ? ` staleness=${Math.round(r.stalenessMs)}ms` : '';
         const dead = r.deadRows > 0 ? ` dead=${r.deadRows}` : '';
-        console.log(`  ${r.address.padEnd(22)} ${r.state.padEnd(13)} templates=${r.templates}${dead} subjects=${r.subjects} slots=${r.ownedSlots} watermark=${r.watermark}${staleness} p95=${r.p95Ms.toFixed(2)}ms ${r.engine}`);
+        console.log(`  ${r.address.padEnd(22)} ${r.state.padEnd(13)} templates=${r.templates}${dead} subjects=${r.subjects} slots=${r.ownedSlots} watermark=${r.watermark}${staleness} p95=${r.p95Ms.toFixed(2)}ms ${r.engine}${r.kernel ? ` (${r.kernel}${r.bytesPerTemplate > 0 ? `, ${r.bytesPerTemplate} B/template` : ''})` : ''}`);
         if (r.excluded) console.log(`    not used: ${r.excluded}`);
       }
     }

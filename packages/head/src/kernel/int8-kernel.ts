@@ -2,18 +2,17 @@
  * int8 rows and their scan (int8-module.ts): row i is q_i, P_i quantised per
  * column, and a scan gives out_i = sum_j v_j * relu(q_ij + r_j) as an i32.
  * Memory layout (bytes): [r (int16) x INT8_MAX_QUERIES | v (int16) | scratch
- * for one chunk of outputs | rows ...]; the rows sit last so the store grows
- * in place.
+ * for one chunk of every query's outputs | rows ...]; the rows sit last so the
+ * store grows in place.
  */
-import { int8Module } from './int8-module.js';
+import { INT8_GROUP, int8Module } from './int8-module.js';
+import { relaxedModule, relaxedSimd } from './relaxed-module.js';
 import { ScanPool } from './scan-pool.js';
 import { MAX_PAGES, PAGE } from './wasm-encoding.js';
 
 const CHUNK = 32768;
 /** Queries one runMany pass serves; their r vectors sit side by side at the start of memory. */
 export const INT8_MAX_QUERIES = 32;
-/** Rows per block in runMany: 512 rows of 512 bytes stay in L2 while every query of the batch scans them. */
-const BLOCK_ROWS = 512;
 /** Below this many rows a chunk is scanned on the calling thread alone; a hand-off costs more than it saves. */
 const MIN_ROWS_PER_THREAD = 8192;
 
@@ -26,6 +25,7 @@ export class Int8Kernel {
   readonly width: number;
   private readonly memory: WebAssembly.Memory;
   private readonly score8: (q: number, r: number, v: number, out: number, n: number, wb: number) => void;
+  private readonly many8: (q: number, r: number, v: number, out: number, n: number, groups: number) => void;
   private readonly rOffset = 0;
   private readonly vOffset: number;
   private readonly outOffset: number;
@@ -33,17 +33,56 @@ export class Int8Kernel {
   private capacity = 0;
   private count = 0;
   private readonly pool: ScanPool;
+  private v = new Int16Array(0);
 
-  constructor(readonly hidden: number, threads = 1) {
+  /**
+   * `relaxed`: the relaxed-SIMD kernel (relaxed-module.ts), for 7-bit rows
+   * and offsets in [-64, 64] with int8 weights; the caller checks that the
+   * runtime has it. Otherwise simd128 with int16 offsets and weights.
+   */
+  constructor(readonly hidden: number, threads = 1, readonly relaxed = false) {
     this.width = int8Width(hidden);
     this.vOffset = this.width * 2 * INT8_MAX_QUERIES;
     this.outOffset = this.vOffset + this.width * 2;
-    this.rowsOffset = this.outOffset + CHUNK * 4;
+    this.rowsOffset = this.outOffset + CHUNK * 4 * INT8_MAX_QUERIES;
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
-    const instance = new WebAssembly.Instance(int8Module(), { env: { memory: this.memory } });
-    this.score8 = instance.exports.score8 as Int8Kernel['score8'];
+    const module = relaxed ? relaxedModule(this.width) : int8Module(this.width);
+    const fns = relaxed ? ['score7', 'many7'] : ['score8', 'many8'];
+    const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
+    this.score8 = instance.exports[fns[0]] as Int8Kernel['score8'];
+    this.many8 = instance.exports[fns[1]] as Int8Kernel['many8'];
     this.reserve(1024);
-    this.pool = new ScanPool(this.memory, threads - 1, int8Module(), 'score8');
+    this.pool = new ScanPool(this.memory, threads - 1, module, fns);
+  }
+
+  /**
+   * Whether the relaxed-SIMD kernel gives exact sums at this width on this
+   * runtime: '' when it does, else why not. Run before it is used: V8 11.3
+   * (Node 20) behind its experimental flag compiles relaxed dot-add code that
+   * adds stray constants to the sums (measured here), so the flag alone is
+   * not trusted.
+   */
+  static relaxedProblem(hidden: number): string {
+    if (!relaxedSimd()) return `this runtime (Node ${process.versions.node}) does not compile relaxed SIMD${process.versions.node.startsWith('20.') ? ' without --experimental-wasm-relaxed-simd' : ''}`;
+    const k = new Int8Kernel(hidden, 1, true);
+    const n = 40;
+    const rows = Int8Array.from({ length: n * hidden }, (_, i) => ((i * 7919) % 128) - 64);
+    const v = Int16Array.from({ length: hidden }, (_, j) => ((j * 37) % 255) - 127);
+    const rs = [0, 1, 2, 3, 4].map((s) => Int16Array.from({ length: hidden }, (_, j) => ((j * 13 + s * 29) % 129) - 64));
+    k.setWeights(v);
+    k.append(rows, n);
+    const outs = rs.map(() => new Int32Array(n));
+    k.runMany(rs, outs);
+    const alone = new Int32Array(n);
+    k.run(rs[0], alone);
+    for (let q = 0; q < rs.length; q++) {
+      for (let i = 0; i < n; i++) {
+        let want = 0;
+        for (let j = 0; j < hidden; j++) want += v[j] * Math.max(0, rows[i * hidden + j] + rs[q][j]);
+        if (outs[q][i] !== want || (q === 0 && alone[i] !== want)) return `its relaxed SIMD kernel gave ${q === 0 && alone[i] !== want ? alone[i] : outs[q][i]} where the sum is ${want} (V8 ${process.versions.v8}): not used`;
+      }
+    }
+    return '';
   }
 
   get threads(): number {
@@ -75,11 +114,51 @@ export class Int8Kernel {
     this.capacity = want;
   }
 
-  /** The head's weights for this scan: v (int16, `hidden` of them). */
+  /** The head's weights for this scan: v (`hidden` of them; within [-127, 127] for the relaxed kernel). */
   setWeights(v: Int16Array): void {
-    const view = new Int16Array(this.memory.buffer, this.vOffset, this.width);
+    this.v = Int16Array.from(v.subarray(0, this.hidden));
+    this.vector(this.vOffset).set(this.v);
+  }
+
+  /**
+   * Writes query q's offsets where the kernel reads them and returns the
+   * constant its sums need. simd128 takes c = -r and adds d: relu(x + r) =
+   * max(x, c) + r for every int8 x while -r is in [-127, 127]; beyond, the
+   * relu is 0 for every x (c = 127, d = -127) or linear (c = -128, d = r).
+   * The relaxed kernel takes r as it is.
+   */
+  private setOffsets(q: number, r: Int16Array): number {
+    const view = this.vector(this.rAt(q));
+    if (this.relaxed) {
+      view.set(r.subarray(0, this.hidden));
+      return 0;
+    }
+    const v = this.v;
+    let d = 0;
+    for (let j = 0; j < this.hidden; j++) {
+      const rj = r[j];
+      if (rj <= -128) {
+        view[j] = 127;
+        d -= 127 * v[j];
+      } else {
+        view[j] = rj >= 128 ? -128 : -rj;
+        d += v[j] * rj;
+      }
+    }
+    // The kernel's i32 sums wrap; d is exact here (|d| < 2^53) and wraps with them.
+    return d | 0;
+  }
+
+  /** A zeroed r or v vector at this offset, as the kernel reads it (int8 for the relaxed kernel, else int16). */
+  private vector(offset: number): Int8Array | Int16Array {
+    const view = this.relaxed ? new Int8Array(this.memory.buffer, offset, this.width) : new Int16Array(this.memory.buffer, offset, this.width);
     view.fill(0);
-    view.set(v.subarray(0, this.hidden));
+    return view;
+  }
+
+  /** Where query q's offsets sit (the relaxed kernel's are int8: half the bytes). */
+  private rAt(q: number): number {
+    return this.rOffset + q * this.width * (this.relaxed ? 1 : 2);
   }
 
   /** Appends n rows of `hidden` int8 values (row-major). */
@@ -104,43 +183,76 @@ export class Int8Kernel {
 
   /**
    * outs[q][i] = sum_j v_j relu(q_ij + rs[q]_j) for up to INT8_MAX_QUERIES
-   * queries in one pass over the rows: each block of rows is read from memory
-   * once and scanned by every query while it sits in cache. On the calling
-   * thread.
+   * queries in one pass over the rows (many8: four queries per look at a
+   * row, a block of rows kept in cache for every group of four), split over
+   * the threads as run() is. With `affine`, outs are logits: t * sum + bases[q].
    */
-  runMany(rs: Int16Array[], outs: Int32Array[], rows = this.count): void {
+  runMany(rs: Int16Array[], outs: Int32Array[] | Float64Array[], rows = this.count, affine?: Affine): void {
     const count = Math.min(rows, this.count);
     const nq = rs.length;
     if (nq > INT8_MAX_QUERIES) throw new RangeError(`runMany takes at most ${INT8_MAX_QUERIES} queries, got ${nq}`);
     const wb = this.width;
-    for (let q = 0; q < nq; q++) {
-      const view = new Int16Array(this.memory.buffer, this.rOffset + q * wb * 2, wb);
-      view.fill(0);
-      view.set(rs[q].subarray(0, this.hidden));
-    }
-    const scratch = new Int32Array(this.memory.buffer, this.outOffset, CHUNK);
-    for (let start = 0; start < count; start += BLOCK_ROWS) {
-      const n = Math.min(BLOCK_ROWS, count - start);
-      for (let q = 0; q < nq; q++) this.score8(this.rowsOffset + start * wb, this.rOffset + q * wb * 2, this.vOffset, this.outOffset + q * BLOCK_ROWS * 4, n, wb);
-      for (let q = 0; q < nq; q++) outs[q].set(scratch.subarray(q * BLOCK_ROWS, q * BLOCK_ROWS + n), start);
-    }
+    const groups = Math.ceil(nq / INT8_GROUP);
+    // A last group short of four scores copies of the first query; those sums are not read.
+    const ds = Array.from({ length: groups * INT8_GROUP }, (_, q) => this.setOffsets(q, rs[q < nq ? q : 0]));
+    const scratch = new Int32Array(this.memory.buffer, this.outOffset, CHUNK * INT8_MAX_QUERIES);
+    // Each part of a chunk writes its rows' sums at its own place: [group][row][4 queries].
+    const parts: [slot: number, n: number][] = [];
+    this.pool.split(
+      count,
+      CHUNK,
+      MIN_ROWS_PER_THREAD,
+      (row, slot, n) => {
+        parts.push([slot, n]);
+        return { p: this.rowsOffset + row * wb, u: this.rOffset, w: this.vOffset, out: this.outOffset + slot * groups * 16, n, hb: groups };
+      },
+      (j) => this.many8(j.p, j.u, j.w, j.out, j.n, j.hb),
+      (start, _n) => {
+        for (const [slot, m] of parts) {
+          const base = slot * groups * INT8_GROUP;
+          for (let q = 0; q < nq; q++) {
+            const from = base + Math.floor(q / INT8_GROUP) * m * INT8_GROUP + (q % INT8_GROUP);
+            if (affine) copyAffine(outs[q] as Float64Array, start + slot, scratch, from, INT8_GROUP, m, ds[q], affine.t, affine.bases[q]);
+            else copySums(outs[q] as Int32Array, start + slot, scratch, from, INT8_GROUP, m, ds[q]);
+          }
+        }
+        parts.length = 0;
+      },
+      1,
+    );
   }
 
-  /** out[i] = sum_j v_j relu(q_ij + r_j) for the first `rows` rows. */
-  run(r: Int16Array, out: Int32Array, rows = this.count): void {
+  /** out[i] = sum_j v_j relu(q_ij + r_j) for the first `rows` rows; with `affine`, out is logits: t * sum + bases[0]. */
+  run(r: Int16Array, out: Int32Array | Float64Array, rows = this.count, affine?: Affine): void {
     const count = Math.min(rows, this.count);
-    const rv = new Int16Array(this.memory.buffer, this.rOffset, this.width);
-    rv.fill(0);
-    rv.set(r.subarray(0, this.hidden));
+    const d = this.setOffsets(0, r);
     const scratch = new Int32Array(this.memory.buffer, this.outOffset, CHUNK);
     const wb = this.width;
     this.pool.split(
       count,
       CHUNK,
       MIN_ROWS_PER_THREAD,
-      (row, slot, n) => ({ p: this.rowsOffset + row * wb, u: this.rOffset, w: this.vOffset, out: this.outOffset + slot * 4, n, hb: wb }),
+      (row, slot, n) => ({ p: this.rowsOffset + row * wb, u: this.rOffset, w: this.vOffset, out: this.outOffset + slot * 4, n, hb: d }),
       (j) => this.score8(j.p, j.u, j.w, j.out, j.n, j.hb),
-      (start, n) => out.set(n === CHUNK ? scratch : scratch.subarray(0, n), start),
+      (start, n) => {
+        if (affine) copyAffine(out as Float64Array, start, scratch, 0, 1, n, 0, affine.t, affine.bases[0]);
+        else (out as Int32Array).set(n === CHUNK ? scratch : scratch.subarray(0, n), start);
+      },
     );
   }
+}
+
+/** Sums turned into logits as they leave the scratch: t * sum + base. */
+export interface Affine {
+  t: number;
+  bases: number[];
+}
+
+// Two copies, one per output type, so each loop stays monomorphic.
+function copySums(o: Int32Array, at: number, src: Int32Array, from: number, stride: number, n: number, d: number): void {
+  for (let i = 0; i < n; i++) o[at + i] = (src[from + i * stride] + d) | 0;
+}
+
+function copyAffine(o: Float64Array, at: number, src: Int32Array, from: number, stride: number, n: number, d: number, t: number, base: number): void {
+  for (let i = 0; i < n; i++) o[at + i] = t * ((src[from + i * stride] + d) | 0) + base;
 }

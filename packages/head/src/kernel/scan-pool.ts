@@ -1,23 +1,25 @@
 import { Worker } from 'node:worker_threads';
 import { scanModule } from './wasm-module.js';
 
-// Control words shared with each helper: [job seq, done seq, p, u, w, out, n, hb]. seq -1 = exit.
+// Control words shared with each helper: [job seq, done seq, which function, its six arguments]. seq -1 = exit.
 const SEQ = 0;
 const DONE = 1;
-const ARGS = 2;
+const FN = 2;
+const ARGS = 3;
 
 /** A helper thread: waits on its control word, scans the rows it is handed, signals done. */
 const HELPER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-const { module, memory, control, fn } = workerData;
+const { module, memory, control, fns } = workerData;
 const ctrl = new Int32Array(control);
-const score = new WebAssembly.Instance(module, { env: { memory } }).exports[fn];
+const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
+const score = fns.map((f) => exports[f]);
 let seen = 0;
 for (;;) {
   Atomics.wait(ctrl, ${SEQ}, seen);
   seen = Atomics.load(ctrl, ${SEQ});
   if (seen < 0) break;
-  score(ctrl[${ARGS}], ctrl[${ARGS + 1}], ctrl[${ARGS + 2}], ctrl[${ARGS + 3}], ctrl[${ARGS + 4}], ctrl[${ARGS + 5}]);
+  score[ctrl[${FN}]](ctrl[${ARGS}], ctrl[${ARGS + 1}], ctrl[${ARGS + 2}], ctrl[${ARGS + 3}], ctrl[${ARGS + 4}], ctrl[${ARGS + 5}]);
   Atomics.store(ctrl, ${DONE}, seen);
   Atomics.notify(ctrl, ${DONE});
 }
@@ -49,11 +51,11 @@ export interface ScanJob {
 export class ScanPool {
   private readonly helpers: Helper[] = [];
 
-  /** `fn`: the module's export that helpers run (six i32 arguments, as score and score8 take). */
-  constructor(memory: WebAssembly.Memory, size: number, module: WebAssembly.Module = scanModule(), fn = 'score') {
+  /** `fns`: the module's exports that helpers may run (six i32 arguments each, as score and score8 take); a job names one by its index. */
+  constructor(memory: WebAssembly.Memory, size: number, module: WebAssembly.Module = scanModule(), fns: string[] = ['score']) {
     for (let t = 0; t < size; t++) {
       const control = new SharedArrayBuffer(4 * (ARGS + 6));
-      const worker = new Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control, fn } });
+      const worker = new Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control, fns } });
       worker.unref();
       this.helpers.push({ worker, ctrl: new Int32Array(control), seq: 0 });
     }
@@ -63,10 +65,11 @@ export class ScanPool {
     return this.helpers.length;
   }
 
-  /** Starts job on helper i (0-based); join(i) waits for it. */
-  post(i: number, job: ScanJob): void {
+  /** Starts job on helper i (0-based), running function `fn` (an index into the constructor's fns); join(i) waits for it. */
+  post(i: number, job: ScanJob, fn = 0): void {
     const h = this.helpers[i];
     const c = h.ctrl;
+    c[FN] = fn;
     c[ARGS] = job.p;
     c[ARGS + 1] = job.u;
     c[ARGS + 2] = job.w;
@@ -91,9 +94,9 @@ export class ScanPool {
    * thread (part 0) and the helpers, in parts of at least `minRows`, and
    * `collect` takes its outputs once every part is done. `job(row, slot, n)`
    * says where n rows starting at `row` are and where their outputs go
-   * (`slot`: the first output's index in the chunk's scratch).
+   * (`slot`: the first row's index in the chunk). Helpers run function `fn`.
    */
-  split(count: number, chunk: number, minRows: number, job: (row: number, slot: number, n: number) => ScanJob, self: (j: ScanJob) => void, collect: (start: number, n: number) => void): void {
+  split(count: number, chunk: number, minRows: number, job: (row: number, slot: number, n: number) => ScanJob, self: (j: ScanJob) => void, collect: (start: number, n: number) => void, fn = 0): void {
     const threads = this.size + 1;
     for (let start = 0; start < count; start += chunk) {
       const n = Math.min(chunk, count - start);
@@ -101,7 +104,7 @@ export class ScanPool {
       const per = Math.ceil(n / parts);
       for (let t = 1; t < parts; t++) {
         const from = t * per;
-        this.post(t - 1, job(start + from, from, Math.min(per, n - from)));
+        this.post(t - 1, job(start + from, from, Math.min(per, n - from)), fn);
       }
       self(job(start, 0, Math.min(per, n)));
       for (let t = 1; t < parts; t++) this.join(t - 1);

@@ -69,16 +69,33 @@ export function nextRow(rowPtr: number, rowBytes: number, out: number, n: number
   ];
 }
 
-/** A module exporting `fn(a0..a5: i32)` with these locals (wasm's encoded local groups) and body. */
-export function scanModuleBytes(fn: string, locals: number[], body: number[]): Uint8Array {
-  const code = [...locals, ...body];
+/** One exported function of a scan module: six i32 arguments, no result. */
+export interface ScanFunction {
+  name: string;
+  /** wasm's encoded local groups */
+  locals: number[];
+  body: number[];
+}
+
+/** A module exporting these functions, each `fn(a0..a5: i32)`, over the imported shared memory. */
+export function scanModuleOf(fns: ScanFunction[]): Uint8Array {
   const memoryImport = [...name('env'), ...name('memory'), 2, 3, ...leb(1), ...leb(MAX_PAGES)];
+  const codes = fns.map((f) => {
+    const code = [...f.locals, ...f.body];
+    return [...leb(code.length), ...code];
+  });
+  const exports = fns.flatMap((f, i) => [...name(f.name), 0, ...leb(i)]);
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, [1, 0x60, 6, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
     ...section(2, [1, ...memoryImport]),
-    ...section(3, [1, 0]),
-    ...section(7, [1, ...name(fn), 0, 0]),
-    ...section(10, [1, ...leb(code.length), ...code]),
+    ...section(3, [...leb(fns.length), ...fns.map(() => 0)]),
+    ...section(7, [...leb(fns.length), ...exports]),
+    ...section(10, [...leb(fns.length), ...codes.flat()]),
   ]);
+}
+
+/** A module exporting `fn(a0..a5: i32)` with these locals (wasm's encoded local groups) and body. */
+export function scanModuleBytes(fn: string, locals: number[], body: number[]): Uint8Array {
+  return scanModuleOf([{ name: fn, locals, body }]);
 }

@@ -1,0 +1,18 @@
+import { Rng } from '@yoco/common';
+import { createScorer, metricHead } from '@yoco/head';
+import { GallerySlice } from '@yoco/gallery';
+import { unitRows } from '../packages/head/test/helpers.js';
+const N = 50000, D = 3840;
+const head = metricHead({ dim: D, hidden: 512 });
+const rng = new Rng(3);
+const rows = unitRows(N, D, rng);
+const queries = Array.from({ length: 32 }, (_, i) => { const j = rng.int(N); const q = rows.slice(j * D, (j + 1) * D); for (let k = 0; k < D; k++) q[k] += 0.01 * rng.normal(); return q; });
+const scorer = await createScorer(head, { engine: 'int8', kernelThreads: Number(process.argv[3] ?? 2), int8: { simd: (process.argv[2] as 'relaxed') ?? 'auto' } });
+const slice = new GallerySlice(scorer);
+slice.add(Array.from({ length: N }, (_, i) => ({ subjectId: `s${i}`, templateId: `t${i}`, vector: rows.subarray(i * D, (i + 1) * D) })));
+await scorer.flush();
+for (let r = 0; r < 3; r++) await slice.search(queries[r], 10);
+const t0 = performance.now();
+for (let r = 0; r < 200; r++) await slice.search(queries[r % 32], 10);
+console.log('per search', (performance.now() - t0) / 200, (scorer as any).int8Simd, 'rescored/search', (slice as any).rescored / 203);
+await scorer.close();
