@@ -5,15 +5,22 @@
  * float32 twice: the scorer's row-level search (int8 vs factorized) and a
  * slice's subject-level search, where a shard uses it (int8-slice vs
  * factorized-slice), each with the fraction of queries whose top-10 equals
- * float32's. Writes
- * test/bench/results/head.json and prints a table.
+ * float32's (the slice's over AGREEMENT_QUERIES queries), and as batches of
+ * BATCH_QUERIES concurrent queries sharing one pass (the *-batch16 rows, per
+ * query). Beside them: the memory-read floor of each engine's rows (a plain
+ * read of the same bytes by the same threads), and FAISS IndexFlatIP over the
+ * raw vectors (Debian's python3-faiss, skipped with a note when it is not
+ * installed). Writes test/bench/results/head.json and prints a table.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { availableParallelism } from 'node:os';
 import { Rng } from '@yoco/common';
 import { GallerySlice } from '@yoco/gallery';
-import { createScorer, headToOnnx, loadHead, metricHead, ReferenceScorer, type Head, type Scorer } from '@yoco/head';
+import { createScorer, headToOnnx, loadHead, metricHead, ReadFloor, ReferenceScorer, type Head, type Scorer } from '@yoco/head';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { machineInfo, median, percentile, printTable } from './bench-util.js';
 
@@ -26,8 +33,18 @@ const BATCH = 256;
 const BLOCK = 1024;
 /** Pairs timed per query for the per-pair loop at large N; the rest is extrapolated. */
 const LOOP_SAMPLE = 400;
+/** Queries (untimed) over which int8's slice answers are compared with float32's. */
+const AGREEMENT_QUERIES = 1000;
+/** Concurrent queries in a batch row (a shard's SEARCH_MAX_BATCH default). */
+const BATCH_QUERIES = 16;
+const BATCH_ROUNDS = 6;
 
-type Method = 'loop' | 'batched' | 'yoco' | 'yoco-blocks' | 'factorized' | 'int8' | 'factorized-slice' | 'int8-slice';
+type Method =
+  | 'loop' | 'batched' | 'yoco' | 'yoco-blocks' | 'factorized' | 'int8' | 'factorized-slice' | 'int8-slice'
+  | 'factorized-slice-batch16' | 'int8-slice-batch16' | 'floor-float32' | 'floor-int8' | 'faiss-flat-ip';
+
+/** Rows that are not the head's scores: no check against the reference. */
+const UNCHECKED = new Set<Method>(['factorized-slice-batch16', 'int8-slice-batch16', 'floor-float32', 'floor-int8', 'faiss-flat-ip']);
 
 interface Row {
   method: Method;
@@ -41,6 +58,12 @@ interface Row {
   top10_match: boolean | null;
   /** int8: the fraction of queries whose top-10 (subjects, templates, scores) equals the float32 slice's. */
   top10_agreement?: number;
+  /** The queries top10_agreement is over. */
+  agreement_queries?: number;
+  /** Scorer memory (wasm) per template: both copies of P for int8. */
+  bytes_per_template?: number;
+  /** Batch rows: queries per second against the single-query row of the same engine. */
+  throughput_vs_single?: number;
   note?: string;
 }
 
@@ -50,6 +73,9 @@ type Scores = Map<number, number>;
 interface Timed {
   times: number[];
   agreement?: number;
+  agreementQueries?: number;
+  bytesPerTemplate?: number;
+  throughputVsSingle?: number;
   /** Scores for the check query (the first timed one). */
   scores: Scores;
   top10: number[] | null;
@@ -110,17 +136,41 @@ async function scorerScores(scorer: Scorer, q: Float32Array): Promise<Scores> {
   return out;
 }
 
+/** A probe as a gate camera's would be: a noisy copy of a gallery row. */
+function noisyCopy(rows: Float32Array, rng: Rng, n: number, d: number): Float32Array {
+  const src = rng.int(n);
+  const q = rows.slice(src * d, (src + 1) * d);
+  for (let c = 0; c < d; c++) q[c] += 0.3 * rng.normal() / Math.sqrt(d);
+  return q;
+}
+
+/** FAISS IndexFlatIP over the raw vectors (python3-faiss), or a note saying why not. */
+function faissRow(rows: Float32Array, queries: Float32Array[], d: number): Timed {
+  const python = '/usr/bin/python3';
+  const probe = spawnSync(python, ['-c', 'import faiss'], { encoding: 'utf8' });
+  if (probe.status !== 0) return { times: [NaN], scores: new Map(), top10: null, note: 'skipped: python3-faiss is not installed (apt-get install python3-faiss)' };
+  const dir = mkdtempSync(join(tmpdir(), 'yoco-faiss-'));
+  try {
+    writeFileSync(join(dir, 'rows.f32'), Buffer.from(rows.buffer, rows.byteOffset, rows.byteLength));
+    const qs = new Float32Array(queries.length * d);
+    queries.forEach((q, i) => qs.set(q, i * d));
+    writeFileSync(join(dir, 'queries.f32'), Buffer.from(qs.buffer));
+    const script = fileURLToPath(new URL('./faiss-flat.py', import.meta.url));
+    const r = spawnSync(python, [script, join(dir, 'rows.f32'), join(dir, 'queries.f32'), String(d), '10'], { encoding: 'utf8', maxBuffer: 1 << 20 });
+    if (r.status !== 0) return { times: [NaN], scores: new Map(), top10: null, note: `skipped: faiss-flat.py failed: ${r.stderr.trim().split('\n').pop()}` };
+    const got = JSON.parse(r.stdout) as { times: number[]; threads: number; version: string };
+    return { times: got.times, scores: new Map(), top10: null, note: `FAISS ${got.version} IndexFlatIP over the raw ${d}-wide vectors, ${got.threads} threads (inner product, not the head)` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function benchSize(head: Head, n: number): Promise<Row[]> {
   const d = head.dim;
   const rng = new Rng(n);
   // Unit-norm gallery rows; probes are noisy copies of gallery rows, as a gate camera's would be.
   const rows = rng.normals(n * d, 1 / Math.sqrt(d));
-  const queries = Array.from({ length: QUERIES }, () => {
-    const src = rng.int(n);
-    const q = rows.slice(src * d, (src + 1) * d);
-    for (let c = 0; c < d; c++) q[c] += 0.3 * rng.normal() / Math.sqrt(d);
-    return q;
-  });
+  const queries = Array.from({ length: QUERIES }, () => noisyCopy(rows, rng, n, d));
   const all = Array.from({ length: n }, (_, i) => i);
   const results = new Map<Method, Timed>();
   const log = (m: string) => process.stderr.write(`[N=${n}] ${m}\n`);
@@ -178,8 +228,10 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
   }
 
   // The product path, where int8 is used: a slice's subject-level search (one subject per row), float32
-  // and int8 side by side on the same queries; int8's answers are compared with float32's, query by query.
+  // and int8 side by side on the same queries, alone and in batches; int8's answers are compared with
+  // float32's, query by query, over AGREEMENT_QUERIES more.
   const templates = Array.from({ length: n }, (_, i) => ({ subjectId: `s${i}`, templateId: `t${i}`, vector: rows.subarray(i * d, (i + 1) * d) }));
+  const more = Array.from({ length: AGREEMENT_QUERIES }, () => noisyCopy(rows, rng, n, d));
   const answers = new Map<Method, string[]>();
   for (const engine of ['factorized', 'int8'] as const) {
     const method: Method = engine === 'int8' ? 'int8-slice' : 'factorized-slice';
@@ -188,20 +240,50 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
     const slice = new GallerySlice(scorer);
     slice.add(templates);
     await scorer.flush();
-    const seen: string[] = [];
     const timed = await timeQueries(queries, 10, async (q) => {
-      const got = await slice.search(q, 10);
-      seen.push(JSON.stringify(got.map((m) => [m.templateId, m.logit])));
+      await slice.search(q, 10);
       return new Map();
     });
     timed.scores = await scorerScores(scorer, queries[0]);
     timed.top10 = top10(timed.scores);
-    answers.set(method, seen);
+    timed.bytesPerTemplate = (scorer as unknown as { memoryBytes: number }).memoryBytes / n;
     results.set(method, timed);
+    log(`${method}-batch${BATCH_QUERIES}`);
+    const batch = queries.slice(0, BATCH_QUERIES);
+    await slice.searchMany(batch, 10);
+    const perQuery: number[] = [];
+    for (let r = 0; r < BATCH_ROUNDS; r++) {
+      const t = performance.now();
+      await slice.searchMany(batch, 10);
+      perQuery.push((performance.now() - t) / batch.length);
+    }
+    results.set(`${method}-batch16` as Method, { times: perQuery, scores: new Map(), top10: null, throughputVsSingle: median(timed.times) / median(perQuery) });
+    log(`${method}: ${AGREEMENT_QUERIES} more queries for the agreement`);
+    const seen: string[] = [];
+    for (const q of more) seen.push(JSON.stringify((await slice.search(q, 10)).map((m) => [m.templateId, m.logit])));
+    answers.set(method, seen);
     await scorer.close();
   }
   const f32 = answers.get('factorized-slice')!;
   results.get('int8-slice')!.agreement = answers.get('int8-slice')!.filter((a, i) => a === f32[i]).length / f32.length;
+  results.get('int8-slice')!.agreementQueries = f32.length;
+
+  // The floors: the bytes each engine's scan reads (float32 P, and int8 P for int8), read plainly by as many threads.
+  for (const [method, rowBytes] of [['floor-float32', head.hidden * 4], ['floor-int8', head.hidden]] as const) {
+    log(method);
+    const floor = new ReadFloor(n, rowBytes, availableParallelism());
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) floor.run();
+    for (let i = 0; i < QUERIES; i++) {
+      const t = performance.now();
+      floor.run();
+      times.push(performance.now() - t);
+    }
+    await floor.close();
+    results.set(method, { times, scores: new Map(), top10: null, note: `a plain read of ${((n * rowBytes) / 1e6).toFixed(1)} MB (${availableParallelism()} threads)` });
+  }
+  const faiss = faissRow(rows, queries, d);
+  results.set('faiss-flat-ip', faiss);
 
   // The reference (plain TS, float64, one pair at a time) on the check query: on every row at
   // small N; at large N on the union of every method's top 50 plus a random sample.
@@ -220,6 +302,15 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
   const yocoMedian = median(results.get('yoco')!.times);
   const out: Row[] = [];
   for (const [method, t] of results) {
+    if (UNCHECKED.has(method)) {
+      const med = median(t.times);
+      out.push({
+        method, n, d, h: head.hidden, median_ms: med, p95_ms: t.times.length ? percentile(t.times, 95) : NaN, speedup_vs_yoco: yocoMedian / med, max_abs_diff: NaN, top10_match: null,
+        ...(t.throughputVsSingle !== undefined ? { throughput_vs_single: t.throughputVsSingle } : {}),
+        ...(t.note ? { note: t.note } : {}),
+      });
+      continue;
+    }
     let diff = 0;
     for (const [i, p] of truth) {
       const got = t.scores.get(i);
@@ -236,7 +327,8 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
       speedup_vs_yoco: yocoMedian / med,
       max_abs_diff: diff,
       top10_match: t.top10 ? t.top10.join() === truthTop.join() : null,
-      ...(t.agreement !== undefined ? { top10_agreement: t.agreement } : {}),
+      ...(t.agreement !== undefined ? { top10_agreement: t.agreement, agreement_queries: t.agreementQueries ?? t.times.length } : {}),
+      ...(t.bytesPerTemplate !== undefined ? { bytes_per_template: Math.round(t.bytesPerTemplate) } : {}),
       ...(t.note ? { note: t.note } : {}),
     });
   }
@@ -261,19 +353,21 @@ async function main(): Promise<void> {
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
   printTable(
-    ['method', 'n', 'median ms', 'p95 ms', 'x vs yoco', 'max |diff|', 'top10', 'top10 agreement'],
+    ['method', 'n', 'median ms', 'p95 ms', 'x vs yoco', 'max |diff|', 'top10', 'top10 agreement', 'B/template', 'x single'],
     results.map((r) => [
       r.method + (r.note ? '*' : ''),
       String(r.n),
       r.median_ms.toFixed(3),
-      r.p95_ms.toFixed(3),
+      Number.isNaN(r.p95_ms) ? '' : r.p95_ms.toFixed(3),
       r.speedup_vs_yoco.toFixed(1),
-      r.max_abs_diff.toExponential(1),
+      Number.isNaN(r.max_abs_diff) ? '' : r.max_abs_diff.toExponential(1),
       r.top10_match === null ? 'n/a' : r.top10_match ? 'same' : 'DIFFERENT',
-      r.top10_agreement === undefined ? '' : r.top10_agreement.toFixed(3),
+      r.top10_agreement === undefined ? '' : `${r.top10_agreement.toFixed(4)} of ${r.agreement_queries}`,
+      r.bytes_per_template === undefined ? '' : String(r.bytes_per_template),
+      r.throughput_vs_single === undefined ? '' : r.throughput_vs_single.toFixed(2),
     ]),
   );
-  if (results.some((r) => r.note)) console.log('* per-pair loop at large N: timed on a sample of pairs and extrapolated');
+  for (const r of results) if (r.note) console.log(`* ${r.method} at N=${r.n}: ${r.note}`);
   console.log(`wrote ${file}`);
 }
 

@@ -143,6 +143,12 @@ describe('configuration is validated at start', () => {
     }
   });
 
+  it('a shard asked for a GPU provider it cannot run on refuses to start, saying so (no silent CPU)', () => {
+    const r = run('shard', { SHARD_INDEX: '0', ORT_PROVIDERS: 'cuda,cpu', REDIS_URL: redisUrl(), YOCO_PREFIX: `${prefix}-provider`, GRPC_ADDRESS: '127.0.0.1:0', METRICS_ADDRESS: '127.0.0.1:0' });
+    expect(r.status).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(/ORT_PROVIDERS asks for cuda, (which this onnxruntime-node cannot load|but ONNX Runtime fell back)/);
+  });
+
   it("a coordinator whose embedder's model does not fit the shards' head refuses to start", async () => {
     // The one process that sees both: the model's width comes from the embedder, the head's from the shards.
     const embedder = new RpcServer({

@@ -12,7 +12,10 @@ export type { FactorizedOptions, Int8Options, Int8Simd } from './factorized-scor
 export type { RuntimeOptions } from './ort-session.js';
 export type { Match } from './top-k.js';
 export { topK } from './top-k.js';
-export { HeadFormatError, RowIndexError, CapacityError } from './errors/index.js';
+export { HeadFormatError, RowIndexError, CapacityError, ProviderError } from './errors/index.js';
 // The ONNX writer lives in @yoco/onnx; re-exported so model code needs one import.
 export { GraphBuilder, OnnxDecodeError } from '@yoco/onnx';
 export { VectorLengthError, NonFiniteVectorError, VectorRangeError } from '@yoco/common';
+/** For benchmarks: a plain read of a scan's bytes, the floor under any scan of them. */
+export { ReadFloor } from './kernel/read-floor.js';
+export { assertProviders, misplaced, placementsOf, type NodePlacement } from './provider-check.js';

@@ -13,7 +13,7 @@ import {
   type DropReason,
 } from '@yoco/common';
 import { connectRedis, GallerySlice, GalleryStore, SliceFollower, assertSubjectId, TopologyStore, type FollowerEvent, type SlotMask, type SubjectMatch } from '@yoco/gallery';
-import { createScorer, parseHead, type Head } from '@yoco/head';
+import { assertProviders, createScorer, parseHead, type Head } from '@yoco/head';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
 import type { Redis } from 'ioredis';
@@ -85,6 +85,7 @@ export class ShardWorker {
   private closing: Promise<void> | undefined;
   /** Set when the store's cluster head is another one: this shard must not be merged with the others. */
   private headMismatch: string | undefined;
+  private providersChecked = false;
   private readonly searchQueries: Histogram;
   private readonly events: Record<FollowerEvent, Counter | undefined>;
   private readonly dropped: Counter<'reason'>;
@@ -345,6 +346,11 @@ export class ShardWorker {
 
   private async createFollower(head: Head, slots: number[]): Promise<SliceFollower> {
     let follower: SliceFollower | undefined;
+    // ORT can fall back to CPU silently: a shard asked for a GPU either runs on it or does not start.
+    if (!this.providersChecked) {
+      await assertProviders(this.config.executionProviders);
+      this.providersChecked = true;
+    }
     const scorer = await createScorer(head, {
       engine: this.config.engine,
       int8: this.config.engine === 'int8' ? { minRows: this.config.int8MinRows, simd: this.config.int8Simd } : undefined,
