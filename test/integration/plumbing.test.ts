@@ -201,7 +201,7 @@ describe('configuration is validated at start', () => {
     expect(bad.status).toBe(2);
     expect(bad.stderr.trim().split('\n')).toEqual([
       "shard: SHARD_COUNT: expected an integer (got 'two')",
-      "shard: SHARD_ENGINE: expected one of factorized, int8, yoco, reference (got 'fast')",
+      "shard: SHARD_ENGINE: expected one of factorized, int8, resident, yoco, reference (got 'fast')",
       'shard: YOCO_HIDEN: not a setting of this service (a typo?)',
     ]);
     expect(bad.stderr).not.toMatch(/\bat \S+ \(/); // never a stack trace

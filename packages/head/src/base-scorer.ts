@@ -4,7 +4,7 @@ import type { Head } from './head.js';
 import { topK, type Match } from './top-k.js';
 import type { ScanBounds } from './int8-mirror.js';
 
-export type EngineName = 'reference' | 'yoco' | 'factorized' | 'int8';
+export type EngineName = 'reference' | 'yoco' | 'factorized' | 'int8' | 'resident';
 
 /**
  * What one scan saw: logits for rows [0, count) and which of those rows were

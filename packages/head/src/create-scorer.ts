@@ -20,7 +20,9 @@ export async function createScorer(head: Head, options: ScorerOptions = {}): Pro
       return FactorizedScorer.create(head, options);
     case 'int8':
       return FactorizedScorer.create(head, { ...options, int8: options.int8 ?? true });
+    case 'resident':
+      return FactorizedScorer.create(head, { ...options, int8: undefined, resident: options.resident ?? true });
     default:
-      throw new RangeError(`unknown engine '${engine as string}'; expected reference, yoco, factorized or int8`);
+      throw new RangeError(`unknown engine '${engine as string}'; expected reference, yoco, factorized, int8 or resident`);
   }
 }

@@ -10,6 +10,7 @@ import { INT8_FIT_MIN_ROWS, Int8Mirror, type ScanBounds } from './int8-mirror.js
 import { INT8_MAX_QUERIES, Int8Kernel } from './kernel/int8-kernel.js';
 import { sigmoid } from './head.js';
 import { topK, type Match } from './top-k.js';
+import { ResidentScan, type ResidentOptions } from './resident-scan.js';
 
 export interface FactorizedOptions extends RuntimeOptions, BaseScorerOptions {
   /** Gallery rows projected per ORT run when adding (bounds the temporary [n, D] tensor). */
@@ -24,6 +25,12 @@ export interface FactorizedOptions extends RuntimeOptions, BaseScorerOptions {
    * which each column's range is cut (default 1e-4).
    */
   int8?: boolean | Int8Options;
+  /**
+   * The resident engine: the scan runs in ONNX Runtime on the execution
+   * providers asked for, with P sealed into sessions as initializers so a
+   * GPU keeps it on the device (resident-scan.ts). Float32, as factorized.
+   */
+  resident?: boolean | ResidentOptions;
 }
 
 export interface Int8Options {
@@ -86,6 +93,8 @@ interface Settings {
   base: BaseScorerOptions;
   /** The int8 engine's settings; undefined for the float32 engine. */
   int8: ReturnType<typeof int8Settings> | undefined;
+  /** The resident engine's settings and the runtime its sessions use; undefined otherwise. */
+  resident: { options: ResidentOptions; runtime: RuntimeOptions } | undefined;
 }
 
 /**
@@ -100,7 +109,8 @@ interface Settings {
  * counted but not written yet.
  */
 export class FactorizedScorer extends BaseScorer {
-  readonly engine: 'factorized' | 'int8';
+  readonly engine: 'factorized' | 'int8' | 'resident';
+  private readonly resident: ResidentScan | undefined;
   private readonly kernel: ReluDotKernel;
   private readonly mirror: Int8Mirror | undefined;
   /** The int8 scan's logits, kept from scan to scan as `outs` are (a 400 KB array per query is GC work). */
@@ -126,7 +136,8 @@ export class FactorizedScorer extends BaseScorer {
   ) {
     super(head, settings.base);
     this.kernel = new ReluDotKernel(head.hidden, head.w2, settings.kernelThreads);
-    this.engine = settings.int8 === undefined ? 'factorized' : 'int8';
+    this.engine = settings.resident ? 'resident' : settings.int8 === undefined ? 'factorized' : 'int8';
+    this.resident = settings.resident ? new ResidentScan(head, (i) => this.kernel.rowView(i), settings.resident.runtime, settings.resident.options) : undefined;
     this.mirror = settings.int8 === undefined ? undefined : new Int8Mirror(head.hidden, head.w2, settings.int8.clip, settings.kernelThreads, settings.int8.simd === 'relaxed');
   }
 
@@ -154,7 +165,8 @@ export class FactorizedScorer extends BaseScorer {
       projectBatch: batch,
       kernelThreads: threads,
       base: { maxRows: options.maxRows, onFault: options.onFault },
-      int8: options.int8 ? int8Settings(options.int8 === true ? {} : options.int8, hidden) : undefined,
+      int8: options.int8 && !options.resident ? int8Settings(options.int8 === true ? {} : options.int8, hidden) : undefined,
+      resident: options.resident ? { options: options.resident === true ? {} : options.resident, runtime: { threads: options.threads, executionProviders: options.executionProviders } } : undefined,
     });
   }
 
@@ -239,7 +251,8 @@ export class FactorizedScorer extends BaseScorer {
       if (approx) return approx;
     }
     const out = this.out(slot, n);
-    this.kernel.run(y.data as Float32Array, out, n);
+    if (this.resident) await this.resident.run(y.data as Float32Array, out, n);
+    else this.kernel.run(y.data as Float32Array, out, n);
     const b2 = this.head.b2;
     for (let i = 0; i < n; i++) out[i] += b2;
     return out;
@@ -248,6 +261,12 @@ export class FactorizedScorer extends BaseScorer {
   protected override async computeManyLogits(queries: Float32Array[], count: number, approximate = false): Promise<ArrayLike<number>[]> {
     // Alone, a query scans best in one call over all rows (and with the helper threads).
     if (queries.length === 1) return [await this.logitsOne(queries[0], approximate, 0)];
+    // The resident sessions take one query per run; each gets its own buffer.
+    if (this.resident) {
+      const outs: ArrayLike<number>[] = [];
+      for (const [i, q] of queries.entries()) outs.push(await this.logitsOne(q, false, i));
+      return outs;
+    }
     if (approximate && this.mirror) return this.approximateMany(queries);
     const D = this.head.dim;
     const H = this.head.hidden;
@@ -431,6 +450,6 @@ export class FactorizedScorer extends BaseScorer {
 
   protected override async release(): Promise<void> {
     await this.pending;
-    await Promise.all([this.projections.release(), this.kernel.close(), this.mirror?.close()]);
+    await Promise.all([this.projections.release(), this.kernel.close(), this.mirror?.close(), this.resident?.close()]);
   }
 }

@@ -9,6 +9,7 @@ export type { ScanBounds } from './int8-mirror.js';
 export { ReferenceScorer } from './reference-scorer.js';
 export type { YocoOptions } from './yoco-scorer.js';
 export type { FactorizedOptions, Int8Options, Int8Simd } from './factorized-scorer.js';
+export type { ResidentOptions } from './resident-scan.js';
 export type { RuntimeOptions } from './ort-session.js';
 export type { Match } from './top-k.js';
 export { topK } from './top-k.js';

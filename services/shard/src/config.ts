@@ -6,7 +6,7 @@ export interface ShardConfig extends HeadConfig, RedisConfig, ServiceBaseConfig,
   index: number;
   count: number;
   grpcAddress: string;
-  engine: 'factorized' | 'int8' | 'yoco' | 'reference';
+  engine: 'factorized' | 'int8' | 'resident' | 'yoco' | 'reference';
   int8MinRows: number;
   int8Simd: 'auto' | 'relaxed' | 'simd128';
   kernelThreads: number;
@@ -43,7 +43,7 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   ...SERVER_SECURITY_ENV,
   ...SEAL_ENV,
   grpcAddress: grpcAddressEnv('127.0.0.1:50061', 'Shard'),
-  engine: { name: 'SHARD_ENGINE', default: 'factorized', parse: parse.oneOf('factorized', 'int8', 'yoco', 'reference'), doc: 'scoring engine: factorized (float32), int8 (a quarter of the bytes per scan, rescored from float32 so answers are the same), yoco, reference' },
+  engine: { name: 'SHARD_ENGINE', default: 'factorized', parse: parse.oneOf('factorized', 'int8', 'resident', 'yoco', 'reference'), doc: 'scoring engine: factorized (float32), int8 (a quarter of the bytes per scan, rescored from float32 so answers are the same), resident (the scan in ONNX Runtime with P kept in its sessions: for ORT_PROVIDERS=cuda), yoco, reference' },
   int8MinRows: { name: 'SHARD_INT8_MIN_ROWS', default: 8192, parse: parse.int(1024, 1 << 30), doc: 'int8 engine: below this many rows a query is scanned in float32 alone (faster there)' },
   int8Simd: { name: 'SHARD_INT8_SIMD', default: 'auto', parse: parse.oneOf('auto', 'relaxed', 'simd128'), doc: "int8 engine's kernel: auto (relaxed SIMD where the runtime has it and its sums check out exact), relaxed (insist: on Node 20 turns on V8's experimental flag), simd128" },
   kernelThreads: { name: 'KERNEL_THREADS', default: 0, parse: parse.int(0, 256), doc: 'threads scanning P per query (0 = one per core)' },

@@ -584,7 +584,7 @@ function scorerBytes(slice: GallerySlice | undefined): number | undefined {
 /** The scan's instruction set, why relaxed SIMD is not used, and what a template costs (for Status). */
 function kernelOf(slice: GallerySlice | undefined): { kernel: string; relaxedSimd: string; bytesPerTemplate: number } {
   const s = slice?.scorer as { engine?: string; int8Simd?: string; relaxedProblem?: string } | undefined;
-  const kernel = s?.engine === 'factorized' ? 'float32 simd128' : s?.engine === 'int8' ? `int8 ${s.int8Simd === 'relaxed' ? 'relaxed-simd' : 'simd128'}` : '';
+  const kernel = s?.engine === 'factorized' ? 'float32 simd128' : s?.engine === 'int8' ? `int8 ${s.int8Simd === 'relaxed' ? 'relaxed-simd' : 'simd128'}` : s?.engine === 'resident' ? 'float32 onnxruntime' : '';
   const bytes = scorerBytes(slice);
   const rows = slice?.rows ?? 0;
   return { kernel, relaxedSimd: s?.relaxedProblem ?? '', bytesPerTemplate: bytes && rows > 0 ? Math.round(bytes / rows) : 0 };
