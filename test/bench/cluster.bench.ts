@@ -3,7 +3,10 @@
  * local shard processes, unary and over IdentifyStream, side by side with each
  * shard's scorer alone in this process, so the gRPC and fan-out overhead
  * shows as a ratio.
- * `npm run bench:cluster` (`-- --subjects N` for another size).
+ * `npm run bench:cluster` (`-- --subjects N` for another size, `-- --engine int8`
+ * for SHARD_ENGINE=int8: results in cluster-int8.json). Besides the ratios it
+ * prints the hops' own cost: the end-to-end p50 minus the slowest shard's
+ * Search p50 inside the cluster.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,8 +21,10 @@ import { createScorer, metricHead } from '@yoco/head';
 import { DIRECT_CLIENT_OPTIONS, loadProtos, makeClient, MultiplexedChannel, unary } from '@yoco/rpc';
 import { benchStore, machineInfo, percentile, printTable, timeConcurrently } from './bench-util.js';
 
-const { values } = parseArgs({ options: { subjects: { type: 'string', default: '50000' }, queries: { type: 'string', default: '200' } } });
+const { values } = parseArgs({ options: { subjects: { type: 'string', default: '50000' }, queries: { type: 'string', default: '200' }, engine: { type: 'string', default: 'factorized' } } });
 const SUBJECTS = Number(values.subjects);
+const ENGINE = values.engine as 'factorized' | 'int8';
+if (ENGINE !== 'factorized' && ENGINE !== 'int8') throw new Error(`--engine: factorized or int8, not ${ENGINE}`);
 const QUERIES = Number(values.queries);
 const K = 2;
 const D = 3840;
@@ -62,7 +67,7 @@ async function main(): Promise<void> {
   const slices: GallerySlice[] = [];
   for (let index = 0; index < K; index++) {
     const owned = new Set(ownedSlots(index, K));
-    const slice = new GallerySlice(await createScorer(head, { engine: 'factorized', kernelThreads: 1, threads: 1 }));
+    const slice = new GallerySlice(await createScorer(head, { engine: ENGINE, kernelThreads: 1, threads: 1 }));
     slice.add(ids.filter((id) => owned.has(slotOf(id))).map((id) => ({ subjectId: id, templateId: id, vector: vectors.get(id)! })));
     await slice.scorer.flush();
     log(`scorer alone, shard ${index}: ${slice.templates} templates`);
@@ -77,7 +82,7 @@ async function main(): Promise<void> {
     redisUrl,
     prefix,
     logDir: mkdtempSync(join(tmpdir(), 'yoco-bench-')),
-    env: { YOCO_DIM: String(D), YOCO_HIDDEN: String(H), KERNEL_THREADS: '1', ORT_THREADS: '1' },
+    env: { YOCO_DIM: String(D), YOCO_HIDDEN: String(H), KERNEL_THREADS: '1', ORT_THREADS: '1', SHARD_ENGINE: ENGINE },
     coordinatorEnv: { HEDGE_DELAY_MS: '0', METRICS_ADDRESS: `127.0.0.1:${metricsPort}` },
     readyTimeoutMs: 300_000,
   });
@@ -195,11 +200,16 @@ async function main(): Promise<void> {
       .filter((r) => r.what.includes('end-to-end') && r.concurrency === 1)
       .map((r) => [r.what.split(' ')[0], { in_cluster: r.p50_ms / slowestInCluster, shard_alone: r.p50_ms / slowestAlone, scorer_alone: r.p50_ms / slowest }]),
   );
+  // What the two hops cost on top of the slowest shard's scan (target: at most 1 ms with IdentifyStream).
+  const hops = Object.fromEntries(
+    results.filter((r) => r.what.includes('end-to-end') && r.concurrency === 1).map((r) => [r.what.split(' ')[0], r.p50_ms - slowestInCluster]),
+  );
   const ratio = ratios.Identify.in_cluster;
   const ratioAlone = ratios.Identify.scorer_alone;
   const report = {
     machine: machineInfo(),
     subjects: SUBJECTS,
+    engine: ENGINE,
     k: K,
     d: D,
     h: H,
@@ -209,11 +219,12 @@ async function main(): Promise<void> {
     e2e_over_slowest_shard_in_cluster_p50: ratio,
     e2e_over_slowest_shard_scorer_alone_p50: ratioAlone,
     e2e_over_slowest_shard_by_way: ratios,
+    e2e_minus_slowest_shard_in_cluster_p50_ms: hops,
     coordinator_view_c1: coordinatorView,
     rounds_p50_ms: rounds,
     results,
   };
-  const file = fileURLToPath(new URL('./results/cluster.json', import.meta.url));
+  const file = fileURLToPath(new URL(ENGINE === 'factorized' ? './results/cluster.json' : `./results/cluster-${ENGINE}.json`, import.meta.url));
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
   printTable(
@@ -225,6 +236,7 @@ async function main(): Promise<void> {
     console.log(`${way}: end-to-end p50 / slowest shard's Search p50 asked alone (its own clock, the other shard idle) = ${r.shard_alone.toFixed(2)} (target <= 1.5)`);
     console.log(`${way}: end-to-end p50 / slowest shard's scorer alone in the bench process = ${r.scorer_alone.toFixed(2)}`);
   }
+  for (const [way, ms] of Object.entries(hops)) console.log(`${way}: end-to-end p50 - slowest shard's Search p50 inside the cluster = ${ms.toFixed(2)} ms${way === 'IdentifyStream' ? ' (target <= 1 ms)' : ''}`);
   console.log(`coordinator's view at concurrency 1 (means, warm-up included): ${JSON.stringify(coordinatorView)}`);
   console.log(`wrote ${file}`);
 }

@@ -41,10 +41,10 @@ const BATCH_ROUNDS = 6;
 
 type Method =
   | 'loop' | 'batched' | 'yoco' | 'yoco-blocks' | 'factorized' | 'int8' | 'factorized-slice' | 'int8-slice'
-  | 'factorized-slice-batch16' | 'int8-slice-batch16' | 'floor-float32' | 'floor-int8' | 'faiss-flat-ip';
+  | 'factorized-slice-batch16' | 'int8-slice-batch16' | 'read-floor-f32-rows' | 'read-floor-8bit-rows' | 'faiss-flat-ip';
 
 /** Rows that are not the head's scores: no check against the reference. */
-const UNCHECKED = new Set<Method>(['factorized-slice-batch16', 'int8-slice-batch16', 'floor-float32', 'floor-int8', 'faiss-flat-ip']);
+const UNCHECKED = new Set<Method>(['factorized-slice-batch16', 'int8-slice-batch16', 'read-floor-f32-rows', 'read-floor-8bit-rows', 'faiss-flat-ip']);
 
 interface Row {
   method: Method;
@@ -203,7 +203,9 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
   }
 
   // Time search() (top-k included) for float32 and int8 side by side on the same queries; take the check
-  // query's scores separately. int8's top-10 is compared with float32's on every query it answered.
+  // query's scores separately. int8's top-10 is compared with float32's on every query it answered and
+  // on AGREEMENT_QUERIES more (untimed).
+  const more = Array.from({ length: AGREEMENT_QUERIES }, () => noisyCopy(rows, rng, n, d));
   const rowAnswers = new Map<Method, string[]>();
   for (const engine of ['factorized', 'int8'] as const) {
     log(engine);
@@ -218,6 +220,7 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
     });
     timed.scores = await scorerScores(scorer, queries[0]);
     timed.top10 = top10(timed.scores);
+    for (const q of more) seen.push(JSON.stringify((await scorer.search(q, 10)).map((m) => [m.index, m.logit])));
     rowAnswers.set(engine, seen);
     results.set(engine, timed);
     await scorer.close();
@@ -225,13 +228,13 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
   {
     const f32 = rowAnswers.get('factorized')!;
     results.get('int8')!.agreement = rowAnswers.get('int8')!.filter((a, i) => a === f32[i]).length / f32.length;
+    results.get('int8')!.agreementQueries = f32.length;
   }
 
   // The product path, where int8 is used: a slice's subject-level search (one subject per row), float32
   // and int8 side by side on the same queries, alone and in batches; int8's answers are compared with
   // float32's, query by query, over AGREEMENT_QUERIES more.
   const templates = Array.from({ length: n }, (_, i) => ({ subjectId: `s${i}`, templateId: `t${i}`, vector: rows.subarray(i * d, (i + 1) * d) }));
-  const more = Array.from({ length: AGREEMENT_QUERIES }, () => noisyCopy(rows, rng, n, d));
   const answers = new Map<Method, string[]>();
   for (const engine of ['factorized', 'int8'] as const) {
     const method: Method = engine === 'int8' ? 'int8-slice' : 'factorized-slice';
@@ -269,7 +272,7 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
   results.get('int8-slice')!.agreementQueries = f32.length;
 
   // The floors: the bytes each engine's scan reads (float32 P, and int8 P for int8), read plainly by as many threads.
-  for (const [method, rowBytes] of [['floor-float32', head.hidden * 4], ['floor-int8', head.hidden]] as const) {
+  for (const [method, rowBytes] of [['read-floor-f32-rows', head.hidden * 4], ['read-floor-8bit-rows', head.hidden]] as const) {
     log(method);
     const floor = new ReadFloor(n, rowBytes, availableParallelism());
     const times: number[] = [];

@@ -298,10 +298,11 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   /**
-   * The int8 engine's row-level top-k, made exact as the slice's is: the
-   * k x 4 best rows by approximate logit are rescored from float32, then
-   * every row whose bound still reaches the k-th best exact logit, until
-   * none does. The float32 engine's answer, bit for bit.
+   * The int8 engine's row-level top-k, made exact as the slice's is: rows in
+   * order of the most their exact logit can be (approximate logit plus the
+   * row's bound); the first k x 4 are rescored from float32, then further
+   * rows down that order while their bound still reaches the k-th best exact
+   * logit. The float32 engine's answer, bit for bit.
    */
   override async search(query: Float32Array, k: number): Promise<Match[]> {
     if (!this.mirror) return super.search(query, k);
@@ -313,16 +314,26 @@ export class FactorizedScorer extends BaseScorer {
       const got = bounds.exact(rows);
       rows.forEach((r, i) => exact.set(r, got[i]));
     };
-    const top = topK(logits, alive, count, k * 4 + 1);
-    rescore(top.slice(0, k * 4).map((m) => m.index));
-    // Every row not rescored has an approximate logit at most this: when even it cannot reach the floor, no row can.
-    const rest = top.length > k * 4 ? top[k * 4].logit : -Infinity;
-    const { slack, rowSlack, maxRowSlack } = bounds;
+    const { slack, rowSlack } = bounds;
+    // Each row's most its exact logit can be (its approximate logit plus its own bound), and the best of
+    // those well past the k x 4 rescored at once, best first.
+    const upper = this.upperScratch(count);
+    upperBounds(logits as Float64Array, rowSlack, count, upper);
+    const wide = topK(upper, alive, count, k * 16);
+    rescore(wide.slice(0, k * 4).map((m) => m.index));
+    let next = k * 4;
     for (;;) {
       const floor = exact.size < k ? -Infinity : [...exact.values()].sort((a, b) => b - a)[k - 1] - slack;
-      if (rest + maxRowSlack < floor) break;
+      const batch: number[] = [];
+      while (next < wide.length && wide[next].logit >= floor && batch.length < k) batch.push(wide[next++].index);
+      if (batch.length > 0) {
+        rescore(batch);
+        continue;
+      }
+      // Below the first row of the list that cannot reach the floor, none can; the list ran out only when every row in it could.
+      if (next < wide.length || wide.length < k * 16) break;
       const more: number[] = [];
-      for (let r = 0; r < count; r++) if (logits[r] + rowSlack[r] >= floor && alive[r] === 1 && !exact.has(r)) more.push(r);
+      for (let r = 0; r < count; r++) if (upper[r] >= floor && alive[r] === 1 && !exact.has(r)) more.push(r);
       if (more.length === 0) break;
       rescore(more);
     }
@@ -425,6 +436,14 @@ export class FactorizedScorer extends BaseScorer {
     return mirror.fitted && mirror.rows >= n;
   }
 
+  private upper = new Float64Array(0);
+
+  /** The per-row upper bounds of a row-level int8 search (one search at a time: search() is synchronous after its scan). */
+  private upperScratch(count: number): Float64Array {
+    if (this.upper.length < count) this.upper = new Float64Array(Math.max(count, Math.ceil(this.upper.length * 1.5)));
+    return this.upper;
+  }
+
   /** int8 logit buffer i, at least count long (grown as out() grows its buffers). */
   private approxOut(i: number, count: number): Float64Array {
     let b = this.approxOuts[i];
@@ -452,4 +471,9 @@ export class FactorizedScorer extends BaseScorer {
     await this.pending;
     await Promise.all([this.projections.release(), this.kernel.close(), this.mirror?.close(), this.resident?.close()]);
   }
+}
+
+/** upper[r] = logits[r] + rowSlack[r]: its own loop, so it stays monomorphic. */
+function upperBounds(logits: Float64Array, rowSlack: Float32Array, count: number, upper: Float64Array): void {
+  for (let r = 0; r < count; r++) upper[r] = logits[r] + rowSlack[r];
 }
