@@ -202,74 +202,69 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
     await scorer.close();
   }
 
-  // Time search() (top-k included) for float32 and int8 side by side on the same queries; take the check
-  // query's scores separately. int8's top-10 is compared with float32's on every query it answered and
-  // on AGREEMENT_QUERIES more (untimed).
+  // float32 and int8 side by side, taking turns query by query (this machine's speed drifts by up to 2x
+  // within minutes, so each engine timed in a block of its own would see other conditions): a scorer's
+  // row-level search() (factorized, int8) and a slice's subject-level search over the same rows, where a
+  // shard uses it (one subject per row: *-slice), alone and as batches of BATCH_QUERIES (*-batch16, per
+  // query). int8's answers are compared with float32's on every timed query and AGREEMENT_QUERIES more.
   const more = Array.from({ length: AGREEMENT_QUERIES }, () => noisyCopy(rows, rng, n, d));
-  const rowAnswers = new Map<Method, string[]>();
-  for (const engine of ['factorized', 'int8'] as const) {
-    log(engine);
-    const scorer = await createScorer(head, { engine });
-    scorer.add(rows);
-    await scorer.flush();
-    const seen: string[] = [];
-    const timed = await timeQueries(queries, 10, async (q) => {
-      const got = await scorer.search(q, 10);
-      seen.push(JSON.stringify(got.map((m) => [m.index, m.logit])));
-      return new Map();
-    });
-    timed.scores = await scorerScores(scorer, queries[0]);
-    timed.top10 = top10(timed.scores);
-    for (const q of more) seen.push(JSON.stringify((await scorer.search(q, 10)).map((m) => [m.index, m.logit])));
-    rowAnswers.set(engine, seen);
-    results.set(engine, timed);
-    await scorer.close();
-  }
-  {
-    const f32 = rowAnswers.get('factorized')!;
-    results.get('int8')!.agreement = rowAnswers.get('int8')!.filter((a, i) => a === f32[i]).length / f32.length;
-    results.get('int8')!.agreementQueries = f32.length;
-  }
-
-  // The product path, where int8 is used: a slice's subject-level search (one subject per row), float32
-  // and int8 side by side on the same queries, alone and in batches; int8's answers are compared with
-  // float32's, query by query, over AGREEMENT_QUERIES more.
   const templates = Array.from({ length: n }, (_, i) => ({ subjectId: `s${i}`, templateId: `t${i}`, vector: rows.subarray(i * d, (i + 1) * d) }));
-  const answers = new Map<Method, string[]>();
+  const engines: { engine: 'factorized' | 'int8'; scorer: Scorer; slice: GallerySlice }[] = [];
   for (const engine of ['factorized', 'int8'] as const) {
-    const method: Method = engine === 'int8' ? 'int8-slice' : 'factorized-slice';
-    log(`${method}`);
+    log(`${engine}: adding ${n} rows`);
     const scorer = await createScorer(head, { engine });
     const slice = new GallerySlice(scorer);
     slice.add(templates);
     await scorer.flush();
-    const timed = await timeQueries(queries, 10, async (q) => {
-      await slice.search(q, 10);
-      return new Map();
-    });
-    timed.scores = await scorerScores(scorer, queries[0]);
-    timed.top10 = top10(timed.scores);
-    timed.bytesPerTemplate = (scorer as unknown as { memoryBytes: number }).memoryBytes / n;
-    results.set(method, timed);
-    log(`${method}-batch${BATCH_QUERIES}`);
-    const batch = queries.slice(0, BATCH_QUERIES);
-    await slice.searchMany(batch, 10);
-    const perQuery: number[] = [];
-    for (let r = 0; r < BATCH_ROUNDS; r++) {
-      const t = performance.now();
-      await slice.searchMany(batch, 10);
-      perQuery.push((performance.now() - t) / batch.length);
-    }
-    results.set(`${method}-batch16` as Method, { times: perQuery, scores: new Map(), top10: null, throughputVsSingle: median(timed.times) / median(perQuery) });
-    log(`${method}: ${AGREEMENT_QUERIES} more queries for the agreement`);
-    const seen: string[] = [];
-    for (const q of more) seen.push(JSON.stringify((await slice.search(q, 10)).map((m) => [m.templateId, m.logit])));
-    answers.set(method, seen);
-    await scorer.close();
+    engines.push({ engine, scorer, slice });
   }
-  const f32 = answers.get('factorized-slice')!;
-  results.get('int8-slice')!.agreement = answers.get('int8-slice')!.filter((a, i) => a === f32[i]).length / f32.length;
-  results.get('int8-slice')!.agreementQueries = f32.length;
+  const row = (e: (typeof engines)[number]) => (q: Float32Array) => e.scorer.search(q, 10).then((got) => JSON.stringify(got.map((m) => [m.index, m.logit])));
+  const sub = (e: (typeof engines)[number]) => (q: Float32Array) => e.slice.search(q, 10).then((got) => JSON.stringify(got.map((m) => [m.templateId, m.logit])));
+  const methods: [Method, (q: Float32Array) => Promise<string>][] = [
+    ['factorized', row(engines[0])],
+    ['int8', row(engines[1])],
+    ['factorized-slice', sub(engines[0])],
+    ['int8-slice', sub(engines[1])],
+  ];
+  log('row-level and slice searches, taking turns');
+  for (let i = 0; i < 10; i++) for (const [, run] of methods) await run(queries[i % queries.length]);
+  const times = new Map<Method, number[]>(methods.map(([m]) => [m, []]));
+  const seen = new Map<Method, string[]>(methods.map(([m]) => [m, []]));
+  for (const [i, q] of queries.entries()) {
+    for (const [m, run] of i % 2 === 0 ? methods : [...methods].reverse()) {
+      const t = performance.now();
+      seen.get(m)!.push(await run(q));
+      times.get(m)!.push(performance.now() - t);
+    }
+  }
+  log(`${AGREEMENT_QUERIES} more queries for the agreement (untimed)`);
+  for (const q of more) for (const [m, run] of methods) seen.get(m)!.push(await run(q));
+  for (const [m] of methods) {
+    const e = engines[m.startsWith('int8') ? 1 : 0];
+    const scores = await scorerScores(e.scorer, queries[0]);
+    results.set(m, { times: times.get(m)!, scores, top10: top10(scores), ...(m.endsWith('-slice') ? { bytesPerTemplate: (e.scorer as unknown as { memoryBytes: number }).memoryBytes / n } : {}) });
+  }
+  for (const [f32, i8] of [['factorized', 'int8'], ['factorized-slice', 'int8-slice']] as const) {
+    const want = seen.get(f32)!;
+    results.get(i8)!.agreement = seen.get(i8)!.filter((a, i) => a === want[i]).length / want.length;
+    results.get(i8)!.agreementQueries = want.length;
+  }
+  log(`batches of ${BATCH_QUERIES}, taking turns`);
+  const batch = queries.slice(0, BATCH_QUERIES);
+  for (const e of engines) await e.slice.searchMany(batch, 10);
+  const perQuery = engines.map(() => [] as number[]);
+  for (let r = 0; r < BATCH_ROUNDS; r++) {
+    for (const [k, e] of engines.entries()) {
+      const t = performance.now();
+      await e.slice.searchMany(batch, 10);
+      perQuery[k].push((performance.now() - t) / batch.length);
+    }
+  }
+  for (const [k, e] of engines.entries()) {
+    const single = results.get(e.engine === 'int8' ? 'int8-slice' : 'factorized-slice')!;
+    results.set(`${e.engine}-slice-batch16` as Method, { times: perQuery[k], scores: new Map(), top10: null, throughputVsSingle: median(single.times) / median(perQuery[k]) });
+    await e.scorer.close();
+  }
 
   // The floors: the bytes each engine's scan reads (float32 P, and int8 P for int8), read plainly by as many threads.
   for (const [method, rowBytes] of [['read-floor-f32-rows', head.hidden * 4], ['read-floor-8bit-rows', head.hidden]] as const) {
