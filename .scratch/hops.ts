@@ -16,7 +16,7 @@ const prof = process.env.PROF_DIR;
 const cluster = await LocalCluster.start({
   shards: 2, redisUrl: bench.redisUrl, prefix: bench.prefix, logDir: mkdtempSync(join(tmpdir(), 'yoco-hops-')),
   env: { YOCO_DIM: String(D), YOCO_HIDDEN: String(H), KERNEL_THREADS: '1', ORT_THREADS: '1' },
-  coordinatorEnv: { HEDGE_DELAY_MS: '0', ...(prof ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${prof}` } : {}) },
+  coordinatorEnv: { HEDGE_DELAY_MS: '0', ...(prof ? { NODE_OPTIONS: `--import=/work/main/.scratch/prof-hook.mjs`, PROF_OUT: `${prof}/coordinator.cpuprofile` } : {}) },
   readyTimeoutMs: 300_000,
 });
 try {
@@ -25,7 +25,10 @@ try {
   const bytes = vecs.slice(0, 64).map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength));
   const run = (i: number) => stream.call({ probe: { vector: { f32le: bytes[i % 64] } }, topK: 10 }, { deadline: Date.now() + 30_000 });
   for (let i = 0; i < 100; i++) await run(i);
+  if (prof) cluster.coordinator!.process.kill('SIGUSR1');
   const { times } = await timeConcurrently(1000, 1, run);
+  if (prof) cluster.coordinator!.process.kill('SIGUSR2');
+  await new Promise((r) => setTimeout(r, 1000));
   const status = await unary(client, 'ClusterStatus', {});
   const search = Math.max(...status.shards.map((s) => s.searchP50Ms));
   const call = Math.max(...status.shards.map((s) => s.callP50Ms));

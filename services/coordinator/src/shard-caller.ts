@@ -32,6 +32,9 @@ export interface CallOptions<Res> {
   route?: Route;
 }
 
+/** Why a replica call is cancelled once another answered (or the call ended): one object for all. */
+const SUPERSEDED = new CancelledError('another replica answered first, or the call ended');
+
 /**
  * Calls one shard index: the best replica first; a hedge to the next one
  * after hedgeAfterMs if the first has not answered; failover at once on a
@@ -69,6 +72,7 @@ export class ShardCaller {
     if (candidates.length === 0) return Promise.reject(new ShardUnavailableError(index, []));
     return new Promise((resolve, reject) => {
       const controllers: AbortController[] = [];
+      const answered = new Set<AbortController>();
       const reasons: string[] = [];
       const codes: number[] = [];
       let next = 0;
@@ -81,7 +85,9 @@ export class ShardCaller {
         if (settled) return;
         settled = true;
         if (hedgeTimer) clearTimeout(hedgeTimer);
-        for (const c of controllers) c.abort();
+        // Only calls still running are cancelled, with one shared reason: abort() without one builds a
+        // DOMException and its stack each time (about 50 us of every Identify on this machine).
+        for (const c of controllers) if (!c.signal.aborted && !answered.has(c)) c.abort(SUPERSEDED);
         fn();
       };
 
@@ -95,6 +101,7 @@ export class ShardCaller {
         if (hedge) this.hedges.inc(label);
         invoke(replica, { deadline: options.deadline, signal: controller.signal }).then(
           (response) => {
+            answered.add(controller);
             const refusal = options.reject?.(response, replica);
             if (refusal) {
               failed(replica, Status.UNAVAILABLE, refusal, false);
@@ -109,6 +116,7 @@ export class ShardCaller {
             finish(() => resolve({ response, replica, hedged: hedge }));
           },
           (err: unknown) => {
+            answered.add(controller);
             const code = isServiceError(err) ? err.code : Status.UNKNOWN;
             const detail = isServiceError(err) ? err.details : getErrorMessage(err);
             failed(replica, code, detail, true, err);
