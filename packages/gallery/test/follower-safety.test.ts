@@ -235,14 +235,16 @@ describe('a failover that lost the tail the follower had read', () => {
     cleanups.push(() => primary.stop());
     const replica = await startRedisServer({ args: ['--replicaof', '127.0.0.1', String(primary.port)] });
     cleanups.push(() => replica.stop());
+    const direct = new Redis(replica.url, { maxRetriesPerRequest: 1 });
+    cleanups.push(async () => direct.disconnect());
+    // WAIT counts only a replica whose link is up: its first sync must be done before the writes it is to hold.
+    for (let i = 0; i < 200 && !(await direct.info('replication')).includes('master_link_status:up'); i++) await new Promise((r) => setTimeout(r, 50));
     const proxy = await FaultProxy.start(primary.port);
     cleanups.push(() => proxy.close());
     const { redis, store, prefix } = await setup('lost-tail', proxy.url);
     const rng = new Rng(11);
     await putMany(store, ['a', 'b', 'c'], rng);
     expect(await redis.wait(1, 5000)).toBe(1);
-    const direct = new Redis(replica.url, { maxRetriesPerRequest: 1 });
-    cleanups.push(async () => direct.disconnect());
     await direct.replicaof('NO', 'ONE');
     const { f, events } = await follower(store, {}, proxy.url);
     await f.load();

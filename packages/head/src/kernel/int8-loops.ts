@@ -1,0 +1,130 @@
+/**
+ * The loops both int8 kernels share (int8-module.ts for simd128,
+ * relaxed-module.ts for relaxed SIMD); each kernel gives only what it does
+ * with one row's bytes. For a row width wb fixed when the module is built:
+ *
+ *   rows function (q, r, v, out, n, d): out[i] = d + the row's sum, for n rows
+ *   groups function (q, r, v, out, n, groups): 4 x groups queries, their r
+ *     vectors side by side from r; out + 16 (g n + i) holds queries
+ *     4g .. 4g + 3 of row i. Blocks of BLOCK_ROWS rows are scanned by every
+ *     group while they sit in cache.
+ */
+import {
+  BLOCK, BR, BR_IF, END, I32_ADD, I32_CONST, I32_EQZ, I32_LT_U, I32_SUB, LOCAL_GET, LOCAL_SET, LOCAL_TEE, LOOP, SIMD,
+  V128_CONST_ZERO, VOID, leb, nextRow, scanModuleOf, sleb, type ScanFunction,
+} from './wasm-encoding.js';
+
+const I32_STORE = 0x36;
+const I32_SHL = 0x74;
+const I32_MUL = 0x6c;
+const SELECT = 0x1b;
+const I32X4_ADD = [SIMD, ...leb(0xae)];
+const I32X4_EXTRACT = (lane: number) => [SIMD, ...leb(0x1b), lane];
+
+/** Queries a groups function scores per look at a row. */
+export const INT8_GROUP = 4;
+/** Rows a groups function scans for every group before moving on: 256 rows of 512 bytes stay in L2. */
+const BLOCK_ROWS = 256;
+
+// Parameters.
+export const Q = 0;
+export const R = 1;
+export const V = 2;
+const OUT = 3;
+const N = 4;
+const ARG5 = 5;
+
+/** The i32 sum of one query's accumulators, left on the stack. */
+function total(accs: number[]): number[] {
+  const out: number[] = [];
+  for (let a = 1; a < accs.length; a++) out.push(LOCAL_GET, accs[0], LOCAL_GET, accs[a], ...I32X4_ADD, LOCAL_SET, accs[0]);
+  out.push(LOCAL_GET, accs[0], ...I32X4_EXTRACT(0));
+  for (let lane = 1; lane < 4; lane++) out.push(LOCAL_GET, accs[0], ...I32X4_EXTRACT(lane), I32_ADD);
+  return out;
+}
+
+/** What a kernel does with one row: code that adds the row's terms into accumulators, given where things are. */
+export interface RowCode {
+  /** v128 locals this code uses besides the accumulators (their indices are handed to body). */
+  scratch: number;
+  /** Accumulators per query, for this many queries at once (fewer for more: registers run out). */
+  accs(queries: number): number;
+  /**
+   * The row's code: `row` is the local holding its address, `r` the local
+   * holding the first query's offsets (query k's are rStride k bytes on),
+   * acc(k, j) query k's j-th accumulator (j below accs(queries)), s the
+   * scratch locals.
+   */
+  body(row: number, r: number, queries: number, acc: (k: number, j: number) => number, s: number[]): number[];
+}
+
+/** The single-query function: out[i] = d + sum over row i. */
+export function rowsFunction(name: string, wb: number, code: RowCode): ScanFunction {
+  const WB = 6; // nextRow steps by the row width held in a local
+  const per = code.accs(1);
+  const ACC = Array.from({ length: per }, (_, j) => 7 + j);
+  const S = Array.from({ length: code.scratch }, (_, j) => 7 + per + j);
+  const body: number[] = [I32_CONST, ...sleb(wb), LOCAL_SET, WB];
+  body.push(BLOCK, VOID, LOOP, VOID);
+  body.push(LOCAL_GET, N, I32_EQZ, BR_IF, 1);
+  for (const a of ACC) body.push(...V128_CONST_ZERO, LOCAL_SET, a);
+  body.push(...code.body(Q, R, 1, (_, j) => ACC[j], S));
+  body.push(LOCAL_GET, OUT, ...total(ACC), LOCAL_GET, ARG5, I32_ADD, I32_STORE, 2, 0);
+  body.push(...nextRow(Q, WB, OUT, N));
+  return { name, locals: [2, 1, 0x7f, ...leb(per + code.scratch), 0x7b], body };
+}
+
+/** The batch function: INT8_GROUP queries per look at a row, `groups` groups, blocks of rows kept in cache. */
+export function groupsFunction(name: string, wb: number, rStride: number, code: RowCode): ScanFunction {
+  const NS = 6; // bytes between two groups' outputs: 16 n
+  const NB = 7; // rows in this block
+  const G = 8; // groups left
+  const RG = 9; // this group's first r
+  const OG = 10; // this group's first output in the block
+  const QI = 11; // this row
+  const OI = 12; // this row's output
+  const I = 13; // rows left in the block
+  const per = code.accs(INT8_GROUP);
+  const ACC = Array.from({ length: INT8_GROUP * per }, (_, j) => 14 + j);
+  const S = Array.from({ length: code.scratch }, (_, j) => 14 + ACC.length + j);
+  const acc = (k: number, j: number) => ACC[k * per + j];
+  const body: number[] = [];
+  body.push(LOCAL_GET, N, I32_CONST, 4, I32_SHL, LOCAL_SET, NS);
+  body.push(BLOCK, VOID, LOOP, VOID); // blocks of rows
+  body.push(LOCAL_GET, N, I32_EQZ, BR_IF, 1);
+  // NB = N < BLOCK_ROWS ? N : BLOCK_ROWS
+  body.push(LOCAL_GET, N, I32_CONST, ...sleb(BLOCK_ROWS), LOCAL_GET, N, I32_CONST, ...sleb(BLOCK_ROWS), I32_LT_U, SELECT, LOCAL_SET, NB);
+  body.push(LOCAL_GET, ARG5, LOCAL_SET, G, LOCAL_GET, R, LOCAL_SET, RG, LOCAL_GET, OUT, LOCAL_SET, OG);
+  body.push(LOOP, VOID); // groups
+  body.push(LOCAL_GET, Q, LOCAL_SET, QI, LOCAL_GET, OG, LOCAL_SET, OI, LOCAL_GET, NB, LOCAL_SET, I);
+  body.push(LOOP, VOID); // rows of the block
+  for (const a of ACC) body.push(...V128_CONST_ZERO, LOCAL_SET, a);
+  body.push(...code.body(QI, RG, INT8_GROUP, acc, S));
+  for (let k = 0; k < INT8_GROUP; k++) body.push(LOCAL_GET, OI, ...total(ACC.slice(k * per, (k + 1) * per)), I32_STORE, 2, ...leb(4 * k));
+  body.push(LOCAL_GET, QI, I32_CONST, ...sleb(wb), I32_ADD, LOCAL_SET, QI);
+  body.push(LOCAL_GET, OI, I32_CONST, 16, I32_ADD, LOCAL_SET, OI);
+  body.push(LOCAL_GET, I, I32_CONST, 1, I32_SUB, LOCAL_TEE, I, BR_IF, 0, END);
+  body.push(LOCAL_GET, RG, I32_CONST, ...sleb(INT8_GROUP * rStride), I32_ADD, LOCAL_SET, RG);
+  body.push(LOCAL_GET, OG, LOCAL_GET, NS, I32_ADD, LOCAL_SET, OG);
+  body.push(LOCAL_GET, G, I32_CONST, 1, I32_SUB, LOCAL_TEE, G, BR_IF, 0, END);
+  // The next block: its rows, its outputs, fewer rows left.
+  body.push(LOCAL_GET, Q, LOCAL_GET, NB, I32_CONST, ...sleb(wb), I32_MUL, I32_ADD, LOCAL_SET, Q);
+  body.push(LOCAL_GET, OUT, LOCAL_GET, NB, I32_CONST, 4, I32_SHL, I32_ADD, LOCAL_SET, OUT);
+  body.push(LOCAL_GET, N, LOCAL_GET, NB, I32_SUB, LOCAL_SET, N);
+  body.push(BR, 0, END, END, END);
+  return { name, locals: [2, 8, 0x7f, ...leb(ACC.length + code.scratch), 0x7b], body };
+}
+
+/** One compiled module per row width, built on first use. */
+export function perWidth(build: (wb: number) => ScanFunction[]): (wb: number) => WebAssembly.Module {
+  const compiled = new Map<number, WebAssembly.Module>();
+  return (wb) => {
+    if (wb <= 0 || wb % 16 !== 0) throw new RangeError(`int8 row width must be a positive multiple of 16 bytes, got ${wb}`);
+    let m = compiled.get(wb);
+    if (!m) {
+      m = new WebAssembly.Module(scanModuleOf(build(wb)));
+      compiled.set(wb, m);
+    }
+    return m;
+  };
+}
