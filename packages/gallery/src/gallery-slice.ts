@@ -1,4 +1,4 @@
-import { sigmoid, topK, type ScanBounds, type Scorer } from '@yoco/head';
+import { rescoreWithinBounds, sigmoid, topK, type ScanBounds, type Scorer } from '@yoco/head';
 import { SLOT_COUNT, slotOf } from './slots.js';
 import type { Template } from './template-record.js';
 
@@ -165,10 +165,10 @@ export class GallerySlice {
 
   /**
    * The subject-level top-k from approximate logits (the int8 engine), made
-   * exact: the k x OVERSAMPLE best subjects by approximate logit are rescored
-   * from float32 P; then every other subject whose bound still reaches the
-   * k-th best exact score is rescored too, until none does. A subject left
-   * out cannot beat the k-th, so the answer is the float32 engine's.
+   * exact: the k x OVERSAMPLE subjects with the highest bounds are rescored
+   * from float32 P, then every other subject whose bound still reaches the
+   * k-th best exact score (rescoreWithinBounds). A subject left out cannot
+   * beat the k-th, so the answer is the float32 engine's.
    * Synchronous (bounds.exact must run before the next scan).
    */
   private bestSubjectsExact(logits: ArrayLike<number>, rowAlive: Uint8Array, count: number, k: number, bounds: ScanBounds, mask?: SlotMask): SubjectMatch[] {
@@ -177,7 +177,7 @@ export class GallerySlice {
     const slotOfOrd = this.subjectSlot;
     const rowSubject = this.rowSubject;
     const exact = new Map<number, { logit: number; row: number }>();
-    const rescore = (ords: Iterable<number>) => {
+    const rescore = (ords: number[]) => {
       const rows: number[] = [];
       const owner: number[] = [];
       for (const o of ords) {
@@ -199,33 +199,27 @@ export class GallerySlice {
     };
     // The subjects by the most their exact logit can be (best[ord] is each one's largest approximate logit
     // plus its row's bound here), best first, well past the k x OVERSAMPLE rescored at once.
-    const wide = topK(best, alive, nSubjects, k * EXACT_WIDE);
-    rescore(wide.slice(0, k * EXACT_OVERSAMPLE).map((m) => m.index));
-    const { slack, rowSlack } = bounds;
-    // Then down that list while a subject's bound still reaches the k-th best exact logit: every
-    // subject below the first that does not is lower still.
-    let next = k * EXACT_OVERSAMPLE;
-    for (;;) {
-      const floor = kth() - slack;
-      const batch: number[] = [];
-      while (next < wide.length && wide[next].logit >= floor && batch.length < k) batch.push(wide[next++].index);
-      if (batch.length > 0) {
-        rescore(batch);
-        continue;
-      }
-      if (next < wide.length || wide.length < k * EXACT_WIDE) break;
-      // The whole list could still reach: one pass over the rows, each against its own bound, until none is left.
-      const more = new Set<number>();
-      for (let row = 0; row < count; row++) {
-        if (logits[row] + rowSlack[row] < floor) continue;
-        const ord = rowSubject[row];
-        if (ord < 0 || rowAlive[row] === 0 || alive[ord] === 0 || exact.has(ord)) continue;
-        if (mask !== undefined && mask[slotOfOrd[ord]] === 0) continue;
-        more.add(ord);
-      }
-      if (more.size === 0) break;
-      rescore(more);
-    }
+    rescoreWithinBounds({
+      wide: topK(best, alive, nSubjects, k * EXACT_WIDE),
+      limit: k * EXACT_WIDE,
+      first: k * EXACT_OVERSAMPLE,
+      step: k,
+      slack: bounds.slack,
+      kth,
+      rescore,
+      // One pass over the rows, each against its own bound.
+      beyond: (floor) => {
+        const more = new Set<number>();
+        for (let row = 0; row < count; row++) {
+          if (logits[row] + bounds.rowSlack[row] < floor) continue;
+          const ord = rowSubject[row];
+          if (ord < 0 || rowAlive[row] === 0 || alive[ord] === 0 || exact.has(ord)) continue;
+          if (mask !== undefined && mask[slotOfOrd[ord]] === 0) continue;
+          more.add(ord);
+        }
+        return [...more];
+      },
+    });
     this.rescored += exact.size;
     return [...exact.entries()]
       .sort(([oa, a], [ob, b]) => b.logit - a.logit || oa - ob)

@@ -6,11 +6,12 @@ import { BaseScorer, type BaseScorerOptions } from './base-scorer.js';
 import type { Head } from './head.js';
 import { createSession, SharedSessions, type RuntimeOptions } from './ort-session.js';
 import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
-import { INT8_FIT_MIN_ROWS, Int8Mirror, type ScanBounds } from './int8-mirror.js';
+import { INT8_FIT_MIN_ROWS, Int8Mirror, type Int8Scan, type ScanBounds } from './int8-mirror.js';
 import { INT8_MAX_QUERIES, Int8Kernel } from './kernel/int8-kernel.js';
 import { sigmoid } from './head.js';
 import { topK, type Match } from './top-k.js';
 import { ResidentScan, type ResidentOptions } from './resident-scan.js';
+import { rescoreWithinBounds } from './bounded-rescore.js';
 
 export interface FactorizedOptions extends RuntimeOptions, BaseScorerOptions {
   /** Gallery rows projected per ORT run when adding (bounds the temporary [n, D] tensor). */
@@ -79,7 +80,8 @@ function int8Settings(o: Int8Options, hidden: number): Required<Omit<Int8Options
   const want = o.simd ?? 'auto';
   if (!['auto', 'relaxed', 'simd128'].includes(want)) throw new RangeError(`int8 simd must be auto, relaxed or simd128, got ${String(want)}`);
   if (want === 'relaxed') setFlagsFromString('--experimental-wasm-relaxed-simd');
-  const relaxedProblem = Int8Kernel.relaxedProblem(hidden);
+  // Asked for simd128, nothing is compiled or checked at start for relaxed SIMD.
+  const relaxedProblem = want === 'simd128' ? 'not asked for (simd128)' : Int8Kernel.relaxedProblem(hidden);
   if (want === 'relaxed' && relaxedProblem) throw new RangeError(`int8 simd 'relaxed': ${relaxedProblem}`);
   const simd: Int8Simd = want !== 'simd128' && !relaxedProblem ? 'relaxed' : 'simd128';
   return { clip: o.clip ?? 1e-4, minRows, simd, relaxedProblem };
@@ -314,29 +316,23 @@ export class FactorizedScorer extends BaseScorer {
       const got = bounds.exact(rows);
       rows.forEach((r, i) => exact.set(r, got[i]));
     };
-    const { slack, rowSlack } = bounds;
-    // Each row's most its exact logit can be (its approximate logit plus its own bound), and the best of
-    // those well past the k x 4 rescored at once, best first.
+    // Each row's most its exact logit can be (its approximate logit plus its own bound), best first.
     const upper = this.upperScratch(count);
-    upperBounds(logits as Float64Array, rowSlack, count, upper);
-    const wide = topK(upper, alive, count, k * 16);
-    rescore(wide.slice(0, k * 4).map((m) => m.index));
-    let next = k * 4;
-    for (;;) {
-      const floor = exact.size < k ? -Infinity : [...exact.values()].sort((a, b) => b - a)[k - 1] - slack;
-      const batch: number[] = [];
-      while (next < wide.length && wide[next].logit >= floor && batch.length < k) batch.push(wide[next++].index);
-      if (batch.length > 0) {
-        rescore(batch);
-        continue;
-      }
-      // Below the first row of the list that cannot reach the floor, none can; the list ran out only when every row in it could.
-      if (next < wide.length || wide.length < k * 16) break;
-      const more: number[] = [];
-      for (let r = 0; r < count; r++) if (upper[r] >= floor && alive[r] === 1 && !exact.has(r)) more.push(r);
-      if (more.length === 0) break;
-      rescore(more);
-    }
+    upperBounds(logits as Float64Array, bounds.rowSlack, count, upper);
+    rescoreWithinBounds({
+      wide: topK(upper, alive, count, k * 16),
+      limit: k * 16,
+      first: k * 4,
+      step: k,
+      slack: bounds.slack,
+      kth: () => (exact.size < k ? -Infinity : [...exact.values()].sort((a, b) => b - a)[k - 1]),
+      rescore,
+      beyond: (floor) => {
+        const more: number[] = [];
+        for (let r = 0; r < count; r++) if (upper[r] >= floor && alive[r] === 1 && !exact.has(r)) more.push(r);
+        return more;
+      },
+    });
     return [...exact.entries()]
       .sort(([ra, a], [rb, b]) => b - a || ra - rb)
       .slice(0, k)
@@ -400,13 +396,12 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   /** What a caller needs to make int8 logits exact: the bound, and the float32 engine's very arithmetic row by row. */
-  private boundsFor(got: { slack: number; rowSlack: Float32Array; maxRowSlack: number }, u: Float32Array): ScanBounds {
+  private boundsFor(got: Int8Scan, u: Float32Array): ScanBounds {
     const uCopy = Float32Array.from(u);
     const b2 = this.head.b2;
     return {
       slack: got.slack,
       rowSlack: got.rowSlack,
-      maxRowSlack: got.maxRowSlack,
       // The float32 scan's wasm function, then + b2 in float32, as run() and computeLogits do.
       exact: (rows) => Float64Array.from({ length: rows.length }, (_, k) => Math.fround(this.kernel.rowScore(rows[k], uCopy) + b2)),
     };

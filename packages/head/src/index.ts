@@ -13,6 +13,7 @@ export type { ResidentOptions } from './resident-scan.js';
 export type { RuntimeOptions } from './ort-session.js';
 export type { Match } from './top-k.js';
 export { topK } from './top-k.js';
+export { rescoreWithinBounds, type BoundedRescore } from './bounded-rescore.js';
 export { HeadFormatError, RowIndexError, CapacityError, ProviderError } from './errors/index.js';
 // The ONNX writer lives in @yoco/onnx; re-exported so model code needs one import.
 export { GraphBuilder, OnnxDecodeError } from '@yoco/onnx';

@@ -28,9 +28,14 @@ const RELAXED: Levels = { qMin: -64, qMax: 63, vMax: 127, rMax: 64 };
 export interface ScanBounds {
   slack: number;
   rowSlack: Float32Array;
-  /** The largest of rowSlack (every row's): a row whose logit plus this and slack is below a floor needs no look. */
-  maxRowSlack: number;
   exact(rows: ArrayLike<number>): Float64Array;
+}
+
+/** One query's int8 scan: its approximate logits and the bound's two parts. */
+export interface Int8Scan {
+  logits: Float64Array;
+  slack: number;
+  rowSlack: Float32Array;
 }
 
 /**
@@ -49,7 +54,6 @@ export class Int8Mirror {
   private t = 1;
   private v: Int16Array | undefined;
   private rowSlack = new Float32Array(1024);
-  private maxRowSlack = 0;
   private readonly absW: Float64Array;
 
   private readonly levels: Levels;
@@ -111,7 +115,6 @@ export class Int8Mirror {
     this.scale = scale;
     this.offset = offset;
     this.kernel.reset();
-    this.maxRowSlack = 0;
     this.kernel.setWeights(this.v);
     const batch = new Float32Array(Math.min(n, 1024) * H);
     for (let start = 0; start < n; start += 1024) {
@@ -139,7 +142,6 @@ export class Int8Mirror {
         err += this.absW[j] * Math.abs(p - (offset[j] + scale[j] * k));
       }
       this.rowSlack[first + i] = err;
-      if (err > this.maxRowSlack) this.maxRowSlack = err;
     }
     this.kernel.append(q, n);
   }
@@ -185,15 +187,15 @@ export class Int8Mirror {
   }
 
   /** Approximate logits for the first `count` rows (written into `into`), and the query's share of the bound; undefined: see prepare(). */
-  scan(u: Float32Array, count: number, b2: number, into: Float64Array): { logits: Float64Array; slack: number; rowSlack: Float32Array; maxRowSlack: number } | undefined {
+  scan(u: Float32Array, count: number, b2: number, into: Float64Array): Int8Scan | undefined {
     return this.scanMany([u], count, b2, [into])[0];
   }
 
   /** scan() for several queries in one pass over the int8 rows (those that could overflow get undefined). */
-  scanMany(us: Float32Array[], count: number, b2: number, intos: Float64Array[]): ({ logits: Float64Array; slack: number; rowSlack: Float32Array; maxRowSlack: number } | undefined)[] {
+  scanMany(us: Float32Array[], count: number, b2: number, intos: Float64Array[]): (Int8Scan | undefined)[] {
     const prepared = us.map((u) => this.prepare(u));
     const live = prepared.flatMap((p, i) => (p ? [i] : []));
-    const result: ({ logits: Float64Array; slack: number; rowSlack: Float32Array; maxRowSlack: number } | undefined)[] = prepared.map(() => undefined);
+    const result: (Int8Scan | undefined)[] = prepared.map(() => undefined);
     if (live.length === 0) return result;
     const rs = live.map((i) => prepared[i]!.r);
     const logits = live.map((i) => intos[i].subarray(0, count));
@@ -202,7 +204,7 @@ export class Int8Mirror {
     if (live.length === 1) this.kernel.run(rs[0], logits[0], count, affine);
     else this.kernel.runMany(rs, logits, count, affine);
     live.forEach((i, k) => {
-      result[i] = { logits: logits[k], slack: prepared[i]!.slack, rowSlack: this.rowSlack, maxRowSlack: this.maxRowSlack };
+      result[i] = { logits: logits[k], slack: prepared[i]!.slack, rowSlack: this.rowSlack };
     });
     return result;
   }
