@@ -146,6 +146,12 @@ describe('npm start (yoco up): safe and honest', () => {
       if (i > 300) throw new Error(`shard-0a did not come back: ${a.output()}`);
       await new Promise((r) => setTimeout(r, 100));
     }
+    // cluster.json follows the restart: the new pid, and a metrics URL that answers.
+    const after = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as typeof cluster;
+    const restarted = after.processes.find((p) => p.name === 'shard-0a')!;
+    expect(restarted.pid).not.toBe(shard.pid);
+    expect(() => process.kill(restarted.pid, 0)).not.toThrow();
+    expect((await fetch(restarted.metrics)).status).toBe(200);
 
     // Ctrl-C: everything stops, the lock and cluster.json go.
     redis.disconnect();

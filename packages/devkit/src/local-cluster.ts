@@ -67,7 +67,8 @@ export interface LocalClusterOptions {
    * 30 s), on the same address, and tell `onEvent` (what `yoco up` prints). Tests that kill processes
    * on purpose leave this off.
    */
-  supervise?: { onEvent: (message: string) => void };
+  /** onReady: a process said it is ready (a restart, or a shard the topology added): what a cluster file lists has changed. */
+  supervise?: { onEvent: (message: string) => void; onReady?: (name: string) => void };
   /**
    * Follow the topology (`yoco reshard`): start the replicas of shard indexes
    * a change adds, and stop those beyond k once they report SURPLUS. `onEvent`
@@ -298,7 +299,10 @@ export class LocalCluster {
       try {
         const entry = JSON.parse(line) as { msg?: string; err?: string; metricsPort?: number };
         if (fatal) this.fatal.set(name, [entry.msg, entry.err].filter(Boolean).join(': '));
-        else if (Number(entry.metricsPort) > 0) this.metricsPorts.set(name, Number(entry.metricsPort));
+        else {
+          if (Number(entry.metricsPort) > 0) this.metricsPorts.set(name, Number(entry.metricsPort));
+          if (this.up) this.options.supervise?.onReady?.(name);
+        }
       } catch {
         // not a log line of ours
       }

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { acquireRunLock } from '../run-lock.js';
 import { clusterFile } from '../cluster-file.js';
 import { createServer } from 'node:net';
@@ -70,8 +70,10 @@ export async function up(): Promise<void> {
   await checkFree(config.address);
   console.log(`starting YOCO: ${config.shards} shard(s) x ${config.replicas} replica(s), head ${head.id} (D=${head.dim}, H=${head.hidden})`);
   const secure = config.secure ? await securePki(resolve(dataDir, 'secure')) : undefined;
+  let writeClusterJson: (() => void) | undefined;
   const cluster = await LocalCluster.start({
-    supervise: { onEvent: (m) => console.log(m) },
+    // A restarted process has another pid and metrics port: cluster.json follows (once it was first written).
+    supervise: { onEvent: (m) => console.log(m), onReady: () => writeClusterJson?.() },
     // `yoco reshard` against this cluster: shards of a new index start here, surplus ones stop.
     followTopology: { onEvent: (m) => console.log(m) },
     secure: secure && { pki: secure.pki, adminToken: secure.tokens.admin },
@@ -136,22 +138,27 @@ export async function up(): Promise<void> {
   console.log('metrics:');
   for (const [name, port] of [...cluster.metricsPorts].sort()) console.log(`  http://127.0.0.1:${port}/metrics  (${name})`);
   // What the CLI reads when given no address: this cluster's endpoints (no secret in it, only where they are).
-  const pids = cluster.pids;
-  writeFileSync(
-    clusterFile(dataDir),
-    `${JSON.stringify(
-      {
-        matcher: cluster.address,
-        redis: redactUrl(cluster.redisUrl),
-        pid: process.pid,
-        caFile: secure?.pki.caFile,
-        tokensFile: secure?.tokensFile,
-        processes: [...pids].map(([name, pid]) => ({ name, pid, metrics: cluster.metricsPorts.has(name) ? `http://127.0.0.1:${cluster.metricsPorts.get(name)}/metrics` : '' })),
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  writeClusterJson = (): void => {
+    const file = clusterFile(dataDir);
+    // Whole or not at all: a CLI reading it mid-write would see no Matcher.
+    writeFileSync(
+      `${file}.tmp`,
+      `${JSON.stringify(
+        {
+          matcher: cluster.address,
+          redis: redactUrl(cluster.redisUrl),
+          pid: process.pid,
+          caFile: secure?.pki.caFile,
+          tokensFile: secure?.tokensFile,
+          processes: [...cluster.pids].map(([name, pid]) => ({ name, pid, metrics: cluster.metricsPorts.has(name) ? `http://127.0.0.1:${cluster.metricsPorts.get(name)}/metrics` : '' })),
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    renameSync(`${file}.tmp`, file);
+  };
+  writeClusterJson();
   if (existsSync(photoProbe)) console.log(`try:  npx yoco identify ${photoProbe}`);
   if (existsSync(probeFile)) console.log(`      npx yoco identify --vector-file ${probeFile}`);
   console.log('      npx yoco status');
