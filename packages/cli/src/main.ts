@@ -50,11 +50,87 @@ const HELP = `yoco <command> [options]
   audit [--subject S] [--since T] [--decisions] [--json]
                              audit records, newest first (admin token); T: epoch ms, ISO date, or 30m / 24h / 7d
 
+  train --data D --out HEAD.onnx
+                             train the conv Siamese head on labelled data (yoco train --help)
+  eval --data D [--head H ...]
+                             1:1 FNMR at FMR and 1:N FNIR at FPIR, with counts, intervals and plots (yoco eval --help)
+  calibrate --fpir F --impostors D
+                             the threshold that holds FPIR F at the gallery's size (yoco calibrate --help)
+
   --json                     machine-readable output (every command but up)
   --address host:port        the Matcher (default YOCO_ADDRESS or 127.0.0.1:50051)
   --ca-file FILE             TLS: the CA of the Matcher's certificate (default YOCO_CA_FILE)
   --token JWT                the bearer token sent on every call (default YOCO_TOKEN)
 `;
+
+const DATA_HELP = `  D is JSON Lines of {"subject_id", "vector"} (or "vectors": several samples), or a directory
+  with one folder of images per subject (embedded here with --profile's model).
+  --profile P                resnet50-ms3840 (default) or face-resnet128: the model images are embedded
+                             with, and whose metric head is the starting / reference head`;
+
+const COMMAND_HELP: Record<string, string> = {
+  train: `yoco train --data D --out HEAD.onnx [options]
+
+Trains the conv Siamese head (C1 with H kernels, ReLU, dropout 0.5, C2, sigmoid; binary
+cross-entropy; Adam) on labelled data, starting from the profile's metric head (or --init), and
+writes it as a conv-form ONNX head that SHARD_HEAD_FILE / yoco rollout-head take. Each step
+takes every positive pair among S subjects x K samples and as many negatives (half the hardest
+the head sees, half random); validation is split by subject; training stops early when the
+validation loss stops improving, and the best epoch's head is written.
+
+${DATA_HELP}
+  --validation D             validation data (default: 20% of --data's subjects)
+  --init HEAD.onnx           start from this head instead of the metric head
+  --hidden H                 hidden units of the metric head started from (even)
+  --epochs N                 at most N epochs (default 30)
+  --patience N               stop after N epochs without a better validation loss (default 4)
+  --learning-rate R          relative step (default 0.05): one step moves C1's outputs by about R of their size
+  --seed S                   the split, the pairs and dropout (default 1)
+  --json                     the summary and every epoch's validation as JSON
+`,
+  eval: `yoco eval --data D [--head HEAD.onnx | --head metric ...] [--out DIR]
+
+Error rates of a head on labelled data, in process, through the engine the shards run:
+  1:1  every ordered pair of samples: FNMR at FMR 1e-2, 1e-3, 1e-4, and the pair accuracy at 0.5;
+  1:N  open set (NIST FRVT/FRTE style): --enrol-fraction of the subjects (default 0.5) enrolled
+       with their first sample; their other samples are mated searches, every sample of the
+       others a non-mated one: FNIR at FPIR 1e-2 and 1e-3, rank-1 and rank-5.
+Every rate comes with its count and a 95% Clopper-Pearson interval; a rate the set is too small
+for (fewer than 3/rate trials) is reported as not measurable. Writes DIR/report.json,
+det.png, roc.png (every head on one plot) and histogram.png (the first head's scores).
+
+${DATA_HELP}
+  --head H                   a head file, or 'metric' (default); give several to compare them
+  --out DIR                  where the report and plots go (default yoco-eval)
+  --enrol-fraction F         share of subjects enrolled for the 1:N searches (default 0.5)
+  --gallery D                the enrolled templates instead: every sample of --data searches them
+  --fmr R,R                  the FMR targets of the 1:1 report (default 0.01,0.001,0.0001)
+  --fpir R,R                 the FPIR targets of the 1:N report (default 0.01,0.001)
+  --json                     the reports as JSON (without curves and histograms)
+`,
+  calibrate: `yoco calibrate --fpir F --impostors D [--gallery-size N] [--out FILE]
+
+Picks the threshold from 1:N searches of people who are NOT enrolled: each search's top score is
+what an impostor at a gate would be accepted with, so FPIR(t) is the share of those at or above t
+(not a pair FMR: at N enrolled, one search is N comparisons). By default the searches run against
+the running cluster (Identify, images embedded by its embedder), at its gallery size; with
+--gallery they run here against that file's vectors. For another gallery size N the threshold
+is set where 1 - (1 - FPIR_searched)^(N/searched) = F (the best of N/searched independent
+searches), which the output marks as extrapolated.
+
+The result is written to --out, or, against a local npm start, to its THRESHOLD_FILE
+(<data dir>/threshold.json), which the coordinator re-reads within a second: ClusterStatus then
+shows the threshold with the file, date, FPIR and gallery size.
+
+  --fpir F                   the false-positive identification rate to hold, e.g. 0.001
+  --impostors D              JSON Lines of vectors, or a folder of images per subject, of people not enrolled
+  --gallery-size N           the gallery size to hold it at (default: the one searched)
+  --gallery FILE             in-process: the gallery's vectors (JSON Lines), searched with --head
+  --head HEAD.onnx           with --gallery: the head (default the profile's metric head)
+  --concurrency N            Identify calls in flight (default 8)
+  --json                     the calibration as JSON
+`,
+};
 
 /** An integer option, checked: '--top-k abc' is an error, not 10. */
 function intOption(name: string, raw: string, min: number, max: number): number {
@@ -73,6 +149,11 @@ function probeSource(positional: string | undefined, images: string[] | undefine
   const all = [...(positional ? [{ image: positional }] : []), ...(images ?? []).map((image) => ({ image })), ...(vectorFiles ?? []).map((vectorFile) => ({ vectorFile }))];
   if (all.length !== 1) throw new Error(all.length === 0 ? 'give the probe: an image file, --image F or --vector-file F' : 'give one probe only');
   return all[0];
+}
+
+function profileOption(raw: string): 'resnet50-ms3840' | 'face-resnet128' {
+  if (raw !== 'resnet50-ms3840' && raw !== 'face-resnet128') throw new Error(`--profile '${raw}' is not resnet50-ms3840 or face-resnet128`);
+  return raw;
 }
 
 /** The Matcher this run talks to (for the 'no Matcher at' message). */
@@ -108,6 +189,23 @@ async function main(): Promise<number> {
       token: { type: 'string' },
       redis: { type: 'string' },
       'removal-log': { type: 'string', multiple: true },
+      data: { type: 'string' },
+      validation: { type: 'string' },
+      out: { type: 'string' },
+      profile: { type: 'string', default: 'resnet50-ms3840' },
+      init: { type: 'string' },
+      hidden: { type: 'string' },
+      epochs: { type: 'string' },
+      patience: { type: 'string' },
+      'learning-rate': { type: 'string' },
+      seed: { type: 'string' },
+      head: { type: 'string', multiple: true },
+      'enrol-fraction': { type: 'string' },
+      fpir: { type: 'string' },
+      fmr: { type: 'string' },
+      impostors: { type: 'string' },
+      'gallery-size': { type: 'string' },
+      gallery: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -116,6 +214,10 @@ async function main(): Promise<number> {
   // The flags win over the environment; the Matcher client reads both from there.
   if (values['ca-file']) process.env.YOCO_CA_FILE = values['ca-file'];
   if (values.token) process.env.YOCO_TOKEN = values.token;
+  if (values.help && command && COMMAND_HELP[command]) {
+    console.log(COMMAND_HELP[command]);
+    return 0;
+  }
   if (values.help || !command) {
     console.log(HELP);
     return command || values.help ? 0 : 2;
@@ -174,6 +276,59 @@ async function main(): Promise<number> {
     case 'audit':
       await audit(values.address!, { subject: values.subject, since: values.since, decisions: values.decisions!, json: values.json!, limit: Number(values.limit) });
       return 0;
+    case 'train': {
+      if (!values.data || !values.out) throw new Error('train needs --data D and --out HEAD.onnx (yoco train --help)');
+      const { train } = await import('./commands/train.js');
+      const opt = (name: string, v: string | undefined, min: number, max: number) => (v === undefined ? undefined : intOption(name, v, min, max));
+      await train({
+        data: values.data,
+        validation: values.validation,
+        out: values.out,
+        profile: profileOption(values.profile!),
+        init: values.init,
+        hidden: opt('hidden', values.hidden, 2, 65536),
+        epochs: opt('epochs', values.epochs, 1, 10_000),
+        patience: opt('patience', values.patience, 1, 10_000),
+        learningRate: values['learning-rate'] === undefined ? undefined : numberOption('learning-rate', values['learning-rate'], 1e-9, 10),
+        seed: opt('seed', values.seed, 0, 2 ** 31),
+        json: values.json!,
+      });
+      return 0;
+    }
+    case 'eval': {
+      if (!values.data) throw new Error('eval needs --data D (yoco eval --help)');
+      const { evalCommand } = await import('./commands/eval.js');
+      const rates = (name: string, raw: string | undefined) => (raw === undefined ? undefined : raw.split(',').map((r) => numberOption(name, r.trim(), 1e-9, 0.5)));
+      await evalCommand({
+        data: values.data,
+        heads: values.head ?? [],
+        profile: profileOption(values.profile!),
+        out: values.out ?? 'yoco-eval',
+        enrolFraction: values['enrol-fraction'] === undefined ? undefined : numberOption('enrol-fraction', values['enrol-fraction'], 0.01, 0.99),
+        gallery: values.gallery,
+        fmr: rates('fmr', values.fmr),
+        fpir: rates('fpir', values.fpir),
+        json: values.json!,
+      });
+      return 0;
+    }
+    case 'calibrate': {
+      if (!values.fpir || !values.impostors) throw new Error('calibrate needs --fpir F and --impostors D (yoco calibrate --help)');
+      const { calibrate } = await import('./commands/calibrate.js');
+      await calibrate({
+        address: values.address!,
+        fpir: numberOption('fpir', values.fpir, 1e-9, 0.5),
+        impostors: values.impostors,
+        gallerySize: values['gallery-size'] === undefined ? undefined : intOption('gallery-size', values['gallery-size'], 1, 1e12),
+        out: values.out,
+        gallery: values.gallery,
+        head: values.head?.[0],
+        profile: profileOption(values.profile!),
+        concurrency: intOption('concurrency', values.concurrency ?? '8', 1, 256),
+        json: values.json!,
+      });
+      return 0;
+    }
     case 'import': {
       if (!rest[0]) throw new Error('import needs a FILE');
       const [, failed] = await importFile(rest[0], { address: values.address!, concurrency: intOption('concurrency', values.concurrency ?? '4', 1, 64), failures: values.failures, json: values.json! });

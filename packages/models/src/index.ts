@@ -6,3 +6,4 @@ export { PROFILES, faceApiModelDir, type ModelProfile } from './profiles.js';
 export { buildModels, MODELS_DIR } from './build-models.js';
 export { preprocess, DEFAULT_IMAGE_LIMITS, type ImageLimits } from './preprocess.js';
 export { ImageError } from './errors/index.js';
+export { LocalEmbedder } from './local-embedder.js';

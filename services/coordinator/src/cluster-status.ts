@@ -4,6 +4,7 @@ import { headFromBytes } from '@yoco/service';
 import type { EnrolQueue } from '@yoco/queue';
 import type { v1 } from '@yoco/rpc';
 import type { CoordinatorConfig } from './config.js';
+import type { DefaultThreshold } from './default-threshold.js';
 import { storeCall } from './enrolment-service.js';
 import type { Replica, ShardDirectory } from './shard-directory.js';
 import type { StoreReader } from './store-reader.js';
@@ -21,6 +22,7 @@ export class ClusterStatusService {
     private readonly directory: ShardDirectory,
     private readonly queue: EnrolQueue,
     private readonly store: StoreReader,
+    private readonly threshold: DefaultThreshold,
   ) {}
 
   async getSubject(req: v1.GetSubjectRequest__Output): Promise<v1.GetSubjectResponse> {
@@ -120,7 +122,8 @@ export class ClusterStatusService {
       gallerySize,
       headId: directory.headId,
       modelId: directory.modelId,
-      defaultThreshold: this.config.defaultThreshold,
+      defaultThreshold: this.threshold.value,
+      thresholdSource: this.threshold.source,
       failedJobs,
       topology: this.topologyMessage(directory.topology),
     };

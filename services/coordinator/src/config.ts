@@ -33,6 +33,7 @@ export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig, Serve
   /** serve: answer from stale shards and report it; refuse: UNAVAILABLE past maxStalenessMs. */
   stalePolicy: 'serve' | 'refuse';
   maxStalenessMs: number;
+  thresholdFile: string;
   /** No request may set a threshold below this. */
   minThreshold: number;
   /** Opt-in: probe and enrolment vectors must have an L2 norm within [min, max]. */
@@ -97,6 +98,7 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
   maxImageBytes: { name: 'MAX_IMAGE_BYTES', default: 10 * 1024 * 1024, parse: parse.int(1, 16 * 1024 * 1024 - 64 * 1024), doc: 'largest image probe accepted' },
   stalePolicy: { name: 'STALE_POLICY', default: 'serve', parse: parse.oneOf('serve', 'refuse'), doc: "serve: answer and report staleness_ms; refuse: UNAVAILABLE when a shard's view is older than MAX_STALENESS_MS" },
   maxStalenessMs: { name: 'MAX_STALENESS_MS', default: 10_000, parse: parse.int(100, 86_400_000), doc: 'the oldest shard view STALE_POLICY=refuse accepts' },
+  thresholdFile: { name: 'THRESHOLD_FILE', default: '', parse: parse.string, doc: "a calibration (yoco calibrate's output) whose threshold replaces DEFAULT_THRESHOLD; re-read when it changes" },
   minThreshold: { name: 'MIN_THRESHOLD', default: 0, parse: parse.number(0, 1), doc: 'the lowest acceptance threshold a request may set' },
   normRange: {
     name: 'VECTOR_NORM_RANGE',

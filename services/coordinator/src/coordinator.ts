@@ -7,6 +7,7 @@ import { CallerLimiter } from './caller-limits.js';
 import { AuditLog } from './audit-log.js';
 import type { CoordinatorConfig } from './config.js';
 import { EmbedderClient } from './embedder-client.js';
+import { DefaultThreshold } from './default-threshold.js';
 import { MatcherService } from './matcher-service.js';
 import { openStoreReader, type StoreReader } from './store-reader.js';
 import { ShardDirectory } from './shard-directory.js';
@@ -25,11 +26,14 @@ export class Coordinator {
   private readonly security: ReturnType<typeof serverSecurity>;
   private readonly gate: Gate;
   private readonly audit: AuditLog;
+  readonly threshold: DefaultThreshold;
 
   constructor(private readonly config: CoordinatorConfig, private readonly logger: Logger) {
     // Checked before anything connects: a half-configured TLS or auth stops the process naming the variable.
     this.security = serverSecurity(config);
     this.clientTls = clientTls(config);
+    // A calibration file that cannot be used stops the start, naming it.
+    this.threshold = new DefaultThreshold(config, logger);
     this.audit = new AuditLog(config, logger);
     this.gate = callerGate(config, (d) => this.audit.record(d));
     // The store's meta records the cluster's head: only replicas running it are merged.
@@ -96,7 +100,7 @@ export class Coordinator {
   async start(): Promise<void> {
     await this.directory.start();
     if (this.embedder) await this.checkEmbedder(this.embedder);
-    const matcher = new MatcherService({ audit: this.audit, config: this.config, directory: this.directory, store: this.store, queue: this.queue, embedder: this.embedder, registry: this.metrics.registry });
+    const matcher = new MatcherService({ audit: this.audit, config: this.config, directory: this.directory, store: this.store, queue: this.queue, embedder: this.embedder, registry: this.metrics.registry, threshold: this.threshold });
     this.server = new RpcServer({
       address: this.config.grpcAddress,
       ...this.security,
@@ -123,6 +127,7 @@ export class Coordinator {
       this.embedder?.close();
       this.store.close();
       this.audit.close();
+      this.threshold.close();
     })();
     return this.closing;
   }

@@ -1,3 +1,4 @@
+import type { DefaultThreshold } from './default-threshold.js';
 import { CancelledError, DeadlineError, f32leBytes, InvalidArgumentError, ResourceExhaustedError, shown, UnavailableError } from '@yoco/common';
 import { assertSubjectId, isStreamId, shardOfSlot, slotOf, SubjectNotFoundError } from '@yoco/gallery';
 import { Counter, Histogram, type Registry } from 'prom-client';
@@ -33,6 +34,7 @@ export class IdentifyService {
     private readonly directory: ShardDirectory,
     private readonly probes: ProbeReader,
     registry: Registry,
+    private readonly defaultThreshold: DefaultThreshold,
   ) {
     this.caller = new ShardCaller(directory, registry);
     this.partial = new Counter({ name: 'yoco_coordinator_partial_answers_total', help: 'Identify answers missing at least one shard index (allow_partial), by the missing index', labelNames: ['shard'], registers: [registry] });
@@ -168,7 +170,7 @@ export class IdentifyService {
     const min = this.config.minThreshold;
     // The field is a float32: shown as the caller wrote it, not as 0.10000000149011612.
     if (t > 0 && t < min) throw new InvalidArgumentError(`threshold ${Number(t.toPrecision(6))} is below this deployment's floor ${min} (MIN_THRESHOLD)`, 'THRESHOLD');
-    return t > 0 ? t : this.config.defaultThreshold;
+    return t > 0 ? t : this.defaultThreshold.value;
   }
 
   private token(token: string): string {

@@ -8,6 +8,7 @@ import { callDeadline, type Call } from './unary-call.js';
 import type { Registry } from 'prom-client';
 import { ClusterStatusService } from './cluster-status.js';
 import type { CoordinatorConfig } from './config.js';
+import type { DefaultThreshold } from './default-threshold.js';
 import type { EmbedderClient } from './embedder-client.js';
 import { EnrolmentService } from './enrolment-service.js';
 import { IdentifyService } from './identify-service.js';
@@ -27,6 +28,7 @@ export interface MatcherDeps {
   store: StoreReader;
   queue: EnrolQueue;
   registry: Registry;
+  threshold: DefaultThreshold;
 }
 
 /** The public Matcher service: its methods, each handed to the service of its direction. */
@@ -37,13 +39,13 @@ export class MatcherService {
 
   constructor(private readonly deps: MatcherDeps) {
     const probes = new ProbeReader(deps.config, deps.embedder);
-    this.identify = new IdentifyService(deps.config, deps.directory, probes, deps.registry);
+    this.identify = new IdentifyService(deps.config, deps.directory, probes, deps.registry, deps.threshold);
     this.enrolment = new EnrolmentService(deps.config, deps.directory, probes, deps.queue, deps.store, async (vector, deadline, read) => {
       const probe = { kind: 'vector' as const, vector: { f32le: f32leBytes(vector), values: [] } };
       const res = await this.identify.identify({ probe, topK: 3, threshold: 0, ...read }, deadline);
       return res.matches ?? [];
     });
-    this.status = new ClusterStatusService(deps.config, deps.directory, deps.queue, deps.store);
+    this.status = new ClusterStatusService(deps.config, deps.directory, deps.queue, deps.store, deps.threshold);
   }
 
   /** The Matcher's methods, typed by the generated contract: a method added to matcher.proto does not compile until it is here. */

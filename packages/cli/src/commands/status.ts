@@ -12,6 +12,11 @@ export async function status(address: string, json: boolean): Promise<void> {
     }
     const t = s.topology;
     console.log(`cluster at ${address}: k=${s.shardCount} epoch=${t?.epoch ?? 0} dim=${s.dim} head=${s.headId} model=${s.modelId} templates=${s.gallerySize} threshold=${s.defaultThreshold}`);
+    const ts = s.thresholdSource;
+    if (ts?.source && ts.source !== 'DEFAULT_THRESHOLD') {
+      const warn = ts.headId && ts.headId !== s.headId ? `; WARNING: calibrated for head ${ts.headId}, serving ${s.headId}: calibrate again` : '';
+      console.log(`  threshold ${Number(ts.threshold.toPrecision(6))}: calibrated ${ts.calibratedAt} for FPIR ${ts.fpir} at gallery size ${ts.gallerySize}${ts.extrapolated ? ' (extrapolated)' : ''} from ${ts.searches} searches (${ts.source})${warn}`);
+    } else console.log(`  threshold ${s.defaultThreshold}: the DEFAULT_THRESHOLD setting, not calibrated (yoco calibrate)`);
     if (t?.switchedAtMs) console.log(`  epoch ${t.epoch} took over from epoch ${t.previousEpoch} (k=${t.previousShardCount}) at ${new Date(Number(t.switchedAtMs)).toISOString()}`);
     if (t?.next) {
       console.log(`  CHANGING to epoch ${t.next.epoch} (k=${t.next.shardCount}) since ${new Date(Number(t.next.startedAtMs)).toISOString()}; epoch ${t.epoch} serves until then:`);
