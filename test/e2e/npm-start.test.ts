@@ -68,6 +68,12 @@ describe('npm start (yoco up): safe and honest', () => {
     expect(existsSync(join(dataDir, 'demo.done'))).toBe(true);
     const demoProbe = JSON.parse(readFileSync(join(dataDir, 'demo-probe.json'), 'utf8')) as { subject_id: string };
     expect(a.output()).toMatch(/^ {2}http:\/\/127\.0\.0\.1:\d+\/metrics {2}\(coordinator\)$/m);
+    // The first start calibrates the threshold for its demo gallery; the coordinator applies it and says where it came from.
+    expect(a.output()).toMatch(/calibrating the threshold for the demo gallery: \d+ searches/);
+    const calibrated = JSON.parse(spawnSync(process.execPath, [YOCO, 'status', '--json'], { env: { ...process.env, YOCO_DATA_DIR: dataDir }, encoding: 'utf8', timeout: 30_000 }).stdout) as { defaultThreshold: number; thresholdSource: { source: string; fpir: number; searches: number } };
+    expect(calibrated.thresholdSource).toMatchObject({ source: join(dataDir, 'threshold.json'), fpir: 0.01 });
+    expect(calibrated.thresholdSource.searches).toBeGreaterThanOrEqual(300);
+    expect(calibrated.defaultThreshold).not.toBe(0.5);
 
     // A second start: refused at once, naming the first; the first goes on.
     const b = spawnSync(process.execPath, [YOCO, 'up'], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });

@@ -45,7 +45,9 @@ describe('the production tree (what the image runs)', () => {
     const built = spawnSync('bash', [join(ROOT, 'deploy/assemble-production.sh'), tree, '--offline'], { encoding: 'utf8', timeout: 300_000 });
     expect(built.status, built.stderr).toBe(0);
     // Not there: what only builds or tests need.
-    for (const dev of ['typescript', 'vitest', 'tsx', '@bufbuild', '@tensorflow']) expect(existsSync(join(tree, 'node_modules', dev)), dev).toBe(false);
+    for (const dev of ['typescript', 'vitest', 'tsx', '@bufbuild']) expect(existsSync(join(tree, 'node_modules', dev)), dev).toBe(false);
+    // There: what yoco train needs (a Job in the image can train), which @yoco/train declares itself.
+    expect(existsSync(join(tree, 'node_modules', '@tensorflow/tfjs-backend-wasm')), 'tfjs-backend-wasm').toBe(true);
     const base = { REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, METRICS_ADDRESS: '127.0.0.1:0', YOCO_DIM: '128', YOCO_HIDDEN: '256' };
     const shard = `127.0.0.1:${await freePort()}`;
     const embedder = `127.0.0.1:${await freePort()}`;

@@ -53,7 +53,10 @@ function tickLabel(a: Axis, v: number): string {
   return a.log ? (v >= 1 ? String(v) : `1e${Math.round(Math.log10(v))}`) : String(v);
 }
 
-function frame(title: string, x: Axis, y: Axis, body: string, legend: string[]): string {
+/** Where the legend goes: the corner the curves leave empty. */
+type Corner = 'top-right' | 'bottom-left' | 'bottom-right';
+
+function frame(title: string, x: Axis, y: Axis, body: string, legend: string[], corner: Corner = 'top-right'): string {
   const x0 = M.left;
   const x1 = W - M.right;
   const y0 = H - M.bottom;
@@ -72,9 +75,12 @@ function frame(title: string, x: Axis, y: Axis, body: string, legend: string[]):
   parts.push(`<text x="${(x0 + x1) / 2}" y="${H - 14}" text-anchor="middle">${esc(x.label)}</text>`);
   parts.push(`<text x="18" y="${(y0 + y1) / 2}" text-anchor="middle" transform="rotate(-90 18 ${(y0 + y1) / 2})">${esc(y.label)}</text>`);
   parts.push(body);
+  const lx = corner === 'bottom-left' ? x0 + 12 : x1 - 170;
+  const top = corner === 'top-right' ? y1 + 16 : y0 - 12 - (legend.length - 1) * 18;
+  parts.push(`<rect x="${lx - 6}" y="${top - 14}" width="164" height="${legend.length * 18 + 6}" fill="white" fill-opacity="0.85"/>`);
   legend.forEach((name, i) => {
-    const ly = y1 + 16 + i * 18;
-    parts.push(`<line x1="${x1 - 170}" y1="${ly - 4}" x2="${x1 - 150}" y2="${ly - 4}" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="2.5"/>`, `<text x="${x1 - 145}" y="${ly}">${esc(name)}</text>`);
+    const ly = top + i * 18;
+    parts.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 20}" y2="${ly - 4}" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="2.5"/>`, `<text x="${lx + 25}" y="${ly}">${esc(name)}</text>`);
   });
   parts.push('</svg>');
   return parts.join('\n');
@@ -95,7 +101,7 @@ export function detSvg(series: Series<CurvePoint[]>[], title = 'DET (1:1)'): str
       return `<polyline fill="none" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="2" points="${line}"/>`;
     })
     .join('\n');
-  return frame(title, x, y, body, series.map((s) => s.name));
+  return frame(title, x, y, body, series.map((s) => s.name), 'bottom-left');
 }
 
 /** ROC: true match rate (1 - FNMR) against FMR on a log scale. */
@@ -110,7 +116,7 @@ export function rocSvg(series: Series<CurvePoint[]>[], title = 'ROC (1:1)'): str
       return `<polyline fill="none" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="2" points="${line}"/>`;
     })
     .join('\n');
-  return frame(title, x, y, body, series.map((s) => s.name));
+  return frame(title, x, y, body, series.map((s) => s.name), 'bottom-right');
 }
 
 /** Genuine and impostor score histograms, each normalised to its own total (so both show). */

@@ -132,7 +132,7 @@ export async function photoView(base: Buffer, rng: Rng): Promise<Buffer> {
   return img.jpeg({ quality: 25 + Math.floor(rng.next() * 65) }).toBuffer();
 }
 
-function setKey(files: string[], o: { views: number; seed: number; profile: string; split: number[]; max: number }): string {
+function setKey(files: string[], o: { views: number; seed: number; profile: string; split: number[]; max?: number }): string {
   const h = createHash('sha256').update(JSON.stringify({ v: BUILDER_VERSION, ...o }));
   for (const f of files) h.update(`${f}:${statSync(f).size}\n`);
   return h.digest('hex').slice(0, 16);
@@ -173,7 +173,7 @@ export async function buildPhotoSet(options: PhotoSetOptions): Promise<PhotoSet>
   const bySourceFiles = o.sources.map((s) => [s, spaced(sourceFiles(s))] as const);
   const files = bySourceFiles.flatMap(([, f]) => f);
   if (files.length < 10) throw new Error(`only ${files.length} photos installed from ${o.sources.join(', ')}; apt-get install ${o.sources.filter((s) => s !== 'npm-samples').join(' ')}`);
-  const key = setKey(files, { views: o.views, seed: o.seed, profile: o.profile, split: o.split, max: o.maxIdentities ?? 0 });
+  const key = setKey(files, { views: o.views, seed: o.seed, profile: o.profile, split: o.split, ...(o.maxIdentities ? { max: o.maxIdentities } : {}) });
   const manifestFile = join(o.dir, 'photo-set.json');
   const dim = PROFILES[o.profile].dim;
   if (existsSync(manifestFile)) {

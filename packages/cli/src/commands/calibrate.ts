@@ -22,47 +22,66 @@ export interface CalibrateCommandOptions {
   json: boolean;
 }
 
-/** The top score of every impostor search against the running cluster's gallery, by image or vector. */
-async function clusterSearches(o: CalibrateCommandOptions): Promise<{ tops: number[]; gallerySize: number; headId: string; mated: string[] }> {
+export type ImpostorProbe = { subject: string; probe: { image: Buffer } | { vector: { f32le: Buffer } } };
+export interface Searches {
+  tops: number[];
+  gallerySize: number;
+  headId: string;
+  /** Impostor subjects found at the top under their own id: enrolled after all. */
+  mated: string[];
+}
+
+/**
+ * Every impostor probe searched through Identify (top 1, any score): its top
+ * score, the gallery size searched, and which "impostors" were in fact found
+ * under their own id.
+ */
+export async function impostorSearches(identify: (probe: ImpostorProbe['probe']) => Promise<{ gallerySize: number | string; matches: { subjectId: string; score: number }[] }>, probes: ImpostorProbe[], concurrency: number, headId: string): Promise<Searches> {
+  const tops: number[] = new Array(probes.length);
+  const mated: string[] = [];
+  let gallerySize = 0;
+  let next = 0;
+  const worker = async () => {
+    while (next < probes.length) {
+      const i = next++;
+      const res = await identify(probes[i].probe);
+      gallerySize = Math.max(gallerySize, Number(res.gallerySize));
+      const top = res.matches[0];
+      if (top && top.subjectId === probes[i].subject) mated.push(probes[i].subject);
+      tops[i] = top ? top.score : 0;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return { tops, gallerySize, headId, mated };
+}
+
+/** The impostors of a file (vectors) or a folder of image folders (sent as images: the cluster's embedder makes them vectors, as for a gate). */
+async function impostorProbes(path: string, profile: keyof typeof PROFILES): Promise<ImpostorProbe[]> {
+  const probes: ImpostorProbe[] = [];
+  if (statSync(path).isDirectory()) {
+    for (const [subject, files] of imageFolders(path)) for (const f of files) probes.push({ subject, probe: { image: readFileSync(f) } });
+    return probes;
+  }
+  const set = await readLabelled(path, profile);
+  for (let i = 0; i < set.count; i++) {
+    const v = set.vector(i);
+    probes.push({ subject: set.subjects[i], probe: { vector: { f32le: Buffer.from(v.buffer, v.byteOffset, v.byteLength) } } });
+  }
+  return probes;
+}
+
+async function clusterSearches(o: CalibrateCommandOptions): Promise<Searches> {
   const client = matcherClient(o.address);
   try {
     const status = await client.call('ClusterStatus', {}, { timeoutMs: 10_000 });
-    type Probe = { subject: string; probe: { image: Buffer } | { vector: { f32le: Buffer } } };
-    const probes: Probe[] = [];
-    if (statSync(o.impostors).isDirectory()) {
-      // Images go as they are: the cluster's embedder makes them vectors, as it will for a gate.
-      for (const [subject, files] of imageFolders(o.impostors)) for (const f of files) probes.push({ subject, probe: { image: readFileSync(f) } });
-    } else {
-      const set = await readLabelled(o.impostors, o.profile);
-      for (let i = 0; i < set.count; i++) {
-        const v = set.vector(i);
-        probes.push({ subject: set.subjects[i], probe: { vector: { f32le: Buffer.from(v.buffer, v.byteOffset, v.byteLength) } } });
-      }
-    }
-    const tops: number[] = new Array(probes.length);
-    const mated: string[] = [];
-    let gallerySize = 0;
-    let next = 0;
-    const worker = async () => {
-      while (next < probes.length) {
-        const i = next++;
-        const res = await client.call('Identify', { probe: probes[i].probe, topK: 1, threshold: 0 }, { timeoutMs: 30_000 });
-        gallerySize = Math.max(gallerySize, Number(res.gallerySize));
-        const top = res.matches[0];
-        // An impostor's own id at the top: it is enrolled, and its search is not a non-mated one.
-        if (top && top.subjectId === probes[i].subject) mated.push(probes[i].subject);
-        tops[i] = top ? top.score : 0;
-      }
-    };
-    await Promise.all(Array.from({ length: o.concurrency }, worker));
-    return { tops, gallerySize, headId: status.headId, mated };
+    return await impostorSearches((probe) => client.call('Identify', { probe, topK: 1, threshold: 0 }, { timeoutMs: 30_000 }), await impostorProbes(o.impostors, o.profile), o.concurrency, status.headId);
   } finally {
     client.close();
   }
 }
 
 /** The same in this process: each impostor against the gallery file's vectors through a real scorer. */
-async function localSearches(o: CalibrateCommandOptions): Promise<{ tops: number[]; gallerySize: number; headId: string; mated: string[] }> {
+async function localSearches(o: CalibrateCommandOptions): Promise<Searches> {
   const gallery: LabelledSet = await readLabelled(o.gallery!, o.profile);
   const head = await startingHead(o.profile, gallery, o.head);
   const impostors = await readLabelled(o.impostors, o.profile);
@@ -85,11 +104,16 @@ async function localSearches(o: CalibrateCommandOptions): Promise<{ tops: number
  */
 export async function calibrate(o: CalibrateCommandOptions): Promise<Calibration> {
   const searched = o.gallery ? await localSearches(o) : await clusterSearches(o);
+  return finishCalibration(searched, o, o.gallery ? `in-process: ${o.impostors} against ${o.gallery}` : `cluster ${o.address}: ${o.impostors}`);
+}
+
+/** The threshold from the searches, written to out (or the local cluster's THRESHOLD_FILE) and reported. */
+export function finishCalibration(searched: Searches, o: Pick<CalibrateCommandOptions, 'fpir' | 'gallerySize' | 'out' | 'gallery' | 'json'>, source: string): Calibration {
   if (searched.mated.length > 0) {
     throw new Error(`${searched.mated.length} impostor subject(s) are enrolled (${searched.mated.slice(0, 3).join(', ')}${searched.mated.length > 3 ? ', ...' : ''}): calibration needs searches for people who are not in the gallery`);
   }
   if (searched.gallerySize === 0) throw new Error('the gallery is empty: enrol first, or give --gallery-size with --gallery');
-  const c = calibrateThreshold(searched.tops, searched.gallerySize, { fpir: o.fpir, gallerySize: o.gallerySize, headId: searched.headId, source: o.gallery ? `in-process: ${o.impostors} against ${o.gallery}` : `cluster ${o.address}: ${o.impostors}` });
+  const c = calibrateThreshold(searched.tops, searched.gallerySize, { fpir: o.fpir, gallerySize: o.gallerySize, headId: searched.headId, source });
   const dataDir = localCluster() ? resolve(process.env.YOCO_DATA_DIR || '.yoco') : undefined;
   const out = o.out ?? (dataDir && !o.gallery ? resolve(dataDir, 'threshold.json') : undefined);
   if (out) {

@@ -8,6 +8,7 @@ import { connectRedis, GalleryStore } from '@yoco/gallery';
 import { HEAD_ENV, resolveHead, type HeadConfig } from '@yoco/service';
 import { buildModels, MODELS_DIR, PROFILES } from '@yoco/models';
 import { DEMO_PHOTOS, enrolDemoGallery, enrolDemoPhotos } from '../demo-gallery.js';
+import { calibrateDemo } from '../demo-calibration.js';
 import { LocalCluster, makeLocalPki, mintToken, type LocalPki } from '@yoco/devkit';
 
 interface UpConfig extends HeadConfig {
@@ -17,6 +18,7 @@ interface UpConfig extends HeadConfig {
   shards: number;
   replicas: number;
   demoSubjects: number;
+  calibrateDemo: boolean;
   dataDir: string;
   profile: string;
   secure: boolean;
@@ -30,6 +32,7 @@ export const UP_ENV: EnvSpec<UpConfig> = {
   address: { name: 'GRPC_ADDRESS', default: '127.0.0.1:50051', parse: parse.address, doc: 'where the Matcher listens' },
   shards: { name: 'YOCO_SHARDS', default: 2, parse: parse.int(1, 64), doc: 'shard indexes k' },
   replicas: { name: 'YOCO_REPLICAS', default: 1, parse: parse.int(1, 8), doc: 'replicas per shard index' },
+  calibrateDemo: { name: 'YOCO_CALIBRATE_DEMO', default: true, parse: parse.bool, doc: 'at the first start, calibrate the threshold for the demo gallery from photos it does not hold (FPIR 0.01); written to <YOCO_DATA_DIR>/threshold.json' },
   demoSubjects: { name: 'YOCO_DEMO_SUBJECTS', default: 1000, parse: parse.int(0, 10_000_000), doc: 'demo subjects enrolled when the gallery is empty' },
   dataDir: { name: 'YOCO_DATA_DIR', default: '.yoco', parse: parse.string, doc: 'logs, Redis data and the demo probe' },
   redisHa: { name: 'YOCO_REDIS_HA', default: false, parse: parse.bool, doc: 'a Redis primary, one replica and three sentinels (child processes) instead of one Redis; a write is reported once the replica has it' },
@@ -71,6 +74,7 @@ export async function up(): Promise<void> {
   console.log(`starting YOCO: ${config.shards} shard(s) x ${config.replicas} replica(s), head ${head.id} (D=${head.dim}, H=${head.hidden})`);
   const secure = config.secure ? await securePki(resolve(dataDir, 'secure')) : undefined;
   let writeClusterJson: (() => void) | undefined;
+  const thresholdFile = resolve(dataDir, 'threshold.json');
   const cluster = await LocalCluster.start({
     // A restarted process has another pid and metrics port: cluster.json follows (once it was first written).
     supervise: { onEvent: (m) => console.log(m), onReady: () => writeClusterJson?.() },
@@ -90,6 +94,8 @@ export async function up(): Promise<void> {
     embedder: { profile: profile.id },
     // Beside Redis' data, not in it: what `yoco restore --removal-log` re-applies after restoring a backup.
     enrollerEnv: { REMOVAL_LOG_DIR: process.env.REMOVAL_LOG_DIR || resolve(dataDir, 'removals') },
+    // The threshold yoco calibrate writes (and the first start's demo calibration); re-read when it changes.
+    coordinatorEnv: { THRESHOLD_FILE: process.env.THRESHOLD_FILE || thresholdFile },
     env: {
       YOCO_MODEL_ID: profile.id,
       ...Object.fromEntries(
@@ -128,6 +134,14 @@ export async function up(): Promise<void> {
     rmSync(resolve(dataDir, 'demo.started'), { force: true });
   }
   redis.disconnect();
+  // After the demo, once: a threshold from strangers' searches rather than the constant (an interrupted one is redone).
+  if (config.demoSubjects > 0 && config.calibrateDemo && existsSync(demoDone) && !existsSync(thresholdFile) && !process.env.THRESHOLD_FILE) {
+    const c = await calibrateDemo(cluster.matcherClient(), thresholdFile, (m) => console.log(m)).catch((err: unknown) => {
+      console.log(`demo calibration skipped: ${getErrorMessage(err)}`);
+      return undefined;
+    });
+    if (!c) console.log('threshold: DEFAULT_THRESHOLD (no demo calibration)');
+  }
   console.log(`\nYOCO Matcher listening on ${cluster.address} (Redis ${redactUrl(cluster.redisUrl)}, logs in ${logDir})`);
   if (secure) {
     console.log(`secured: TLS (CA ${secure.pki.caFile}), mutual TLS to the shards and the embedder, tokens in ${secure.tokensFile} (identify, enrol, admin)`);
