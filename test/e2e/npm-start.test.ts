@@ -41,7 +41,8 @@ function up(env: Record<string, string>): { child: ChildProcess; output: () => s
 describe('npm start (yoco up): safe and honest', () => {
   it('refuses a second start on its data directory, writes cluster.json the CLI reads, and restarts a child that dies, saying why', async () => {
     const address = `127.0.0.1:${await freePort()}`;
-    const demoSubjects = 3000;
+    // Enough that the interruption below (after 100 changes) lands mid-demo.
+    const demoSubjects = 1000;
     const env = { REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, YOCO_DATA_DIR: dataDir, YOCO_DEMO_SUBJECTS: String(demoSubjects), YOCO_PROFILE: 'face-resnet128' };
 
     // Ctrl-C in the middle of the first start's demo enrolment: the next start finishes it.
