@@ -8,3 +8,4 @@ export { LatencyWindow } from './latency-window.js';
 export { msUntil, sleep, clampTimeout, deadlineFrom, DEFAULT_CALL_TIMEOUT_MS, MAX_CALL_TIMEOUT_MS } from './deadline.js';
 export { Batcher, type BatcherOptions, type SubmitOptions, type DropReason } from './batcher.js';
 export { failpoint, failpointMs, checkFailpoints, FAILPOINTS, type FailpointName } from './failpoints.js';
+export { withDefaults } from './with-defaults.js';

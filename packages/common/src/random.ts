@@ -47,4 +47,13 @@ export class Rng {
   normals(n: number, std = 1): Float32Array {
     return this.fillNormal(new Float32Array(n), std);
   }
+
+  /** Shuffles in place (Fisher-Yates) and returns the array. */
+  shuffle<T>(a: T[]): T[] {
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [a[i], a[j]] = [a[j], a[i]];
+    }
+    return a;
+  }
 }

@@ -1,4 +1,4 @@
-import { Rng } from '@yoco/common';
+import { Rng, withDefaults } from '@yoco/common';
 import type { Head } from '@yoco/head';
 import { scoreHistogram, type Histogram } from './histogram.js';
 import type { LabelledSet } from './labelled-set.js';
@@ -65,7 +65,7 @@ export interface Evaluation {
  * scores come through a real scorer.
  */
 export async function evaluate(set: LabelledSet, head: Head, options: EvaluationOptions = {}): Promise<Evaluation> {
-  const o = { ...DEFAULT_EVALUATION, ...(Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as EvaluationOptions) };
+  const o = withDefaults(DEFAULT_EVALUATION, options) as typeof DEFAULT_EVALUATION & EvaluationOptions;
   if (o.gallery && o.gallery.dim !== set.dim) throw new RangeError(`the gallery's vectors have ${o.gallery.dim} values, the set's ${set.dim}`);
   if (!(o.enrolFraction > 0 && o.enrolFraction < 1)) throw new RangeError(`enrolFraction must be in (0, 1), got ${o.enrolFraction}`);
   const n = set.count;
@@ -91,11 +91,7 @@ export async function evaluate(set: LabelledSet, head: Head, options: Evaluation
     o.gallery.subjects.forEach((s, c) => byCol.set(s, [...(byCol.get(s) ?? []), c]));
     g = { subjects: [...byCol.keys()], columns: [...byCol.values()], matrix: await scoreMatrix(head, o.gallery, set), width: o.gallery.count, skip: new Set() };
   } else {
-    const rng = new Rng(o.seed);
-    for (let i = ids.length - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      [ids[i], ids[j]] = [ids[j], ids[i]];
-    }
+    new Rng(o.seed).shuffle(ids);
     const enrolled = new Set(ids.slice(0, Math.max(1, Math.round(o.enrolFraction * ids.length))));
     const templateOf = new Map<string, number>();
     for (let i = 0; i < n; i++) if (enrolled.has(set.subjects[i]) && !templateOf.has(set.subjects[i])) templateOf.set(set.subjects[i], i);

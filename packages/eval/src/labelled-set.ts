@@ -49,12 +49,7 @@ export class LabelledSet {
    * subjects and are taken in order; the last part gets the rest.
    */
   splitBySubjects(fractions: readonly number[], seed = 1): LabelledSet[] {
-    const ids = this.subjectIds().sort();
-    const rng = new Rng(seed);
-    for (let i = ids.length - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      [ids[i], ids[j]] = [ids[j], ids[i]];
-    }
+    const ids = new Rng(seed).shuffle(this.subjectIds().sort());
     const part = new Map<string, number>();
     let start = 0;
     fractions.forEach((f, p) => {

@@ -1,4 +1,4 @@
-import { Rng } from '@yoco/common';
+import { Rng, withDefaults } from '@yoco/common';
 import type { LabelledSet } from '@yoco/eval';
 import { headToOnnx, parseHead, type Head } from '@yoco/head';
 import { TrainingDataError } from './errors/index.js';
@@ -65,10 +65,7 @@ function validationPairs(set: LabelledSet, rng: Rng, cap = 20_000): { i: Int32Ar
   set.subjects.forEach((s, k) => bySubject.set(s, [...(bySubject.get(s) ?? []), k]));
   const pos: [number, number][] = [];
   for (const idx of bySubject.values()) for (const a of idx) for (const b of idx) if (a !== b) pos.push([a, b]);
-  for (let k = pos.length - 1; k > 0; k--) {
-    const r = rng.int(k + 1);
-    [pos[k], pos[r]] = [pos[r], pos[k]];
-  }
+  rng.shuffle(pos);
   pos.length = Math.min(pos.length, cap / 2);
   if (pos.length === 0 || bySubject.size < 2) throw new TrainingDataError(`the validation split has ${bySubject.size} subject(s) and ${pos.length} positive pairs; it needs 2 subjects and a subject with 2 samples`);
   const neg: [number, number][] = [];
@@ -99,8 +96,7 @@ export class HeadTrainer {
   private readonly o: Required<Omit<TrainOptions, 'onProgress'>> & Pick<TrainOptions, 'onProgress'>;
 
   constructor(options: TrainOptions = {}) {
-    // An option given as undefined takes its default (callers pass their flags through as they are).
-    this.o = { ...DEFAULT_TRAIN_OPTIONS, ...(Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TrainOptions) };
+    this.o = withDefaults(DEFAULT_TRAIN_OPTIONS, options) as typeof this.o;
     const o = this.o;
     for (const [k, v] of [['subjectsPerStep', o.subjectsPerStep], ['samplesPerSubject', o.samplesPerSubject], ['epochs', o.epochs], ['patience', o.patience]] as const) {
       if (!(Number.isInteger(v) && v >= 1)) throw new RangeError(`${k} must be a positive integer, got ${v}`);
@@ -208,10 +204,7 @@ export class HeadTrainer {
     let stoppedEarly = false;
     try {
       for (let epoch = 1; epoch <= o.epochs; epoch++) {
-        for (let k = subjects.length - 1; k > 0; k--) {
-          const r = rng.int(k + 1);
-          [subjects[k], subjects[r]] = [subjects[r], subjects[k]];
-        }
+        rng.shuffle(subjects);
         let lossSum = 0;
         for (let step = 0; step < steps; step++) {
           const group = subjects.slice(step * o.subjectsPerStep, (step + 1) * o.subjectsPerStep);

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { dirname, extname, join, relative } from 'node:path';
 import { readdirSync } from 'node:fs';
 import { Rng } from '@yoco/common';
-import { LabelledSet } from '@yoco/eval';
+import { LabelledSet, readLabelledJsonl } from '@yoco/eval';
 import { LocalEmbedder, PROFILES } from '@yoco/models';
 import sharp from 'sharp';
 
@@ -152,17 +152,6 @@ function writeJsonl(path: string, set: LabelledSet, views: number): Promise<void
   });
 }
 
-function readJsonl(path: string, dim: number): LabelledSet {
-  const lines = readFileSync(path, 'utf8').split('\n').filter(Boolean);
-  const v = new Float32Array(lines.length * dim);
-  const subjects = lines.map((l, i) => {
-    const r = JSON.parse(l) as { subject_id: string; vector: number[] };
-    v.set(r.vector, i * dim);
-    return r.subject_id;
-  });
-  return new LabelledSet(subjects, v, dim);
-}
-
 /** Builds the set (or reads it from dir when the same files, seed and views built it before). */
 export async function buildPhotoSet(options: PhotoSetOptions): Promise<PhotoSet> {
   const o = { sources: PHOTO_SOURCES, views: 8, split: [0.6, 0.2, 0.2] as [number, number, number], seed: 1, profile: 'resnet50-ms3840' as const, log: () => {}, ...options };
@@ -180,7 +169,9 @@ export async function buildPhotoSet(options: PhotoSetOptions): Promise<PhotoSet>
     const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as PhotoSetManifest;
     if (manifest.key === key) {
       o.log(`photo set ${key}: cached in ${o.dir}`);
-      return { train: readJsonl(join(o.dir, 'train.jsonl'), dim), validation: readJsonl(join(o.dir, 'validation.jsonl'), dim), test: readJsonl(join(o.dir, 'test.jsonl'), dim), manifest };
+      const [train, validation, test] = await Promise.all(['train', 'validation', 'test'].map((part) => readLabelledJsonl(join(o.dir, `${part}.jsonl`))));
+      if (train.dim !== dim) throw new Error(`${o.dir}: cached vectors have ${train.dim} values, ${o.profile} gives ${dim}`);
+      return { train, validation, test, manifest };
     }
   }
   mkdirSync(o.dir, { recursive: true });
