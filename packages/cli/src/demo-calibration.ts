@@ -3,8 +3,7 @@ import { basename, extname } from 'node:path';
 import { Rng } from '@yoco/common';
 import type { Calibration } from '@yoco/eval';
 import { unary, type v1 } from '@yoco/rpc';
-import { photoView, sourceFiles } from '@yoco/train';
-import sharp from 'sharp';
+import { photoBase, photoView, sourceFiles } from '@yoco/train';
 import { finishCalibration, impostorSearches, type ImpostorProbe } from './commands/calibrate.js';
 import { DEMO_PHOTOS } from './demo-gallery.js';
 
@@ -30,7 +29,7 @@ export async function calibrateDemo(client: v1.MatcherClient, thresholdFile: str
     let base: Buffer;
     try {
       // 320 px is plenty for 224 / 150 px models, and keeps the first start short.
-      base = await sharp(file).rotate().resize(320, 320, { fit: 'inside', withoutEnlargement: true }).removeAlpha().png().toBuffer();
+      base = await photoBase(file, 320);
     } catch {
       continue;
     }

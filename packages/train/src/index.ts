@@ -1,4 +1,4 @@
 export { HeadTrainer, DEFAULT_TRAIN_OPTIONS, type TrainOptions, type TrainProgress, type TrainResult, type EpochRecord } from './head-trainer.js';
 export { TrainingDataError } from './errors/index.js';
 export { tfReady, type TfBackend } from './tf-runtime.js';
-export { buildPhotoSet, photoView, sourceFiles, PHOTO_SOURCES, type PhotoSource, type PhotoSet, type PhotoSetOptions, type PhotoSetManifest } from './photo-set.js';
+export { buildPhotoSet, photoBase, photoView, sourceFiles, PHOTO_SOURCES, type PhotoSource, type PhotoSet, type PhotoSetOptions, type PhotoSetManifest } from './photo-set.js';

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync, createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, extname, join, relative } from 'node:path';
-import { readdirSync } from 'node:fs';
 import { Rng } from '@yoco/common';
 import { LabelledSet, readLabelledJsonl } from '@yoco/eval';
 import { LocalEmbedder, PROFILES } from '@yoco/models';
@@ -104,6 +103,11 @@ async function signature(img: Buffer): Promise<Float32Array> {
   return v;
 }
 
+/** A source photo decoded once, upright, at most `size` px, without alpha: what its views are made from. */
+export function photoBase(file: string, size = 640): Promise<Buffer> {
+  return sharp(file, { limitInputPixels: false }).rotate().resize(size, size, { fit: 'inside', withoutEnlargement: true }).removeAlpha().png().toBuffer();
+}
+
 /** One altered view of a photo: every parameter drawn from rng, so a view is reproducible. */
 export async function photoView(base: Buffer, rng: Rng): Promise<Buffer> {
   const meta = await sharp(base).metadata();
@@ -182,8 +186,7 @@ export async function buildPhotoSet(options: PhotoSetOptions): Promise<PhotoSet>
     for (const file of list) {
       let base: Buffer;
       try {
-        // Decoded once, at most 640 px: the views are made from this.
-        base = await sharp(file, { limitInputPixels: false }).rotate().resize(640, 640, { fit: 'inside', withoutEnlargement: true }).removeAlpha().png().toBuffer();
+        base = await photoBase(file);
       } catch {
         continue;
       }

@@ -1,4 +1,4 @@
-import { readFileSync, statSync, unwatchFile, watchFile, type Stats } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { getErrorMessage } from '@yoco/common';
 import type { Logger } from '@yoco/rpc';
 
@@ -85,7 +85,6 @@ export class DefaultThreshold {
     const file = this.settings.thresholdFile;
     let text: string;
     try {
-      statSync(file);
       text = readFileSync(file, 'utf8');
     } catch (err) {
       // Not calibrated yet (npm start names the file before `yoco calibrate` has written it): the setting holds until it appears.

@@ -1,4 +1,4 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { calibrateThreshold, scoreMatrix, type Calibration, type LabelledSet } from '@yoco/eval';
 import type { PROFILES } from '@yoco/models';
@@ -6,7 +6,6 @@ import { localCluster } from '../cluster-file.js';
 import { imageFolders, readLabelled } from '../labelled-input.js';
 import { matcherClient } from '../matcher-client.js';
 import { startingHead } from './train.js';
-import { statSync } from 'node:fs';
 
 export interface CalibrateCommandOptions {
   address: string;
