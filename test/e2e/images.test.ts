@@ -50,7 +50,8 @@ describe.each(Object.keys(BOUNDS) as (keyof typeof BOUNDS)[])('images end to end
     prefixes.push(prefix);
     cluster = await startCluster(prefix, {
       shards: 2,
-      embedder: { profile: name, env: { MAX_IMAGE_BYTES: String(2 * 1024 * 1024), MAX_IMAGE_PIXELS: String(1500 * 1500) } },
+      // Whole scenes, not faces: the face profile takes each as its crop (FACE_CROP=none).
+      embedder: { profile: name, env: { MAX_IMAGE_BYTES: String(2 * 1024 * 1024), MAX_IMAGE_PIXELS: String(1500 * 1500), FACE_CROP: 'none' } },
       env: { YOCO_DIM: String(profile.dim), YOCO_HIDDEN: String(profile.headHidden ?? 512), YOCO_HEAD_TAU: String(profile.headTau), YOCO_HEAD_ALPHA: String(profile.headAlpha), YOCO_MODEL_ID: name },
       coordinatorEnv: { MAX_IMAGE_BYTES: String(2 * 1024 * 1024) },
     });

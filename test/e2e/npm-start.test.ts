@@ -43,7 +43,7 @@ describe('npm start (yoco up): safe and honest', () => {
     const address = `127.0.0.1:${await freePort()}`;
     // Enough that the interruption below (after 100 changes) lands mid-demo.
     const demoSubjects = 1000;
-    const env = { REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, YOCO_DATA_DIR: dataDir, YOCO_DEMO_SUBJECTS: String(demoSubjects), YOCO_PROFILE: 'face-resnet128' };
+    const env = { REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, YOCO_DATA_DIR: dataDir, YOCO_DEMO_SUBJECTS: String(demoSubjects), YOCO_PROFILE: 'face-resnet128', FACE_CROP: 'none' };
 
     // Ctrl-C in the middle of the first start's demo enrolment: the next start finishes it.
     const redis = connect();

@@ -33,7 +33,7 @@ describe('an external Python gRPC client against the cluster npm start runs', ()
     // Exactly what `npm start` runs after building.
     const up = spawn(process.execPath, [join(ROOT, 'packages/cli/bin/yoco.js'), 'up'], {
       // The face profile (D = 128) keeps the start quick; the default profile runs the same code at D = 3840.
-      env: { ...process.env, REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, YOCO_DATA_DIR: dataDir, YOCO_DEMO_SUBJECTS: '300', YOCO_PROFILE: 'face-resnet128', YOCO_CALIBRATE_DEMO: '0' },
+      env: { ...process.env, REDIS_URL: redisUrl(), YOCO_PREFIX: prefix, GRPC_ADDRESS: address, YOCO_DATA_DIR: dataDir, YOCO_DEMO_SUBJECTS: '300', YOCO_PROFILE: 'face-resnet128', FACE_CROP: 'none', YOCO_CALIBRATE_DEMO: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';

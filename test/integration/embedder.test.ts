@@ -37,6 +37,8 @@ beforeAll(async () => {
     env: {
       ...process.env,
       EMBEDDER_PROFILE: 'face-resnet128',
+      // These pictures are colour fields, not faces: the descriptor sees each whole (face detection is tested in faces.test.ts).
+      FACE_CROP: 'none',
       GRPC_ADDRESS: `127.0.0.1:${port}`,
       METRICS_ADDRESS: `127.0.0.1:${metricsPort}`,
       EMBED_MAX_BATCH: '16',

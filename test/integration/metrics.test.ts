@@ -23,7 +23,7 @@ function total(text: string, name: string): number {
 
 describe('metrics an SRE can page on', () => {
   it('every process serves /metrics that promtool accepts, and after traffic the counters that matter have moved', async () => {
-    cluster = await startCluster(prefix, { shards: 2, replicas: 1, embedder: { profile: 'face-resnet128' }, env: { YOCO_DIM: '128', YOCO_HIDDEN: '256' } });
+    cluster = await startCluster(prefix, { shards: 2, replicas: 1, embedder: { profile: 'face-resnet128', env: { FACE_CROP: 'none' } }, env: { YOCO_DIM: '128', YOCO_HIDDEN: '256' } });
     const rng = new Rng(5);
     const client = cluster.matcherClient();
     const vectors = Array.from({ length: 20 }, () => unitVector(rng, 128));

@@ -1,11 +1,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { freePort, Rng } from '@yoco/common';
-import { DEMO_PHOTOS } from '@yoco/cli';
 import { stopChild } from '@yoco/devkit';
 import { MODELS_DIR } from '@yoco/models';
 import { loadProtos, makeClient, unary } from '@yoco/rpc';
@@ -62,7 +61,8 @@ describe('the production tree (what the image runs)', () => {
     await start('coordinator', { ...notHead, SHARD_ADDRESSES: shard, EMBEDDER_ADDRESS: embedder, GRPC_ADDRESS: matcher, SHARD_REFRESH_MS: '200' });
     await start('enroller', { ...notHead });
     const client = makeClient(loadProtos().Matcher, matcher);
-    const photo = readFileSync(join(DEMO_PHOTOS, readdirSync(DEMO_PHOTOS).find((f) => /\.jpe?g$/i.test(f))!));
+    // A face: the face profile finds and aligns it with the detector and landmark graphs the tree builds.
+    const photo = readFileSync(join(tree, 'node_modules/@vladmandic/face-api/demo/sample2.jpg'));
     const e = await unary(client, 'Enrol', { subjectId: 'prod-1', probes: [{ image: photo }], wait: true }, { deadline: Date.now() + 60_000 });
     const r = await unary(client, 'Identify', { probe: { image: photo }, topK: 1, consistencyToken: e.consistencyToken }, { deadline: Date.now() + 60_000 });
     expect(r.matches[0]).toMatchObject({ subjectId: 'prod-1', accepted: true });

@@ -48,7 +48,7 @@ describe('traces', () => {
     const port = await startCollector(spans);
     cluster = await startCluster(prefix, {
       shards: 2,
-      embedder: { profile: 'face-resnet128' },
+      embedder: { profile: 'face-resnet128', env: { FACE_CROP: 'none' } },
       env: { YOCO_DIM: '128', YOCO_HIDDEN: '256', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_BSP_SCHEDULE_DELAY: '100' },
     });
     const photo = readFileSync(join(DEMO_PHOTOS, readdirSync(DEMO_PHOTOS).find((f) => /\.jpe?g$/i.test(f))!));

@@ -5,6 +5,7 @@ import type { Metadata, Sharp, SharpOptions } from 'sharp';
 let sharpModule: Promise<(input: Buffer, options?: SharpOptions) => Sharp> | undefined;
 const loadSharp = () => (sharpModule ??= import('sharp').then((m) => m.default));
 import type { ModelProfile } from './profiles.js';
+import { rgb, type Rgb } from './raster.js';
 import { ImageError } from './errors/index.js';
 
 export interface ImageLimits {
@@ -25,6 +26,22 @@ const FORMATS = new Set(['jpeg', 'png', 'webp']);
  * per channel, channels first. Returns [3 x H x W] float32.
  */
 export async function preprocess(bytes: Uint8Array, profile: ModelProfile, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Promise<Float32Array> {
+  const [h, w] = profile.size;
+  const raw = await decode(bytes, limits, (s) => s.resize(w, h, { fit: profile.fit === 'pad' ? 'contain' : 'fill', background: { r: 0, g: 0, b: 0 } }));
+  if (raw.data.length !== w * h * 3) throw new ImageError(`decoded image has ${raw.data.length} bytes, expected ${w * h * 3}`);
+  return layOut(raw.data, h, w, profile);
+}
+
+/**
+ * Decodes an image at its own size (EXIF orientation applied, alpha on black,
+ * RGB): what the face pipeline looks for faces in.
+ */
+export async function decodeRgb(bytes: Uint8Array, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Promise<Rgb> {
+  const raw = await decode(bytes, limits, (s) => s);
+  return rgb(raw.width, raw.height, Float32Array.from(raw.data));
+}
+
+async function decode(bytes: Uint8Array, limits: ImageLimits, shape: (s: Sharp) => Sharp): Promise<{ data: Buffer; width: number; height: number }> {
   if (bytes.length === 0) throw new ImageError('image is empty (0 bytes)');
   if (bytes.length > limits.maxBytes) throw new ImageError(`image is ${bytes.length} bytes, over the ${limits.maxBytes}-byte limit`);
   const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -39,21 +56,25 @@ export async function preprocess(bytes: Uint8Array, profile: ModelProfile, limit
   const { width = 0, height = 0 } = meta;
   if (width === 0 || height === 0) throw new ImageError(`image has no area (${width} x ${height})`);
   if (width * height > limits.maxPixels) throw new ImageError(`image is ${width} x ${height} = ${width * height} pixels, over the ${limits.maxPixels}-pixel limit`);
-  const [h, w] = profile.size;
-  let raw: Buffer;
   try {
-    raw = await sharp(input, { limitInputPixels: limits.maxPixels, failOn: 'error' })
-      .rotate()
-      .flatten({ background: { r: 0, g: 0, b: 0 } })
-      .toColourspace('srgb')
-      .resize(w, h, { fit: profile.fit === 'pad' ? 'contain' : 'fill', background: { r: 0, g: 0, b: 0 } })
+    const { data, info } = await shape(
+      sharp(input, { limitInputPixels: limits.maxPixels, failOn: 'error' })
+        .rotate()
+        .flatten({ background: { r: 0, g: 0, b: 0 } })
+        .toColourspace('srgb'),
+    )
       .removeAlpha()
       .raw()
-      .toBuffer();
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`${info.channels} channels after conversion to RGB`);
+    return { data, width: info.width, height: info.height };
   } catch (err) {
     throw new ImageError(`image could not be decoded: ${getErrorMessage(err)}`);
   }
-  if (raw.length !== w * h * 3) throw new ImageError(`decoded image has ${raw.length} bytes, expected ${w * h * 3}`);
+}
+
+/** HWC bytes to the profile's CHW floats: (pixel - mean) / std, channels in the profile's order. */
+function layOut(raw: Uint8Array, h: number, w: number, profile: ModelProfile): Float32Array {
   const out = new Float32Array(3 * h * w);
   const plane = h * w;
   const order = profile.channelOrder === 'bgr' ? [2, 1, 0] : [0, 1, 2];

@@ -19,6 +19,8 @@ export interface ModelProfile {
   fit: 'squash' | 'pad';
   /** Output width D. */
   dim: number;
+  /** The input is a camera frame: find, align and crop the face first (face-api's detector and landmarks; FACE_CROP=none turns it off). */
+  faces?: boolean;
   /** Euclidean distance at which this model's vectors stop meaning "same": the metric head's tau for it. */
   headTau?: number;
   /** The metric head's steepness for this model's distances. */
@@ -56,11 +58,12 @@ export const PROFILES: Record<'resnet50-ms3840' | 'face-resnet128', ModelProfile
     channelOrder: 'rgb',
     fit: 'pad',
     dim: 128,
+    faces: true,
     // face-api's own rule: descriptors of the same person are closer than 0.6.
     headTau: 0.6,
     headAlpha: 20,
     headHidden: 256,
-    notes: "face-api's FaceRecognitionNet (pretrained), rebuilt from @vladmandic/face-api's weights; expects an aligned face crop",
+    notes: "face-api's FaceRecognitionNet (pretrained), rebuilt from @vladmandic/face-api's weights; finds, aligns and crops the face in a frame first",
   },
 };
 

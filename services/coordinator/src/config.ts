@@ -13,6 +13,7 @@ import {
 import type { AuditConfig } from './audit-log.js';
 import type { AuthConfig } from './caller-auth.js';
 import { parseCallerLimits, type CallerLimits } from './caller-limits.js';
+import type { FaceGate } from './face-gate.js';
 
 export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig, ServerSecurityConfig, ClientSecurityConfig, AuthConfig, AuditConfig {
   grpcAddress: string;
@@ -46,6 +47,8 @@ export interface CoordinatorConfig extends RedisConfig, ServiceBaseConfig, Serve
   embedderTlsName: string;
   /** As the enroller's: reported in a removal's receipt (the AOF bound). */
   aofRewriteAfterRemoveMs: number;
+  /** The enrolment quality gate for faces (face profiles). */
+  enrolFaceGate: FaceGate;
 }
 
 export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
@@ -109,6 +112,22 @@ export const COORDINATOR_ENV: EnvSpec<CoordinatorConfig> = {
       return [min, max];
     },
     doc: 'opt-in: min,max L2 norm of probe and enrolment vectors (off by default)',
+  },
+  enrolFaceGate: {
+    name: 'ENROL_FACE_GATE',
+    default: { minEyeDistancePx: 30, minSharpness: 15, maxYawDeg: 40 },
+    parse: (raw) => {
+      const gate: FaceGate = { minEyeDistancePx: 0, minSharpness: 0, maxYawDeg: 90 };
+      const keys: Record<string, keyof FaceGate> = { eyes: 'minEyeDistancePx', sharpness: 'minSharpness', yaw: 'maxYawDeg' };
+      for (const part of parse.list(raw)) {
+        const [k, v] = part.split('=').map((x) => x.trim());
+        const key = keys[k];
+        if (!key || v === undefined) throw new Error(`'${part}': expected eyes=PX, sharpness=N or yaw=DEG`);
+        gate[key] = parse.number(0, key === 'maxYawDeg' ? 90 : 1e9)(v);
+      }
+      return gate;
+    },
+    doc: 'face profiles: an Enrol probe whose face is smaller (pixels between the eyes), blurrier (sharpness) or turned further (yaw degrees) is refused, e.g. eyes=30,sharpness=15,yaw=40; a setting left out is off',
   },
   streamMaxInflight: { name: 'STREAM_MAX_INFLIGHT', default: 16, parse: parse.int(1, 1_000_000), doc: 'Identify calls one IdentifyStream may have in flight' },
   serverMaxInflight: { name: 'SERVER_MAX_INFLIGHT', default: 512, parse: parse.int(1, 1_000_000), doc: 'Identify calls all IdentifyStreams may have in flight together' },

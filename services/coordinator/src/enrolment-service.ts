@@ -1,9 +1,10 @@
-import { AlreadyExistsError, withTimeout, f32leBytes, getErrorMessage, InvalidArgumentError, NotFoundError, shown, UnavailableError, YocoError } from '@yoco/common';
+import { AlreadyExistsError, FailedPreconditionError, withTimeout, f32leBytes, getErrorMessage, InvalidArgumentError, NotFoundError, shown, UnavailableError, YocoError } from '@yoco/common';
 import { assertSubjectId, compareStreamIds, isStreamId, shardOfSlot, slotOf, templateIdOf } from '@yoco/gallery';
 import { unary } from '@yoco/rpc';
 import { MAX_IMPORT_SUBJECTS, type EnrolQueue, type ImportOutcome } from '@yoco/queue';
 import type { CoordinatorConfig } from './config.js';
 import { callerOf } from './caller-auth.js';
+import { faceGateProblem } from './face-gate.js';
 import type { ProbeReader } from './probe-reader.js';
 import type { v1 } from '@yoco/rpc';
 import type { ShardDirectory } from './shard-directory.js';
@@ -49,14 +50,19 @@ export class EnrolmentService {
     const probes = req.probes;
     if (probes.length === 0) throw new InvalidArgumentError('probes is empty: enrol at least one image or vector', 'PROBE');
     if (probes.length > MAX_PROBES) throw new InvalidArgumentError(`${probes.length} probes; at most ${MAX_PROBES} per Enrol`, 'PROBE');
-    const vectors = await this.probes.vectors(probes, dim, callDeadline(call.getDeadline(), this.config.defaultTimeoutMs));
+    const { vectors, faces } = await this.probes.read(probes, dim, callDeadline(call.getDeadline(), this.config.defaultTimeoutMs));
+    faces.forEach((face, i) => {
+      const problem = face && faceGateProblem(face, this.config.enrolFaceGate);
+      if (problem) throw new FailedPreconditionError(`${probes.length > 1 ? `probe ${i}: ` : ''}${problem}; nothing was queued`, 'FACE_QUALITY');
+    });
     const subjectId = req.subjectId;
     const duplicates = await this.duplicatesOf(subjectId, vectors, callDeadline(call.getDeadline(), this.config.defaultTimeoutMs));
     const job = await this.queue.enrol(subjectId, vectors, req.replace, req.requestId, callerOf(call.metadata)?.sub);
     const templateIds = [...new Set(vectors.map((v) => templateIdOf(subjectId, v)))];
-    if (!req.wait) return { jobId: String(job.id), consistencyToken: '', templateIds, duplicates };
+    const faceList = faces.some((f) => f) ? faces.map((f) => f ?? {}) : [];
+    if (!req.wait) return { jobId: String(job.id), consistencyToken: '', templateIds, duplicates, faces: faceList };
     const result = await this.waitFor(job, call);
-    return { jobId: String(job.id), consistencyToken: result.token, templateIds, duplicates };
+    return { jobId: String(job.id), consistencyToken: result.token, templateIds, duplicates, faces: faceList };
   }
 
   /**

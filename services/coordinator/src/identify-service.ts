@@ -66,7 +66,7 @@ export class IdentifyService {
     if (topK > MAX_TOP_K) throw new InvalidArgumentError(`top_k ${topK} is above ${MAX_TOP_K}`, 'TOP_K');
     const threshold = this.threshold(req.threshold);
     const consistencyToken = this.token(req.consistencyToken);
-    const [vector] = await this.probes.vectors([req.probe], dim, deadline, traceparentOf(span));
+    const { vectors: [vector], faces: [face] } = await this.probes.read([req.probe], dim, deadline, traceparentOf(span));
     const queriesF32 = f32leBytes(vector);
     this.fanout.observe(k);
     const settled = await Promise.allSettled(
@@ -112,7 +112,7 @@ export class IdentifyService {
       throw new UnavailableError(`shards [${missing.join(', ')}] unavailable (set allow_partial for what the others found): ${reasons.join('; ')}`, 'SHARDS_UNAVAILABLE');
     }
     for (const m of missing) this.partial.inc({ shard: String(m) });
-    return { matches: mergeMatches(matches, topK, threshold), partial: missing.length > 0, missingShards: missing, gallerySize, threshold, stalenessMs };
+    return { matches: mergeMatches(matches, topK, threshold), partial: missing.length > 0, missingShards: missing, gallerySize, threshold, stalenessMs, face };
   }
 
   async verify(req: v1.VerifyRequest__Output, call: Call): Promise<v1.VerifyResponse> {

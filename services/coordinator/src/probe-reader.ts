@@ -26,7 +26,13 @@ export class ProbeReader {
 
   /** Every probe as a vector: vectors checked, images embedded together in one Embed call. */
   async vectors(probes: (Probe | null | undefined)[], dim: number, deadline: number, traceparent = ''): Promise<Float32Array[]> {
+    return (await this.read(probes, dim, deadline, traceparent)).vectors;
+  }
+
+  /** As vectors, with the face each image probe's vector describes (face profiles; null otherwise). */
+  async read(probes: (Probe | null | undefined)[], dim: number, deadline: number, traceparent = ''): Promise<{ vectors: Float32Array[]; faces: (v1.Face__Output | null)[] }> {
     const out: (Float32Array | undefined)[] = [];
+    const faces: (v1.Face__Output | null)[] = probes.map(() => null);
     const images: { index: number; bytes: Buffer }[] = [];
     probes.forEach((probe, index) => {
       if (probe?.kind === 'vector') out[index] = this.vectorOf(probe, dim);
@@ -35,14 +41,15 @@ export class ProbeReader {
     });
     if (images.length > 0) {
       if (!this.embedder) throw new NotImplementedError('image probes need an embedder (EMBEDDER_ADDRESS is not set); send a vector');
-      const vectors = await this.embedder.embed(images.map((i) => i.bytes), deadline, probes.length > 1 ? images.map((i) => i.index) : undefined, traceparent);
-      vectors.forEach((v, k) => {
+      const embedded = await this.embedder.embed(images.map((i) => i.bytes), deadline, probes.length > 1 ? images.map((i) => i.index) : undefined, traceparent);
+      embedded.forEach(({ vector: v, face }, k) => {
         if (v.length !== dim) throw new FailedPreconditionError(`the embedder's model gives ${v.length}-wide vectors but the cluster's head takes ${dim}`, 'STORE_MISMATCH');
         assertVectors(v, dim, 'embedding', 1);
         out[images[k].index] = v;
+        faces[images[k].index] = face;
       });
     }
-    return out as Float32Array[];
+    return { vectors: out as Float32Array[], faces };
   }
 
   /** The opt-in norm range (VECTOR_NORM_RANGE): a vector far from what the model emits is refused. */

@@ -1,5 +1,5 @@
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
-import { MODELS_DIR } from '@yoco/models';
+import { FACE_CROP_MODES, FACE_SELECTS, MODELS_DIR, type FaceCropMode, type FaceSelect } from '@yoco/models';
 import { grpcAddressEnv, SERVER_SECURITY_ENV, SERVICE_ENV, type ServerSecurityConfig, type ServiceBaseConfig } from '@yoco/service';
 
 export interface EmbedderConfig extends ServiceBaseConfig, ServerSecurityConfig {
@@ -14,6 +14,10 @@ export interface EmbedderConfig extends ServiceBaseConfig, ServerSecurityConfig 
   maxImagesPerCall: number;
   ortThreads: number;
   executionProviders: string[];
+  faceCrop: FaceCropMode;
+  faceSelect: FaceSelect;
+  faceMinScore: number;
+  faceDetectSize: number;
 }
 
 export const EMBEDDER_ENV: EnvSpec<EmbedderConfig> = {
@@ -29,8 +33,14 @@ export const EMBEDDER_ENV: EnvSpec<EmbedderConfig> = {
   maxImagesPerCall: { name: 'MAX_IMAGES_PER_CALL', default: 64, parse: parse.int(1, 4096), doc: 'images one Embed call may carry' },
   ortThreads: { name: 'ORT_THREADS', default: 0, parse: parse.int(0, 256), doc: 'ONNX Runtime intra-op threads (0 = one per core)' },
   executionProviders: { name: 'ORT_PROVIDERS', default: [], parse: parse.list, doc: 'ONNX Runtime execution providers, e.g. cuda,cpu' },
+  faceCrop: { name: 'FACE_CROP', default: 'aligned', parse: parse.oneOf(...FACE_CROP_MODES), doc: "face profiles: aligned (eyes levelled, the default), box (face-api's axis-aligned crop) or none (images are already face crops)" },
+  faceSelect: { name: 'FACE_SELECT', default: 'largest', parse: parse.oneOf(...FACE_SELECTS), doc: 'face profiles, several faces in an image: largest, best (most confident) or only (refuse the image)' },
+  faceMinScore: { name: 'FACE_MIN_SCORE', default: 0.5, parse: parse.number(0.01, 0.99), doc: "face profiles: the detector's confidence a face needs" },
+  faceDetectSize: { name: 'FACE_DETECT_SIZE', default: 416, parse: parse.int(64, 1024), doc: "face profiles: the detector's input side, a multiple of 32 (larger finds smaller faces, slower)" },
 };
 
 export function readEmbedderConfig(env: NodeJS.ProcessEnv = process.env): EmbedderConfig {
-  return readEnv(EMBEDDER_ENV, env);
+  const config = readEnv(EMBEDDER_ENV, env);
+  if (config.faceDetectSize % 32 !== 0) throw new Error(`FACE_DETECT_SIZE: expected a multiple of 32 (got '${config.faceDetectSize}')`);
+  return config;
 }

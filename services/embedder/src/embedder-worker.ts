@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { Batcher, f32leBytes, InvalidArgumentError } from '@yoco/common';
-import { buildModels, PROFILES, preprocess, type ModelProfile } from '@yoco/models';
+import { Batcher, f32leBytes, FailedPreconditionError, InvalidArgumentError } from '@yoco/common';
+import { buildModels, FACE_FINDER_MODELS, FaceError, FaceFinder, PROFILES, preprocess, preprocessFace, type FaceReport, type ModelProfile } from '@yoco/models';
 import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { Counter, Gauge, Histogram } from 'prom-client';
@@ -32,6 +32,7 @@ export class EmbedderWorker {
   readonly profile: ModelProfile;
   modelId = '';
   private session: InferenceSession | undefined;
+  private finder: FaceFinder | undefined;
   private batcher: Batcher<Float32Array, Float32Array> | undefined;
   private server: RpcServer | undefined;
   private closing: Promise<void> | undefined;
@@ -66,8 +67,10 @@ export class EmbedderWorker {
   }
 
   async start(): Promise<void> {
-    if (!existsSync(this.modelPath)) {
-      if (!this.builtIn) throw new Error(`model ${this.modelPath} does not exist`);
+    const findsFaces = this.profile.faces === true && this.config.faceCrop !== 'none';
+    const finderMissing = findsFaces && Object.values(FACE_FINDER_MODELS).some((f) => !existsSync(resolve(this.config.modelsDir, f)));
+    if (!existsSync(this.modelPath) || finderMissing) {
+      if (!this.builtIn && !existsSync(this.modelPath)) throw new Error(`model ${this.modelPath} does not exist`);
       this.logger.info({ dir: this.config.modelsDir }, 'building missing models');
       await buildModels(this.config.modelsDir);
     }
@@ -78,6 +81,9 @@ export class EmbedderWorker {
       executionProviders: [...this.config.executionProviders.filter((p) => p !== 'cpu'), 'cpu'],
       graphOptimizationLevel: 'all',
     });
+    if (findsFaces) {
+      this.finder = await FaceFinder.create(this.config.modelsDir, { inputSize: this.config.faceDetectSize, minScore: this.config.faceMinScore, threads: this.config.ortThreads });
+    }
     this.batcher = new Batcher<Float32Array, Float32Array>((batch) => this.infer(batch), { maxBatch: this.config.maxBatch, maxDelayMs: this.config.maxQueueDelayMs, maxQueue: 1024 }, (n) => this.batchSize.observe(n));
     const { Embedder } = loadProtos();
     this.server = new RpcServer({
@@ -95,7 +101,8 @@ export class EmbedderWorker {
             Embed: (req, call) =>
               inSpan('Embedder/Embed', contextFrom(String(call.metadata.get('traceparent')[0] ?? '')), 'server', async (span) => {
                 span.setAttribute('yoco.images', req.images.length);
-                return { embeddings: (await this.embed(req.images)).map((v) => ({ f32le: f32leBytes(v) })), modelId: this.modelId };
+                const out = await this.embedWithFaces(req.images);
+                return { embeddings: out.map(({ vector, face }) => ({ f32le: f32leBytes(vector), face: face && faceToWire(face) })), modelId: this.modelId };
               }),
             Info: async () => ({ modelId: this.modelId, dim: this.profile.dim, profile: this.profile.id }),
           },
@@ -109,17 +116,27 @@ export class EmbedderWorker {
 
   /** Decodes, batches and embeds; a bad image fails the call, naming which one and why. */
   async embed(images: Uint8Array[]): Promise<Float32Array[]> {
+    return (await this.embedWithFaces(images)).map((e) => e.vector);
+  }
+
+  /** As embed, with the face each vector describes when the profile looks for faces. */
+  async embedWithFaces(images: Uint8Array[]): Promise<{ vector: Float32Array; face?: FaceReport }[]> {
     if (images.length === 0) throw new InvalidArgumentError('no images to embed', 'IMAGE');
     if (images.length > this.config.maxImagesPerCall) throw new InvalidArgumentError(`${images.length} images; at most ${this.config.maxImagesPerCall} per call`, 'IMAGE');
     const limits = { maxBytes: this.config.maxImageBytes, maxPixels: this.config.maxPixels };
+    const finder = this.finder;
+    const face = { crop: this.config.faceCrop === 'box' ? 'box' : 'aligned', select: this.config.faceSelect } as const;
+    const where = (i: number) => (images.length > 1 ? `image ${i}: ` : '');
     const inputs = await Promise.all(
       images.map((img, i) =>
-        preprocess(img, this.profile, limits).catch((err: Error) => {
-          throw new InvalidArgumentError(images.length > 1 ? `image ${i}: ${err.message}` : err.message, 'IMAGE');
+        (finder ? preprocessFace(img, this.profile, finder, face, limits) : preprocess(img, this.profile, limits).then((input) => ({ input, face: undefined }))).catch((err: Error) => {
+          if (err instanceof FaceError) throw new FailedPreconditionError(where(i) + err.message, err.code);
+          throw new InvalidArgumentError(where(i) + err.message, 'IMAGE');
         }),
       ),
     );
-    return Promise.all(inputs.map((x) => this.batcher!.submit(x)));
+    const vectors = await Promise.all(inputs.map((x) => this.batcher!.submit(x.input)));
+    return vectors.map((vector, i) => ({ vector, face: inputs[i].face }));
   }
 
   private async infer(batch: Float32Array[]): Promise<Float32Array[]> {
@@ -139,7 +156,19 @@ export class EmbedderWorker {
     this.closing ??= (async () => {
       await this.server?.shutdown(this.config.shutdownGraceMs);
       await this.session?.release();
+      await this.finder?.close();
     })();
     return this.closing;
   }
+}
+
+function faceToWire(f: FaceReport): v1.Face {
+  const q = f.quality;
+  return {
+    box: f.box,
+    score: f.score,
+    landmarks: Array.from(f.landmarks),
+    facesFound: f.facesFound,
+    quality: { eyeDistancePx: q.eyeDistancePx, sharpness: q.sharpness, yawDeg: q.yawDeg, rollDeg: q.rollDeg },
+  };
 }

@@ -1,1 +1,2 @@
 export { ImageError } from './image-error.js';
+export { FaceError } from './face-error.js';

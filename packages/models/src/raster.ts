@@ -1,0 +1,142 @@
+/**
+ * An RGB image as pixel values 0-255, row-major, channels interleaved (HWC),
+ * in float so that resized and warped images keep their fractions.
+ */
+export interface Rgb {
+  width: number;
+  height: number;
+  data: Float32Array;
+}
+
+export function rgb(width: number, height: number, data = new Float32Array(width * height * 3)): Rgb {
+  if (data.length !== width * height * 3) throw new RangeError(`${data.length} values for a ${width} x ${height} RGB image`);
+  return { width, height, data };
+}
+
+/**
+ * Pads the shorter side with black to a square, as face-api's padToSquare:
+ * all of it after the image, or (centred) round(diff / 2) after and the rest before.
+ * Returns the image and where the original's top-left corner landed.
+ */
+export function padToSquare(img: Rgb, centre: boolean): { image: Rgb; offsetX: number; offsetY: number } {
+  const { width: w, height: h } = img;
+  if (w === h) return { image: img, offsetX: 0, offsetY: 0 };
+  const side = Math.max(w, h);
+  const diff = side - Math.min(w, h);
+  const before = centre ? diff - Math.round(diff * 0.5) : 0;
+  const offsetX = w < h ? before : 0;
+  const offsetY = h < w ? before : 0;
+  const out = rgb(side, side);
+  for (let y = 0; y < h; y++) out.data.set(img.data.subarray(y * w * 3, (y + 1) * w * 3), ((y + offsetY) * side + offsetX) * 3);
+  return { image: out, offsetX, offsetY };
+}
+
+/**
+ * Bilinear resize with TensorFlow's legacy sampling (align_corners and
+ * half_pixel_centers both false: source = destination x in/out), the
+ * arithmetic of tfjs's CPU kernel, so crops match face-api's to the last bit
+ * that float32 keeps.
+ */
+export function resizeBilinear(img: Rgb, outW: number, outH: number): Rgb {
+  if (img.width === outW && img.height === outH) return img;
+  const out = rgb(outW, outH);
+  const { width: w, height: h, data } = img;
+  const ry = h / outH;
+  const rx = w / outW;
+  for (let r = 0; r < outH; r++) {
+    const fy = ry * r;
+    const y0 = Math.max(0, Math.floor(fy));
+    const dy = fy - y0;
+    const y1 = Math.min(h - 1, Math.ceil(fy));
+    for (let c = 0; c < outW; c++) {
+      const fx = rx * c;
+      const x0 = Math.max(0, Math.floor(fx));
+      const dx = fx - x0;
+      const x1 = Math.min(w - 1, Math.ceil(fx));
+      const tl = (y0 * w + x0) * 3;
+      const tr = (y0 * w + x1) * 3;
+      const bl = (y1 * w + x0) * 3;
+      const br = (y1 * w + x1) * 3;
+      const o = (r * outW + c) * 3;
+      for (let k = 0; k < 3; k++) {
+        const top = data[tl + k] + (data[tr + k] - data[tl + k]) * dx;
+        const bottom = data[bl + k] + (data[br + k] - data[bl + k]) * dx;
+        out.data[o + k] = top + (bottom - top) * dy;
+      }
+    }
+  }
+  return out;
+}
+
+/** A whole-pixel region (the caller clips it to the image). */
+export function crop(img: Rgb, x: number, y: number, width: number, height: number): Rgb {
+  if (x < 0 || y < 0 || width <= 0 || height <= 0 || x + width > img.width || y + height > img.height) {
+    throw new RangeError(`crop ${width} x ${height} at (${x}, ${y}) is not inside the ${img.width} x ${img.height} image`);
+  }
+  const out = rgb(width, height);
+  for (let r = 0; r < height; r++) out.data.set(img.data.subarray(((y + r) * img.width + x) * 3, ((y + r) * img.width + x + width) * 3), r * width * 3);
+  return out;
+}
+
+/**
+ * Samples `size` x `size` pixels through an affine map from output to source
+ * coordinates (sx = a*x + b*y + c, sy = d*x + e*y + f, pixel centres at
+ * integers), bilinear; outside the source is black, as face-api pads.
+ */
+export function warpAffine(img: Rgb, size: number, [a, b, c, d, e, f]: readonly number[]): Rgb {
+  const out = rgb(size, size);
+  const { width: w, height: h, data } = img;
+  const at = (x: number, y: number, k: number) => (x < 0 || y < 0 || x >= w || y >= h ? 0 : data[(y * w + x) * 3 + k]);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const sx = a * x + b * y + c;
+      const sy = d * x + e * y + f;
+      const x0 = Math.floor(sx);
+      const y0 = Math.floor(sy);
+      const dx = sx - x0;
+      const dy = sy - y0;
+      const o = (y * size + x) * 3;
+      for (let k = 0; k < 3; k++) {
+        const top = at(x0, y0, k) + (at(x0 + 1, y0, k) - at(x0, y0, k)) * dx;
+        const bottom = at(x0, y0 + 1, k) + (at(x0 + 1, y0 + 1, k) - at(x0, y0 + 1, k)) * dx;
+        out.data[o + k] = top + (bottom - top) * dy;
+      }
+    }
+  }
+  return out;
+}
+
+/** (pixel - mean) / std per channel, laid out channels first into `out` at `offset`. */
+export function toChw(img: Rgb, mean: readonly number[], std: readonly number[], out = new Float32Array(img.width * img.height * 3), offset = 0): Float32Array {
+  const plane = img.width * img.height;
+  for (let k = 0; k < 3; k++) {
+    const m = mean[k];
+    const inv = 1 / std[k];
+    const base = offset + k * plane;
+    for (let i = 0; i < plane; i++) out[base + i] = (img.data[i * 3 + k] - m) * inv;
+  }
+  return out;
+}
+
+/**
+ * Variance of the 4-neighbour Laplacian of the luma: the usual focus measure.
+ * Sharp faces score in the hundreds, defocused ones in single figures.
+ */
+export function laplacianVariance(img: Rgb): number {
+  const { width: w, height: h, data } = img;
+  const luma = new Float32Array(w * h);
+  for (let i = 0; i < w * h; i++) luma[i] = 0.299 * data[i * 3] + 0.587 * data[i * 3 + 1] + 0.114 * data[i * 3 + 2];
+  let sum = 0;
+  let sumSq = 0;
+  let n = 0;
+  for (let y = 1; y < h - 1; y++) {
+    for (let x = 1; x < w - 1; x++) {
+      const i = y * w + x;
+      const v = luma[i - 1] + luma[i + 1] + luma[i - w] + luma[i + w] - 4 * luma[i];
+      sum += v;
+      sumSq += v * v;
+      n++;
+    }
+  }
+  return n === 0 ? 0 : sumSq / n - (sum / n) ** 2;
+}
