@@ -1,4 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { LocalCluster } from '@yoco/devkit';
@@ -10,6 +14,7 @@ import { startCluster } from '../support/cluster.js';
 import { connect, flushPrefix, testPrefix } from '../support/redis.js';
 
 const require = createRequire(import.meta.url);
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SAMPLES = join(dirname(require.resolve('@vladmandic/face-api/package.json')), 'demo');
 const sample = (n: number) => readFileSync(join(SAMPLES, `sample${n}.jpg`));
 const profile = PROFILES['face-resnet128'];
@@ -71,6 +76,17 @@ describe('faces through the cluster (face-resnet128: detect, align, describe)', 
     const w = Math.max(0, Math.min(box.x + box.width, want.x + want.width) - Math.max(box.x, want.x));
     const h = Math.max(0, Math.min(box.y + box.height, want.y + want.height) - Math.max(box.y, want.y));
     expect((w * h) / (box.width * box.height + want.width * want.height - w * h)).toBeGreaterThan(0.6);
+
+    const verified = await unary(client, 'Verify', { subjectId: 'anna', probe: { image: frame } }, deadline());
+    expect(verified.match).toBe(true);
+    expect(verified.face!.box).toEqual(found.face!.box);
+
+    // The CLI says which face it searched for.
+    const file = join(mkdtempSync(join(tmpdir(), 'yoco-faces-')), 'frame.jpg');
+    writeFileSync(file, frame);
+    const { stdout } = await promisify(execFile)(process.execPath, [join(ROOT, 'packages/cli/bin/yoco.js'), 'identify', file, '--address', cluster.address]);
+    expect(stdout).toMatch(/^face: \d+ x \d+ px at \(\d+, \d+\), score 0\.\d\d; \d+ px between the eyes, sharpness \d+, yaw -?\d+ deg$/m);
+    expect(stdout).toMatch(/ACCEPT .* anna /);
 
     const sky = await sharp({ create: { width: 800, height: 600, channels: 3, background: { r: 120, g: 170, b: 230 } } }).jpeg().toBuffer();
     expect(await status(identify(sky))).toBe('FAILED_PRECONDITION: no face found');

@@ -120,7 +120,7 @@ export class IdentifyService {
     assertSubjectId(req.subjectId);
     const threshold = this.threshold(req.threshold);
     const deadline = callDeadline(call.getDeadline(), this.config.defaultTimeoutMs);
-    const [vector] = await this.probes.vectors([req.probe], dim, deadline);
+    const { vectors: [vector], faces: [face] } = await this.probes.read([req.probe], dim, deadline);
     const index = shardOfSlot(slotOf(req.subjectId), k);
     const request = { subjectId: req.subjectId, queryF32: f32leBytes(vector), consistencyToken: this.token(req.consistencyToken), expectedShard: { index, count: k, epoch } };
     const { response } = await this.caller.call(
@@ -129,7 +129,7 @@ export class IdentifyService {
       { deadline, hedgeAfterMs: this.hedgeDelay(index), signal: cancelSignal(call), reject: (res, r) => this.refusal(index, { stalenessMs: res.stalenessMs }, r), route: { epoch, k } },
     );
     if (!response.found || !response.best) throw new SubjectNotFoundError(req.subjectId);
-    return { match: response.best.score >= threshold, score: response.best.score, templateId: response.best.templateId, threshold, stalenessMs: response.stalenessMs };
+    return { match: response.best.score >= threshold, score: response.best.score, templateId: response.best.templateId, threshold, stalenessMs: response.stalenessMs, face };
   }
 
   /** The cluster's topology, or UNAVAILABLE when no shard has answered yet. */

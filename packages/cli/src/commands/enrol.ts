@@ -1,7 +1,7 @@
 import { matcherClient, matcherStub } from '../matcher-client.js';
 import { bulkEnrol, waitForJobs } from '../bulk-enrol.js';
 import { countBulk, readBulk, RejectionLog } from '../records.js';
-import { probeOf } from './identify.js';
+import { faceLine, probeOf } from './identify.js';
 
 export interface EnrolOptions {
   address: string;
@@ -20,6 +20,7 @@ export async function enrolOne(subjectId: string, sources: { images: string[]; v
       return;
     }
     console.log(`job ${res.jobId}: ${subjectId} with templates ${res.templateIds.join(', ')}${res.consistencyToken ? `; applied, token ${res.consistencyToken}` : ' (queued)'}`);
+    for (const f of res.faces) if (f.box) console.log(`  ${faceLine(f)}`);
     for (const d of res.duplicates) console.log(`  warning: a probe is accepted as '${d.subjectId}' (score ${d.score.toFixed(3)}): the same person under another id?`);
   } finally {
     client.close();

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type { v1 } from '@yoco/rpc';
 import { matcherClient } from '../matcher-client.js';
 import { readVectorFile } from '../vector-file.js';
 
@@ -33,6 +34,7 @@ export async function identify(address: string, source: ProbeSource, o: Identify
       return;
     }
     console.log(`searched ${res.gallerySize} templates${res.partial ? ` (PARTIAL: shards ${res.missingShards.join(', ')} missing)` : ''}; threshold ${res.threshold.toFixed(3)}`);
+    if (res.face) console.log(faceLine(res.face));
     res.matches.forEach((m, i) => {
       console.log(`${String(i + 1).padStart(3)}. ${m.accepted ? 'ACCEPT' : '      '} ${m.score.toFixed(4)}  ${m.subjectId}  (template ${m.templateId})`);
     });
@@ -66,4 +68,13 @@ export async function subject(address: string, subjectId: string, json: boolean)
   } finally {
     client.close();
   }
+}
+
+/** The face an image probe's vector came from, in one line. */
+export function faceLine(face: v1.Face__Output): string {
+  const b = face.box;
+  const q = face.quality;
+  const where = b ? `${Math.round(b.width)} x ${Math.round(b.height)} px at (${Math.round(b.x)}, ${Math.round(b.y)})` : 'no box';
+  const measures = q ? `; ${q.eyeDistancePx.toFixed(0)} px between the eyes, sharpness ${q.sharpness.toFixed(0)}, yaw ${q.yawDeg.toFixed(0)} deg` : '';
+  return `face: ${where}, score ${face.score.toFixed(2)}${face.facesFound > 1 ? ` (one of ${face.facesFound} found, by FACE_SELECT)` : ''}${measures}`;
 }
