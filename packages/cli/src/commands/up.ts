@@ -9,6 +9,7 @@ import { HEAD_ENV, resolveHead, type HeadConfig } from '@yoco/service';
 import { buildModels, MODELS_DIR, PROFILES } from '@yoco/models';
 import { DEMO_PHOTOS, enrolDemoGallery, enrolDemoPhotos } from '../demo-gallery.js';
 import { calibrateDemo } from '../demo-calibration.js';
+import { buildDefaultHead } from '@yoco/train';
 import { LocalCluster, makeLocalPki, mintToken, type LocalPki } from '@yoco/devkit';
 
 interface UpConfig extends HeadConfig {
@@ -23,6 +24,7 @@ interface UpConfig extends HeadConfig {
   profile: string;
   secure: boolean;
   redisHa: boolean;
+  trainedHead: boolean;
 }
 
 export const UP_ENV: EnvSpec<UpConfig> = {
@@ -37,6 +39,12 @@ export const UP_ENV: EnvSpec<UpConfig> = {
   dataDir: { name: 'YOCO_DATA_DIR', default: '.yoco', parse: parse.string, doc: 'logs, Redis data and the demo probe' },
   redisHa: { name: 'YOCO_REDIS_HA', default: false, parse: parse.bool, doc: 'a Redis primary, one replica and three sentinels (child processes) instead of one Redis; a write is reported once the replica has it' },
   secure: { name: 'YOCO_SECURE', default: false, parse: parse.bool, doc: 'TLS, mutual TLS and tokens: a local CA, certificates and tokens under <YOCO_DATA_DIR>/secure' },
+  trainedHead: {
+    name: 'YOCO_TRAINED_HEAD',
+    default: true,
+    parse: parse.bool,
+    doc: 'resnet50-ms3840 without YOCO_HEAD_PATH: train a head on the photo benchmark at the first start (cached in models/) and use it when it beats the metric head on held-out identities',
+  },
   profile: { name: 'YOCO_PROFILE', default: 'resnet50-ms3840', parse: parse.string, doc: 'embedding profile of the whole cluster: resnet50-ms3840 or face-resnet128' },
 };
 
@@ -58,11 +66,26 @@ export async function up(): Promise<void> {
   if (profile.headAlpha) headEnv.YOCO_HEAD_ALPHA = String(profile.headAlpha);
   if (profile.headHidden) headEnv.YOCO_HIDDEN = String(profile.headHidden);
   for (const [k, v] of Object.entries(headEnv)) if (!process.env[k]) process.env[k] = v;
-  const config = readEnv(UP_ENV);
-  const head = await resolveHead(config);
-  if (head.dim !== profile.dim) throw new Error(`the head takes ${head.dim}-wide vectors but profile ${profile.id} gives ${profile.dim}`);
+  let config = readEnv(UP_ENV);
   console.log(`building models if missing (${MODELS_DIR})`);
   await buildModels(MODELS_DIR, false, (m) => console.log(m));
+  if (profile.id === 'resnet50-ms3840' && !config.headPath && config.trainedHead) {
+    // The best head that can be built offline: trained once on the photo benchmark, kept only if it measures better.
+    const started = Date.now();
+    const trained = await buildDefaultHead(MODELS_DIR, (m) => console.log(m)).catch((err: unknown) => {
+      console.log(`trained head: not built (${getErrorMessage(err)}); the metric head serves`);
+      return undefined;
+    });
+    if (trained) {
+      console.log(`trained head: ${trained.adopted ? 'in use' : 'not used'}: ${trained.reason} (${((Date.now() - started) / 1000).toFixed(1)} s here; trained in ${((trained.trainMs ?? 0) / 1000).toFixed(1)} s on ${trained.builtAt})`);
+      if (trained.adopted && trained.head) {
+        process.env.YOCO_HEAD_PATH = resolve(MODELS_DIR, trained.head);
+        config = readEnv(UP_ENV);
+      }
+    }
+  }
+  const head = await resolveHead(config);
+  if (head.dim !== profile.dim) throw new Error(`the head takes ${head.dim}-wide vectors but profile ${profile.id} gives ${profile.dim}`);
   const dataDir = resolve(config.dataDir);
   const logDir = resolve(dataDir, 'logs');
   // One `npm start` per data directory (its Redis files, its logs); a lock left by a killed one is taken over.
@@ -135,7 +158,8 @@ export async function up(): Promise<void> {
   }
   redis.disconnect();
   // After the demo, once: a threshold from strangers' searches rather than the constant (an interrupted one is redone).
-  if (config.demoSubjects > 0 && config.calibrateDemo && existsSync(demoDone) && !existsSync(thresholdFile) && !process.env.THRESHOLD_FILE) {
+  // Also when the head changed since (a threshold is a property of the head that scored it).
+  if (config.demoSubjects > 0 && config.calibrateDemo && existsSync(demoDone) && !calibratedFor(thresholdFile, head.id) && !process.env.THRESHOLD_FILE) {
     const c = await calibrateDemo(cluster.matcherClient(), thresholdFile, (m) => console.log(m)).catch((err: unknown) => {
       console.log(`demo calibration skipped: ${getErrorMessage(err)}`);
       return undefined;
@@ -228,4 +252,13 @@ async function checkFree(address: string): Promise<void> {
     );
     server.listen(port, host, () => server.close(() => resolve()));
   });
+}
+
+/** Whether the threshold file holds a calibration of this head. */
+function calibratedFor(file: string, headId: string): boolean {
+  try {
+    return (JSON.parse(readFileSync(file, 'utf8')) as { head_id?: string }).head_id === headId;
+  } catch {
+    return false;
+  }
 }
