@@ -73,7 +73,7 @@ const COMMAND_HELP: Record<string, string> = {
 
 Trains the conv Siamese head (C1 with H kernels, ReLU, dropout 0.5, C2, sigmoid; binary
 cross-entropy; Adam) on labelled data, starting from the profile's metric head (or --init), and
-writes it as a conv-form ONNX head that SHARD_HEAD_FILE / yoco rollout-head take. Each step
+writes it as a conv-form ONNX head that YOCO_HEAD_PATH / yoco rollout-head take. Each step
 takes every positive pair among S subjects x K samples and as many negatives (half the hardest
 the head sees, half random); validation is split by subject; training stops early when the
 validation loss stops improving, and the best epoch's head is written.
