@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { identify, startCluster, unitVector, writeGallery } from '../support/cluster.js';
 import { connect, flushPrefix, testPrefix } from '../support/redis.js';
 import { rawUnary } from '../support/raw-unary.js';
+import { unary } from '@yoco/rpc';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const YOCO = join(ROOT, 'packages/cli/bin/yoco.js');
@@ -32,37 +33,94 @@ function jsonl(file: string, samples: { subject: string; vector: ArrayLike<numbe
   return file;
 }
 
+/**
+ * D=4 through the exact-L1 metric head (hidden = 2D): 40 enrolled subjects 10 apart on axis 0.
+ * Each has 3 probes within L1 0.3 of its template and one 5 away (still nearest its own).
+ * 400 people never enrolled: 396 at L1 >= 4 from every template, 4 at 0.5 from one.
+ */
+function knownSet() {
+  const head = join(dir, 'l1.onnx');
+  writeFileSync(head, headToOnnx(metricHead(KNOWN_HEAD)));
+  const at = (x: number, y = 0, z = 0, w = 0) => [x, y, z, w];
+  const gallery = Array.from({ length: 40 }, (_, s) => ({ subject: `in-${s}`, vector: at(10 * s) }));
+  const probes: { subject: string; vector: number[] }[] = [];
+  for (let s = 0; s < 40; s++) probes.push({ subject: `in-${s}`, vector: at(10 * s, 0.1) }, { subject: `in-${s}`, vector: at(10 * s, 0, 0.2) }, { subject: `in-${s}`, vector: at(10 * s, 0, 0, 0.3) }, { subject: `in-${s}`, vector: at(10 * s, 5) });
+  for (let t = 0; t < 400; t++) {
+    const u = t % 40;
+    const k = Math.floor(t / 40);
+    probes.push({ subject: `out-${t}`, vector: t < 4 ? at(10 * t + 0.5) : at(10 * u + 4, 0, 0, 3 * k) });
+  }
+  return { head, gallery, probes };
+}
+const KNOWN_HEAD = { dim: 4, hidden: 8, tau: 1, alpha: 8 };
+
+interface KnownReport {
+  verification: { genuine_pairs: number; impostor_pairs: number; pair_accuracy: number; at_fmr: { falseNegative: { count: number; total: number }; falsePositive: { rate: number; count: number; total: number } }[] };
+  identification: { gallery_size: number; rank1: { count: number; total: number }; at_fpir: { measurable: boolean; note?: string; falseNegative?: { count: number; total: number }; falsePositive?: { count: number; total: number } }[] };
+}
+
+/** What the known set's 1:N search must give, however it is scored. */
+function expectKnownIdentification(rep: KnownReport): void {
+  // Every mate is top-1 (rank-1 = 160/160), but at FPIR 1% (the 4 close strangers pass) the far probes fail: FNIR 40/160.
+  expect(rep.identification.rank1).toMatchObject({ count: 160, total: 160 });
+  expect(rep.identification.at_fpir[0]).toMatchObject({ measurable: true, falsePositive: { count: 4, total: 400 }, falseNegative: { count: 40, total: 160 } });
+  expect(rep.identification.at_fpir[1]).toMatchObject({ measurable: false });
+  expect(rep.identification.at_fpir[1].note).toContain('400 non-mated searches');
+}
+
 describe('yoco eval on a set built to known rates', () => {
   it('reproduces its FNMR at FMR, FNIR at FPIR and rank-1, and says what it cannot measure', async () => {
-    // D=4 through the exact-L1 metric head (hidden = 2D): 40 enrolled subjects 10 apart on axis 0.
-    // Each has 3 probes within L1 0.3 of its template and one 5 away (still nearest its own).
-    // 400 people never enrolled: 396 at L1 >= 4 from every template, 4 at 0.5 from one.
-    const head = join(dir, 'l1.onnx');
-    writeFileSync(head, headToOnnx(metricHead({ dim: 4, hidden: 8, tau: 1, alpha: 8 })));
-    const at = (x: number, y = 0, z = 0, w = 0) => [x, y, z, w];
-    const gallery = Array.from({ length: 40 }, (_, s) => ({ subject: `in-${s}`, vector: at(10 * s) }));
-    const probes: { subject: string; vector: number[] }[] = [];
-    for (let s = 0; s < 40; s++) probes.push({ subject: `in-${s}`, vector: at(10 * s, 0.1) }, { subject: `in-${s}`, vector: at(10 * s, 0, 0.2) }, { subject: `in-${s}`, vector: at(10 * s, 0, 0, 0.3) }, { subject: `in-${s}`, vector: at(10 * s, 5) });
-    for (let t = 0; t < 400; t++) {
-      const u = t % 40;
-      const k = Math.floor(t / 40);
-      probes.push({ subject: `out-${t}`, vector: t < 4 ? at(10 * t + 0.5) : at(10 * u + 4, 0, 0, 3 * k) });
-    }
+    const { head, gallery, probes } = knownSet();
     const out = join(dir, 'eval-known');
     const r = await yoco('eval', '--data', jsonl(join(dir, 'probes.jsonl'), probes), '--gallery', jsonl(join(dir, 'gallery.jsonl'), gallery), '--head', head, '--fmr', '0.001', '--fpir', '0.01,0.001', '--out', out, '--json');
     expect(r.code, r.stderr).toBe(0);
-    const [rep] = (JSON.parse(r.stdout) as { reports: { verification: { genuine_pairs: number; impostor_pairs: number; at_fmr: { falseNegative: { count: number; total: number }; falsePositive: { rate: number } }[] }; identification: { rank1: { count: number; total: number }; at_fpir: { measurable: boolean; note?: string; falseNegative?: { count: number; total: number }; falsePositive?: { count: number; total: number } }[] } }[] }).reports;
+    const [rep] = (JSON.parse(r.stdout) as { reports: KnownReport[] }).reports;
     // 1:1: 480 genuine pairs (12 per enrolled subject), half of them with the far probe: FNMR 0.5 once 1 in 1000 impostors may pass.
     expect(rep.verification.genuine_pairs).toBe(480);
     expect(rep.verification.impostor_pairs).toBe(560 * 559 - 480);
     expect(rep.verification.at_fmr[0].falseNegative).toMatchObject({ count: 240, total: 480 });
     expect(rep.verification.at_fmr[0].falsePositive.rate).toBeLessThanOrEqual(0.001);
-    // 1:N: every mate is top-1 (rank-1 = 160/160), but at FPIR 1% (the 4 close strangers pass) the far probes fail: FNIR 40/160.
-    expect(rep.identification.rank1).toMatchObject({ count: 160, total: 160 });
-    expect(rep.identification.at_fpir[0]).toMatchObject({ measurable: true, falsePositive: { count: 4, total: 400 }, falseNegative: { count: 40, total: 160 } });
-    expect(rep.identification.at_fpir[1]).toMatchObject({ measurable: false });
-    expect(rep.identification.at_fpir[1].note).toContain('400 non-mated searches');
+    expectKnownIdentification(rep);
     for (const png of ['det.png', 'roc.png', 'histogram.png', 'report.json']) expect(existsSync(join(out, png)), png).toBe(true);
+  });
+});
+
+describe('yoco eval through a running cluster', () => {
+  const prefix = testPrefix('eval-cluster');
+  let cluster: LocalCluster | undefined;
+  afterAll(async () => {
+    await cluster?.stop();
+    const r = connect();
+    await flushPrefix(r, prefix);
+    r.disconnect();
+  });
+
+  it("gives the known set's 1:N rates from the cluster's own searches, and 1:1 rates from its Verify", async () => {
+    const { gallery, probes } = knownSet();
+    cluster = await startCluster(prefix, { shards: 2, env: { YOCO_DIM: '4', YOCO_HIDDEN: '8', YOCO_HEAD_TAU: String(KNOWN_HEAD.tau), YOCO_HEAD_ALPHA: String(KNOWN_HEAD.alpha) } });
+    const client = cluster.matcherClient();
+    await Promise.all(gallery.map((g) => unary(client, 'Enrol', { subjectId: g.subject, probes: [{ vector: { values: g.vector } }], wait: true }, { deadline: Date.now() + 30_000 })));
+    const out = join(dir, 'eval-cluster');
+    const r = await yoco('eval', '--cluster', '--address', cluster.address, '--data', jsonl(join(dir, 'probes-cluster.jsonl'), probes), '--fmr', '0.01', '--fpir', '0.01,0.001', '--impostor-pairs', '2', '--out', out, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const [rep] = (JSON.parse(r.stdout) as { reports: KnownReport[] }).reports;
+    // Exactly the in-process figures: the shards' head is the same L1 head.
+    expectKnownIdentification(rep);
+    expect(rep.identification.gallery_size).toBe(40);
+    // 1:1 through Verify: each of the 160 mated probes against its subject, each of the 560 against 2 others.
+    expect(rep.verification.genuine_pairs).toBe(160);
+    expect(rep.verification.impostor_pairs).toBe(560 * 2);
+    // At the head's own line (0.5, L1 = tau): the 40 far probes fail, no impostor pair passes but a close
+    // stranger drawn against its neighbour (4 such strangers, 1120 pairs): accuracy 1 - (40/160 + <= 4/1120) / 2.
+    expect(rep.verification.pair_accuracy).toBeLessThanOrEqual(0.875);
+    expect(rep.verification.pair_accuracy).toBeGreaterThanOrEqual(1 - (0.25 + 4 / 1120) / 2);
+    expect(rep.verification.at_fmr[0].falseNegative!.total).toBe(160);
+    expect(rep.verification.at_fmr[0].falsePositive.rate).toBeLessThanOrEqual(0.01);
+    for (const png of ['det.png', 'roc.png', 'histogram.png', 'report.json']) expect(existsSync(join(out, png)), png).toBe(true);
+    // Misused: a head of its own, or a set none of whose subjects the cluster holds.
+    expect((await yoco('eval', '--cluster', '--address', cluster.address, '--data', join(dir, 'probes-cluster.jsonl'), '--head', 'metric')).stderr).toMatch(/--cluster evaluates the head the cluster runs/);
+    const strangersOnly = jsonl(join(dir, 'strangers-only.jsonl'), probes.filter((p) => p.subject.startsWith('out-')).slice(0, 20));
+    expect((await yoco('eval', '--cluster', '--address', cluster.address, '--data', strangersOnly)).stderr).toMatch(/none of the set's 20 subjects is enrolled in the cluster/);
   });
 });
 

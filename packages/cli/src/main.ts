@@ -106,6 +106,13 @@ ${DATA_HELP}
   --gallery D                the enrolled templates instead: every sample of --data searches them
   --fmr R,R                  the FMR targets of the 1:1 report (default 0.01,0.001,0.0001)
   --fpir R,R                 the FPIR targets of the 1:N report (default 0.01,0.001)
+  --cluster                  through the running cluster at --address instead: images go to its
+                             embedder, scores come from its shards. The set's subjects it holds are
+                             the enrolled ones (search with other samples than those enrolled):
+                             1:N from Identify at the cluster's gallery size, 1:1 from Verify
+                             (each mated sample against its subject, each sample against
+                             --impostor-pairs other enrolled subjects, default 10)
+  --address HOST:PORT        with --cluster (default YOCO_ADDRESS or the local npm start)
   --json                     the reports as JSON (without curves and histograms)
 `,
   calibrate: `yoco calibrate --fpir F --impostors D [--gallery-size N] [--out FILE]
@@ -201,6 +208,8 @@ async function main(): Promise<number> {
       seed: { type: 'string' },
       head: { type: 'string', multiple: true },
       'enrol-fraction': { type: 'string' },
+      cluster: { type: 'boolean', default: false },
+      'impostor-pairs': { type: 'string' },
       fpir: { type: 'string' },
       fmr: { type: 'string' },
       impostors: { type: 'string' },
@@ -308,6 +317,7 @@ async function main(): Promise<number> {
         gallery: values.gallery,
         fmr: rates('fmr', values.fmr),
         fpir: rates('fpir', values.fpir),
+        cluster: values.cluster ? { address: values.address!, impostorPairs: intOption('impostor-pairs', values['impostor-pairs'] ?? '10', 0, 10_000), concurrency: intOption('concurrency', values.concurrency ?? '8', 1, 256) } : undefined,
         json: values.json!,
       });
       return 0;

@@ -121,13 +121,29 @@ export async function evaluate(set: LabelledSet, head: Head, options: Evaluation
     if (mated) ranks.push(mateRank(outcome, others));
   }
   const openSet = new OpenSet(outcomes, ranks, g.subjects.length);
-  const gallery = g.subjects;
+  const report = reportOf(head.id, { samples: n, subjects: ids.length }, verification, openSet, o);
+  return { report, verification, openSet };
+}
+
+
+/**
+ * The report of one evaluation from its pair scores and searches, however
+ * they were scored (in this process, or through a running cluster).
+ */
+export function reportOf(
+  headId: string,
+  counts: { samples: number; subjects: number },
+  verification: Verification,
+  openSet: OpenSet,
+  options: { fmr?: readonly number[]; fpir?: readonly number[]; bins?: number } = {},
+): EvaluationReport {
+  const o = withDefaults(DEFAULT_EVALUATION, options);
   const fmrHalf = verification.fmr(0.5);
   const fnmrHalf = verification.fnmr(0.5);
-  const report: EvaluationReport = {
-    head: head.id,
-    samples: n,
-    subjects: ids.length,
+  return {
+    head: headId,
+    samples: counts.samples,
+    subjects: counts.subjects,
     verification: {
       genuine_pairs: verification.genuine.length,
       impostor_pairs: verification.impostor.length,
@@ -136,7 +152,7 @@ export async function evaluate(set: LabelledSet, head: Head, options: Evaluation
       curve: verification.curve(),
     },
     identification: {
-      gallery_size: gallery.length,
+      gallery_size: openSet.gallerySize,
       mated_searches: openSet.mated,
       non_mated_searches: openSet.nonMated,
       ...openSet.rankRates(),
@@ -144,6 +160,4 @@ export async function evaluate(set: LabelledSet, head: Head, options: Evaluation
     },
     histogram: scoreHistogram(verification.genuine, verification.impostor, o.bins),
   };
-  return { report, verification, openSet };
 }
-

@@ -6,7 +6,7 @@ export { OpenSet, mateRank, type SearchOutcome } from './open-set.js';
 export { scoreHistogram, type Histogram } from './histogram.js';
 export { LabelledSet, readLabelledJsonl } from './labelled-set.js';
 export { scoreMatrix } from './score-matrix.js';
-export { evaluate, DEFAULT_EVALUATION, type EvaluationOptions, type EvaluationReport, type Evaluation } from './evaluation.js';
+export { evaluate, reportOf, DEFAULT_EVALUATION, type EvaluationOptions, type EvaluationReport, type Evaluation } from './evaluation.js';
 export { calibrateThreshold, fpirAtGallerySize, type Calibration, type CalibrationOptions } from './calibration.js';
 export { detSvg, rocSvg, histogramSvg, svgToPng, type Series } from './plots.js';
 export { NotMeasurableError } from './errors/index.js';

@@ -54,8 +54,8 @@ export async function impostorSearches(identify: (probe: ImpostorProbe['probe'])
   return { tops, gallerySize, headId, mated };
 }
 
-/** The impostors of a file (vectors) or a folder of image folders (sent as images: the cluster's embedder makes them vectors, as for a gate). */
-async function impostorProbes(path: string, profile: keyof typeof PROFILES): Promise<ImpostorProbe[]> {
+/** Labelled probes from a file (vectors) or a folder of image folders (sent as images: the cluster's embedder makes them vectors, as for a gate). */
+export async function labelledProbes(path: string, profile: keyof typeof PROFILES): Promise<ImpostorProbe[]> {
   const probes: ImpostorProbe[] = [];
   if (statSync(path).isDirectory()) {
     for (const [subject, files] of imageFolders(path)) for (const f of files) probes.push({ subject, probe: { image: readFileSync(f) } });
@@ -73,7 +73,7 @@ async function clusterSearches(o: CalibrateCommandOptions): Promise<Searches> {
   const client = matcherClient(o.address);
   try {
     const status = await client.call('ClusterStatus', {}, { timeoutMs: 10_000 });
-    return await impostorSearches((probe) => client.call('Identify', { probe, topK: 1, threshold: 0 }, { timeoutMs: 30_000 }), await impostorProbes(o.impostors, o.profile), o.concurrency, status.headId);
+    return await impostorSearches((probe) => client.call('Identify', { probe, topK: 1, threshold: 0 }, { timeoutMs: 30_000 }), await labelledProbes(o.impostors, o.profile), o.concurrency, status.headId);
   } finally {
     client.close();
   }

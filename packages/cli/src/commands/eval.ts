@@ -4,6 +4,9 @@ import { detSvg, evaluate, histogramSvg, rocSvg, svgToPng, type EvaluationReport
 import type { Head } from '@yoco/head';
 import type { PROFILES } from '@yoco/models';
 import { readLabelled } from '../labelled-input.js';
+import { evaluateThroughCluster } from '../cluster-evaluation.js';
+import { matcherClient } from '../matcher-client.js';
+import { labelledProbes } from './calibrate.js';
 import { startingHead } from './train.js';
 
 export interface EvalCommandOptions {
@@ -17,6 +20,8 @@ export interface EvalCommandOptions {
   gallery?: string;
   fmr?: number[];
   fpir?: number[];
+  /** Through the running cluster instead of in this process. */
+  cluster?: { address: string; impostorPairs: number; concurrency: number };
   json: boolean;
 }
 
@@ -46,11 +51,11 @@ async function writePng(file: string, svg: string): Promise<void> {
 /** `yoco eval`: 1:1 and 1:N error rates with their counts and intervals, a JSON report and PNG plots. */
 export async function evalCommand(o: EvalCommandOptions): Promise<EvaluationReport[]> {
   const log = (m: string) => process.stderr.write(`${m}\n`);
+  if (o.cluster) return clusterEval(o, o.cluster);
   const data = await readLabelled(o.data, o.profile, log);
   const gallery = o.gallery ? await readLabelled(o.gallery, o.profile, log) : undefined;
   const heads: { name: string; head: Head }[] = [];
   for (const h of o.heads.length ? o.heads : ['metric']) heads.push({ name: h === 'metric' ? 'metric head' : basename(h), head: await startingHead(o.profile, data, h) });
-  mkdirSync(o.out, { recursive: true });
   const reports: EvaluationReport[] = [];
   for (const { name, head } of heads) {
     if (head.dim !== data.dim) throw new Error(`${name} takes vectors of ${head.dim}; ${o.data} has ${data.dim}`);
@@ -58,14 +63,37 @@ export async function evalCommand(o: EvalCommandOptions): Promise<EvaluationRepo
     reports.push(report);
     if (!o.json) printReport(name, report);
   }
-  const series = reports.map((r, i) => ({ name: heads[i].name, points: r.verification.curve }));
+  await writeOutputs(o, heads.map((h) => h.name), reports);
+  return reports;
+}
+
+/** The same protocol's rates, every score from the running cluster. */
+async function clusterEval(o: EvalCommandOptions, c: NonNullable<EvalCommandOptions['cluster']>): Promise<EvaluationReport[]> {
+  if (o.heads.length > 0) throw new Error('--cluster evaluates the head the cluster runs: drop --head');
+  if (o.gallery) throw new Error("--cluster searches the cluster's gallery: drop --gallery");
+  const client = matcherClient(c.address);
+  try {
+    const probes = await labelledProbes(o.data, o.profile);
+    process.stderr.write(`searching ${probes.length} samples through the cluster at ${c.address}\n`);
+    const report = await evaluateThroughCluster(client, probes, { fmr: o.fmr, fpir: o.fpir, impostorPairs: c.impostorPairs, concurrency: c.concurrency });
+    const name = `cluster ${c.address}`;
+    if (!o.json) printReport(name, report);
+    await writeOutputs(o, [name], [report]);
+    return [report];
+  } finally {
+    client.close();
+  }
+}
+
+async function writeOutputs(o: EvalCommandOptions, names: string[], reports: EvaluationReport[]): Promise<void> {
+  mkdirSync(o.out, { recursive: true });
+  const series = reports.map((r, i) => ({ name: names[i], points: r.verification.curve }));
   await writePng(join(o.out, 'det.png'), detSvg(series));
   await writePng(join(o.out, 'roc.png'), rocSvg(series));
-  await writePng(join(o.out, 'histogram.png'), histogramSvg(reports[0].histogram, `Scores, ${heads[0].name}: genuine vs impostor pairs`));
+  await writePng(join(o.out, 'histogram.png'), histogramSvg(reports[0].histogram, `Scores, ${names[0]}: genuine vs impostor pairs`));
   const file = join(o.out, 'report.json');
-  writeFileSync(`${file}.tmp`, `${JSON.stringify({ data: o.data, heads: heads.map((h) => h.name), reports }, null, 2)}\n`);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify({ data: o.data, heads: names, reports }, null, 2)}\n`);
   renameSync(`${file}.tmp`, file);
-  if (o.json) console.log(JSON.stringify({ data: o.data, heads: heads.map((h) => h.name), reports: reports.map(({ verification: { curve: _c, ...v }, histogram: _h, ...r }) => ({ ...r, verification: v })) }, null, 2));
+  if (o.json) console.log(JSON.stringify({ data: o.data, heads: names, reports: reports.map(({ verification: { curve: _c, ...v }, histogram: _h, ...r }) => ({ ...r, verification: v })) }, null, 2));
   else console.log(`report and plots in ${o.out}: report.json, det.png, roc.png, histogram.png`);
-  return reports;
 }
