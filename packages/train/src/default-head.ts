@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { evaluate, type OperatingPoint } from '@yoco/eval';
 import { metricHead } from '@yoco/head';
 import { MODELS_DIR, PROFILES } from '@yoco/models';
@@ -90,4 +91,15 @@ export async function buildDefaultHead(dir = MODELS_DIR, log: (m: string) => voi
   writeFileSync(`${reportFile}.tmp`, `${JSON.stringify(report, null, 2)}\n`);
   renameSync(`${reportFile}.tmp`, reportFile);
   return report;
+}
+
+// `npm run models` builds it with the models: node packages/train/dist/default-head.js
+if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
+  buildDefaultHead(MODELS_DIR, console.log).then(
+    (r) => console.log(`trained head: ${r.adopted ? `${r.head} (${r.headId}), used by npm start` : 'not used'}: ${r.reason}`),
+    (err: Error) => {
+      console.error(`trained head: not built (${err.message}); npm start keeps the metric head`);
+      process.exit(0);
+    },
+  );
 }
