@@ -3,7 +3,7 @@ export { enrolDemoGallery, enrolDemoPhotos, alteredCopy, demoVector, DEMO_PHOTOS
 export { bulkEnrol, waitForJobs, type EnrolRecord, type BulkSummary } from './bulk-enrol.js';
 export { readBulk, countBulk, RejectionLog, type BulkRecord, type Rejected } from './records.js';
 export { importFile } from './commands/import.js';
-export { UP_REDIS, redactUrl } from './commands/up.js';
+export { UP_REDIS, redactUrl, galleryHead, HEAD_RECORD } from './commands/up.js';
 export { parseSince } from './commands/audit.js';
 export { acquireRunLock } from './run-lock.js';
 export { localCluster, clusterFile, type ClusterFile } from './cluster-file.js';

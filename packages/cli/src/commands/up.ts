@@ -69,6 +69,7 @@ export async function up(): Promise<void> {
   let config = readEnv(UP_ENV);
   console.log(`building models if missing (${MODELS_DIR})`);
   await buildModels(MODELS_DIR, false, (m) => console.log(m));
+  const dataDir = resolve(config.dataDir);
   if (profile.id === 'resnet50-ms3840' && !config.headPath && config.trainedHead) {
     // The best head that can be built offline: trained once on the photo benchmark, kept only if it measures better.
     const started = Date.now();
@@ -77,20 +78,28 @@ export async function up(): Promise<void> {
       return undefined;
     });
     if (trained) {
-      console.log(`trained head: ${trained.adopted ? 'in use' : 'not used'}: ${trained.reason} (${((Date.now() - started) / 1000).toFixed(1)} s here; trained in ${((trained.trainMs ?? 0) / 1000).toFixed(1)} s on ${trained.builtAt})`);
-      if (trained.adopted && trained.head) {
+      console.log(`trained head: ${trained.reason} (${((Date.now() - started) / 1000).toFixed(1)} s here; trained in ${((trained.trainMs ?? 0) / 1000).toFixed(1)} s on ${trained.builtAt})`);
+      // A gallery already scored by another head keeps it: shards of a new head would not serve it (HEAD_MISMATCH).
+      const onRecord = await galleryHead(config, dataDir, (await resolveHead(config)).id);
+      if (trained.adopted && trained.head && onRecord && onRecord !== trained.headId) {
+        console.log(`  this gallery's head is ${onRecord}: kept. \`npx yoco rollout-head ${resolve(MODELS_DIR, trained.head)}\` moves it to the trained head (or start with a fresh YOCO_DATA_DIR)`);
+      } else if (trained.adopted && trained.head) {
+        console.log('  in use');
         process.env.YOCO_HEAD_PATH = resolve(MODELS_DIR, trained.head);
         config = readEnv(UP_ENV);
+      } else {
+        console.log('  not used: the metric head serves');
       }
     }
   }
   const head = await resolveHead(config);
   if (head.dim !== profile.dim) throw new Error(`the head takes ${head.dim}-wide vectors but profile ${profile.id} gives ${profile.dim}`);
-  const dataDir = resolve(config.dataDir);
   const logDir = resolve(dataDir, 'logs');
   // One `npm start` per data directory (its Redis files, its logs); a lock left by a killed one is taken over.
   const release = acquireRunLock(dataDir, config.address);
   process.once('exit', release);
+  // Before the shards record it in the store: the next start then knows which head this gallery has.
+  writeFileSync(resolve(dataDir, HEAD_RECORD), `${JSON.stringify({ head_id: head.id, head_path: config.headPath || 'metric' })}\n`);
   if (config.redisUrl) await checkRedis(config.redisUrl);
   // The readiness check must be answered by this start's own Matcher, not by whatever already listens there.
   await checkFree(config.address);
@@ -262,3 +271,29 @@ function calibratedFor(file: string, headId: string): boolean {
     return false;
   }
 }
+
+/**
+ * The head the gallery npm start is about to serve was scored with: the
+ * store's record (an external REDIS_URL), else what the last start in this
+ * data directory wrote, else, for a data directory that holds a Redis from
+ * before that record existed, the metric head (all npm start ran then).
+ * Undefined for a new gallery.
+ */
+export async function galleryHead(config: Pick<UpConfig, 'redisUrl' | 'prefix' | 'redisHa'>, dataDir: string, metricId: string): Promise<string | undefined> {
+  if (config.redisUrl) {
+    const redis = connectRedis(config.redisUrl, 'tool');
+    try {
+      return (await new GalleryStore(redis, { prefix: config.prefix, dim: PROFILES['resnet50-ms3840'].dim }).storedHead()) || undefined;
+    } finally {
+      redis.disconnect();
+    }
+  }
+  try {
+    return (JSON.parse(readFileSync(resolve(dataDir, HEAD_RECORD), 'utf8')) as { head_id: string }).head_id;
+  } catch {
+    return existsSync(resolve(dataDir, config.redisHa ? 'redis-ha' : 'redis')) ? metricId : undefined;
+  }
+}
+
+/** Where a start records the head its gallery is scored with (read by galleryHead). */
+export const HEAD_RECORD = 'head.json';
