@@ -9,3 +9,4 @@ export { msUntil, sleep, clampTimeout, deadlineFrom, DEFAULT_CALL_TIMEOUT_MS, MA
 export { Batcher, type BatcherOptions, type SubmitOptions, type DropReason } from './batcher.js';
 export { failpoint, failpointMs, checkFailpoints, FAILPOINTS, type FailpointName } from './failpoints.js';
 export { withDefaults } from './with-defaults.js';
+export { Semaphore } from './semaphore.js';

@@ -1,5 +1,5 @@
 import { clipBox, type Face, type FaceBox } from './face-finder.js';
-import { crop, laplacianVariance, padToSquare, resizeBilinear, warpAffine, type Rgb } from './raster.js';
+import { crop, laplacianVariance, resizePaddedSquare, warpAffine, type Rgb } from './raster.js';
 
 /**
  * How the descriptor's input is cut from the frame:
@@ -72,10 +72,10 @@ export function alignmentTransform(landmarks: Float32Array, size: number): numbe
 
 /** The descriptor's `size` x `size` input for a face, in the mode asked for. */
 export function cropFace(img: Rgb, face: Face | undefined, mode: FaceCropMode, size: number): Rgb {
-  if (mode === 'none' || !face) return resizeBilinear(padToSquare(img, true).image, size, size);
+  if (mode === 'none' || !face) return resizePaddedSquare(img, size, true);
   if (mode === 'box') {
     const b = dlibBox(face, img);
-    return resizeBilinear(padToSquare(crop(img, b.x, b.y, b.width, b.height), true).image, size, size);
+    return resizePaddedSquare(crop(img, b.x, b.y, b.width, b.height), size, true);
   }
   return warpAffine(img, size, alignmentTransform(face.landmarks, size));
 }

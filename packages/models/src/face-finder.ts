@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { withDefaults } from '@yoco/common';
-import { crop, padToSquare, resizeBilinear, toChw, type Rgb } from './raster.js';
+import { crop, resizePaddedSquare, toChw, type Rgb } from './raster.js';
 
 /** A box in image pixels. */
 export interface FaceBox {
@@ -109,7 +109,7 @@ export class FaceFinder {
   /** Detections after non-maximum suppression, best first (face-api's TinyYolov2Base.detect). */
   async detect(img: Rgb): Promise<{ box: FaceBox; score: number }[]> {
     const size = this.options.inputSize;
-    const square = resizeBilinear(padToSquare(img, false).image, size, size);
+    const square = resizePaddedSquare(img, size, false);
     const out = await this.detector.run({ image: new Tensor('float32', toChw(square, DETECTOR_MEAN, UNIT), [1, 3, size, size]) });
     const grid = out.grid.data as Float32Array;
     const cells = out.grid.dims[2];
@@ -149,7 +149,7 @@ export class FaceFinder {
     const crops = boxes.map((box, i) => {
       const c = clipBox(box, img.width, img.height);
       if (c.width <= 0 || c.height <= 0) throw new RangeError(`face box ${JSON.stringify(box)} lies outside the ${img.width} x ${img.height} image`);
-      toChw(resizeBilinear(padToSquare(crop(img, c.x, c.y, c.width, c.height), true).image, LANDMARK_SIZE, LANDMARK_SIZE), LANDMARK_MEAN, UNIT, input, i * per);
+      toChw(resizePaddedSquare(crop(img, c.x, c.y, c.width, c.height), LANDMARK_SIZE, true), LANDMARK_MEAN, UNIT, input, i * per);
       return c;
     });
     const out = (await this.landmarker.run({ face: new Tensor('float32', input, [boxes.length, 3, LANDMARK_SIZE, LANDMARK_SIZE]) })).landmarks.data as Float32Array;

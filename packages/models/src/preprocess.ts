@@ -38,7 +38,7 @@ export async function preprocess(bytes: Uint8Array, profile: ModelProfile, limit
  */
 export async function decodeRgb(bytes: Uint8Array, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Promise<Rgb> {
   const raw = await decode(bytes, limits, (s) => s);
-  return rgb(raw.width, raw.height, Float32Array.from(raw.data));
+  return rgb(raw.width, raw.height, new Uint8Array(raw.data.buffer, raw.data.byteOffset, raw.data.byteLength));
 }
 
 async function decode(bytes: Uint8Array, limits: ImageLimits, shape: (s: Sharp) => Sharp): Promise<{ data: Buffer; width: number; height: number }> {

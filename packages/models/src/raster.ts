@@ -1,14 +1,15 @@
 /**
- * An RGB image as pixel values 0-255, row-major, channels interleaved (HWC),
- * in float so that resized and warped images keep their fractions.
+ * An RGB image as pixel values 0-255, row-major, channels interleaved (HWC):
+ * bytes as decoded (a frame of 40 M pixels is 120 MB, not 480), floats once
+ * resized or warped so that they keep their fractions.
  */
 export interface Rgb {
   width: number;
   height: number;
-  data: Float32Array;
+  data: Float32Array | Uint8Array;
 }
 
-export function rgb(width: number, height: number, data = new Float32Array(width * height * 3)): Rgb {
+export function rgb(width: number, height: number, data: Float32Array | Uint8Array = new Float32Array(width * height * 3)): Rgb {
   if (data.length !== width * height * 3) throw new RangeError(`${data.length} values for a ${width} x ${height} RGB image`);
   return { width, height, data };
 }
@@ -39,28 +40,57 @@ export function padToSquare(img: Rgb, centre: boolean): { image: Rgb; offsetX: n
  */
 export function resizeBilinear(img: Rgb, outW: number, outH: number): Rgb {
   if (img.width === outW && img.height === outH) return img;
+  return resample(img, outW, outH, img.width, img.height, 0, 0);
+}
+
+/**
+ * resizeBilinear(padToSquare(img, centre).image, size, size) without making
+ * the square: a 6000 x 4000 frame would be a 432 MB float square.
+ */
+export function resizePaddedSquare(img: Rgb, size: number, centre: boolean): Rgb {
+  const side = Math.max(img.width, img.height);
+  const diff = side - Math.min(img.width, img.height);
+  const before = centre ? diff - Math.round(diff * 0.5) : 0;
+  const offsetX = img.width < img.height ? before : 0;
+  const offsetY = img.height < img.width ? before : 0;
+  if (side === size && diff === 0) return img;
+  return resample(img, size, size, side, side, offsetX, offsetY);
+}
+
+/** The resize of `img` placed at (ox, oy) on a black w x h canvas. */
+function resample(img: Rgb, outW: number, outH: number, w: number, h: number, ox: number, oy: number): Rgb {
   const out = rgb(outW, outH);
-  const { width: w, height: h, data } = img;
+  const { width: iw, height: ih, data } = img;
   const ry = h / outH;
   const rx = w / outW;
+  const xs = new Int32Array(outW * 2);
+  const dxs = new Float64Array(outW);
+  for (let c = 0; c < outW; c++) {
+    const fx = rx * c;
+    const x0 = Math.max(0, Math.floor(fx));
+    dxs[c] = fx - x0;
+    xs[2 * c] = x0 - ox;
+    xs[2 * c + 1] = Math.min(w - 1, Math.ceil(fx)) - ox;
+  }
+  const px = (y: number, x: number, k: number) => (y < 0 || y >= ih || x < 0 || x >= iw ? 0 : data[(y * iw + x) * 3 + k]);
   for (let r = 0; r < outH; r++) {
     const fy = ry * r;
     const y0 = Math.max(0, Math.floor(fy));
     const dy = fy - y0;
-    const y1 = Math.min(h - 1, Math.ceil(fy));
+    const y1 = Math.min(h - 1, Math.ceil(fy)) - oy;
+    const ty = y0 - oy;
     for (let c = 0; c < outW; c++) {
-      const fx = rx * c;
-      const x0 = Math.max(0, Math.floor(fx));
-      const dx = fx - x0;
-      const x1 = Math.min(w - 1, Math.ceil(fx));
-      const tl = (y0 * w + x0) * 3;
-      const tr = (y0 * w + x1) * 3;
-      const bl = (y1 * w + x0) * 3;
-      const br = (y1 * w + x1) * 3;
+      const x0 = xs[2 * c];
+      const x1 = xs[2 * c + 1];
+      const dx = dxs[c];
       const o = (r * outW + c) * 3;
       for (let k = 0; k < 3; k++) {
-        const top = data[tl + k] + (data[tr + k] - data[tl + k]) * dx;
-        const bottom = data[bl + k] + (data[br + k] - data[bl + k]) * dx;
+        const tl = px(ty, x0, k);
+        const tr = px(ty, x1, k);
+        const bl = px(y1, x0, k);
+        const br = px(y1, x1, k);
+        const top = tl + (tr - tl) * dx;
+        const bottom = bl + (br - bl) * dx;
         out.data[o + k] = top + (bottom - top) * dy;
       }
     }

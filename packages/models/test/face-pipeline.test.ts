@@ -71,7 +71,7 @@ async function faceApi() {
     net.loadFromWeightMap(tf.io.decodeWeights(bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.length), manifest[0].weights));
   }
   return async (img: Rgb) => {
-    const input = tf.tensor3d(img.data, [img.height, img.width, 3]);
+    const input = tf.tensor3d(Float32Array.from(img.data), [img.height, img.width, 3]);
     const found = await faceapi.detectAllFaces(input, new faceapi.TinyFaceDetectorOptions()).withFaceLandmarks().withFaceDescriptors();
     input.dispose();
     return found as { detection: { box: { x: number; y: number; width: number; height: number } }; landmarks: { positions: { x: number; y: number }[] }; descriptor: Float32Array }[];

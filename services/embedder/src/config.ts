@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { parse, readEnv, type EnvSpec } from '@yoco/common';
 import { FACE_CROP_MODES, FACE_SELECTS, MODELS_DIR, type FaceCropMode, type FaceSelect } from '@yoco/models';
 import { grpcAddressEnv, SERVER_SECURITY_ENV, SERVICE_ENV, type ServerSecurityConfig, type ServiceBaseConfig } from '@yoco/service';
@@ -18,6 +19,7 @@ export interface EmbedderConfig extends ServiceBaseConfig, ServerSecurityConfig 
   faceSelect: FaceSelect;
   faceMinScore: number;
   faceDetectSize: number;
+  faceConcurrency: number;
 }
 
 export const EMBEDDER_ENV: EnvSpec<EmbedderConfig> = {
@@ -36,6 +38,12 @@ export const EMBEDDER_ENV: EnvSpec<EmbedderConfig> = {
   faceCrop: { name: 'FACE_CROP', default: 'aligned', parse: parse.oneOf(...FACE_CROP_MODES), doc: "face profiles: aligned (eyes levelled, the default), box (face-api's axis-aligned crop) or none (images are already face crops)" },
   faceSelect: { name: 'FACE_SELECT', default: 'largest', parse: parse.oneOf(...FACE_SELECTS), doc: 'face profiles, several faces in an image: largest, best (most confident) or only (refuse the image)' },
   faceMinScore: { name: 'FACE_MIN_SCORE', default: 0.5, parse: parse.number(0.01, 0.99), doc: "face profiles: the detector's confidence a face needs" },
+  faceConcurrency: {
+    name: 'FACE_CONCURRENCY',
+    default: () => availableParallelism(),
+    parse: parse.int(1, 256),
+    doc: 'face profiles: frames decoded and searched for faces at once (each holds width x height x 3 bytes); default one per core',
+  },
   faceDetectSize: { name: 'FACE_DETECT_SIZE', default: 416, parse: parse.int(64, 1024), doc: "face profiles: the detector's input side, a multiple of 32 (larger finds smaller faces, slower)" },
 };
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { Batcher, f32leBytes, FailedPreconditionError, InvalidArgumentError } from '@yoco/common';
+import { Batcher, f32leBytes, FailedPreconditionError, InvalidArgumentError, Semaphore } from '@yoco/common';
 import { buildModels, FACE_FINDER_MODELS, FaceError, FaceFinder, PROFILES, preprocess, preprocessFace, type FaceReport, type ModelProfile } from '@yoco/models';
 import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
@@ -33,6 +33,8 @@ export class EmbedderWorker {
   modelId = '';
   private session: InferenceSession | undefined;
   private finder: FaceFinder | undefined;
+  /** Decoded frames held at once: each is width x height x 3 bytes at full size, while the crop is 150 x 150. */
+  private readonly frames: Semaphore;
   private batcher: Batcher<Float32Array, Float32Array> | undefined;
   private server: RpcServer | undefined;
   private closing: Promise<void> | undefined;
@@ -46,6 +48,7 @@ export class EmbedderWorker {
     this.profile = r.profile;
     this.modelPath = r.modelPath;
     this.builtIn = r.builtIn;
+    this.frames = new Semaphore(config.faceConcurrency);
     const registers = [this.metrics.registry];
     this.batchSize = new Histogram({ name: 'yoco_embedder_batch_size', help: 'images per model run', buckets: [1, 2, 4, 8, 16, 32, 64], registers });
     const self = this;
@@ -129,7 +132,7 @@ export class EmbedderWorker {
     const where = (i: number) => (images.length > 1 ? `image ${i}: ` : '');
     const inputs = await Promise.all(
       images.map((img, i) =>
-        (finder ? preprocessFace(img, this.profile, finder, face, limits) : preprocess(img, this.profile, limits).then((input) => ({ input, face: undefined }))).catch((err: Error) => {
+        (finder ? this.frames.run(() => preprocessFace(img, this.profile, finder, face, limits)) : preprocess(img, this.profile, limits).then((input) => ({ input, face: undefined }))).catch((err: Error) => {
           if (err instanceof FaceError) throw new FailedPreconditionError(where(i) + err.message, err.code);
           throw new InvalidArgumentError(where(i) + err.message, 'IMAGE');
         }),
