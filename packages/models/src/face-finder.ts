@@ -100,7 +100,11 @@ export class FaceFinder {
 
   /** Every face, best detection first. */
   async find(img: Rgb): Promise<Face[]> {
-    const found = await this.detect(img);
+    // A detection in the padding (below or right of a non-square frame) has nothing to put landmarks on.
+    const found = (await this.detect(img)).filter((f) => {
+      const c = clipBox(f.box, img.width, img.height);
+      return c.width > 0 && c.height > 0;
+    });
     if (found.length === 0) return [];
     const landmarks = await this.landmarks(img, found.map((f) => f.box));
     return found.map((f, i) => ({ ...f, landmarks: landmarks[i] }));
