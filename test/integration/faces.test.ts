@@ -90,6 +90,8 @@ describe('faces through the cluster (face-resnet128: detect, align, describe)', 
 
     const sky = await sharp({ create: { width: 800, height: 600, channels: 3, background: { r: 120, g: 170, b: 230 } } }).jpeg().toBuffer();
     expect(await status(identify(sky))).toBe('FAILED_PRECONDITION: no face found');
+    // The code travels too, for clients that branch on it.
+    expect(await identify(sky).catch((e: { metadata: { get(k: string): unknown[] } }) => e.metadata.get('yoco-error-code')[0])).toBe('NO_FACE');
     expect(await status(enrol('nobody', [sky]))).toBe('FAILED_PRECONDITION: no face found');
     // Still serving, and a bad image is still INVALID_ARGUMENT, not a face problem.
     expect(await status(identify(Buffer.from('not an image')))).toMatch(/^INVALID_ARGUMENT: not a decodable image/);

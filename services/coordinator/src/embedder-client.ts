@@ -39,7 +39,7 @@ export class EmbedderClient {
         const m = /^image (\d+): (.*)$/s.exec(err.details);
         const details = m && labels ? `probe ${labels[Number(m[1])]}: ${m[2]}` : err.details;
         // FAILED_PRECONDITION: the image decoded but shows no usable face (NO_FACE, FACE_SELECT).
-        if (err.code === Status.FAILED_PRECONDITION) throw new FailedPreconditionError(details, /several|faces found/.test(details) ? 'FACE_SELECT' : 'NO_FACE');
+        if (err.code === Status.FAILED_PRECONDITION) throw new FailedPreconditionError(details, String(err.metadata?.get('yoco-error-code')[0] ?? '') || 'NO_FACE');
         throw new InvalidArgumentError(details, 'IMAGE');
       }
       if (isServiceError(err) && (err.code === Status.UNAVAILABLE || err.code === Status.DEADLINE_EXCEEDED)) {
