@@ -85,19 +85,24 @@ describe('yoco eval on a set built to known rates', () => {
   });
 });
 
-describe('yoco eval through a running cluster', () => {
-  const prefix = testPrefix('eval-cluster');
-  let cluster: LocalCluster | undefined;
+/** A describe block's cluster under a prefix of its own: stopped and flushed after the block. */
+function clusterFixture(name: string): { prefix: string; cluster?: LocalCluster } {
+  const f: { prefix: string; cluster?: LocalCluster } = { prefix: testPrefix(name) };
   afterAll(async () => {
-    await cluster?.stop();
+    await f.cluster?.stop();
     const r = connect();
-    await flushPrefix(r, prefix);
+    await flushPrefix(r, f.prefix);
     r.disconnect();
   });
+  return f;
+}
+
+describe('yoco eval through a running cluster', () => {
+  const f = clusterFixture('eval-cluster');
 
   it("gives the known set's 1:N rates from the cluster's own searches, and 1:1 rates from its Verify", async () => {
     const { gallery, probes } = knownSet();
-    cluster = await startCluster(prefix, { shards: 2, env: { YOCO_DIM: '4', YOCO_HIDDEN: '8', YOCO_HEAD_TAU: String(KNOWN_HEAD.tau), YOCO_HEAD_ALPHA: String(KNOWN_HEAD.alpha) } });
+    const cluster = (f.cluster = await startCluster(f.prefix, { shards: 2, env: { YOCO_DIM: '4', YOCO_HIDDEN: '8', YOCO_HEAD_TAU: String(KNOWN_HEAD.tau), YOCO_HEAD_ALPHA: String(KNOWN_HEAD.alpha) } }));
     const client = cluster.matcherClient();
     await Promise.all(gallery.map((g) => unary(client, 'Enrol', { subjectId: g.subject, probes: [{ vector: { values: g.vector } }], wait: true }, { deadline: Date.now() + 30_000 })));
     const out = join(dir, 'eval-cluster');
@@ -152,19 +157,12 @@ describe('yoco train', () => {
 });
 
 describe('yoco calibrate against a running cluster', () => {
-  const prefix = testPrefix('calibrate');
-  let cluster: LocalCluster | undefined;
-  afterAll(async () => {
-    await cluster?.stop();
-    const r = connect();
-    await flushPrefix(r, prefix);
-    r.disconnect();
-  });
+  const f = clusterFixture('calibrate');
 
   it('picks the threshold from impostor searches; the coordinator applies it and shows where it came from; held-out impostors pass at the promised FPIR', async () => {
-    const gallery = await writeGallery(prefix, 300, 3);
+    const gallery = await writeGallery(f.prefix, 300, 3);
     const thresholdFile = join(dir, 'threshold.json');
-    cluster = await startCluster(prefix, { shards: 1, coordinatorEnv: { THRESHOLD_FILE: thresholdFile } });
+    const cluster = (f.cluster = await startCluster(f.prefix, { shards: 1, coordinatorEnv: { THRESHOLD_FILE: thresholdFile } }));
     const client = cluster.matcherClient();
     const status = async () => rawUnary<{ defaultThreshold: number; thresholdSource: { source: string; fpir: number; gallerySize: number; searches: number; threshold: number; extrapolated: boolean } }>(client, 'ClusterStatus', {});
     expect((await status()).thresholdSource.source).toBe('DEFAULT_THRESHOLD');
