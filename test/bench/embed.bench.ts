@@ -2,21 +2,34 @@
  * The embedder over gRPC, per profile: images per second and p50/p99 per
  * image at batch 1 (one call at a time, no batching) and with the batcher
  * (16 concurrent callers) at each max batch size; the best is marked.
- * `npm run bench:embed`. Images: the demo photos (real JPEGs, 256 px).
+ * `npm run bench:embed`. Images: the demo photos (real JPEGs, 256 px), which
+ * the face profile takes as face crops (FACE_CROP=none); and for its frame
+ * pipeline (detector, landmarks, aligned crop, descriptor) face-api's six
+ * 1920 px group photos, the largest face each.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { DEMO_PHOTOS } from '@yoco/cli';
 import { readEmbedderConfig, EmbedderWorker } from '@yoco/embedder';
-import { PROFILES } from '@yoco/models';
 import { createLogger, loadProtos, makeClient, unary } from '@yoco/rpc';
 import { machineInfo, percentile, printTable, timeConcurrently } from './bench-util.js';
 
 const IMAGES = readdirSync(DEMO_PHOTOS)
   .filter((f) => f.endsWith('.jpg'))
   .map((f) => readFileSync(join(DEMO_PHOTOS, f)));
+const require = createRequire(import.meta.url);
+const SAMPLES = join(dirname(require.resolve('@vladmandic/face-api/package.json')), 'demo');
+const FRAMES = [1, 2, 3, 4, 5, 6].map((n) => readFileSync(join(SAMPLES, `sample${n}.jpg`)));
 const PER_RUN = 96;
+
+/** What each row runs: a profile, and for the face profile whether it looks for faces. */
+const CASES = [
+  { profile: 'resnet50-ms3840', label: 'resnet50-ms3840', faceCrop: 'none', images: IMAGES },
+  { profile: 'face-resnet128', label: 'face-resnet128, crops (FACE_CROP=none)', faceCrop: 'none', images: IMAGES },
+  { profile: 'face-resnet128', label: 'face-resnet128, 1920 px frames (aligned)', faceCrop: 'aligned', images: FRAMES },
+] as const;
 
 interface Row {
   profile: string;
@@ -28,8 +41,9 @@ interface Row {
   best?: boolean;
 }
 
-async function run(profile: string, maxBatch: number, concurrency: number): Promise<Row> {
-  const config = { ...readEmbedderConfig({}), profile, grpcAddress: '127.0.0.1:0', maxBatch, maxQueueDelayMs: maxBatch === 1 ? 0 : 5 };
+async function run(c: (typeof CASES)[number], maxBatch: number, concurrency: number): Promise<Row> {
+  const config = { ...readEmbedderConfig({}), profile: c.profile, faceCrop: c.faceCrop, grpcAddress: '127.0.0.1:0', maxBatch, maxQueueDelayMs: maxBatch === 1 ? 0 : 5 };
+  const IMAGES = c.images;
   const worker = new EmbedderWorker(config, createLogger('bench', 'warn'));
   await worker.start();
   const client = makeClient(loadProtos().Embedder, `127.0.0.1:${worker.port}`);
@@ -39,7 +53,7 @@ async function run(profile: string, maxBatch: number, concurrency: number): Prom
   client.close();
   await worker.stop();
   return {
-    profile,
+    profile: c.label,
     setting: maxBatch === 1 ? 'batch 1' : `batcher, max batch ${maxBatch}`,
     concurrency,
     images_per_s: PER_RUN / seconds,
@@ -50,13 +64,13 @@ async function run(profile: string, maxBatch: number, concurrency: number): Prom
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
-  for (const profile of Object.keys(PROFILES)) {
-    process.stderr.write(`${profile}: batch 1\n`);
-    rows.push(await run(profile, 1, 1));
+  for (const c of CASES) {
+    process.stderr.write(`${c.label}: batch 1\n`);
+    rows.push(await run(c, 1, 1));
     const batched: Row[] = [];
     for (const maxBatch of [4, 8, 16]) {
-      process.stderr.write(`${profile}: batcher, max batch ${maxBatch}\n`);
-      batched.push(await run(profile, maxBatch, 16));
+      process.stderr.write(`${c.label}: batcher, max batch ${maxBatch}\n`);
+      batched.push(await run(c, maxBatch, 16));
     }
     const best = batched.reduce((a, b) => (b.images_per_s > a.images_per_s ? b : a));
     best.best = true;
@@ -64,7 +78,7 @@ async function main(): Promise<void> {
   }
   const file = fileURLToPath(new URL('./results/embed.json', import.meta.url));
   mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, JSON.stringify({ machine: machineInfo(), images: `${IMAGES.length} demo photos, ${PER_RUN} calls per row`, results: rows }, null, 2) + '\n');
+  writeFileSync(file, JSON.stringify({ machine: machineInfo(), images: `${IMAGES.length} demo photos (face crops for FACE_CROP=none); frames: face-api's ${FRAMES.length} sample photos; ${PER_RUN} calls per row`, results: rows }, null, 2) + '\n');
   printTable(
     ['profile', 'setting', 'callers', 'images/s', 'p50 ms', 'p99 ms'],
     rows.map((r) => [r.profile, r.setting + (r.best ? ' (best)' : ''), String(r.concurrency), r.images_per_s.toFixed(1), r.p50_ms.toFixed(1), r.p99_ms.toFixed(1)]),

@@ -118,8 +118,8 @@ export function faceQuality(face: Face, aligned: Rgb): FaceQuality {
 export type FaceSelect = 'largest' | 'best' | 'only';
 export const FACE_SELECTS: readonly FaceSelect[] = ['largest', 'best', 'only'];
 
-/** The face to use, or why none can be: undefined when none was found; throws nothing. */
-export function selectFace(faces: Face[], select: FaceSelect): { face?: Face; problem?: string } {
+/** The face to use (by its detection: box and score), or why none can be; throws nothing. */
+export function selectFace<F extends { box: FaceBox; score: number }>(faces: F[], select: FaceSelect): { face?: F; problem?: string } {
   if (faces.length === 0) return { problem: 'no face found' };
   if (select === 'only' && faces.length > 1) return { problem: `${faces.length} faces found; send an image with one face (FACE_SELECT=only)` };
   if (select === 'best' || select === 'only') return { face: faces[0] };

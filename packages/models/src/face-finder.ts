@@ -100,11 +100,7 @@ export class FaceFinder {
 
   /** Every face, best detection first. */
   async find(img: Rgb): Promise<Face[]> {
-    // A detection in the padding (below or right of a non-square frame) has nothing to put landmarks on.
-    const found = (await this.detect(img)).filter((f) => {
-      const c = clipBox(f.box, img.width, img.height);
-      return c.width > 0 && c.height > 0;
-    });
+    const found = await this.detect(img);
     if (found.length === 0) return [];
     const landmarks = await this.landmarks(img, found.map((f) => f.box));
     return found.map((f, i) => ({ ...f, landmarks: landmarks[i] }));
@@ -140,10 +136,18 @@ export class FaceFinder {
     candidates.sort((p, q) => q.score - p.score);
     const kept: { box: FaceBox; score: number }[] = [];
     for (const c of candidates) if (kept.every((k) => iou(k.box, c.box) <= this.options.iouThreshold)) kept.push(c);
-    return kept.map(({ box, score }) => ({
-      score,
-      box: { x: box.x * img.width, y: box.y * img.height, width: box.width * img.width, height: box.height * img.height },
-    }));
+    return (
+      kept
+        .map(({ box, score }) => ({
+          score,
+          box: { x: box.x * img.width, y: box.y * img.height, width: box.width * img.width, height: box.height * img.height },
+        }))
+        // A detection in the padding (below or right of a non-square frame) has no pixels to put landmarks on.
+        .filter((f) => {
+          const c = clipBox(f.box, img.width, img.height);
+          return c.width > 0 && c.height > 0;
+        })
+    );
   }
 
   /** 68 points per box, in image pixels (face-api's FaceLandmark68Net on the box's crop). */

@@ -1,5 +1,5 @@
 import { cropFace, faceQuality, selectFace, type FaceCropMode, type FaceQuality, type FaceSelect } from './face-crop.js';
-import type { FaceBox, FaceFinder } from './face-finder.js';
+import type { Face, FaceBox, FaceFinder } from './face-finder.js';
 import { FaceError } from './errors/index.js';
 import { decodeRgb, DEFAULT_IMAGE_LIMITS, type ImageLimits } from './preprocess.js';
 import type { ModelProfile } from './profiles.js';
@@ -32,9 +32,12 @@ export async function preprocessFace(
   limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
 ): Promise<{ input: Float32Array; face: FaceReport }> {
   const img = await decodeRgb(bytes, limits);
-  const faces = await finder.find(img);
-  const { face, problem } = selectFace(faces, options.select);
-  if (!face) throw new FaceError(problem ?? 'no face found', faces.length === 0 ? 'NO_FACE' : 'FACE_SELECT');
+  // Landmarks for the chosen face only: the choice needs boxes alone, and a group photo has many.
+  const faces = await finder.detect(img);
+  const { face: chosen, problem } = selectFace(faces, options.select);
+  if (!chosen) throw new FaceError(problem ?? 'no face found', faces.length === 0 ? 'NO_FACE' : 'FACE_SELECT');
+  const [landmarks] = await finder.landmarks(img, [chosen.box]);
+  const face: Face = { ...chosen, landmarks };
   const [h, w] = profile.size;
   if (h !== w) throw new RangeError(`profile ${profile.id}: a face crop is square, but the input is ${w} x ${h}`);
   const cropped = cropFace(img, face, options.crop, w);
