@@ -149,6 +149,12 @@ describe('configuration is validated at start', () => {
     expect(r.stdout + r.stderr).toMatch(/ORT_PROVIDERS asks for cuda, (which this onnxruntime-node cannot load|but ONNX Runtime fell back)/);
   });
 
+  it('so does an embedder (it fell back to the CPU silently before)', () => {
+    const r = run('embedder', { ORT_PROVIDERS: 'cuda,cpu', GRPC_ADDRESS: '127.0.0.1:0', METRICS_ADDRESS: '127.0.0.1:0' });
+    expect(r.status).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(/ORT_PROVIDERS asks for cuda, (which this onnxruntime-node cannot load|but ONNX Runtime fell back)/);
+  });
+
   it("a coordinator whose embedder's model does not fit the shards' head refuses to start", async () => {
     // The one process that sees both: the model's width comes from the embedder, the head's from the shards.
     const embedder = new RpcServer({

@@ -4,6 +4,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { Batcher, f32leBytes, FailedPreconditionError, InvalidArgumentError, Semaphore } from '@yoco/common';
 import { buildModels, FACE_FINDER_MODELS, FaceError, FaceFinder, PROFILES, preprocess, preprocessFace, type FaceReport, type ModelProfile } from '@yoco/models';
 import { bindService, loadProtos, RpcServer, SERVICE_NAMES, ServiceMetrics, type Logger, type v1 } from '@yoco/rpc';
+import { assertProviders } from '@yoco/head';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { serverSecurity } from '@yoco/service';
@@ -77,6 +78,8 @@ export class EmbedderWorker {
       this.logger.info({ dir: this.config.modelsDir }, 'building missing models');
       await buildModels(this.config.modelsDir);
     }
+    // onnxruntime-node falls back to the CPU without a word: a GPU embedder that is not on its GPU refuses to start.
+    await assertProviders(this.config.executionProviders);
     const bytes = readFileSync(this.modelPath);
     this.modelId = `${this.profile.id}:${createHash('sha256').update(bytes).digest('hex').slice(0, 12)}`;
     this.session = await InferenceSession.create(bytes, {
