@@ -1,4 +1,4 @@
-import { Rng } from '@yoco/common';
+import { forEachConcurrently, Rng } from '@yoco/common';
 import type { Matcher } from '@yoco/client';
 import { mateRank, OpenSet, reportOf, Verification, type EvaluationReport, type SearchOutcome } from '@yoco/eval';
 import { isServiceError, Status } from '@yoco/rpc';
@@ -16,17 +16,6 @@ export interface ClusterEvaluationOptions {
 /** Candidates asked per search: rank-5 needs 5, and a mate at the top still leaves the best non-mate. */
 const TOP_K = 6;
 
-async function eachConcurrently<T>(items: readonly T[], concurrency: number, run: (item: T, i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      await run(items[i], i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-}
-
 /**
  * `yoco eval --cluster`: the labelled set's samples searched through the
  * running cluster, as a gate would search: images go to its embedder, every
@@ -43,7 +32,7 @@ export async function evaluateThroughCluster(client: Matcher, probes: ImpostorPr
   const status = await client.call('ClusterStatus', {}, { timeoutMs: 10_000 });
   const subjects = [...new Set(probes.map((p) => p.subject))].sort();
   const enrolled = new Set<string>();
-  await eachConcurrently(subjects, concurrency, async (subjectId) => {
+  await forEachConcurrently(subjects, concurrency, async (subjectId) => {
     try {
       await client.call('GetSubject', { subjectId }, { timeoutMs: 30_000 });
       enrolled.add(subjectId);
@@ -56,7 +45,7 @@ export async function evaluateThroughCluster(client: Matcher, probes: ImpostorPr
   const outcomes: SearchOutcome[] = new Array(probes.length);
   const ranks: (number | undefined)[] = new Array(probes.length);
   let gallerySize = 0;
-  await eachConcurrently(probes, concurrency, async (p, i) => {
+  await forEachConcurrently(probes, concurrency, async (p, i) => {
     const res = await client.call('Identify', { probe: p.probe, topK: TOP_K, threshold: 0 }, { timeoutMs: 60_000 });
     gallerySize = Math.max(gallerySize, Number(res.gallerySize));
     const mated = enrolled.has(p.subject);
@@ -76,7 +65,7 @@ export async function evaluateThroughCluster(client: Matcher, probes: ImpostorPr
     for (const s of others.slice(0, o.impostorPairs ?? 10)) pairs.push({ probe: p.probe, subjectId: s, genuine: false });
   }
   const scores = new Float32Array(pairs.length);
-  await eachConcurrently(pairs, concurrency, async (pair, i) => {
+  await forEachConcurrently(pairs, concurrency, async (pair, i) => {
     scores[i] = (await client.call('Verify', { subjectId: pair.subjectId, probe: pair.probe, threshold: 0 }, { timeoutMs: 60_000 })).score;
   });
   const verification = new Verification(

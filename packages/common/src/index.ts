@@ -10,3 +10,4 @@ export { Batcher, type BatcherOptions, type SubmitOptions, type DropReason } fro
 export { failpoint, failpointMs, checkFailpoints, FAILPOINTS, type FailpointName } from './failpoints.js';
 export { withDefaults } from './with-defaults.js';
 export { Semaphore } from './semaphore.js';
+export { forEachConcurrently } from './for-each-concurrently.js';

@@ -10,5 +10,5 @@ export { LocalEmbedder } from './local-embedder.js';
 export { buildTinyFaceDetectorOnnx, buildFaceLandmark68Onnx } from './face-graphs.js';
 export { FaceFinder, FACE_FINDER_DEFAULTS, FACE_FINDER_MODELS, clipBox, type Face, type FaceBox, type FaceFinderOptions } from './face-finder.js';
 export { cropFace, dlibBox, alignmentTransform, faceQuality, referencePoints, selectFace, FACE_CROP_MODES, FACE_SELECTS, type FaceCropMode, type FaceQuality, type FaceSelect } from './face-crop.js';
-export { rgb, padToSquare, resizeBilinear, resizePaddedSquare, crop, warpAffine, toChw, laplacianVariance, type Rgb } from './raster.js';
+export { rgb, resizeBilinear, resizePaddedSquare, crop, warpAffine, toChw, laplacianVariance, type Rgb } from './raster.js';
 export { preprocessFace, type FaceOptions, type FaceReport } from './face-preprocess.js';

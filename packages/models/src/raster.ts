@@ -15,24 +15,6 @@ export function rgb(width: number, height: number, data: Float32Array | Uint8Arr
 }
 
 /**
- * Pads the shorter side with black to a square, as face-api's padToSquare:
- * all of it after the image, or (centred) round(diff / 2) after and the rest before.
- * Returns the image and where the original's top-left corner landed.
- */
-export function padToSquare(img: Rgb, centre: boolean): { image: Rgb; offsetX: number; offsetY: number } {
-  const { width: w, height: h } = img;
-  if (w === h) return { image: img, offsetX: 0, offsetY: 0 };
-  const side = Math.max(w, h);
-  const diff = side - Math.min(w, h);
-  const before = centre ? diff - Math.round(diff * 0.5) : 0;
-  const offsetX = w < h ? before : 0;
-  const offsetY = h < w ? before : 0;
-  const out = rgb(side, side);
-  for (let y = 0; y < h; y++) out.data.set(img.data.subarray(y * w * 3, (y + 1) * w * 3), ((y + offsetY) * side + offsetX) * 3);
-  return { image: out, offsetX, offsetY };
-}
-
-/**
  * Bilinear resize with TensorFlow's legacy sampling (align_corners and
  * half_pixel_centers both false: source = destination x in/out), the
  * arithmetic of tfjs's CPU kernel, so crops match face-api's to the last bit
@@ -44,8 +26,10 @@ export function resizeBilinear(img: Rgb, outW: number, outH: number): Rgb {
 }
 
 /**
- * resizeBilinear(padToSquare(img, centre).image, size, size) without making
- * the square: a 6000 x 4000 frame would be a 432 MB float square.
+ * The shorter side padded with black to a square, as face-api's padToSquare
+ * (all of it after the image, or, centred, round(diff / 2) after and the
+ * rest before), then resized to size x size, without making the square: a
+ * 6000 x 4000 frame would be a 432 MB float square.
  */
 export function resizePaddedSquare(img: Rgb, size: number, centre: boolean): Rgb {
   const side = Math.max(img.width, img.height);

@@ -1,5 +1,5 @@
 export { loadProtos, PROTO_DIR, PROTO_FILES, LOADER_OPTIONS, SERVICE_NAMES, type YocoProtos } from './proto.js';
-export { toServiceError, isServiceError, statusName, Status } from './status.js';
+export { toServiceError, isServiceError, errorCodeOf, statusName, Status } from './status.js';
 export { RpcServer, DEFAULT_MULTIPLEXED_LIMITS, bindService, isLoopback, type ServiceBinding, type ServerOptions, type UnaryHandler, type UnaryHandlers, type MultiplexedHandlers } from './server.js';
 export { ServiceMetrics, LATENCY_BUCKETS } from './metrics.js';
 export { makeClient, unary, type ClientSecurity, CLIENT_OPTIONS, DIRECT_CLIENT_OPTIONS, type ClientConstructor, type UnaryMethod, type RequestOf, type ResponseOf, type UnaryOptions } from './client.js';

@@ -2,7 +2,7 @@ import { Metadata, status as Status, type ServerDuplexStream } from '@grpc/grpc-
 import { CancelledError, InvalidArgumentError, ResourceExhaustedError, UnavailableError } from '@yoco/common';
 import type { Logger } from 'pino';
 import type { ServiceMetrics } from './metrics.js';
-import { failedCall, statusName } from './status.js';
+import { errorCodeOf, failedCall, statusName } from './status.js';
 
 /** One call of a multiplexed stream: the request, and when its caller stops waiting. */
 export interface CallContext {
@@ -182,7 +182,7 @@ export class MultiplexedStreams {
     let reply: ReplyEnvelope<unknown>;
     if (outcome instanceof Error) {
       const e = failedCall(outcome, method, this.logger);
-      reply = { callId, code: e.code, details: e.details ?? '', errorCode: String(e.metadata?.get('yoco-error-code')[0] ?? '') };
+      reply = { callId, code: e.code, details: e.details ?? '', errorCode: errorCodeOf(e) };
     } else {
       reply = { callId, code: Status.OK, details: '', errorCode: '', response: outcome };
     }

@@ -57,6 +57,12 @@ export function errorMetadata(errorCode: string): Metadata {
   return metadata;
 }
 
+/** The YocoError code a failed call carried in its `yoco-error-code` trailer ('' when none). */
+export function errorCodeOf(err: { metadata?: Metadata }): string {
+  const metadata = err.metadata instanceof Metadata ? err.metadata : undefined;
+  return String(metadata?.get('yoco-error-code')[0] ?? '');
+}
+
 /** The status a failure goes out with; the YocoError code travels in the `yoco-error-code` trailer. */
 export function toServiceError(err: unknown): Partial<ServiceError> {
   if (isServiceError(err)) return { code: err.code, details: err.details, metadata: err.metadata };

@@ -1,6 +1,6 @@
 import { Metadata } from '@grpc/grpc-js';
 import { FailedPreconditionError, InvalidArgumentError, UnavailableError, vectorFromWire } from '@yoco/common';
-import { isServiceError, loadProtos, makeClient, Status, unary, type ClientTls, type v1 } from '@yoco/rpc';
+import { errorCodeOf, isServiceError, loadProtos, makeClient, Status, unary, type ClientTls, type v1 } from '@yoco/rpc';
 
 /** An embedded image: its vector, and with a face profile the face it describes. */
 export interface Embedded {
@@ -39,7 +39,7 @@ export class EmbedderClient {
         const m = /^image (\d+): (.*)$/s.exec(err.details);
         const details = m && labels ? `probe ${labels[Number(m[1])]}: ${m[2]}` : err.details;
         // FAILED_PRECONDITION: the image decoded but shows no usable face (NO_FACE, FACE_SELECT).
-        if (err.code === Status.FAILED_PRECONDITION) throw new FailedPreconditionError(details, String(err.metadata?.get('yoco-error-code')[0] ?? '') || 'NO_FACE');
+        if (err.code === Status.FAILED_PRECONDITION) throw new FailedPreconditionError(details, errorCodeOf(err) || 'NO_FACE');
         throw new InvalidArgumentError(details, 'IMAGE');
       }
       if (isServiceError(err) && (err.code === Status.UNAVAILABLE || err.code === Status.DEADLINE_EXCEEDED)) {

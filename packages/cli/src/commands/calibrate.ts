@@ -1,5 +1,6 @@
 import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { forEachConcurrently } from '@yoco/common';
 import { calibrateThreshold, scoreMatrix, type Calibration, type LabelledSet } from '@yoco/eval';
 import type { PROFILES } from '@yoco/models';
 import { localCluster } from '../cluster-file.js';
@@ -39,18 +40,13 @@ export async function impostorSearches(identify: (probe: ImpostorProbe['probe'])
   const tops: number[] = new Array(probes.length);
   const mated: string[] = [];
   let gallerySize = 0;
-  let next = 0;
-  const worker = async () => {
-    while (next < probes.length) {
-      const i = next++;
-      const res = await identify(probes[i].probe);
-      gallerySize = Math.max(gallerySize, Number(res.gallerySize));
-      const top = res.matches[0];
-      if (top && top.subjectId === probes[i].subject) mated.push(probes[i].subject);
-      tops[i] = top ? top.score : 0;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  await forEachConcurrently(probes, concurrency, async (p, i) => {
+    const res = await identify(p.probe);
+    gallerySize = Math.max(gallerySize, Number(res.gallerySize));
+    const top = res.matches[0];
+    if (top && top.subjectId === p.subject) mated.push(p.subject);
+    tops[i] = top ? top.score : 0;
+  });
   return { tops, gallerySize, headId, mated };
 }
 

@@ -80,7 +80,7 @@ export async function up(): Promise<void> {
     if (trained) {
       console.log(`trained head: ${trained.reason} (${((Date.now() - started) / 1000).toFixed(1)} s here; trained in ${((trained.trainMs ?? 0) / 1000).toFixed(1)} s on ${trained.builtAt})`);
       // A gallery already scored by another head keeps it: shards of a new head would not serve it (HEAD_MISMATCH).
-      const onRecord = await galleryHead(config, dataDir, (await resolveHead(config)).id);
+      const onRecord = await galleryHead(config, dataDir, async () => (await resolveHead(config)).id);
       if (trained.adopted && trained.head && onRecord && onRecord !== trained.headId) {
         console.log(`  this gallery's head is ${onRecord}: kept. \`npx yoco rollout-head ${resolve(MODELS_DIR, trained.head)}\` moves it to the trained head (or start with a fresh YOCO_DATA_DIR)`);
       } else if (trained.adopted && trained.head) {
@@ -279,7 +279,7 @@ function calibratedFor(file: string, headId: string): boolean {
  * before that record existed, the metric head (all npm start ran then).
  * Undefined for a new gallery.
  */
-export async function galleryHead(config: Pick<UpConfig, 'redisUrl' | 'prefix' | 'redisHa'>, dataDir: string, metricId: string): Promise<string | undefined> {
+export async function galleryHead(config: Pick<UpConfig, 'redisUrl' | 'prefix' | 'redisHa'>, dataDir: string, metricId: () => Promise<string>): Promise<string | undefined> {
   if (config.redisUrl) {
     const redis = connectRedis(config.redisUrl, 'tool');
     try {
@@ -291,7 +291,7 @@ export async function galleryHead(config: Pick<UpConfig, 'redisUrl' | 'prefix' |
   try {
     return (JSON.parse(readFileSync(resolve(dataDir, HEAD_RECORD), 'utf8')) as { head_id: string }).head_id;
   } catch {
-    return existsSync(resolve(dataDir, config.redisHa ? 'redis-ha' : 'redis')) ? metricId : undefined;
+    return existsSync(resolve(dataDir, config.redisHa ? 'redis-ha' : 'redis')) ? metricId() : undefined;
   }
 }
 

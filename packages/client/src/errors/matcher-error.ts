@@ -1,5 +1,5 @@
-import { Metadata, status as Status } from '@grpc/grpc-js';
-import { isServiceError, statusName } from '@yoco/rpc';
+import { status as Status } from '@grpc/grpc-js';
+import { errorCodeOf, isServiceError, statusName } from '@yoco/rpc';
 
 /**
  * A failed Matcher call: its gRPC status (code and name), YOCO's own error
@@ -21,10 +21,7 @@ export class MatcherError extends Error {
 
   static from(err: unknown): MatcherError {
     if (err instanceof MatcherError) return err;
-    if (isServiceError(err)) {
-      const metadata = err.metadata instanceof Metadata ? err.metadata : undefined;
-      return new MatcherError(err.code, err.details, String(metadata?.get('yoco-error-code')[0] ?? ''));
-    }
+    if (isServiceError(err)) return new MatcherError(err.code, err.details, errorCodeOf(err));
     return new MatcherError(Status.UNKNOWN, err instanceof Error ? err.message : String(err), '');
   }
 
