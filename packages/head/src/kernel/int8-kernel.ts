@@ -226,17 +226,19 @@ export class Int8Kernel {
   run(r: Int16Array, out: Int32Array | Float64Array, rows = this.count, affine?: Affine): void {
     const count = Math.min(rows, this.count);
     const d = this.setOffsets(0, r);
-    const scratch = new Int32Array(this.memory.buffer, this.outOffset, CHUNK);
+    // One query has the whole scratch to itself: one hand-off per scan, not one per CHUNK rows.
+    const chunk = CHUNK * INT8_MAX_QUERIES;
+    const scratch = new Int32Array(this.memory.buffer, this.outOffset, chunk);
     const wb = this.width;
     this.pool.split(
       count,
-      CHUNK,
+      chunk,
       MIN_ROWS_PER_THREAD,
       (row, slot, n) => ({ p: this.rowsOffset + row * wb, u: this.rOffset, w: this.vOffset, out: this.outOffset + slot * 4, n, hb: d }),
       (j) => this.score8(j.p, j.u, j.w, j.out, j.n, j.hb),
       (start, n) => {
         if (affine) copyAffine(out as Float64Array, start, scratch, 0, 1, n, 0, affine.t, affine.bases[0]);
-        else (out as Int32Array).set(n === CHUNK ? scratch : scratch.subarray(0, n), start);
+        else (out as Int32Array).set(n === chunk ? scratch : scratch.subarray(0, n), start);
       },
     );
   }

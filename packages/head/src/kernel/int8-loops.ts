@@ -47,31 +47,66 @@ function total(accs: number[]): number[] {
 export interface RowCode {
   /** v128 locals this code uses besides the accumulators (their indices are handed to body). */
   scratch: number;
+  /** Row bytes one step covers (its weights and offsets are 16 bytes a step either way). */
+  rowStep: number;
   /** Accumulators per query, for this many queries at once (fewer for more: registers run out). */
   accs(queries: number): number;
   /**
-   * The row's code: `row` is the local holding its address, `r` the local
-   * holding the first query's offsets (query k's are rStride k bytes on),
-   * acc(k, j) query k's j-th accumulator (j below accs(queries)), s the
-   * scratch locals.
+   * `steps` steps of a row's code: `row` is the local holding the address of
+   * their first row byte, `r` of the first query's offsets (query k's are
+   * rStride k bytes on), `v` of the weights; acc(k, j) is query k's j-th
+   * accumulator (j below accs(queries)), s the scratch locals.
    */
-  body(row: number, r: number, queries: number, acc: (k: number, j: number) => number, s: number[]): number[];
+  body(row: number, r: number, v: number, queries: number, acc: (k: number, j: number) => number, s: number[], steps: number): number[];
+}
+
+/**
+ * Steps per turn of the column loop. A row is a loop of a few steps, not one
+ * straight run: TurboFan issues a basic block's loads first and its
+ * arithmetic late, so a whole unrolled row (64 steps at H = 512) kept every
+ * load live at once and spilled them to the stack (4x slower, read off
+ * --print-wasm-code). A short block keeps what is live within the 16 xmm
+ * registers: four steps for one query, two for four queries (measured).
+ */
+const stepsPerTurn = (queries: number) => (queries === 1 ? 4 : 2);
+
+/**
+ * The column loop over one row: cursors for the row's bytes, the offsets
+ * and the weights start at row, r and V and advance by one turn of steps
+ * until the row's end; the accumulators are left holding its sums.
+ */
+function columns(wb: number, code: RowCode, row: number, r: number, queries: number, acc: (k: number, j: number) => number, s: number[], cursors: [rc: number, oc: number, vc: number, end: number]): number[] {
+  const [RC, OC, VC, END_] = cursors;
+  const steps = wb / code.rowStep;
+  let per = Math.min(stepsPerTurn(queries), steps);
+  while (steps % per !== 0) per--;
+  return [
+    LOCAL_GET, row, LOCAL_SET, RC, LOCAL_GET, r, LOCAL_SET, OC, LOCAL_GET, V, LOCAL_SET, VC,
+    LOCAL_GET, row, I32_CONST, ...sleb(wb), I32_ADD, LOCAL_SET, END_,
+    LOOP, VOID,
+    ...code.body(RC, OC, VC, queries, acc, s, per),
+    LOCAL_GET, RC, I32_CONST, ...sleb(per * code.rowStep), I32_ADD, LOCAL_SET, RC,
+    LOCAL_GET, OC, I32_CONST, ...sleb(per * 16), I32_ADD, LOCAL_SET, OC,
+    LOCAL_GET, VC, I32_CONST, ...sleb(per * 16), I32_ADD, LOCAL_SET, VC,
+    LOCAL_GET, RC, LOCAL_GET, END_, I32_LT_U, BR_IF, 0, END,
+  ];
 }
 
 /** The single-query function: out[i] = d + sum over row i. */
 export function rowsFunction(name: string, wb: number, code: RowCode): ScanFunction {
   const WB = 6; // nextRow steps by the row width held in a local
+  const CURSORS: [number, number, number, number] = [7, 8, 9, 10];
   const per = code.accs(1);
-  const ACC = Array.from({ length: per }, (_, j) => 7 + j);
-  const S = Array.from({ length: code.scratch }, (_, j) => 7 + per + j);
+  const ACC = Array.from({ length: per }, (_, j) => 11 + j);
+  const S = Array.from({ length: code.scratch }, (_, j) => 11 + per + j);
   const body: number[] = [I32_CONST, ...sleb(wb), LOCAL_SET, WB];
   body.push(BLOCK, VOID, LOOP, VOID);
   body.push(LOCAL_GET, N, I32_EQZ, BR_IF, 1);
   for (const a of ACC) body.push(...V128_CONST_ZERO, LOCAL_SET, a);
-  body.push(...code.body(Q, R, 1, (_, j) => ACC[j], S));
+  body.push(...columns(wb, code, Q, R, 1, (_, j) => ACC[j], S, CURSORS));
   body.push(LOCAL_GET, OUT, ...total(ACC), LOCAL_GET, ARG5, I32_ADD, I32_STORE, 2, 0);
   body.push(...nextRow(Q, WB, OUT, N));
-  return { name, locals: [2, 1, 0x7f, ...leb(per + code.scratch), 0x7b], body };
+  return { name, locals: [2, 5, 0x7f, ...leb(per + code.scratch), 0x7b], body };
 }
 
 /** The batch function: INT8_GROUP queries per look at a row, `groups` groups, blocks of rows kept in cache. */
@@ -84,9 +119,10 @@ export function groupsFunction(name: string, wb: number, rStride: number, code: 
   const QI = 11; // this row
   const OI = 12; // this row's output
   const I = 13; // rows left in the block
+  const CURSORS: [number, number, number, number] = [14, 15, 16, 17];
   const per = code.accs(INT8_GROUP);
-  const ACC = Array.from({ length: INT8_GROUP * per }, (_, j) => 14 + j);
-  const S = Array.from({ length: code.scratch }, (_, j) => 14 + ACC.length + j);
+  const ACC = Array.from({ length: INT8_GROUP * per }, (_, j) => 18 + j);
+  const S = Array.from({ length: code.scratch }, (_, j) => 18 + ACC.length + j);
   const acc = (k: number, j: number) => ACC[k * per + j];
   const body: number[] = [];
   body.push(LOCAL_GET, N, I32_CONST, 4, I32_SHL, LOCAL_SET, NS);
@@ -99,7 +135,7 @@ export function groupsFunction(name: string, wb: number, rStride: number, code: 
   body.push(LOCAL_GET, Q, LOCAL_SET, QI, LOCAL_GET, OG, LOCAL_SET, OI, LOCAL_GET, NB, LOCAL_SET, I);
   body.push(LOOP, VOID); // rows of the block
   for (const a of ACC) body.push(...V128_CONST_ZERO, LOCAL_SET, a);
-  body.push(...code.body(QI, RG, INT8_GROUP, acc, S));
+  body.push(...columns(wb, code, QI, RG, INT8_GROUP, acc, S, CURSORS));
   for (let k = 0; k < INT8_GROUP; k++) body.push(LOCAL_GET, OI, ...total(ACC.slice(k * per, (k + 1) * per)), I32_STORE, 2, ...leb(4 * k));
   body.push(LOCAL_GET, QI, I32_CONST, ...sleb(wb), I32_ADD, LOCAL_SET, QI);
   body.push(LOCAL_GET, OI, I32_CONST, 16, I32_ADD, LOCAL_SET, OI);
@@ -112,7 +148,7 @@ export function groupsFunction(name: string, wb: number, rStride: number, code: 
   body.push(LOCAL_GET, OUT, LOCAL_GET, NB, I32_CONST, 4, I32_SHL, I32_ADD, LOCAL_SET, OUT);
   body.push(LOCAL_GET, N, LOCAL_GET, NB, I32_SUB, LOCAL_SET, N);
   body.push(BR, 0, END, END, END);
-  return { name, locals: [2, 8, 0x7f, ...leb(ACC.length + code.scratch), 0x7b], body };
+  return { name, locals: [2, 12, 0x7f, ...leb(ACC.length + code.scratch), 0x7b], body };
 }
 
 /** One compiled module per row width, built on first use. */

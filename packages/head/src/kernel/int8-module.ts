@@ -24,7 +24,7 @@
  * its parts did.
  */
 import { SIMD, V128_LOAD, leb, LOCAL_GET, LOCAL_SET } from './wasm-encoding.js';
-import { groupsFunction, perWidth, rowsFunction, V, type RowCode } from './int8-loops.js';
+import { groupsFunction, perWidth, rowsFunction, type RowCode } from './int8-loops.js';
 
 export { INT8_GROUP } from './int8-loops.js';
 
@@ -33,23 +33,22 @@ const I16X8_MAX_S = [SIMD, ...leb(0x98)];
 const I32X4_DOT_I16X8_S = [SIMD, ...leb(0xba)];
 const I32X4_ADD = [SIMD, ...leb(0xae)];
 
-/** Eight columns at a time: the row's bytes widened once, then for each query acc += dot(max(x, c), v). */
+/** Eight columns a step: the row's bytes widened once, then for each query acc += dot(max(x, c), v). */
 function code(wb: number): RowCode {
   return {
+    rowStep: 8,
     // Two chains for one query hide the add's latency; four queries interleave theirs already.
     accs: (queries) => (queries === 1 ? 2 : 1),
     scratch: 2,
-    body(row, c, queries, acc, [X, VV]) {
+    body(row, c, v, queries, acc, [X, VV], steps) {
       const chains = queries === 1 ? 2 : 1;
       const out: number[] = [];
-      for (let s = 0; s < wb / 16; s++) {
-        for (let h = 0; h < 2; h++) {
-          out.push(LOCAL_GET, row, ...V128_LOAD8X8_S, 3, ...leb(16 * s + 8 * h), LOCAL_SET, X);
-          out.push(LOCAL_GET, V, ...V128_LOAD, 4, ...leb(32 * s + 16 * h), LOCAL_SET, VV);
-          for (let k = 0; k < queries; k++) {
-            out.push(LOCAL_GET, acc(k, h % chains), LOCAL_GET, X, LOCAL_GET, c, ...V128_LOAD, 4, ...leb(k * 2 * wb + 32 * s + 16 * h));
-            out.push(...I16X8_MAX_S, LOCAL_GET, VV, ...I32X4_DOT_I16X8_S, ...I32X4_ADD, LOCAL_SET, acc(k, h % chains));
-          }
+      for (let t = 0; t < steps; t++) {
+        out.push(LOCAL_GET, row, ...V128_LOAD8X8_S, 3, ...leb(8 * t), LOCAL_SET, X);
+        out.push(LOCAL_GET, v, ...V128_LOAD, 4, ...leb(16 * t), LOCAL_SET, VV);
+        for (let k = 0; k < queries; k++) {
+          out.push(LOCAL_GET, acc(k, t % chains), LOCAL_GET, X, LOCAL_GET, c, ...V128_LOAD, 4, ...leb(k * 2 * wb + 16 * t));
+          out.push(...I16X8_MAX_S, LOCAL_GET, VV, ...I32X4_DOT_I16X8_S, ...I32X4_ADD, LOCAL_SET, acc(k, t % chains));
         }
       }
       return out;

@@ -15,27 +15,28 @@
  * r and v are int8 here (wb bytes each; the simd128 kernel keeps them int16).
  */
 import { LOCAL_GET, LOCAL_SET, SIMD, V128_CONST_ZERO, V128_LOAD, leb, scanModuleOf } from './wasm-encoding.js';
-import { groupsFunction, perWidth, rowsFunction, V, type RowCode } from './int8-loops.js';
+import { groupsFunction, perWidth, rowsFunction, type RowCode } from './int8-loops.js';
 
 const I8X16_ADD_SAT_S = [SIMD, ...leb(0x6f)];
 const I8X16_MAX_S = [SIMD, ...leb(0x78)];
 const I32X4_RELAXED_DOT_I8X16_I7X16_ADD_S = [SIMD, ...leb(0x113)];
 
-/** Sixteen columns at a time: acc = dot(v, max(0, q + r)) + acc, over the query's accumulators in turn. */
+/** Sixteen columns a step: acc = dot(v, max(0, q + r)) + acc, over the query's accumulators in turn. */
 function code(wb: number): RowCode {
   return {
+    rowStep: 16,
     // The dot-add's latency (about 5 cycles) wants four chains for one query; four queries interleave theirs.
     accs: (queries) => (queries === 1 ? 4 : 2),
     scratch: 2,
-    body(row, r, queries, acc, [X, VV]) {
+    body(row, r, v, queries, acc, [X, VV], steps) {
       const chains = queries === 1 ? 4 : 2;
       const out: number[] = [];
-      for (let s = 0; s < wb / 16; s++) {
-        out.push(LOCAL_GET, row, ...V128_LOAD, 4, ...leb(16 * s), LOCAL_SET, X);
-        out.push(LOCAL_GET, V, ...V128_LOAD, 4, ...leb(16 * s), LOCAL_SET, VV);
+      for (let t = 0; t < steps; t++) {
+        out.push(LOCAL_GET, row, ...V128_LOAD, 4, ...leb(16 * t), LOCAL_SET, X);
+        out.push(LOCAL_GET, v, ...V128_LOAD, 4, ...leb(16 * t), LOCAL_SET, VV);
         for (let k = 0; k < queries; k++) {
-          out.push(LOCAL_GET, VV, ...V128_CONST_ZERO, LOCAL_GET, X, LOCAL_GET, r, ...V128_LOAD, 4, ...leb(k * wb + 16 * s), ...I8X16_ADD_SAT_S, ...I8X16_MAX_S);
-          out.push(LOCAL_GET, acc(k, s % chains), ...I32X4_RELAXED_DOT_I8X16_I7X16_ADD_S, LOCAL_SET, acc(k, s % chains));
+          out.push(LOCAL_GET, VV, ...V128_CONST_ZERO, LOCAL_GET, X, LOCAL_GET, r, ...V128_LOAD, 4, ...leb(k * wb + 16 * t), ...I8X16_ADD_SAT_S, ...I8X16_MAX_S);
+          out.push(LOCAL_GET, acc(k, t % chains), ...I32X4_RELAXED_DOT_I8X16_I7X16_ADD_S, LOCAL_SET, acc(k, t % chains));
         }
       }
       return out;
