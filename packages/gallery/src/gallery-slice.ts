@@ -1,4 +1,4 @@
-import { rescoreWithinBounds, sigmoid, topK, type ScanBounds, type Scorer } from '@yoco/head';
+import { BoundFloors, rescoreWithinBounds, sigmoid, topK, type Match, type ScanBounds, type Scorer } from '@yoco/head';
 import { SLOT_COUNT, slotOf } from './slots.js';
 import type { Template } from './template-record.js';
 
@@ -172,8 +172,8 @@ export class GallerySlice {
    * Synchronous (bounds.exact must run before the next scan).
    */
   private bestSubjectsExact(logits: ArrayLike<number>, rowAlive: Uint8Array, count: number, k: number, bounds: ScanBounds, mask?: SlotMask): SubjectMatch[] {
-    const nSubjects = this.subjectIds.length;
-    const { best, alive } = this.bestOfEach(logits, rowAlive, count, mask, bounds.rowSlack);
+    const wanted = k * EXACT_WIDE;
+    const wide = this.widestSubjects(logits as Float64Array, rowAlive, count, wanted, bounds, mask);
     const slotOfOrd = this.subjectSlot;
     const rowSubject = this.rowSubject;
     const exact = new Map<number, { logit: number; row: number }>();
@@ -200,8 +200,8 @@ export class GallerySlice {
     // The subjects by the most their exact logit can be (best[ord] is each one's largest approximate logit
     // plus its row's bound here), best first, well past the k x OVERSAMPLE rescored at once.
     rescoreWithinBounds({
-      wide: topK(best, alive, nSubjects, k * EXACT_WIDE),
-      limit: k * EXACT_WIDE,
+      wide,
+      limit: wanted,
       first: k * EXACT_OVERSAMPLE,
       step: k,
       slack: bounds.slack,
@@ -213,7 +213,7 @@ export class GallerySlice {
         for (let row = 0; row < count; row++) {
           if (logits[row] + bounds.rowSlack[row] < floor) continue;
           const ord = rowSubject[row];
-          if (ord < 0 || rowAlive[row] === 0 || alive[ord] === 0 || exact.has(ord)) continue;
+          if (ord < 0 || rowAlive[row] === 0 || exact.has(ord)) continue;
           if (mask !== undefined && mask[slotOfOrd[ord]] === 0) continue;
           more.add(ord);
         }
@@ -231,6 +231,69 @@ export class GallerySlice {
   holds(subjectId: string, mask?: SlotMask): boolean {
     const ord = this.subjectOrd.get(subjectId);
     return ord !== undefined && (!mask || mask[this.subjectSlot[ord]] === 1);
+  }
+
+  /**
+   * The `wanted` subjects with the highest bounds (each one's best row's
+   * approximate logit plus that row's bound), best first: from the rows whose
+   * bound reaches a floor from the scan's blocks when their subjects are enough (a subject
+   * outside them has every row below the floor, so below all of them), else
+   * from every row.
+   */
+  private widestSubjects(logits: Float64Array, rowAlive: Uint8Array, count: number, wanted: number, bounds: ScanBounds, mask?: SlotMask): Match[] {
+    const floors = BoundFloors.of(bounds.blocks, count, wanted);
+    // A subject may own several of the rows a floor promises: a floor for more rows when the first falls short.
+    for (const rank of floors ? [wanted, 4 * wanted] : []) {
+      const n = floors!.rowsReaching(logits, bounds.rowSlack, rowAlive, count, floors!.floor(rank), this.reaching);
+      const ords = this.subjectsOf(this.reaching.rows, n, logits, bounds.rowSlack, mask);
+      if (ords.length >= wanted) {
+        this.widened[rank === wanted ? 'blocks' : 'wider']++;
+        const best = this.reachBest;
+        const upper = Float64Array.from(ords, (o) => best[o]);
+        return topK(upper, new Uint8Array(ords.length).fill(1), ords.length, wanted).map((m) => ({ ...m, index: ords[m.index] }));
+      }
+    }
+    this.widened.everyRow++;
+    const { best, alive } = this.bestOfEach(logits, rowAlive, count, mask, bounds.rowSlack);
+    return topK(best, alive, this.subjectIds.length, wanted);
+  }
+
+  /** How int8 searches found their candidates: from the blocks at the first floor, at the wider one, or from every row. */
+  readonly widened = { blocks: 0, wider: 0, everyRow: 0 };
+
+  /** Per subject: the search that last touched it, and its best bound then (widestSubjects' scratch). */
+  private reachStamp = new Int32Array(0);
+  private reachBest = new Float64Array(0);
+  private reachGeneration = 0;
+
+  /** The rows scratch widestSubjects reads the rows reaching a floor into. */
+  private readonly reaching = { rows: new Int32Array(1024) };
+
+  /** The subjects (ordinals, in order of their first row) of these live rows that are held and unmasked; reachBest holds their best bounds among them. */
+  private subjectsOf(rows: Int32Array, n: number, logits: Float64Array, rowSlack: Float32Array, mask?: SlotMask): number[] {
+    const nSubjects = this.subjectIds.length;
+    if (this.reachStamp.length < nSubjects || this.reachGeneration === 2 ** 31 - 1) {
+      const size = Math.max(nSubjects, 1024, this.reachStamp.length * 2);
+      this.reachStamp = new Int32Array(size);
+      this.reachBest = new Float64Array(size);
+      this.reachGeneration = 0;
+    }
+    const gen = ++this.reachGeneration;
+    const stamp = this.reachStamp;
+    const best = this.reachBest;
+    const ords: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const row = rows[i];
+      const ord = this.rowSubject[row];
+      if (ord < 0 || (mask !== undefined && mask[this.subjectSlot[ord]] === 0)) continue;
+      const l = logits[row] + rowSlack[row];
+      if (stamp[ord] !== gen) {
+        stamp[ord] = gen;
+        best[ord] = l;
+        ords.push(ord);
+      } else if (l > best[ord]) best[ord] = l;
+    }
+    return ords;
   }
 
   /** Subject-level top-k from row logits. Synchronous, so the scratch arrays cannot be shared by two searches at once. */

@@ -58,4 +58,39 @@ describe('a slice on the int8 engine', () => {
     expect(rescoredPerQuery).toBeLessThan(3000);
   });
 
+  it('past 20480 rows a slice reads only the blocks that can reach its floor: the float32 answer still, with two crowds of near-copies among the rows (a scale fitted to them leaves many other rows wide bounds)', async () => {
+    const head = metricHead({ dim: 64, hidden: 128, tau: 0.5 });
+    const rng = new Rng(9);
+    const n = 24000;
+    const rows = unitRows(n, head.dim, rng);
+    // Two crowds of near-copies, each one subject in consecutive rows: rows 0-11999 (750 blocks) and
+    // 12000-14999 (188 blocks). The rest are a subject each.
+    const crowds = [[0, 12000], [12000, 15000]];
+    for (const [from, to] of crowds) {
+      const base = rows.slice(from * head.dim, (from + 1) * head.dim);
+      for (let i = from; i < to; i++) rows.set(base.map((x) => x + 0.001 * rng.normal()), i * head.dim);
+    }
+    const subjectOf = (i: number) => (i < 12000 ? 'crowd0' : i < 15000 ? 'crowd1' : `s${i}`);
+    const templates = Array.from({ length: n }, (_, i) => ({ subjectId: subjectOf(i), templateId: `t${i}`, vector: rows.subarray(i * head.dim, (i + 1) * head.dim) }));
+    const slices = await Promise.all(
+      (['factorized', 'int8'] as const).map(async (engine) => {
+        const s = await createScorer(head, { engine, kernelThreads: 2 });
+        open.push(s);
+        const slice = new GallerySlice(s);
+        slice.add(templates);
+        await s.flush();
+        return slice;
+      }),
+    );
+    // A quarter of the queries near each crowd, a quarter near a single subject's row, a quarter random.
+    for (let q = 0; q < 240; q++) {
+      const near = [rng.int(12000), 12000 + rng.int(3000), 15000 + rng.int(n - 15000)][q % 4] ?? -1;
+      const query = near < 0 ? unitRows(1, head.dim, rng) : Float32Array.from(rows.subarray(near * head.dim, (near + 1) * head.dim), (x) => x + 0.02 * rng.normal());
+      const [want, got] = await Promise.all(slices.map((s) => s.search(query, 10)));
+      expect(got, `query ${q}`).toEqual(want);
+    }
+    const { widened } = slices[1];
+    console.log(`int8 slice over ${n} rows: candidates from blocks ${widened.blocks}, wider ${widened.wider}, every row ${widened.everyRow}`);
+    expect(widened.blocks).toBeGreaterThan(0);
+  });
 });

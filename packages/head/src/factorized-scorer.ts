@@ -12,6 +12,7 @@ import { sigmoid } from './head.js';
 import { topK, type Match } from './top-k.js';
 import { ResidentScan, type ResidentOptions } from './resident-scan.js';
 import { rescoreWithinBounds } from './bounded-rescore.js';
+import { BoundFloors } from './bound-floor.js';
 
 export interface FactorizedOptions extends RuntimeOptions, BaseScorerOptions {
   /** Gallery rows projected per ORT run when adding (bounds the temporary [n, D] tensor). */
@@ -316,12 +317,28 @@ export class FactorizedScorer extends BaseScorer {
       const got = bounds.exact(rows);
       rows.forEach((r, i) => exact.set(r, got[i]));
     };
-    // Each row's most its exact logit can be (its approximate logit plus its own bound), best first.
-    const upper = this.upperScratch(count);
-    upperBounds(logits as Float64Array, bounds.rowSlack, count, upper);
+    // Each row's most its exact logit can be (its approximate logit plus its own bound), best first:
+    // from the rows whose bound reaches the floor the scan's blocks give when they are enough (every row outside them is
+    // below the floor, so below all of them), else from every row.
+    const approx = logits as Float64Array;
+    const { rowSlack } = bounds;
+    const wanted = k * 16;
+    const floors = BoundFloors.of(bounds.blocks, count, wanted);
+    const reaching = floors ? floors.rowsReaching(approx, rowSlack, alive, count, floors.floor(wanted), this.reaching) : 0;
+    let wide: Match[];
+    if (reaching >= wanted) {
+      const upper = new Float64Array(reaching);
+      const rows = this.reaching.rows;
+      for (let i = 0; i < reaching; i++) upper[i] = approx[rows[i]] + rowSlack[rows[i]];
+      wide = topK(upper, new Uint8Array(reaching).fill(1), reaching, wanted).map((m) => ({ ...m, index: rows[m.index] }));
+    } else {
+      const upper = this.upperScratch(count);
+      upperBounds(approx, rowSlack, count, upper);
+      wide = topK(upper, alive, count, wanted);
+    }
     rescoreWithinBounds({
-      wide: topK(upper, alive, count, k * 16),
-      limit: k * 16,
+      wide,
+      limit: wanted,
       first: k * 4,
       step: k,
       slack: bounds.slack,
@@ -329,7 +346,7 @@ export class FactorizedScorer extends BaseScorer {
       rescore,
       beyond: (floor) => {
         const more: number[] = [];
-        for (let r = 0; r < count; r++) if (upper[r] >= floor && alive[r] === 1 && !exact.has(r)) more.push(r);
+        for (let r = 0; r < count; r++) if (approx[r] + rowSlack[r] >= floor && alive[r] === 1 && !exact.has(r)) more.push(r);
         return more;
       },
     });
@@ -402,6 +419,7 @@ export class FactorizedScorer extends BaseScorer {
     return {
       slack: got.slack,
       rowSlack: got.rowSlack,
+      ...(got.blocks ? { blocks: got.blocks } : {}),
       // The float32 scan's wasm function, then + b2 in float32, as run() and computeLogits do.
       exact: (rows) => Float64Array.from({ length: rows.length }, (_, k) => Math.fround(this.kernel.rowScore(rows[k], uCopy) + b2)),
     };
@@ -432,6 +450,8 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   private upper = new Float64Array(0);
+  /** The rows a row-level int8 search found reaching its floor. */
+  private readonly reaching = { rows: new Int32Array(1024) };
 
   /** The per-row upper bounds of a row-level int8 search (one search at a time: search() is synchronous after its scan). */
   private upperScratch(count: number): Float64Array {

@@ -5,7 +5,7 @@ export { metricHead, DEFAULT_METRIC_HEAD, type MetricHeadOptions } from './metri
 export { headToOnnx, type HeadExportOptions } from './export-head.js';
 export { createScorer, type ScorerOptions } from './create-scorer.js';
 export type { Scorer, EngineName, ScanResult, FaultListener } from './base-scorer.js';
-export type { ScanBounds } from './int8-mirror.js';
+export type { ScanBounds, ScanBlocks } from './int8-mirror.js';
 export { ReferenceScorer } from './reference-scorer.js';
 export type { YocoOptions } from './yoco-scorer.js';
 export type { FactorizedOptions, Int8Options, Int8Simd } from './factorized-scorer.js';
@@ -14,6 +14,7 @@ export type { RuntimeOptions } from './ort-session.js';
 export type { Match } from './top-k.js';
 export { topK } from './top-k.js';
 export { rescoreWithinBounds, type BoundedRescore } from './bounded-rescore.js';
+export { BoundFloors } from './bound-floor.js';
 export { HeadFormatError, RowIndexError, CapacityError, ProviderError } from './errors/index.js';
 // The ONNX writer lives in @yoco/onnx; re-exported so model code needs one import.
 export { GraphBuilder, OnnxDecodeError } from '@yoco/onnx';

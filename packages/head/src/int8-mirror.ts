@@ -1,4 +1,4 @@
-import { Int8Kernel } from './kernel/int8-kernel.js';
+import { BLOCK_ROWS, Int8Kernel } from './kernel/int8-kernel.js';
 
 /** Rows needed before the scale is fitted; fewer are scanned in float32 alone. */
 export const INT8_FIT_MIN_ROWS = 1024;
@@ -29,6 +29,15 @@ export interface ScanBounds {
   slack: number;
   rowSlack: Float32Array;
   exact(rows: ArrayLike<number>): Float64Array;
+  /** A single query's scan also gives, per block of BLOCK_ROWS rows, the largest logit and the largest rowSlack. */
+  blocks?: ScanBlocks;
+}
+
+/** Per block of `rows` rows: block b holds rows b rows .. (b + 1) rows - 1. */
+export interface ScanBlocks {
+  rows: number;
+  max: Float64Array;
+  slack: Float32Array;
 }
 
 /** One query's int8 scan: its approximate logits and the bound's two parts. */
@@ -36,6 +45,7 @@ export interface Int8Scan {
   logits: Float64Array;
   slack: number;
   rowSlack: Float32Array;
+  blocks?: ScanBlocks;
 }
 
 /**
@@ -54,6 +64,8 @@ export class Int8Mirror {
   private t = 1;
   private v: Int16Array | undefined;
   private rowSlack = new Float32Array(1024);
+  /** The largest rowSlack of each block of BLOCK_ROWS rows. */
+  private blockSlack = new Float32Array(1024 / BLOCK_ROWS);
   private readonly absW: Float64Array;
 
   private readonly levels: Levels;
@@ -80,7 +92,7 @@ export class Int8Mirror {
 
   /** Bytes the int8 copy takes (rows, scratch, per-row bounds). */
   get memoryBytes(): number {
-    return this.kernel.memoryBytes + this.rowSlack.byteLength;
+    return this.kernel.memoryBytes + this.rowSlack.byteLength + this.blockSlack.byteLength;
   }
 
   /** Fits the scale to these rows (n x hidden, row-major, any stride) and quantises them all. */
@@ -115,6 +127,7 @@ export class Int8Mirror {
     this.scale = scale;
     this.offset = offset;
     this.kernel.reset();
+    this.blockSlack.fill(0);
     this.kernel.setWeights(this.v);
     const batch = new Float32Array(Math.min(n, 1024) * H);
     for (let start = 0; start < n; start += 1024) {
@@ -142,6 +155,8 @@ export class Int8Mirror {
         err += this.absW[j] * Math.abs(p - (offset[j] + scale[j] * k));
       }
       this.rowSlack[first + i] = err;
+      const b = Math.floor((first + i) / BLOCK_ROWS);
+      if (err > this.blockSlack[b]) this.blockSlack[b] = err;
     }
     this.kernel.append(q, n);
   }
@@ -203,8 +218,9 @@ export class Int8Mirror {
     const affine = { t: this.t, bases: live.map((i) => this.t * prepared[i]!.constant + b2) };
     if (live.length === 1) this.kernel.run(rs[0], logits[0], count, affine);
     else this.kernel.runMany(rs, logits, count, affine);
+    const blocks = live.length === 1 ? { rows: BLOCK_ROWS, max: this.kernel.blocks(), slack: this.blockSlack } : undefined;
     live.forEach((i, k) => {
-      result[i] = { logits: logits[k], slack: prepared[i]!.slack, rowSlack: this.rowSlack };
+      result[i] = { logits: logits[k], slack: prepared[i]!.slack, rowSlack: this.rowSlack, ...(blocks ? { blocks } : {}) };
     });
     return result;
   }
@@ -214,5 +230,8 @@ export class Int8Mirror {
     const next = new Float32Array(Math.max(rows, this.rowSlack.length * 2));
     next.set(this.rowSlack);
     this.rowSlack = next;
+    const blocks = new Float32Array(Math.ceil(next.length / BLOCK_ROWS));
+    blocks.set(this.blockSlack);
+    this.blockSlack = blocks;
   }
 }

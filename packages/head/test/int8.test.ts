@@ -110,6 +110,46 @@ describe('the int8 engine', () => {
     }
   });
 
+  it('past 20480 rows a search reads only the blocks that can reach its floor: the float32 top-10 still, with removed rows among the best, on two threads', async () => {
+    const head = metricHead({ dim: 64, hidden: 128, tau: 0.5 });
+    const rng = new Rng(8);
+    const n = 24000;
+    const rows = unitRows(n, head.dim, rng);
+    const [exact, int8] = await Promise.all((['factorized', 'int8'] as const).map(async (engine) => {
+      const s = await createScorer(head, { engine, kernelThreads: 2 });
+      open.push(s);
+      s.add(rows);
+      await s.flush();
+      return s;
+    }));
+    const removed = new Set<number>();
+    for (let q = 0; q < 300; q++) {
+      const near = rng.int(n);
+      const query = q % 3 === 0 ? unitRows(1, head.dim, rng) : Float32Array.from(rows.subarray(near * head.dim, (near + 1) * head.dim), (x) => x + 0.02 * rng.normal());
+      // Every fifth query first removes the row it was taken from: the best block's best row is then dead.
+      if (q % 5 === 1 && !removed.has(near)) {
+        removed.add(near);
+        for (const s of [exact, int8]) s.remove(near);
+      }
+      const want = await exact.search(query, 10);
+      expect(await int8.search(query, 10)).toEqual(want);
+      // The scan's blocks: each one's largest approximate logit, and a slack no row of it exceeds.
+      const { logits, bounds, count } = await int8.scan(query);
+      const blocks = bounds!.blocks!;
+      const wrong: string[] = [];
+      for (let b = 0; b * blocks.rows < count; b++) {
+        const end = Math.min(count, (b + 1) * blocks.rows);
+        let max = -Infinity;
+        for (let r = b * blocks.rows; r < end; r++) {
+          max = Math.max(max, logits[r]);
+          if (bounds!.rowSlack[r] > blocks.slack[b]) wrong.push(`row ${r}: slack ${bounds!.rowSlack[r]} above its block's ${blocks.slack[b]}`);
+        }
+        if (blocks.max[b] !== max) wrong.push(`block ${b}: max ${blocks.max[b]}, its rows' ${max}`);
+      }
+      expect(wrong).toEqual([]);
+    }
+  });
+
   it('below 1024 rows it scans in float32 (no scale to fit yet), then fits one and keeps it as rows arrive', async () => {
     const head = metricHead({ dim: 32, hidden: 64, tau: 0.5 });
     const rng = new Rng(4);

@@ -1,20 +1,20 @@
 /**
  * int8 rows and their scan (int8-module.ts): row i is q_i, P_i quantised per
- * column, and a scan gives out_i = sum_j v_j * relu(q_ij + r_j) as an i32.
- * Memory layout (bytes): [r (int16) x INT8_MAX_QUERIES | v (int16) | scratch
- * for one chunk of every query's outputs | rows ...]; the rows sit last so the
- * store grows in place.
+ * column, and a scan gives out_i = sum_j v_j * relu(q_ij + r_j) as an i32,
+ * or for one query the logit t * out_i + base and each block's largest.
+ * Memory layout: int8-layout.ts.
  */
+import { BLOCK_ROWS, CHUNK, INT8_MAX_QUERIES, SINGLE_CHUNK, int8Layout, type Int8Layout } from './int8-layout.js';
 import { INT8_GROUP, int8Module } from './int8-module.js';
 import { relaxedModule, relaxedSimd } from './relaxed-module.js';
 import { ScanPool } from './scan-pool.js';
 import { MAX_PAGES, PAGE } from './wasm-encoding.js';
 
-const CHUNK = 32768;
-/** Queries one runMany pass serves; their r vectors sit side by side at the start of memory. */
-export const INT8_MAX_QUERIES = 32;
+export { BLOCK_ROWS, INT8_MAX_QUERIES } from './int8-layout.js';
 /** Below this many rows a chunk is scanned on the calling thread alone; a hand-off costs more than it saves. */
 const MIN_ROWS_PER_THREAD = 8192;
+/** Rows a thread takes at a time from a shared single-query scan (a whole number of blocks). */
+const SHARED_BLOCK = 128 * BLOCK_ROWS;
 
 /** Columns rounded up to whole 16-byte steps; the padding carries v = 0. */
 export function int8Width(hidden: number): number {
@@ -26,10 +26,13 @@ export class Int8Kernel {
   private readonly memory: WebAssembly.Memory;
   private readonly score8: (q: number, r: number, v: number, out: number, n: number, wb: number) => void;
   private readonly many8: (q: number, r: number, v: number, out: number, n: number, groups: number) => void;
-  private readonly rOffset = 0;
+  private readonly layout: Int8Layout;
+  private readonly rOffset: number;
   private readonly vOffset: number;
   private readonly outOffset: number;
   private readonly rowsOffset: number;
+  /** The last single-query scan's largest logit per block of BLOCK_ROWS rows. */
+  private blockMax = new Float64Array(1024);
   private capacity = 0;
   private count = 0;
   private readonly pool: ScanPool;
@@ -42,9 +45,11 @@ export class Int8Kernel {
    */
   constructor(readonly hidden: number, threads = 1, readonly relaxed = false) {
     this.width = int8Width(hidden);
-    this.vOffset = this.width * 2 * INT8_MAX_QUERIES;
-    this.outOffset = this.vOffset + this.width * 2;
-    this.rowsOffset = this.outOffset + CHUNK * 4 * INT8_MAX_QUERIES;
+    this.layout = int8Layout(this.width);
+    this.rOffset = this.layout.r;
+    this.vOffset = this.layout.v;
+    this.outOffset = this.layout.out;
+    this.rowsOffset = this.layout.rows;
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const module = relaxed ? relaxedModule(this.width) : int8Module(this.width);
     const fns = relaxed ? ['score7', 'many7'] : ['score8', 'many8'];
@@ -222,25 +227,37 @@ export class Int8Kernel {
     );
   }
 
-  /** out[i] = sum_j v_j relu(q_ij + r_j) for the first `rows` rows; with `affine`, out is logits: t * sum + bases[0]. */
+  /**
+   * out[i] = sum_j v_j relu(q_ij + r_j) for the first `rows` rows; with
+   * `affine`, out is logits: t * sum + bases[0], and blocks() their largest
+   * per block of BLOCK_ROWS rows, until the next scan.
+   */
   run(r: Int16Array, out: Int32Array | Float64Array, rows = this.count, affine?: Affine): void {
     const count = Math.min(rows, this.count);
     const d = this.setOffsets(0, r);
-    // One query has the whole scratch to itself: one hand-off per scan, not one per CHUNK rows.
-    const chunk = CHUNK * INT8_MAX_QUERIES;
-    const scratch = new Int32Array(this.memory.buffer, this.outOffset, chunk);
+    // The kernel writes t * (d + sum) + base in f64: exact integers for t = 1, base = 0 (|sum| < 2^31).
+    new Float64Array(this.memory.buffer, this.layout.affine, 2).set(affine ? [affine.t, affine.bases[0]] : [1, 0]);
+    const scratch = new Float64Array(this.memory.buffer, this.outOffset, SINGLE_CHUNK);
+    const blocks = new Float64Array(this.memory.buffer, this.layout.blocks, SINGLE_CHUNK / BLOCK_ROWS);
+    const nBlocks = Math.ceil(count / BLOCK_ROWS);
+    if (this.blockMax.length < nBlocks) this.blockMax = new Float64Array(Math.max(nBlocks, this.blockMax.length * 2));
     const wb = this.width;
-    this.pool.split(
-      count,
-      chunk,
-      MIN_ROWS_PER_THREAD,
-      (row, slot, n) => ({ p: this.rowsOffset + row * wb, u: this.rOffset, w: this.vOffset, out: this.outOffset + slot * 4, n, hb: d }),
-      (j) => this.score8(j.p, j.u, j.w, j.out, j.n, j.hb),
-      (start, n) => {
-        if (affine) copyAffine(out as Float64Array, start, scratch, 0, 1, n, 0, affine.t, affine.bases[0]);
-        else (out as Int32Array).set(n === chunk ? scratch : scratch.subarray(0, n), start);
-      },
-    );
+    for (let start = 0; start < count; start += SINGLE_CHUNK) {
+      const n = Math.min(SINGLE_CHUNK, count - start);
+      const job = { p: this.rowsOffset + start * wb, u: this.rOffset, w: this.vOffset, out: this.outOffset, n, hb: d };
+      const scan = (j: typeof job) => this.score8(j.p, j.u, j.w, j.out, j.n, j.hb);
+      if (this.pool.size === 0 || n < 2 * MIN_ROWS_PER_THREAD) scan(job);
+      else this.pool.shareRows(job, wb, 8, SHARED_BLOCK, scan);
+      const got = n === SINGLE_CHUNK ? scratch : scratch.subarray(0, n);
+      if (out instanceof Float64Array) out.set(got, start);
+      else for (let i = 0; i < n; i++) out[start + i] = got[i];
+      this.blockMax.set(blocks.subarray(0, Math.ceil(n / BLOCK_ROWS)), start / BLOCK_ROWS);
+    }
+  }
+
+  /** The last single-query scan's largest logit per block of BLOCK_ROWS rows (valid until the next scan). */
+  blocks(): Float64Array {
+    return this.blockMax;
   }
 }
 

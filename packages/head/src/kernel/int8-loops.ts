@@ -3,16 +3,18 @@
  * relaxed-module.ts for relaxed SIMD); each kernel gives only what it does
  * with one row's bytes. For a row width wb fixed when the module is built:
  *
- *   rows function (q, r, v, out, n, d): out[i] = d + the row's sum, for n rows
+ *   rows function (q, r, v, out, n, d): the f64 logit t (d + the row's sum) + base
+ *     of each of n rows, and each block's largest (rowsFunction)
  *   groups function (q, r, v, out, n, groups): 4 x groups queries, their r
  *     vectors side by side from r; out + 16 (g n + i) holds queries
- *     4g .. 4g + 3 of row i. Blocks of BLOCK_ROWS rows are scanned by every
+ *     4g .. 4g + 3 of row i. Blocks of CACHE_ROWS rows are scanned by every
  *     group while they sit in cache.
  */
 import {
   BLOCK, BR, BR_IF, END, I32_ADD, I32_CONST, I32_EQZ, I32_LT_U, I32_SUB, LOCAL_GET, LOCAL_SET, LOCAL_TEE, LOOP, SIMD,
-  V128_CONST_ZERO, VOID, leb, nextRow, scanModuleOf, sleb, type ScanFunction,
+  V128_CONST_ZERO, VOID, leb, scanModuleOf, sleb, type ScanFunction,
 } from './wasm-encoding.js';
+import { BLOCK_ROWS, int8Layout } from './int8-layout.js';
 
 const I32_STORE = 0x36;
 const I32_SHL = 0x74;
@@ -24,7 +26,7 @@ const I32X4_EXTRACT = (lane: number) => [SIMD, ...leb(0x1b), lane];
 /** Queries a groups function scores per look at a row. */
 export const INT8_GROUP = 4;
 /** Rows a groups function scans for every group before moving on: 256 rows of 512 bytes stay in L2. */
-const BLOCK_ROWS = 256;
+const CACHE_ROWS = 256;
 
 // Parameters.
 export const Q = 0;
@@ -92,21 +94,56 @@ function columns(wb: number, code: RowCode, row: number, r: number, queries: num
   ];
 }
 
-/** The single-query function: out[i] = d + sum over row i. */
+const F64 = 0x7c;
+const F64_LOAD = 0x2b;
+const F64_STORE = 0x39;
+const F64_CONVERT_I32_S = 0xb7;
+const F64_MUL = 0xa2;
+const F64_ADD = 0xa0;
+const F64_MAX = 0xa5;
+const F64_CONST_NEG_INF = [0x44, 0, 0, 0, 0, 0, 0, 0xf0, 0xff];
+const I32_SHR_U = 0x76;
+const I32_AND = 0x71;
+const I32_EQ = 0x46;
+const IF = 0x04;
+
+/**
+ * The single-query function: for each of n rows, the logit t * (d + its
+ * sum) + base as an f64 (t and base at the layout's affine address), and in
+ * the layout's block area the largest logit of each BLOCK_ROWS rows. `out`
+ * is where the first row's logit goes in the chunk's scratch; a call starts
+ * at a whole block. Written here, while each row's sum is in a register, a
+ * search need not read every logit again to find its candidates.
+ */
 export function rowsFunction(name: string, wb: number, code: RowCode): ScanFunction {
-  const WB = 6; // nextRow steps by the row width held in a local
-  const CURSORS: [number, number, number, number] = [7, 8, 9, 10];
+  const layout = int8Layout(wb);
+  const CURSORS: [number, number, number, number] = [6, 7, 8, 9];
+  const [T, BASE, L, BM] = [10, 11, 12, 13];
   const per = code.accs(1);
-  const ACC = Array.from({ length: per }, (_, j) => 11 + j);
-  const S = Array.from({ length: code.scratch }, (_, j) => 11 + per + j);
-  const body: number[] = [I32_CONST, ...sleb(wb), LOCAL_SET, WB];
+  const ACC = Array.from({ length: per }, (_, j) => 14 + j);
+  const S = Array.from({ length: code.scratch }, (_, j) => 14 + per + j);
+  const lastOfBlock = (BLOCK_ROWS - 1) * 8;
+  const body: number[] = [
+    I32_CONST, ...sleb(layout.affine), F64_LOAD, 3, 0, LOCAL_SET, T,
+    I32_CONST, ...sleb(layout.affine), F64_LOAD, 3, 8, LOCAL_SET, BASE,
+    ...F64_CONST_NEG_INF, LOCAL_SET, BM,
+  ];
   body.push(BLOCK, VOID, LOOP, VOID);
   body.push(LOCAL_GET, N, I32_EQZ, BR_IF, 1);
   for (const a of ACC) body.push(...V128_CONST_ZERO, LOCAL_SET, a);
   body.push(...columns(wb, code, Q, R, 1, (_, j) => ACC[j], S, CURSORS));
-  body.push(LOCAL_GET, OUT, ...total(ACC), LOCAL_GET, ARG5, I32_ADD, I32_STORE, 2, 0);
-  body.push(...nextRow(Q, WB, OUT, N));
-  return { name, locals: [2, 5, 0x7f, ...leb(per + code.scratch), 0x7b], body };
+  body.push(LOCAL_GET, OUT, ...total(ACC), LOCAL_GET, ARG5, I32_ADD, F64_CONVERT_I32_S, LOCAL_GET, T, F64_MUL, LOCAL_GET, BASE, F64_ADD, LOCAL_TEE, L, F64_STORE, 3, 0);
+  // The block's largest so far, stored at every row (the last store of a block holds its largest).
+  body.push(LOCAL_GET, BM, LOCAL_GET, L, F64_MAX, LOCAL_SET, BM);
+  body.push(I32_CONST, ...sleb(layout.blocks), LOCAL_GET, OUT, I32_CONST, ...sleb(layout.out), I32_SUB, I32_CONST, 7, I32_SHR_U, I32_CONST, 3, I32_SHL, I32_ADD);
+  body.push(LOCAL_GET, BM, F64_STORE, 3, 0);
+  body.push(LOCAL_GET, OUT, I32_CONST, ...sleb(layout.out), I32_SUB, I32_CONST, ...sleb(lastOfBlock), I32_AND, I32_CONST, ...sleb(lastOfBlock), I32_EQ);
+  body.push(IF, VOID, ...F64_CONST_NEG_INF, LOCAL_SET, BM, END);
+  body.push(LOCAL_GET, Q, I32_CONST, ...sleb(wb), I32_ADD, LOCAL_SET, Q);
+  body.push(LOCAL_GET, OUT, I32_CONST, 8, I32_ADD, LOCAL_SET, OUT);
+  body.push(LOCAL_GET, N, I32_CONST, 1, I32_SUB, LOCAL_SET, N);
+  body.push(BR, 0, END, END, END);
+  return { name, locals: [3, 4, 0x7f, 4, F64, ...leb(per + code.scratch), 0x7b], body };
 }
 
 /** The batch function: INT8_GROUP queries per look at a row, `groups` groups, blocks of rows kept in cache. */
@@ -128,8 +165,8 @@ export function groupsFunction(name: string, wb: number, rStride: number, code: 
   body.push(LOCAL_GET, N, I32_CONST, 4, I32_SHL, LOCAL_SET, NS);
   body.push(BLOCK, VOID, LOOP, VOID); // blocks of rows
   body.push(LOCAL_GET, N, I32_EQZ, BR_IF, 1);
-  // NB = N < BLOCK_ROWS ? N : BLOCK_ROWS
-  body.push(LOCAL_GET, N, I32_CONST, ...sleb(BLOCK_ROWS), LOCAL_GET, N, I32_CONST, ...sleb(BLOCK_ROWS), I32_LT_U, SELECT, LOCAL_SET, NB);
+  // NB = N < CACHE_ROWS ? N : CACHE_ROWS
+  body.push(LOCAL_GET, N, I32_CONST, ...sleb(CACHE_ROWS), LOCAL_GET, N, I32_CONST, ...sleb(CACHE_ROWS), I32_LT_U, SELECT, LOCAL_SET, NB);
   body.push(LOCAL_GET, ARG5, LOCAL_SET, G, LOCAL_GET, R, LOCAL_SET, RG, LOCAL_GET, OUT, LOCAL_SET, OG);
   body.push(LOOP, VOID); // groups
   body.push(LOCAL_GET, Q, LOCAL_SET, QI, LOCAL_GET, OG, LOCAL_SET, OI, LOCAL_GET, NB, LOCAL_SET, I);

@@ -3,8 +3,9 @@
  * float32 one, for one row width wb (bytes, a multiple of 16) fixed when the
  * module is built (the loops are int8-loops.ts'):
  *
- *   score8(q, c, v, out, n, d): for each of n rows of int8 at q,
- *     out[i] = d + sum_j v_j * max(q_ij, c_j)      (i32, wrapping)
+ *   score8(q, c, v, out, n, d): for each of n rows of int8 at q, the sum
+ *     d + sum_j v_j * max(q_ij, c_j) (i32, wrapping), written as the f64
+ *     logit t * sum + base with each block's largest (int8-loops.ts)
  *   many8(q, c, v, out, n, groups): the sums for 4 x groups queries at once
  *     (their c vectors side by side from c; no d).
  *

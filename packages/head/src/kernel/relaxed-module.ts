@@ -9,7 +9,8 @@
  * kernel (int8-module.ts) needs eight. Its result is exact for such
  * operands, whatever the hardware.
  *
- *   score7(q, r, v, out, n, d): out[i] = d + sum_j v_j * max(0, q_ij + r_j)
+ *   score7(q, r, v, out, n, d): the sum d + sum_j v_j * max(0, q_ij + r_j),
+ *     written as score8 writes its sums
  *   many7(q, r, v, out, n, groups): as many8, four queries per look at a row
  *
  * r and v are int8 here (wb bytes each; the simd128 kernel keeps them int16).

@@ -1,17 +1,25 @@
 import { Worker } from 'node:worker_threads';
 import { scanModule } from './wasm-module.js';
 
-// Control words shared with each helper: [job seq, done seq, which function, its six arguments]. seq -1 = exit.
+// Control words shared with each helper: [job seq, done seq, which function, its six arguments, then for a
+// shared job: row bytes, output bytes per row, rows per block]. seq -1 = exit.
 const SEQ = 0;
 const DONE = 1;
 const FN = 2;
 const ARGS = 3;
+const SHARED = ARGS + 6;
+const WORDS = SHARED + 3;
 
-/** A helper thread: waits on its control word, scans the rows it is handed, signals done. */
+/**
+ * A helper thread: waits on its control word, scans the rows it is handed,
+ * signals done. A shared job (block rows > 0) is taken a block at a time from
+ * the pool's counter, as the calling thread takes it, until none is left.
+ */
 const HELPER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-const { module, memory, control, fns } = workerData;
+const { module, memory, control, counter, fns } = workerData;
 const ctrl = new Int32Array(control);
+const next = new Int32Array(counter);
 const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const score = fns.map((f) => exports[f]);
 let seen = 0;
@@ -19,7 +27,13 @@ for (;;) {
   Atomics.wait(ctrl, ${SEQ}, seen);
   seen = Atomics.load(ctrl, ${SEQ});
   if (seen < 0) break;
-  score[ctrl[${FN}]](ctrl[${ARGS}], ctrl[${ARGS + 1}], ctrl[${ARGS + 2}], ctrl[${ARGS + 3}], ctrl[${ARGS + 4}], ctrl[${ARGS + 5}]);
+  const f = score[ctrl[${FN}]];
+  const [p, u, w, out, n, hb, rowBytes, outBytes, block] = ctrl.subarray(${ARGS}, ${WORDS});
+  if (block === 0) f(p, u, w, out, n, hb);
+  else for (let b = Atomics.add(next, 0, 1); b * block < n; b = Atomics.add(next, 0, 1)) {
+    const start = b * block;
+    f(p + start * rowBytes, u, w, out + start * outBytes, Math.min(block, n - start), hb);
+  }
   Atomics.store(ctrl, ${DONE}, seen);
   Atomics.notify(ctrl, ${DONE});
 }
@@ -50,12 +64,14 @@ export interface ScanJob {
  */
 export class ScanPool {
   private readonly helpers: Helper[] = [];
+  /** The next block of a shared job (shareRows). */
+  private readonly next = new Int32Array(new SharedArrayBuffer(4));
 
   /** `fns`: the module's exports that helpers may run (six i32 arguments each, as score and score8 take); a job names one by its index. */
   constructor(memory: WebAssembly.Memory, size: number, module: WebAssembly.Module = scanModule(), fns: string[] = ['score']) {
     for (let t = 0; t < size; t++) {
-      const control = new SharedArrayBuffer(4 * (ARGS + 6));
-      const worker = new Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control, fns } });
+      const control = new SharedArrayBuffer(4 * WORDS);
+      const worker = new Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control, counter: this.next.buffer, fns } });
       worker.unref();
       this.helpers.push({ worker, ctrl: new Int32Array(control), seq: 0 });
     }
@@ -66,9 +82,10 @@ export class ScanPool {
   }
 
   /** Starts job on helper i (0-based), running function `fn` (an index into the constructor's fns); join(i) waits for it. */
-  post(i: number, job: ScanJob, fn = 0): void {
+  post(i: number, job: ScanJob, fn = 0, shared?: [rowBytes: number, outBytes: number, block: number]): void {
     const h = this.helpers[i];
     const c = h.ctrl;
+    c.set(shared ?? [0, 0, 0], SHARED);
     c[FN] = fn;
     c[ARGS] = job.p;
     c[ARGS + 1] = job.u;
@@ -95,13 +112,14 @@ export class ScanPool {
    * `collect` takes its outputs once every part is done. `job(row, slot, n)`
    * says where n rows starting at `row` are and where their outputs go
    * (`slot`: the first row's index in the chunk). Helpers run function `fn`.
+   * Parts start at multiples of `align` rows (chunk must be one).
    */
-  split(count: number, chunk: number, minRows: number, job: (row: number, slot: number, n: number) => ScanJob, self: (j: ScanJob) => void, collect: (start: number, n: number) => void, fn = 0): void {
+  split(count: number, chunk: number, minRows: number, job: (row: number, slot: number, n: number) => ScanJob, self: (j: ScanJob) => void, collect: (start: number, n: number) => void, fn = 0, align = 1): void {
     const threads = this.size + 1;
     for (let start = 0; start < count; start += chunk) {
       const n = Math.min(chunk, count - start);
-      const parts = Math.max(1, Math.min(threads, Math.floor(n / minRows)));
-      const per = Math.ceil(n / parts);
+      const per = Math.ceil(n / Math.max(1, Math.min(threads, Math.floor(n / minRows))) / align) * align;
+      const parts = Math.ceil(n / per);
       for (let t = 1; t < parts; t++) {
         const from = t * per;
         this.post(t - 1, job(start + from, from, Math.min(per, n - from)), fn);
@@ -110,6 +128,22 @@ export class ScanPool {
       for (let t = 1; t < parts; t++) this.join(t - 1);
       collect(start, n);
     }
+  }
+
+  /**
+   * Scans job's n rows (p and out at its first row) in blocks of `block`
+   * rows that this thread and every helper take in turn from one counter,
+   * whoever is free first, so a thread slowed by anything (a late wake-up,
+   * a shared core) takes fewer; returns once all are done.
+   */
+  shareRows(job: ScanJob, rowBytes: number, outBytes: number, block: number, self: (j: ScanJob) => void, fn = 0): void {
+    Atomics.store(this.next, 0, 0);
+    for (let i = 0; i < this.helpers.length; i++) this.post(i, job, fn, [rowBytes, outBytes, block]);
+    for (let b = Atomics.add(this.next, 0, 1); b * block < job.n; b = Atomics.add(this.next, 0, 1)) {
+      const start = b * block;
+      self({ ...job, p: job.p + start * rowBytes, out: job.out + start * outBytes, n: Math.min(block, job.n - start) });
+    }
+    for (let i = 0; i < this.helpers.length; i++) this.join(i);
   }
 
   async close(): Promise<void> {

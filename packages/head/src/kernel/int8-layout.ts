@@ -1,0 +1,35 @@
+/**
+ * Where an int8 kernel keeps things in its memory, for rows of wb bytes
+ * (the same for both kernels, and fixed by wb alone, so the modules compiled
+ * per width can bake the addresses in):
+ *   [r (int16) x INT8_MAX_QUERIES | v (int16) | t, base (f64) | scratch for
+ *    one chunk of outputs | the chunk's block maxima | rows ...]
+ * The rows sit last so the store grows in place.
+ */
+
+/** Queries one runMany pass serves; their r vectors sit side by side at the start of memory. */
+export const INT8_MAX_QUERIES = 32;
+/** Rows of a batch chunk: its outputs are INT8_MAX_QUERIES i32 per row. */
+export const CHUNK = 32768;
+/** A single-query scan writes one f64 logit per row into the same scratch: this many rows per chunk. */
+export const SINGLE_CHUNK = (CHUNK * 4 * INT8_MAX_QUERIES) / 8;
+/** Rows per block: a single-query scan also writes each block's largest logit, so a search can pass over blocks, not rows. */
+export const BLOCK_ROWS = 16;
+
+export interface Int8Layout {
+  r: number;
+  v: number;
+  /** f64 t then f64 base: a single-query scan writes t * sum + base. */
+  affine: number;
+  out: number;
+  blocks: number;
+  rows: number;
+}
+
+export function int8Layout(wb: number): Int8Layout {
+  const v = wb * 2 * INT8_MAX_QUERIES;
+  const affine = v + wb * 2;
+  const out = affine + 16;
+  const blocks = out + CHUNK * 4 * INT8_MAX_QUERIES;
+  return { r: 0, v, affine, out, blocks, rows: blocks + (SINGLE_CHUNK / BLOCK_ROWS) * 8 };
+}
