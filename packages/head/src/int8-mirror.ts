@@ -218,9 +218,9 @@ export class Int8Mirror {
     const affine = { t: this.t, bases: live.map((i) => this.t * prepared[i]!.constant + b2) };
     if (live.length === 1) this.kernel.run(rs[0], logits[0], count, affine);
     else this.kernel.runMany(rs, logits, count, affine);
-    const blocks = live.length === 1 ? { rows: BLOCK_ROWS, max: this.kernel.blocks(), slack: this.blockSlack } : undefined;
     live.forEach((i, k) => {
-      result[i] = { logits: logits[k], slack: prepared[i]!.slack, rowSlack: this.rowSlack, ...(blocks ? { blocks } : {}) };
+      const blocks = { rows: BLOCK_ROWS, max: live.length === 1 ? this.kernel.blocks() : this.kernel.blocksOf(k), slack: this.blockSlack };
+      result[i] = { logits: logits[k], slack: prepared[i]!.slack, rowSlack: this.rowSlack, blocks };
     });
     return result;
   }

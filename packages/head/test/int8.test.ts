@@ -148,6 +148,13 @@ describe('the int8 engine', () => {
       }
       expect(wrong).toEqual([]);
     }
+    // A batch's queries get the same blocks from one pass over the rows, and the float32 answers.
+    const batch = Array.from({ length: 5 }, () => unitRows(1, head.dim, rng));
+    const many = await int8.scanMany(batch);
+    for (const [i, q] of batch.entries()) {
+      const want = Array.from((await int8.scan(q)).bounds!.blocks!.max.subarray(0, Math.ceil(many.count / 16)));
+      expect(Array.from(many.bounds![i]!.blocks!.max.subarray(0, want.length))).toEqual(want);
+    }
   });
 
   it('below 1024 rows it scans in float32 (no scale to fit yet), then fits one and keeps it as rows arrive', async () => {

@@ -217,14 +217,30 @@ export class Int8Kernel {
           const base = slot * groups * INT8_GROUP;
           for (let q = 0; q < nq; q++) {
             const from = base + Math.floor(q / INT8_GROUP) * m * INT8_GROUP + (q % INT8_GROUP);
-            if (affine) copyAffine(outs[q] as Float64Array, start + slot, scratch, from, INT8_GROUP, m, ds[q], affine.t, affine.bases[q]);
+            if (affine) copyAffine(outs[q] as Float64Array, start + slot, scratch, from, INT8_GROUP, m, ds[q], affine.t, affine.bases[q], this.manyBlocks(q, count));
             else copySums(outs[q] as Int32Array, start + slot, scratch, from, INT8_GROUP, m, ds[q]);
           }
         }
         parts.length = 0;
       },
       1,
+      BLOCK_ROWS,
     );
+  }
+
+  /** Each runMany query's block maxima (with `affine`), as blocks() gives a single query's. */
+  private readonly manyBlockMax: Float64Array[] = [];
+
+  private manyBlocks(q: number, count: number): Float64Array {
+    const want = Math.ceil(count / BLOCK_ROWS);
+    let b = this.manyBlockMax[q];
+    if (!b || b.length < want) this.manyBlockMax[q] = b = new Float64Array(Math.max(want, (b?.length ?? 0) * 2, 64));
+    return b;
+  }
+
+  /** Query q's block maxima of the last runMany with `affine` (valid until the next). */
+  blocksOf(q: number): Float64Array {
+    return this.manyBlockMax[q];
   }
 
   /**
@@ -272,6 +288,12 @@ function copySums(o: Int32Array, at: number, src: Int32Array, from: number, stri
   for (let i = 0; i < n; i++) o[at + i] = (src[from + i * stride] + d) | 0;
 }
 
-function copyAffine(o: Float64Array, at: number, src: Int32Array, from: number, stride: number, n: number, d: number, t: number, base: number): void {
-  for (let i = 0; i < n; i++) o[at + i] = t * ((src[from + i * stride] + d) | 0) + base;
+/** Also each block's largest into blockMax, as the single-query kernel writes them (`at` starts a block; 16 = BLOCK_ROWS). */
+function copyAffine(o: Float64Array, at: number, src: Int32Array, from: number, stride: number, n: number, d: number, t: number, base: number, blockMax: Float64Array): void {
+  for (let i = 0; i < n; i++) {
+    const l = t * ((src[from + i * stride] + d) | 0) + base;
+    o[at + i] = l;
+    const b = (at + i) >> 4;
+    if (((at + i) & 15) === 0 || l > blockMax[b]) blockMax[b] = l;
+  }
 }
