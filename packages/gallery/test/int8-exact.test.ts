@@ -83,7 +83,7 @@ describe('a slice on the int8 engine', () => {
       }),
     );
     // A quarter of the queries near each crowd, a quarter near a single subject's row, a quarter random.
-    for (let q = 0; q < 240; q++) {
+    for (let q = 0; q < 120; q++) {
       const near = [rng.int(12000), 12000 + rng.int(3000), 15000 + rng.int(n - 15000)][q % 4] ?? -1;
       const query = near < 0 ? unitRows(1, head.dim, rng) : Float32Array.from(rows.subarray(near * head.dim, (near + 1) * head.dim), (x) => x + 0.02 * rng.normal());
       const [want, got] = await Promise.all(slices.map((s) => s.search(query, 10)));

@@ -201,7 +201,7 @@ export class Int8Mirror {
     return { r, constant, slack: slack + 1e-4 * (1 + scaleSum) };
   }
 
-  /** Approximate logits for the first `count` rows (written into `into`), and the query's share of the bound; undefined: see prepare(). */
+  /** Approximate logits for the first `count` rows (in the kernel's scratch until the next scan; past one chunk of rows, in `into`), and the query's share of the bound; undefined: see prepare(). */
   scan(u: Float32Array, count: number, b2: number, into: Float64Array): Int8Scan | undefined {
     return this.scanMany([u], count, b2, [into])[0];
   }
@@ -213,11 +213,15 @@ export class Int8Mirror {
     const result: (Int8Scan | undefined)[] = prepared.map(() => undefined);
     if (live.length === 0) return result;
     const rs = live.map((i) => prepared[i]!.r);
-    const logits = live.map((i) => intos[i].subarray(0, count));
-    // The kernel writes logits straight from its scratch: t * (sum + the query's constant) + b2.
+    // The kernel writes logits, t * (sum + the query's constant) + b2: one query's stay in its scratch
+    // (until the next scan, as blocks() do), a batch's are copied out of it into `intos`.
     const affine = { t: this.t, bases: live.map((i) => this.t * prepared[i]!.constant + b2) };
-    if (live.length === 1) this.kernel.run(rs[0], logits[0], count, affine);
-    else this.kernel.runMany(rs, logits, count, affine);
+    let logits: Float64Array[];
+    if (live.length === 1) logits = [this.kernel.logitsOf(rs[0], count, affine, intos[live[0]])];
+    else {
+      logits = live.map((i) => intos[i].subarray(0, count));
+      this.kernel.runMany(rs, logits, count, affine);
+    }
     live.forEach((i, k) => {
       const blocks = { rows: BLOCK_ROWS, max: live.length === 1 ? this.kernel.blocks() : this.kernel.blocksOf(k), slack: this.blockSlack };
       result[i] = { logits: logits[k], slack: prepared[i]!.slack, rowSlack: this.rowSlack, blocks };

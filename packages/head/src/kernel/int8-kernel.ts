@@ -249,6 +249,29 @@ export class Int8Kernel {
    * per block of BLOCK_ROWS rows, until the next scan.
    */
   run(r: Int16Array, out: Int32Array | Float64Array, rows = this.count, affine?: Affine): void {
+    this.scanChunks(r, rows, affine, (start, got) => {
+      if (out instanceof Float64Array) out.set(got, start);
+      else for (let i = 0; i < got.length; i++) out[start + i] = got[i];
+    });
+  }
+
+  /**
+   * run() with `affine`, the logits left where the kernel wrote them: a view
+   * of its scratch, valid until the next scan (no copy of 8 bytes a row
+   * after the scan). Rows past one chunk's worth are copied into `spill`.
+   */
+  logitsOf(r: Int16Array, rows: number, affine: Affine, spill: Float64Array): Float64Array {
+    const count = Math.min(rows, this.count);
+    if (count > SINGLE_CHUNK) {
+      this.run(r, spill, count, affine);
+      return spill.subarray(0, count);
+    }
+    this.scanChunks(r, count, affine, () => {});
+    return new Float64Array(this.memory.buffer, this.outOffset, count);
+  }
+
+  /** The single-query scan, a chunk at a time; `collect` sees each chunk's f64 outputs in the scratch. */
+  private scanChunks(r: Int16Array, rows: number, affine: Affine | undefined, collect: (start: number, got: Float64Array) => void): void {
     const count = Math.min(rows, this.count);
     const d = this.setOffsets(0, r);
     // The kernel writes t * (d + sum) + base in f64: exact integers for t = 1, base = 0 (|sum| < 2^31).
@@ -264,9 +287,7 @@ export class Int8Kernel {
       const scan = (j: typeof job) => this.score8(j.p, j.u, j.w, j.out, j.n, j.hb);
       if (this.pool.size === 0 || n < 2 * MIN_ROWS_PER_THREAD) scan(job);
       else this.pool.shareRows(job, wb, 8, SHARED_BLOCK, scan);
-      const got = n === SINGLE_CHUNK ? scratch : scratch.subarray(0, n);
-      if (out instanceof Float64Array) out.set(got, start);
-      else for (let i = 0; i < n; i++) out[start + i] = got[i];
+      collect(start, n === SINGLE_CHUNK ? scratch : scratch.subarray(0, n));
       this.blockMax.set(blocks.subarray(0, Math.ceil(n / BLOCK_ROWS)), start / BLOCK_ROWS);
     }
   }
