@@ -41,6 +41,37 @@ describe('the int8 kernel', () => {
       }
     }
   });
+  it('a single-query scan past one chunk of rows (524288) gives every row its logit and every block its largest, shared by two threads, with a last block short', async () => {
+    const rng = new Rng(6);
+    const hidden = 16;
+    const n = 600_003;
+    const k = new Int8Kernel(hidden, 2);
+    const v = Int16Array.from({ length: hidden }, () => Math.floor(rng.next() * 4095) - 2047);
+    const q = Int8Array.from({ length: n * hidden }, () => Math.floor(rng.next() * 256) - 128);
+    const r = Int16Array.from({ length: hidden }, () => Math.floor(rng.next() * 300) - 150);
+    k.setWeights(v);
+    k.append(q, n);
+    const affine = { t: 0.003, bases: [-1.5] };
+    const logits = k.logitsOf(r, n, affine, new Float64Array(n));
+    const blocks = k.blocks();
+    const wrong: string[] = [];
+    let max = -Infinity;
+    for (let i = 0; i < n; i++) {
+      let sum = 0;
+      for (let j = 0; j < hidden; j++) sum += v[j] * Math.max(0, q[i * hidden + j] + r[j]);
+      const want = affine.t * sum + affine.bases[0];
+      if (logits[i] !== want && wrong.length < 5) wrong.push(`row ${i}: ${logits[i]}, want ${want}`);
+      max = Math.max(max, want);
+      if ((i + 1) % 16 === 0 || i === n - 1) {
+        if (blocks[i >> 4] !== max && wrong.length < 5) wrong.push(`block ${i >> 4}: ${blocks[i >> 4]}, want ${max}`);
+        max = -Infinity;
+      }
+    }
+    expect(logits.length).toBe(n);
+    expect(wrong).toEqual([]);
+    await k.close();
+  });
+
   it('runMany gives each query of a batch what run gives it alone: groups of four, a short last group, blocks and threads', async () => {
     const rng = new Rng(5);
     for (const { hidden, n, threads } of [{ hidden: 48, n: 17_000, threads: 2 }, { hidden: 512, n: 1000, threads: 1 }]) {
