@@ -1,4 +1,4 @@
-import { BoundFloors, rescoreWithinBounds, sigmoid, topK, type Match, type ScanBounds, type Scorer } from '@yoco/head';
+import { BoundFloors, rescoreWithinBounds, sigmoid, topK, topKOf, type Match, type ScanBounds, type Scorer } from '@yoco/head';
 import { SLOT_COUNT, slotOf } from './slots.js';
 import type { Template } from './template-record.js';
 
@@ -249,8 +249,7 @@ export class GallerySlice {
       if (ords.length >= wanted) {
         this.widened[rank === wanted ? 'blocks' : 'wider']++;
         const best = this.reachBest;
-        const upper = Float64Array.from(ords, (o) => best[o]);
-        return topK(upper, new Uint8Array(ords.length).fill(1), ords.length, wanted).map((m) => ({ ...m, index: ords[m.index] }));
+        return topKOf(Float64Array.from(ords, (o) => best[o]), ords, ords.length, wanted);
       }
     }
     this.widened.everyRow++;

@@ -9,7 +9,7 @@ import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
 import { INT8_FIT_MIN_ROWS, Int8Mirror, type Int8Scan, type ScanBounds } from './int8-mirror.js';
 import { INT8_MAX_QUERIES, Int8Kernel } from './kernel/int8-kernel.js';
 import { sigmoid } from './head.js';
-import { topK, type Match } from './top-k.js';
+import { topK, topKOf, type Match } from './top-k.js';
 import { ResidentScan, type ResidentOptions } from './resident-scan.js';
 import { rescoreWithinBounds } from './bounded-rescore.js';
 import { BoundFloors } from './bound-floor.js';
@@ -330,7 +330,7 @@ export class FactorizedScorer extends BaseScorer {
       const upper = new Float64Array(reaching);
       const rows = this.reaching.rows;
       for (let i = 0; i < reaching; i++) upper[i] = approx[rows[i]] + rowSlack[rows[i]];
-      wide = topK(upper, new Uint8Array(reaching).fill(1), reaching, wanted).map((m) => ({ ...m, index: rows[m.index] }));
+      wide = topKOf(upper, rows, reaching, wanted);
     } else {
       const upper = this.upperScratch(count);
       upperBounds(approx, rowSlack, count, upper);

@@ -38,6 +38,11 @@ export function topK(logits: ArrayLike<number>, alive: Uint8Array, count: number
   return out.sort((a, b) => b.logit - a.logit || a.index - b.index);
 }
 
+/** topK over values[0..n) that stand for ids[0..n) (a tie goes to the earlier in ids): the matches name the ids. */
+export function topKOf(values: Float64Array, ids: ArrayLike<number>, n: number, k: number): Match[] {
+  return topK(values, new Uint8Array(n).fill(1), n, k).map((m) => ({ ...m, index: ids[m.index] }));
+}
+
 /** Whether heap entry a is worse than b: a smaller logit, or an equal one at a later row. */
 function worse(idx: Int32Array, val: Float64Array, a: number, b: number): boolean {
   return val[a] < val[b] || (val[a] === val[b] && idx[a] > idx[b]);
