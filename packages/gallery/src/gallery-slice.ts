@@ -1,4 +1,4 @@
-import { BoundFloors, rescoreWithinBounds, sigmoid, topK, topKOf, type Match, type ScanBounds, type Scorer } from '@yoco/head';
+import { BoundFloors, rankedOf, rescoreWithinBounds, sigmoid, topK, type Ranked, type ScanBounds, type Scorer } from '@yoco/head';
 import { SLOT_COUNT, slotOf } from './slots.js';
 import type { Template } from './template-record.js';
 
@@ -240,7 +240,7 @@ export class GallerySlice {
    * outside them has every row below the floor, so below all of them), else
    * from every row.
    */
-  private widestSubjects(logits: Float64Array, rowAlive: Uint8Array, count: number, wanted: number, bounds: ScanBounds, mask?: SlotMask): Match[] {
+  private widestSubjects(logits: Float64Array, rowAlive: Uint8Array, count: number, wanted: number, bounds: ScanBounds, mask?: SlotMask): Ranked {
     const floors = BoundFloors.of(bounds.blocks, count, wanted);
     // A subject may own several of the rows a floor promises: a floor for more rows when the first falls short.
     for (const rank of floors ? [wanted, 4 * wanted] : []) {
@@ -249,12 +249,12 @@ export class GallerySlice {
       if (ords.length >= wanted) {
         this.widened[rank === wanted ? 'blocks' : 'wider']++;
         const best = this.reachBest;
-        return topKOf(Float64Array.from(ords, (o) => best[o]), ords, ords.length, wanted);
+        return rankedOf(Float64Array.from(ords, (o) => best[o]), ords.length, wanted, ords);
       }
     }
     this.widened.everyRow++;
     const { best, alive } = this.bestOfEach(logits, rowAlive, count, mask, bounds.rowSlack);
-    return topK(best, alive, this.subjectIds.length, wanted);
+    return rankedOf(best, this.subjectIds.length, wanted, undefined, alive);
   }
 
   /** How int8 searches found their candidates: from the blocks at the first floor, at the wider one, or from every row. */

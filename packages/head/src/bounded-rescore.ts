@@ -1,9 +1,9 @@
-import type { Match } from './top-k.js';
+import type { Ranked } from './top-k.js';
 
 /** One exact top-k from approximate logits with bounds: the row-level one (scorer) and the subject-level one (slice) alike. */
 export interface BoundedRescore {
-  /** Candidates by the most their exact logit can be (Match.logit: approximate logit plus bound), best first. */
-  wide: Match[];
+  /** Candidates by the most their exact logit can be (approximate logit plus bound), best first. */
+  wide: Ranked;
   /** How many `wide` was asked for: when it holds fewer, it holds every candidate. */
   limit: number;
   /** Rescored at once, from the top of `wide`. */
@@ -27,17 +27,18 @@ export interface BoundedRescore {
  * so the exact top-k is among those rescored.
  */
 export function rescoreWithinBounds(o: BoundedRescore): void {
-  o.rescore(o.wide.slice(0, o.first).map((m) => m.index));
-  let next = o.first;
+  const { ids, values, length } = o.wide;
+  let next = Math.min(o.first, length);
+  o.rescore(Array.from(ids.subarray(0, next)));
   for (;;) {
     const floor = o.kth() - o.slack;
     const batch: number[] = [];
-    while (next < o.wide.length && o.wide[next].logit >= floor && batch.length < o.step) batch.push(o.wide[next++].index);
+    while (next < length && values[next] >= floor && batch.length < o.step) batch.push(ids[next++]);
     if (batch.length > 0) {
       o.rescore(batch);
       continue;
     }
-    if (next < o.wide.length || o.wide.length < o.limit) return;
+    if (next < length || length < o.limit) return;
     const more = o.beyond(floor);
     if (more.length === 0) return;
     o.rescore(more);

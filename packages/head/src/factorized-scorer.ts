@@ -9,7 +9,7 @@ import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
 import { INT8_FIT_MIN_ROWS, Int8Mirror, type Int8Scan, type ScanBounds } from './int8-mirror.js';
 import { INT8_MAX_QUERIES, Int8Kernel } from './kernel/int8-kernel.js';
 import { sigmoid } from './head.js';
-import { topK, topKOf, type Match } from './top-k.js';
+import { rankedOf, topK, type Match, type Ranked } from './top-k.js';
 import { ResidentScan, type ResidentOptions } from './resident-scan.js';
 import { rescoreWithinBounds } from './bounded-rescore.js';
 import { BoundFloors } from './bound-floor.js';
@@ -325,16 +325,16 @@ export class FactorizedScorer extends BaseScorer {
     const wanted = k * 16;
     const floors = BoundFloors.of(bounds.blocks, count, wanted);
     const reaching = floors ? floors.rowsReaching(approx, rowSlack, alive, count, floors.floor(wanted), this.reaching) : 0;
-    let wide: Match[];
+    let wide: Ranked;
     if (reaching >= wanted) {
-      const upper = new Float64Array(reaching);
       const rows = this.reaching.rows;
+      const upper = this.upperScratch(reaching);
       for (let i = 0; i < reaching; i++) upper[i] = approx[rows[i]] + rowSlack[rows[i]];
-      wide = topKOf(upper, rows, reaching, wanted);
+      wide = rankedOf(upper, reaching, wanted, rows);
     } else {
       const upper = this.upperScratch(count);
       upperBounds(approx, rowSlack, count, upper);
-      wide = topK(upper, alive, count, wanted);
+      wide = rankedOf(upper, count, wanted, undefined, alive);
     }
     rescoreWithinBounds({
       wide,
@@ -421,7 +421,7 @@ export class FactorizedScorer extends BaseScorer {
       rowSlack: got.rowSlack,
       ...(got.blocks ? { blocks: got.blocks } : {}),
       // The float32 scan's wasm function, then + b2 in float32, as run() and computeLogits do.
-      exact: (rows) => Float64Array.from({ length: rows.length }, (_, k) => Math.fround(this.kernel.rowScore(rows[k], uCopy) + b2)),
+      exact: (rows) => Float64Array.from(this.kernel.rowScores(rows, uCopy), (s) => Math.fround(s + b2)),
     };
   }
 

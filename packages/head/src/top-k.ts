@@ -16,31 +16,65 @@ export interface Match {
  * rows stop there: it is the whole cost at 50000 rows).
  */
 export function topK(logits: ArrayLike<number>, alive: Uint8Array, count: number, k: number): Match[] {
-  const idx = new Int32Array(k);
-  const val = new Float64Array(k);
-  let size = 0;
-  let row = 0;
-  for (; row < count && size < k; row++) {
-    if (alive[row] === 0) continue;
-    idx[size] = row;
-    val[size] = logits[row];
-    siftUp(idx, val, size++);
-  }
-  for (; row < count; row++) {
-    // Rows arrive in index order, so an equal logit never displaces an earlier row.
-    if (!(logits[row] > val[0]) || alive[row] === 0) continue;
-    idx[0] = row;
-    val[0] = logits[row];
-    siftDown(idx, val, size);
-  }
+  const { idx, val, size } = heapTop(logits, alive, count, k);
   const out: Match[] = [];
   for (let i = 0; i < size; i++) out.push({ index: idx[i], score: sigmoid(val[i]), logit: val[i] });
   return out.sort((a, b) => b.logit - a.logit || a.index - b.index);
 }
 
-/** topK over values[0..n) that stand for ids[0..n) (a tie goes to the earlier in ids): the matches name the ids. */
-export function topKOf(values: Float64Array, ids: ArrayLike<number>, n: number, k: number): Match[] {
-  return topK(values, new Uint8Array(n).fill(1), n, k).map((m) => ({ ...m, index: ids[m.index] }));
+/** Candidates best first: ids[i] with its value values[i], for i below length. */
+export interface Ranked {
+  ids: Int32Array;
+  values: Float64Array;
+  length: number;
+}
+
+/**
+ * The k largest of values[0..n), best first (a tie goes to the earlier
+ * position), as typed arrays: each named by ids[position] (the position
+ * itself without ids), only live ones with `alive`. What a search ranks its
+ * candidates with: no object per candidate, no comparator.
+ */
+export function rankedOf(values: ArrayLike<number>, n: number, k: number, ids?: ArrayLike<number>, alive?: Uint8Array): Ranked {
+  const { idx, val, size } = heapTop(values, alive, n, k);
+  // Heapsort: the worst left goes to the last free place, so the arrays end up best first.
+  for (let end = size - 1; end > 0; end--) {
+    swap(idx, val, 0, end);
+    siftDown(idx, val, end);
+  }
+  if (ids) for (let i = 0; i < size; i++) idx[i] = ids[idx[i]];
+  return { ids: idx, values: val, length: size };
+}
+
+/** The k best (live) positions of values[0..count) as a min-heap (its root the worst of them); size is fewer when they are. */
+function heapTop(values: ArrayLike<number>, alive: Uint8Array | undefined, count: number, k: number): { idx: Int32Array; val: Float64Array; size: number } {
+  const idx = new Int32Array(k);
+  const val = new Float64Array(k);
+  let size = 0;
+  let row = 0;
+  for (; row < count && size < k; row++) {
+    if (alive && alive[row] === 0) continue;
+    idx[size] = row;
+    val[size] = values[row];
+    siftUp(idx, val, size++);
+  }
+  if (alive) {
+    for (; row < count; row++) {
+      // Rows arrive in index order, so an equal logit never displaces an earlier row.
+      if (!(values[row] > val[0]) || alive[row] === 0) continue;
+      idx[0] = row;
+      val[0] = values[row];
+      siftDown(idx, val, size);
+    }
+  } else {
+    for (; row < count; row++) {
+      if (!(values[row] > val[0])) continue;
+      idx[0] = row;
+      val[0] = values[row];
+      siftDown(idx, val, size);
+    }
+  }
+  return { idx, val, size };
 }
 
 /** Whether heap entry a is worse than b: a smaller logit, or an equal one at a later row. */

@@ -126,14 +126,23 @@ export class ReluDotKernel {
     return new Float32Array(this.memory.buffer, this.rowsOffset + index * this.width * 4, this.hidden);
   }
 
-  /** w · relu(P_i + u) for one row by the scan's own wasm function: bit for bit what run() gives that row. */
-  rowScore(index: number, u: Float32Array): number {
+  /**
+   * w · relu(P_i + u) for the given rows by the scan's own wasm function: bit
+   * for bit what run() gives them. u is written where the scan reads it once,
+   * then each row is scored in place.
+   */
+  rowScores(rows: ArrayLike<number>, u: Float32Array): Float32Array {
     const hb = this.width * 4;
     const uv = new Float32Array(this.memory.buffer, this.uOffset, this.width);
     uv.fill(0);
     uv.set(u.subarray(0, this.hidden));
-    this.score(this.rowsOffset + index * hb, this.uOffset, this.wOffset, this.outOffset, 1, hb);
-    return new Float32Array(this.memory.buffer, this.outOffset, 1)[0];
+    const out = new Float32Array(this.memory.buffer, this.outOffset, 1);
+    const got = new Float32Array(rows.length);
+    for (let k = 0; k < rows.length; k++) {
+      this.score(this.rowsOffset + rows[k] * hb, this.uOffset, this.wOffset, this.outOffset, 1, hb);
+      got[k] = out[0];
+    }
+    return got;
   }
 
   /** w · relu(P_i + u) for one row, in plain JS: for a handful of rows this beats a scan. */
