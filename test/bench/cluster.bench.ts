@@ -6,7 +6,9 @@
  * `npm run bench:cluster` (`-- --subjects N` for another size, `-- --engine int8`
  * for SHARD_ENGINE=int8: results in cluster-int8.json). Besides the ratios it
  * prints the hops' own cost: the end-to-end p50 minus the slowest shard's
- * Search p50 inside the cluster.
+ * Search p50 inside the cluster, and where it goes hop by hop, beside what
+ * the transport alone costs here (transport-floor.ts: a bare grpc-js round
+ * trip and a raw TCP one).
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +22,7 @@ import { GallerySlice, ownedSlots, slotOf } from '@yoco/gallery';
 import { createScorer, metricHead } from '@yoco/head';
 import { DIRECT_CLIENT_OPTIONS, loadProtos, makeClient, MultiplexedChannel, unary } from '@yoco/rpc';
 import { benchStore, machineInfo, percentile, printTable, timeConcurrently } from './bench-util.js';
+import { transportFloor } from './transport-floor.js';
 
 const { values } = parseArgs({ options: { subjects: { type: 'string', default: '50000' }, queries: { type: 'string', default: '200' }, engine: { type: 'string', default: 'factorized' } } });
 const SUBJECTS = Number(values.subjects);
@@ -92,6 +95,10 @@ async function main(): Promise<void> {
   const rounds: Record<string, number>[] = [];
   const shardAloneP50: number[] = [];
   let coordinatorView: Record<string, number> = {};
+  /** Per shard: p50 of (the bench's time for a direct Search call - the shard's own Search time), the other shard idle. */
+  const hopAlone: number[] = [];
+  /** Per shard: p50 of the coordinator's call minus p50 of the shard's Search, both inside the cluster. */
+  const hopInCluster: number[] = [];
   try {
     // What a gateway that cares about latency does: vectors as raw float32 bytes (Vector.f32le),
     // and a grpc-js channel without transparent retries (it fails over on its own).
@@ -118,14 +125,21 @@ async function main(): Promise<void> {
       .sort((a, b) => a.index - b.index)
       .map((s) => new MultiplexedChannel<object, { searchMs: number }>(makeClient(loadProtos().Shard, s.address, DIRECT_CLIENT_OPTIONS), 'SearchStream'));
     const shardAlone: number[][] = shardChannels.map(() => []);
+    /** The same calls as the bench saw them: Search plus one gRPC hop, with nothing else running. */
+    const shardAloneClient: number[][] = shardChannels.map(() => []);
     const e2e: number[][] = ways.map(() => []);
     const e2eSeconds = ways.map(() => 0);
     for (const slice of slices) for (let i = 0; i < 20; i++) await slice.search(probes[i % probes.length], 10);
     for (const way of ways) for (let i = 0; i < 20; i++) await way.run(i);
-    const searchShard = (index: number, i: number) =>
-      shardChannels[index].call({ queriesF32: bytes[i % bytes.length], topK: 10 }, { deadline: Date.now() + 30_000 }).then((r) => shardAlone[index].push(r.searchMs));
+    const searchShard = (index: number, i: number) => {
+      const t = performance.now();
+      return shardChannels[index].call({ queriesF32: bytes[i % bytes.length], topK: 10 }, { deadline: Date.now() + 30_000 }).then((r) => {
+        shardAloneClient[index].push(performance.now() - t);
+        shardAlone[index].push(r.searchMs);
+      });
+    };
     for (const index of shardChannels.keys()) for (let i = 0; i < 20; i++) await searchShard(index, i);
-    for (const a of shardAlone) a.length = 0;
+    for (const a of [...shardAlone, ...shardAloneClient]) a.length = 0;
     log(`scorers alone, Identify and IdentifyStream at concurrency 1, ${ROUNDS} rounds taking turns`);
     for (let round = 0; round < ROUNDS; round++) {
       const medians: Record<string, number> = {};
@@ -156,7 +170,9 @@ async function main(): Promise<void> {
     }
     for (const [index, times] of shardAlone.entries()) {
       results.push({ what: `shard ${index} Search alone, server side (the other shard idle)`, concurrency: 1, p50_ms: percentile(times, 50), p99_ms: percentile(times, 99), qps: null });
+      results.push({ what: `shard ${index} Search alone, as the bench's call saw it`, concurrency: 1, p50_ms: percentile(shardAloneClient[index], 50), p99_ms: percentile(shardAloneClient[index], 99), qps: null });
       shardAloneP50.push(percentile(times, 50));
+      hopAlone.push(percentile(shardAloneClient[index].map((t, i) => t - times[i]), 50));
     }
     for (const c of shardChannels) c.close();
     for (const [w, way] of ways.entries()) {
@@ -180,6 +196,7 @@ async function main(): Promise<void> {
       results.push({ what: `shard ${s.index} Search in the cluster, server side (${s.replicas[0]?.templates} rows)`, concurrency: 1, p50_ms: s.searchP50Ms, p99_ms: null, qps: null });
       results.push({ what: `shard ${s.index} call from the coordinator`, concurrency: 1, p50_ms: s.callP50Ms, p99_ms: null, qps: null });
       inCluster.push(s.searchP50Ms);
+      hopInCluster.push(s.callP50Ms - s.searchP50Ms);
     }
     for (const way of ways) {
       log(`${way.name}, concurrency 16`);
@@ -204,6 +221,19 @@ async function main(): Promise<void> {
   const hops = Object.fromEntries(
     results.filter((r) => r.what.includes('end-to-end') && r.concurrency === 1).map((r) => [r.what.split(' ')[0], r.p50_ms - slowestInCluster]),
   );
+  // Where the time outside the scan goes at concurrency 1, hop by hop (p50s, and the coordinator's means).
+  log('the transport alone: echo round trips over grpc-js and raw TCP');
+  const transport = await transportFloor();
+  const e2eP50 = (way: string) => results.find((r) => r.what.startsWith(`${way} end-to-end`) && r.concurrency === 1)!.p50_ms;
+  const whereTimeGoes = {
+    bare_grpc_js_round_trip: transport.grpc_unary_round_trip_p50_ms,
+    bare_tcp_round_trip: transport.tcp_round_trip_p50_ms,
+    one_grpc_hop_to_a_shard_alone: Math.max(...hopAlone),
+    coordinator_to_shard_hop_in_cluster: Math.max(...hopInCluster),
+    coordinator_own_work_identify_mean: coordinatorView.identify_handler_mean_ms - coordinatorView.shard_call_mean_ms,
+    client_to_coordinator_identify: e2eP50('Identify') - coordinatorView.identify_handler_mean_ms,
+    identify_stream_minus_identify: e2eP50('IdentifyStream') - e2eP50('Identify'),
+  };
   const ratio = ratios.Identify.in_cluster;
   const ratioAlone = ratios.Identify.scorer_alone;
   const report = {
@@ -221,6 +251,7 @@ async function main(): Promise<void> {
     e2e_over_slowest_shard_by_way: ratios,
     e2e_minus_slowest_shard_in_cluster_p50_ms: hops,
     coordinator_view_c1: coordinatorView,
+    where_the_time_goes_c1_ms: whereTimeGoes,
     rounds_p50_ms: rounds,
     results,
   };
@@ -238,6 +269,18 @@ async function main(): Promise<void> {
   }
   for (const [way, ms] of Object.entries(hops)) console.log(`${way}: end-to-end p50 - slowest shard's Search p50 inside the cluster = ${ms.toFixed(2)} ms${way === 'IdentifyStream' ? ' (target <= 1 ms)' : ''}`);
   console.log(`coordinator's view at concurrency 1 (means, warm-up included): ${JSON.stringify(coordinatorView)}`);
+  printTable(
+    ['where the time outside the scan goes (concurrency 1)', 'ms'],
+    [
+      ['a bare grpc-js unary round trip, 15 KB in (echo server in another process, an empty handler)', whereTimeGoes.bare_grpc_js_round_trip],
+      ['a raw TCP round trip, 15 KB in (the same echo server)', whereTimeGoes.bare_tcp_round_trip],
+      ['one gRPC hop to a shard, nothing else running (direct call - its Search; the slower shard)', whereTimeGoes.one_grpc_hop_to_a_shard_alone],
+      ["coordinator -> shard hop inside the cluster (call p50 - Search p50; the slower shard)", whereTimeGoes.coordinator_to_shard_hop_in_cluster],
+      ["coordinator's own work on Identify (handler mean - shard call mean)", whereTimeGoes.coordinator_own_work_identify_mean],
+      ['client -> coordinator hop, Identify (end-to-end p50 - handler mean)', whereTimeGoes.client_to_coordinator_identify],
+      ['IdentifyStream - Identify, end to end (p50s)', whereTimeGoes.identify_stream_minus_identify],
+    ].map(([w, ms]) => [w as string, (ms as number).toFixed(2)]),
+  );
   console.log(`wrote ${file}`);
 }
 
