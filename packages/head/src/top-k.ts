@@ -58,21 +58,12 @@ function heapTop(values: ArrayLike<number>, alive: Uint8Array | undefined, count
     val[size] = values[row];
     siftUp(idx, val, size++);
   }
-  if (alive) {
-    for (; row < count; row++) {
-      // Rows arrive in index order, so an equal logit never displaces an earlier row.
-      if (!(values[row] > val[0]) || alive[row] === 0) continue;
-      idx[0] = row;
-      val[0] = values[row];
-      siftDown(idx, val, size);
-    }
-  } else {
-    for (; row < count; row++) {
-      if (!(values[row] > val[0])) continue;
-      idx[0] = row;
-      val[0] = values[row];
-      siftDown(idx, val, size);
-    }
+  for (; row < count; row++) {
+    // Rows arrive in index order, so an equal logit never displaces an earlier row; most stop at the first compare.
+    if (!(values[row] > val[0]) || (alive && alive[row] === 0)) continue;
+    idx[0] = row;
+    val[0] = values[row];
+    siftDown(idx, val, size);
   }
   return { idx, val, size };
 }
