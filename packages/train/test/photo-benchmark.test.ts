@@ -37,5 +37,6 @@ describe.skipIf(sourceFiles('opencv-doc').length < 50)('the photo benchmark (res
     const started = performance.now();
     expect(await buildDefaultHead(dir)).toEqual(report);
     expect(performance.now() - started).toBeLessThan(report.trainMs!);
-  });
+    // A whole training run on the CPUs: 111-123 s on this 2-vCPU VM on a slow day, past the suite's 120 s default.
+  }, 400_000);
 });
