@@ -10,6 +10,8 @@ import type { ScanBlocks } from './int8-mirror.js';
  * save anything.
  */
 export class BoundFloors {
+  private passing = new Int32Array(0);
+
   private constructor(private readonly blocks: ScanBlocks, private readonly nBlocks: number) {}
 
   static of(blocks: ScanBlocks | undefined, count: number, want: number): BoundFloors | null {
@@ -25,26 +27,57 @@ export class BoundFloors {
   /** The live rows whose bound reaches floor, in row order, into `into` (grown when short); how many there are. */
   rowsReaching(logits: Float64Array, rowSlack: Float32Array, alive: Uint8Array, count: number, floor: number, into: { rows: Int32Array }): number {
     const { rows: per, max, slack } = this.blocks;
+    const nBlocks = this.nBlocks;
+    // The blocks first: then room for all their rows at once, and a row loop with no checks but its own.
+    const passing = this.passing.length >= nBlocks ? this.passing : (this.passing = new Int32Array(nBlocks));
+    let nPassing = 0;
+    for (let b = 0; b < nBlocks; b++) if (max[b] + slack[b] >= floor) passing[nPassing++] = b;
+    if (into.rows.length < nPassing * per) into.rows = new Int32Array(Math.max(nPassing * per, into.rows.length * 2));
+    const rows = into.rows;
     let n = 0;
-    for (let b = 0; b < this.nBlocks; b++) {
-      if (max[b] + slack[b] < floor) continue;
+    for (let p = 0; p < nPassing; p++) {
+      const b = passing[p];
       const end = Math.min(count, (b + 1) * per);
-      for (let r = b * per; r < end; r++) {
-        if (logits[r] + rowSlack[r] < floor || alive[r] === 0) continue;
-        if (n === into.rows.length) {
-          const next = new Int32Array(into.rows.length * 2 + 64);
-          next.set(into.rows);
-          into.rows = next;
-        }
-        into.rows[n++] = r;
-      }
+      for (let r = b * per; r < end; r++) if (logits[r] + rowSlack[r] >= floor && alive[r] !== 0) rows[n++] = r;
     }
     return n;
   }
 }
 
-/** The m-th largest of values[0..n) (m <= n): a min-heap of the m largest so far, one compare for most values. */
+/** Buckets of the first pass of mthLargest. */
+const BUCKETS = 1024;
+
+/**
+ * The m-th largest of values[0..n) (m <= n), exactly: the values counted in
+ * BUCKETS buckets over their range, then only the bucket holding the m-th
+ * sorted (two passes over the values, where a heap of m did up to m log m
+ * work more).
+ */
 function mthLargest(values: Float64Array, n: number, m: number): number {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  if (!(hi > lo)) return hi;
+  if (!Number.isFinite(hi - lo)) return mthLargestByHeap(values, n, m);
+  const scale = BUCKETS / (hi - lo);
+  const counts = new Int32Array(BUCKETS);
+  for (let i = 0; i < n; i++) counts[Math.min(BUCKETS - 1, Math.floor((values[i] - lo) * scale))]++;
+  let above = 0;
+  let b = BUCKETS - 1;
+  while (above + counts[b] < m) above += counts[b--];
+  const inBucket = new Float64Array(counts[b]);
+  let k = 0;
+  for (let i = 0; i < n; i++) if (Math.min(BUCKETS - 1, Math.floor((values[i] - lo) * scale)) === b) inBucket[k++] = values[i];
+  inBucket.sort();
+  return inBucket[inBucket.length - (m - above)];
+}
+
+/** mthLargest where the range is not finite: a min-heap of the m largest so far. */
+function mthLargestByHeap(values: Float64Array, n: number, m: number): number {
   const heap = values.slice(0, m);
   for (let i = (m >> 1) - 1; i >= 0; i--) siftDown(heap, i, m);
   for (let i = m; i < n; i++) {

@@ -72,6 +72,43 @@ describe('the int8 kernel', () => {
     await k.close();
   });
 
+  it('rows stored in pairs: appended in runs of odd length, an odd and an even row cleared, every scan reads each row its own bytes', async () => {
+    const rng = new Rng(8);
+    for (const hidden of [37, 512]) {
+      const k = new Int8Kernel(hidden, 1);
+      const v = Int16Array.from({ length: hidden }, () => Math.floor(rng.next() * 4095) - 2047);
+      k.setWeights(v);
+      const n = 1001;
+      const q = Int8Array.from({ length: n * hidden }, () => Math.floor(rng.next() * 256) - 128);
+      // Runs of 1, 2, 3, ... rows: each starts at either half of a pair.
+      for (let at = 0, len = 1; at < n; at += len, len++) k.append(q.subarray(at * hidden, Math.min(n, at + len) * hidden), Math.min(len, n - at));
+      for (const row of [7, 500]) {
+        k.clear(row);
+        q.fill(0, row * hidden, (row + 1) * hidden);
+      }
+      const rs = Array.from({ length: 5 }, () => Int16Array.from({ length: hidden }, () => Math.floor(rng.next() * 300) - 150));
+      const want = (r: Int16Array, i: number) => {
+        let sum = 0;
+        for (let j = 0; j < hidden; j++) sum += v[j] * Math.max(0, q[i * hidden + j] + r[j]);
+        return sum;
+      };
+      const outs = rs.map(() => new Int32Array(n));
+      k.runMany(rs, outs);
+      const alone = new Float64Array(n);
+      const wrong: string[] = [];
+      for (const [x, r] of rs.entries()) {
+        // Odd row counts too: a scan's last row alone, after whole pairs.
+        for (const rows of [n, n - 1, 1]) {
+          k.run(r, alone, rows, { t: 1, bases: [0] });
+          for (let i = 0; i < rows; i++) if (alone[i] !== want(r, i) && wrong.length < 5) wrong.push(`hidden ${hidden}, query ${x}, ${rows} rows: row ${i}`);
+        }
+        for (let i = 0; i < n; i++) if (outs[x][i] !== want(r, i) && wrong.length < 5) wrong.push(`hidden ${hidden}, batch query ${x}: row ${i}`);
+      }
+      expect(wrong).toEqual([]);
+      await k.close();
+    }
+  });
+
   it('runMany gives each query of a batch what run gives it alone: groups of four, a short last group, blocks and threads', async () => {
     const rng = new Rng(5);
     for (const { hidden, n, threads } of [{ hidden: 48, n: 17_000, threads: 2 }, { hidden: 512, n: 1000, threads: 1 }]) {

@@ -4,7 +4,7 @@
  * or for one query the logit t * out_i + base and each block's largest.
  * Memory layout: int8-layout.ts.
  */
-import { BLOCK_ROWS, CHUNK, INT8_MAX_QUERIES, SINGLE_CHUNK, int8Layout, type Int8Layout } from './int8-layout.js';
+import { BLOCK_ROWS, CHUNK, INT8_MAX_QUERIES, PAIR_CHUNK, SINGLE_CHUNK, int8Layout, rowStart, type Int8Layout } from './int8-layout.js';
 import { INT8_GROUP, int8Module } from './int8-module.js';
 import { relaxedModule, relaxedSimd } from './relaxed-module.js';
 import { ScanPool } from './scan-pool.js';
@@ -103,7 +103,8 @@ export class Int8Kernel {
   }
 
   get maxRows(): number {
-    return Math.floor((MAX_PAGES * PAGE - this.rowsOffset) / this.width);
+    // Whole pairs (int8-layout.ts).
+    return 2 * Math.floor((MAX_PAGES * PAGE - this.rowsOffset) / (2 * this.width));
   }
 
   get memoryBytes(): number {
@@ -113,7 +114,7 @@ export class Int8Kernel {
   private reserve(rows: number): void {
     if (rows <= this.capacity) return;
     if (rows > this.maxRows) throw new RangeError(`${rows} int8 rows do not fit in wasm32 memory (at most ${this.maxRows} of width ${this.width})`);
-    const want = Math.min(this.maxRows, Math.max(rows, this.capacity * 2, 1024));
+    const want = Math.min(this.maxRows, Math.ceil(Math.max(rows, this.capacity * 2, 1024) / 2) * 2);
     const pages = Math.ceil((this.rowsOffset + want * this.width) / PAGE) - this.memory.buffer.byteLength / PAGE;
     if (pages > 0) this.memory.grow(pages);
     this.capacity = want;
@@ -166,19 +167,30 @@ export class Int8Kernel {
     return this.rOffset + q * this.width * (this.relaxed ? 1 : 2);
   }
 
-  /** Appends n rows of `hidden` int8 values (row-major). */
+  /** Appends n rows of `hidden` int8 values (row-major), each into its place in its pair (int8-layout.ts). */
   append(rows: Int8Array, n: number): number {
     const first = this.count;
     this.reserve(first + n);
-    const view = new Int8Array(this.memory.buffer, this.rowsOffset + first * this.width, n * this.width);
-    if (this.width === this.hidden) view.set(rows.subarray(0, n * this.hidden));
-    else for (let i = 0; i < n; i++) view.set(rows.subarray(i * this.hidden, (i + 1) * this.hidden), i * this.width);
+    const H = this.hidden;
+    const wb = this.width;
+    const memory = new Int8Array(this.memory.buffer, this.rowsOffset);
+    for (let i = 0; i < n; i++) {
+      const at = rowStart(first + i, wb);
+      for (let j = 0; j < wb; j += PAIR_CHUNK) {
+        const to = at + 2 * j;
+        const from = i * H + j;
+        if (j + PAIR_CHUNK <= H) memory.set(rows.subarray(from, from + PAIR_CHUNK), to);
+        else for (let c = 0; c < PAIR_CHUNK; c++) memory[to + c] = j + c < H ? rows[from + c] : 0;
+      }
+    }
     this.count += n;
     return first;
   }
 
   clear(index: number): void {
-    new Int8Array(this.memory.buffer, this.rowsOffset + index * this.width, this.width).fill(0);
+    const memory = new Int8Array(this.memory.buffer, this.rowsOffset);
+    const at = rowStart(index, this.width);
+    for (let j = 0; j < this.width; j += PAIR_CHUNK) memory.fill(0, at + 2 * j, at + 2 * j + PAIR_CHUNK);
   }
 
   /** Drops every row (before the rows are quantised again on another scale). */

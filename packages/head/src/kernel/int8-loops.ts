@@ -14,7 +14,7 @@ import {
   BLOCK, BR, BR_IF, END, I32_ADD, I32_CONST, I32_EQZ, I32_LT_U, I32_SUB, LOCAL_GET, LOCAL_SET, LOCAL_TEE, LOOP, SIMD,
   V128_CONST_ZERO, VOID, leb, scanModuleOf, sleb, type ScanFunction,
 } from './wasm-encoding.js';
-import { BLOCK_ROWS, int8Layout } from './int8-layout.js';
+import { BLOCK_ROWS, PAIR_CHUNK, byteOffset, int8Layout } from './int8-layout.js';
 
 const I32_STORE = 0x36;
 const I32_SHL = 0x74;
@@ -55,11 +55,18 @@ export interface RowCode {
   accs(queries: number): number;
   /**
    * `steps` steps of a row's code: `row` is the local holding the address of
-   * their first row byte, `r` of the first query's offsets (query k's are
+   * their first row byte, step t's bytes at(t) bytes on (rows are stored in
+   * pairs: int8-layout.ts), `r` of the first query's offsets (query k's are
    * rStride k bytes on), `v` of the weights; acc(k, j) is query k's j-th
    * accumulator (j below accs(queries)), s the scratch locals.
    */
-  body(row: number, r: number, v: number, queries: number, acc: (k: number, j: number) => number, s: number[], steps: number): number[];
+  body(row: number, r: number, v: number, queries: number, acc: (k: number, j: number) => number, s: number[], steps: number, at: (t: number) => number): number[];
+  /**
+   * Optional: body() for one query over both rows of a pair at once (the odd
+   * row's step t at(t) + PAIR_CHUNK bytes on), each step's offsets and
+   * weights loaded once for the two; acc(k) is row k's one accumulator.
+   */
+  pairBody?(row: number, r: number, v: number, acc: (k: number) => number, s: number[], steps: number, at: (t: number) => number): number[];
 }
 
 /**
@@ -78,16 +85,27 @@ const stepsPerTurn = (queries: number) => (queries === 1 ? 4 : 2);
  * until the row's end; the accumulators are left holding its sums.
  */
 function columns(wb: number, code: RowCode, row: number, r: number, queries: number, acc: (k: number, j: number) => number, s: number[], cursors: [rc: number, oc: number, vc: number, end: number]): number[] {
+  return columnLoop(wb, code.rowStep, stepsPerTurn(queries), row, r, cursors, (rc, oc, vc, per, at) => code.body(rc, oc, vc, queries, acc, s, per, at));
+}
+
+/** columns() for one query over both rows of a pair (code.pairBody): two steps a turn keep both rows' values and the shared offsets and weights in registers. */
+function pairColumns(wb: number, code: RowCode, row: number, r: number, acc: (k: number) => number, s: number[], cursors: [rc: number, oc: number, vc: number, end: number]): number[] {
+  return columnLoop(wb, code.rowStep, 2, row, r, cursors, (rc, oc, vc, per, at) => code.pairBody!(rc, oc, vc, acc, s, per, at));
+}
+
+function columnLoop(wb: number, rowStep: number, turn: number, row: number, r: number, cursors: [rc: number, oc: number, vc: number, end: number], body: (rc: number, oc: number, vc: number, per: number, at: (t: number) => number) => number[]): number[] {
   const [RC, OC, VC, END_] = cursors;
-  const steps = wb / code.rowStep;
-  let per = Math.min(stepsPerTurn(queries), steps);
-  while (steps % per !== 0) per--;
+  const steps = wb / rowStep;
+  let per = Math.min(turn, steps);
+  // A turn covers whole PAIR_CHUNKs of the row, so the next starts where its first step's bytes are.
+  while (steps % per !== 0 || (per * rowStep) % PAIR_CHUNK !== 0) per--;
   return [
     LOCAL_GET, row, LOCAL_SET, RC, LOCAL_GET, r, LOCAL_SET, OC, LOCAL_GET, V, LOCAL_SET, VC,
-    LOCAL_GET, row, I32_CONST, ...sleb(wb), I32_ADD, LOCAL_SET, END_,
+    // A row's bytes span 2 wb: its pair's other row fills every other chunk.
+    LOCAL_GET, row, I32_CONST, ...sleb(2 * wb), I32_ADD, LOCAL_SET, END_,
     LOOP, VOID,
-    ...code.body(RC, OC, VC, queries, acc, s, per),
-    LOCAL_GET, RC, I32_CONST, ...sleb(per * code.rowStep), I32_ADD, LOCAL_SET, RC,
+    ...body(RC, OC, VC, per, (t) => byteOffset(t * rowStep)),
+    LOCAL_GET, RC, I32_CONST, ...sleb(byteOffset(per * rowStep)), I32_ADD, LOCAL_SET, RC,
     LOCAL_GET, OC, I32_CONST, ...sleb(per * 16), I32_ADD, LOCAL_SET, OC,
     LOCAL_GET, VC, I32_CONST, ...sleb(per * 16), I32_ADD, LOCAL_SET, VC,
     LOCAL_GET, RC, LOCAL_GET, END_, I32_LT_U, BR_IF, 0, END,
@@ -120,30 +138,50 @@ export function rowsFunction(name: string, wb: number, code: RowCode): ScanFunct
   const CURSORS: [number, number, number, number] = [6, 7, 8, 9];
   const [T, BASE, L, BM] = [10, 11, 12, 13];
   const per = code.accs(1);
-  const ACC = Array.from({ length: per }, (_, j) => 14 + j);
-  const S = Array.from({ length: code.scratch }, (_, j) => 14 + per + j);
-  const lastOfBlock = (BLOCK_ROWS - 1) * 8;
+  const pairs = code.pairBody !== undefined;
+  const ACC = Array.from({ length: Math.max(per, pairs ? 2 : 1) }, (_, j) => 14 + j);
+  const S = Array.from({ length: code.scratch }, (_, j) => 14 + ACC.length + j);
+  /** Row k of this look (its sum in accs): its logit stored, the block's largest so far stored, reset past the block's last row. */
+  const finish = (k: number, accs: number[]): number[] => [
+    LOCAL_GET, OUT, ...total(accs), LOCAL_GET, ARG5, I32_ADD, F64_CONVERT_I32_S, LOCAL_GET, T, F64_MUL, LOCAL_GET, BASE, F64_ADD, LOCAL_TEE, L, F64_STORE, 3, ...leb(8 * k),
+    // The block's largest so far, stored at every row (the last store of a block holds its largest).
+    LOCAL_GET, BM, LOCAL_GET, L, F64_MAX, LOCAL_SET, BM,
+    I32_CONST, ...sleb(layout.blocks), ...rowOfOut(layout.out - 8 * k), I32_CONST, 4, I32_SHR_U, I32_CONST, 3, I32_SHL, I32_ADD,
+    LOCAL_GET, BM, F64_STORE, 3, 0,
+    ...rowOfOut(layout.out - 8 * k), I32_CONST, ...sleb(BLOCK_ROWS - 1), I32_AND, I32_CONST, ...sleb(BLOCK_ROWS - 1), I32_EQ,
+    IF, VOID, ...F64_CONST_NEG_INF, LOCAL_SET, BM, END,
+  ];
+  /** The index in this chunk of the row whose logit goes to OUT + (layout.out - from). */
+  const rowOfOut = (from: number): number[] => [LOCAL_GET, OUT, I32_CONST, ...sleb(from), I32_SUB, I32_CONST, 3, I32_SHR_U];
+  /** A loop over looks at a pair (`two`) or at one row, while that many rows are left. */
+  const looks = (two: boolean): number[] => {
+    const rows = two ? 2 : 1;
+    const out: number[] = [BLOCK, VOID, LOOP, VOID];
+    out.push(LOCAL_GET, N, I32_CONST, rows, I32_LT_U, BR_IF, 1);
+    const used = two ? ACC.slice(0, 2) : ACC.slice(0, per);
+    for (const a of used) out.push(...V128_CONST_ZERO, LOCAL_SET, a);
+    if (two) {
+      out.push(...pairColumns(wb, code, Q, R, (k) => ACC[k], S, CURSORS), ...finish(0, [ACC[0]]), ...finish(1, [ACC[1]]));
+      out.push(LOCAL_GET, Q, I32_CONST, ...sleb(2 * wb), I32_ADD, LOCAL_SET, Q);
+    } else {
+      out.push(...columns(wb, code, Q, R, 1, (_, j) => ACC[j], S, CURSORS), ...finish(0, used));
+      // The next row: the odd one of this pair, or the next pair's even one.
+      out.push(LOCAL_GET, Q, I32_CONST, ...sleb(2 * wb - PAIR_CHUNK), I32_CONST, ...sleb(PAIR_CHUNK), ...rowOfOut(layout.out), I32_CONST, 1, I32_AND, SELECT, I32_ADD, LOCAL_SET, Q);
+    }
+    out.push(LOCAL_GET, OUT, I32_CONST, 8 * rows, I32_ADD, LOCAL_SET, OUT);
+    out.push(LOCAL_GET, N, I32_CONST, rows, I32_SUB, LOCAL_SET, N);
+    out.push(BR, 0, END, END);
+    return out;
+  };
   const body: number[] = [
     I32_CONST, ...sleb(layout.affine), F64_LOAD, 3, 0, LOCAL_SET, T,
     I32_CONST, ...sleb(layout.affine), F64_LOAD, 3, 8, LOCAL_SET, BASE,
     ...F64_CONST_NEG_INF, LOCAL_SET, BM,
   ];
-  body.push(BLOCK, VOID, LOOP, VOID);
-  body.push(LOCAL_GET, N, I32_EQZ, BR_IF, 1);
-  for (const a of ACC) body.push(...V128_CONST_ZERO, LOCAL_SET, a);
-  body.push(...columns(wb, code, Q, R, 1, (_, j) => ACC[j], S, CURSORS));
-  body.push(LOCAL_GET, OUT, ...total(ACC), LOCAL_GET, ARG5, I32_ADD, F64_CONVERT_I32_S, LOCAL_GET, T, F64_MUL, LOCAL_GET, BASE, F64_ADD, LOCAL_TEE, L, F64_STORE, 3, 0);
-  // The block's largest so far, stored at every row (the last store of a block holds its largest).
-  body.push(LOCAL_GET, BM, LOCAL_GET, L, F64_MAX, LOCAL_SET, BM);
-  body.push(I32_CONST, ...sleb(layout.blocks), LOCAL_GET, OUT, I32_CONST, ...sleb(layout.out), I32_SUB, I32_CONST, 7, I32_SHR_U, I32_CONST, 3, I32_SHL, I32_ADD);
-  body.push(LOCAL_GET, BM, F64_STORE, 3, 0);
-  body.push(LOCAL_GET, OUT, I32_CONST, ...sleb(layout.out), I32_SUB, I32_CONST, ...sleb(lastOfBlock), I32_AND, I32_CONST, ...sleb(lastOfBlock), I32_EQ);
-  body.push(IF, VOID, ...F64_CONST_NEG_INF, LOCAL_SET, BM, END);
-  body.push(LOCAL_GET, Q, I32_CONST, ...sleb(wb), I32_ADD, LOCAL_SET, Q);
-  body.push(LOCAL_GET, OUT, I32_CONST, 8, I32_ADD, LOCAL_SET, OUT);
-  body.push(LOCAL_GET, N, I32_CONST, 1, I32_SUB, LOCAL_SET, N);
-  body.push(BR, 0, END, END, END);
-  return { name, locals: [3, 4, 0x7f, 4, F64, ...leb(per + code.scratch), 0x7b], body };
+  // Whole pairs first, then a last row alone (a call's rows start a block, so an even row; its last may end mid-block).
+  if (pairs) body.push(...looks(true));
+  body.push(...looks(false), END);
+  return { name, locals: [3, 4, 0x7f, 4, F64, ...leb(ACC.length + code.scratch), 0x7b], body };
 }
 
 /** The batch function: INT8_GROUP queries per look at a row, `groups` groups, blocks of rows kept in cache. */
@@ -174,7 +212,8 @@ export function groupsFunction(name: string, wb: number, rStride: number, code: 
   for (const a of ACC) body.push(...V128_CONST_ZERO, LOCAL_SET, a);
   body.push(...columns(wb, code, QI, RG, INT8_GROUP, acc, S, CURSORS));
   for (let k = 0; k < INT8_GROUP; k++) body.push(LOCAL_GET, OI, ...total(ACC.slice(k * per, (k + 1) * per)), I32_STORE, 2, ...leb(4 * k));
-  body.push(LOCAL_GET, QI, I32_CONST, ...sleb(wb), I32_ADD, LOCAL_SET, QI);
+  // The next row: the odd one of this pair, or the next pair's even one (a block starts at an even row).
+  body.push(LOCAL_GET, QI, I32_CONST, ...sleb(2 * wb - PAIR_CHUNK), I32_CONST, ...sleb(PAIR_CHUNK), LOCAL_GET, OI, LOCAL_GET, OG, I32_SUB, I32_CONST, 4, I32_SHR_U, I32_CONST, 1, I32_AND, SELECT, I32_ADD, LOCAL_SET, QI);
   body.push(LOCAL_GET, OI, I32_CONST, 16, I32_ADD, LOCAL_SET, OI);
   body.push(LOCAL_GET, I, I32_CONST, 1, I32_SUB, LOCAL_TEE, I, BR_IF, 0, END);
   body.push(LOCAL_GET, RG, I32_CONST, ...sleb(INT8_GROUP * rStride), I32_ADD, LOCAL_SET, RG);

@@ -26,6 +26,7 @@
  */
 import { SIMD, V128_LOAD, leb, LOCAL_GET, LOCAL_SET } from './wasm-encoding.js';
 import { groupsFunction, perWidth, rowsFunction, type RowCode } from './int8-loops.js';
+import { PAIR_CHUNK } from './int8-layout.js';
 
 export { INT8_GROUP } from './int8-loops.js';
 
@@ -41,15 +42,27 @@ function code(wb: number): RowCode {
     // Two chains for one query hide the add's latency; four queries interleave theirs already.
     accs: (queries) => (queries === 1 ? 2 : 1),
     scratch: 2,
-    body(row, c, v, queries, acc, [X, VV], steps) {
+    body(row, c, v, queries, acc, [X, VV], steps, at) {
       const chains = queries === 1 ? 2 : 1;
       const out: number[] = [];
       for (let t = 0; t < steps; t++) {
-        out.push(LOCAL_GET, row, ...V128_LOAD8X8_S, 3, ...leb(8 * t), LOCAL_SET, X);
+        out.push(LOCAL_GET, row, ...V128_LOAD8X8_S, 3, ...leb(at(t)), LOCAL_SET, X);
         out.push(LOCAL_GET, v, ...V128_LOAD, 4, ...leb(16 * t), LOCAL_SET, VV);
         for (let k = 0; k < queries; k++) {
           out.push(LOCAL_GET, acc(k, t % chains), LOCAL_GET, X, LOCAL_GET, c, ...V128_LOAD, 4, ...leb(k * 2 * wb + 16 * t));
           out.push(...I16X8_MAX_S, LOCAL_GET, VV, ...I32X4_DOT_I16X8_S, ...I32X4_ADD, LOCAL_SET, acc(k, t % chains));
+        }
+      }
+      return out;
+    },
+    pairBody(row, c, v, acc, [CC, VV], steps, at) {
+      const out: number[] = [];
+      for (let t = 0; t < steps; t++) {
+        out.push(LOCAL_GET, c, ...V128_LOAD, 4, ...leb(16 * t), LOCAL_SET, CC);
+        out.push(LOCAL_GET, v, ...V128_LOAD, 4, ...leb(16 * t), LOCAL_SET, VV);
+        for (let k = 0; k < 2; k++) {
+          out.push(LOCAL_GET, acc(k), LOCAL_GET, row, ...V128_LOAD8X8_S, 3, ...leb(at(t) + k * PAIR_CHUNK), LOCAL_GET, CC);
+          out.push(...I16X8_MAX_S, LOCAL_GET, VV, ...I32X4_DOT_I16X8_S, ...I32X4_ADD, LOCAL_SET, acc(k));
         }
       }
       return out;

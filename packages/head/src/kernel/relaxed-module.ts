@@ -29,11 +29,11 @@ function code(wb: number): RowCode {
     // The dot-add's latency (about 5 cycles) wants four chains for one query; four queries interleave theirs.
     accs: (queries) => (queries === 1 ? 4 : 2),
     scratch: 2,
-    body(row, r, v, queries, acc, [X, VV], steps) {
+    body(row, r, v, queries, acc, [X, VV], steps, at) {
       const chains = queries === 1 ? 4 : 2;
       const out: number[] = [];
       for (let t = 0; t < steps; t++) {
-        out.push(LOCAL_GET, row, ...V128_LOAD, 4, ...leb(16 * t), LOCAL_SET, X);
+        out.push(LOCAL_GET, row, ...V128_LOAD, 4, ...leb(at(t)), LOCAL_SET, X);
         out.push(LOCAL_GET, v, ...V128_LOAD, 4, ...leb(16 * t), LOCAL_SET, VV);
         for (let k = 0; k < queries; k++) {
           out.push(LOCAL_GET, VV, ...V128_CONST_ZERO, LOCAL_GET, X, LOCAL_GET, r, ...V128_LOAD, 4, ...leb(k * wb + 16 * t), ...I8X16_ADD_SAT_S, ...I8X16_MAX_S);
