@@ -1,4 +1,4 @@
-import { BoundFloors, rankedOf, rescoreWithinBounds, sigmoid, topK, type Ranked, type ScanBounds, type Scorer } from '@yoco/head';
+import { BoundFloors, kthLargest, rankedOf, rescoreWithinBounds, sigmoid, topK, type Ranked, type ScanBounds, type Scorer } from '@yoco/head';
 import { SLOT_COUNT, slotOf } from './slots.js';
 import type { Template } from './template-record.js';
 
@@ -193,10 +193,7 @@ export class GallerySlice {
         if (!prev || got[i] > prev.logit || (got[i] === prev.logit && rows[i] < prev.row)) exact.set(owner[i], { logit: got[i], row: rows[i] });
       }
     };
-    const kth = () => {
-      if (exact.size < k) return -Infinity;
-      return [...exact.values()].map((e) => e.logit).sort((a, b) => b - a)[k - 1];
-    };
+    const kth = () => kthLargest(Array.from(exact.values(), (e) => e.logit), exact.size, k);
     // The subjects by the most their exact logit can be (best[ord] is each one's largest approximate logit
     // plus its row's bound here), best first, well past the k x OVERSAMPLE rescored at once.
     rescoreWithinBounds({

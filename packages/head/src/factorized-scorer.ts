@@ -9,7 +9,7 @@ import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
 import { INT8_FIT_MIN_ROWS, Int8Mirror, type Int8Scan, type ScanBounds } from './int8-mirror.js';
 import { INT8_MAX_QUERIES, Int8Kernel } from './kernel/int8-kernel.js';
 import { sigmoid } from './head.js';
-import { rankedOf, topK, type Match, type Ranked } from './top-k.js';
+import { kthLargest, rankedOf, topK, type Match, type Ranked } from './top-k.js';
 import { ResidentScan, type ResidentOptions } from './resident-scan.js';
 import { rescoreWithinBounds } from './bounded-rescore.js';
 import { BoundFloors } from './bound-floor.js';
@@ -342,7 +342,7 @@ export class FactorizedScorer extends BaseScorer {
       first: k * 4,
       step: k,
       slack: bounds.slack,
-      kth: () => (exact.size < k ? -Infinity : [...exact.values()].sort((a, b) => b - a)[k - 1]),
+      kth: () => kthLargest(exact.values(), exact.size, k),
       rescore,
       beyond: (floor) => {
         const more: number[] = [];

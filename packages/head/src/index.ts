@@ -12,7 +12,7 @@ export type { FactorizedOptions, Int8Options, Int8Simd } from './factorized-scor
 export type { ResidentOptions } from './resident-scan.js';
 export type { RuntimeOptions } from './ort-session.js';
 export type { Match } from './top-k.js';
-export { rankedOf, topK, type Ranked } from './top-k.js';
+export { kthLargest, rankedOf, topK, type Ranked } from './top-k.js';
 export { rescoreWithinBounds, type BoundedRescore } from './bounded-rescore.js';
 export { BoundFloors } from './bound-floor.js';
 export { HeadFormatError, RowIndexError, CapacityError, ProviderError } from './errors/index.js';

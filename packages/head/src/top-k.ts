@@ -104,3 +104,13 @@ function siftDown(idx: Int32Array, val: Float64Array, size: number): void {
     i = m;
   }
 }
+
+/** The k-th largest of n values (-Infinity when there are fewer than k): a typed sort, no comparator called per pair. */
+export function kthLargest(values: Iterable<number>, n: number, k: number): number {
+  if (n < k) return -Infinity;
+  const sorted = new Float64Array(n);
+  let i = 0;
+  for (const v of values) sorted[i++] = v;
+  sorted.sort();
+  return sorted[n - k];
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '@yoco/common';
-import { rankedOf, topK } from '../src/top-k.js';
+import { kthLargest, rankedOf, topK } from '../src/top-k.js';
 
 /** The k best positions by a full sort: larger value first, the earlier position on a tie. */
 function bySort(values: Float64Array, k: number, alive?: Uint8Array): number[] {
@@ -30,6 +30,20 @@ describe('rankedOf', () => {
       expect(Array.from(live.ids.subarray(0, live.length))).toEqual(wantLive);
       // The same order topK gives its matches.
       expect(topK(values, alive, n, k).map((m) => m.index)).toEqual(wantLive);
+    }
+  });
+});
+
+describe('kthLargest', () => {
+  it('is the k-th largest, ties counted, -Infinity below k values, from any iterable', () => {
+    const rng = new Rng(12);
+    for (let trial = 0; trial < 200; trial++) {
+      const n = rng.int(60);
+      const k = 1 + rng.int(n + 5);
+      const values = Array.from({ length: n }, () => (rng.int(11) - 5) / 4);
+      const want = n < k ? -Infinity : [...values].sort((a, b) => b - a)[k - 1];
+      expect(kthLargest(values, n, k)).toBe(want);
+      expect(kthLargest(new Map(values.map((v, i) => [i, v])).values(), n, k)).toBe(want);
     }
   });
 });
