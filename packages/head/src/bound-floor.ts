@@ -10,8 +10,6 @@ import type { ScanBlocks } from './int8-mirror.js';
  * save anything.
  */
 export class BoundFloors {
-  private passing = new Int32Array(0);
-
   private constructor(private readonly blocks: ScanBlocks, private readonly nBlocks: number) {}
 
   static of(blocks: ScanBlocks | undefined, count: number, want: number): BoundFloors | null {
@@ -29,7 +27,7 @@ export class BoundFloors {
     const { rows: per, max, slack } = this.blocks;
     const nBlocks = this.nBlocks;
     // The blocks first: then room for all their rows at once, and a row loop with no checks but its own.
-    const passing = this.passing.length >= nBlocks ? this.passing : (this.passing = new Int32Array(nBlocks));
+    const passing = new Int32Array(nBlocks);
     let nPassing = 0;
     for (let b = 0; b < nBlocks; b++) if (max[b] + slack[b] >= floor) passing[nPassing++] = b;
     if (into.rows.length < nPassing * per) into.rows = new Int32Array(Math.max(nPassing * per, into.rows.length * 2));
@@ -64,14 +62,15 @@ function mthLargest(values: Float64Array, n: number, m: number): number {
   if (!(hi > lo)) return hi;
   if (!Number.isFinite(hi - lo)) return mthLargestByHeap(values, n, m);
   const scale = BUCKETS / (hi - lo);
+  const bucketOf = (v: number) => Math.min(BUCKETS - 1, Math.floor((v - lo) * scale));
   const counts = new Int32Array(BUCKETS);
-  for (let i = 0; i < n; i++) counts[Math.min(BUCKETS - 1, Math.floor((values[i] - lo) * scale))]++;
+  for (let i = 0; i < n; i++) counts[bucketOf(values[i])]++;
   let above = 0;
   let b = BUCKETS - 1;
   while (above + counts[b] < m) above += counts[b--];
   const inBucket = new Float64Array(counts[b]);
   let k = 0;
-  for (let i = 0; i < n; i++) if (Math.min(BUCKETS - 1, Math.floor((values[i] - lo) * scale)) === b) inBucket[k++] = values[i];
+  for (let i = 0; i < n; i++) if (bucketOf(values[i]) === b) inBucket[k++] = values[i];
   inBucket.sort();
   return inBucket[inBucket.length - (m - above)];
 }

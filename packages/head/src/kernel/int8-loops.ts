@@ -112,6 +112,15 @@ function columnLoop(wb: number, rowStep: number, turn: number, row: number, r: n
   ];
 }
 
+/**
+ * Moves the row cursor in local `row` to the next row: the odd one of this
+ * pair, or the next pair's even one, by the parity of `index` (code leaving
+ * the row's index on the stack).
+ */
+function nextRow(row: number, wb: number, index: number[]): number[] {
+  return [LOCAL_GET, row, I32_CONST, ...sleb(2 * wb - PAIR_CHUNK), I32_CONST, ...sleb(PAIR_CHUNK), ...index, I32_CONST, 1, I32_AND, SELECT, I32_ADD, LOCAL_SET, row];
+}
+
 const F64 = 0x7c;
 const F64_LOAD = 0x2b;
 const F64_STORE = 0x39;
@@ -165,8 +174,7 @@ export function rowsFunction(name: string, wb: number, code: RowCode): ScanFunct
       out.push(LOCAL_GET, Q, I32_CONST, ...sleb(2 * wb), I32_ADD, LOCAL_SET, Q);
     } else {
       out.push(...columns(wb, code, Q, R, 1, (_, j) => ACC[j], S, CURSORS), ...finish(0, used));
-      // The next row: the odd one of this pair, or the next pair's even one.
-      out.push(LOCAL_GET, Q, I32_CONST, ...sleb(2 * wb - PAIR_CHUNK), I32_CONST, ...sleb(PAIR_CHUNK), ...rowOfOut(layout.out), I32_CONST, 1, I32_AND, SELECT, I32_ADD, LOCAL_SET, Q);
+      out.push(...nextRow(Q, wb, rowOfOut(layout.out)));
     }
     out.push(LOCAL_GET, OUT, I32_CONST, 8 * rows, I32_ADD, LOCAL_SET, OUT);
     out.push(LOCAL_GET, N, I32_CONST, rows, I32_SUB, LOCAL_SET, N);
@@ -212,8 +220,8 @@ export function groupsFunction(name: string, wb: number, rStride: number, code: 
   for (const a of ACC) body.push(...V128_CONST_ZERO, LOCAL_SET, a);
   body.push(...columns(wb, code, QI, RG, INT8_GROUP, acc, S, CURSORS));
   for (let k = 0; k < INT8_GROUP; k++) body.push(LOCAL_GET, OI, ...total(ACC.slice(k * per, (k + 1) * per)), I32_STORE, 2, ...leb(4 * k));
-  // The next row: the odd one of this pair, or the next pair's even one (a block starts at an even row).
-  body.push(LOCAL_GET, QI, I32_CONST, ...sleb(2 * wb - PAIR_CHUNK), I32_CONST, ...sleb(PAIR_CHUNK), LOCAL_GET, OI, LOCAL_GET, OG, I32_SUB, I32_CONST, 4, I32_SHR_U, I32_CONST, 1, I32_AND, SELECT, I32_ADD, LOCAL_SET, QI);
+  // A block starts at an even row: this row's index in it is its output's (16 bytes a row).
+  body.push(...nextRow(QI, wb, [LOCAL_GET, OI, LOCAL_GET, OG, I32_SUB, I32_CONST, 4, I32_SHR_U]));
   body.push(LOCAL_GET, OI, I32_CONST, 16, I32_ADD, LOCAL_SET, OI);
   body.push(LOCAL_GET, I, I32_CONST, 1, I32_SUB, LOCAL_TEE, I, BR_IF, 0, END);
   body.push(LOCAL_GET, RG, I32_CONST, ...sleb(INT8_GROUP * rStride), I32_ADD, LOCAL_SET, RG);
