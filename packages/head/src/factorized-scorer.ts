@@ -46,12 +46,14 @@ export interface Int8Options {
    */
   minRows?: number;
   /**
-   * The kernel: 'relaxed' (relaxed SIMD's int8 dot-add, 7-bit rows),
-   * 'simd128' (what every Node 20 runs), or 'auto' (default): relaxed where
-   * the runtime has it and its kernel passes a check of exact sums at start.
-   * Node 20 has it only behind V8's --experimental-wasm-relaxed-simd;
-   * 'relaxed' turns that flag on in this process when it is off (V8 reads it
-   * when a module is compiled), and fails when the kernel still cannot be used.
+   * The kernel: 'relaxed' (relaxed SIMD's int8 dot, 7-bit rows and int8
+   * weights), 'simd128' (what every Node 20 runs), or 'auto' (default), which
+   * is simd128: relaxed SIMD's coarser levels widen the bound about 2.5x, so
+   * a search rescores about 12x the rows, and that costs more than its scan
+   * saves (docs/int8.md). Node 20 has relaxed SIMD only behind V8's
+   * --experimental-wasm-relaxed-simd; 'relaxed' turns that flag on in this
+   * process when it is off (V8 reads it when a module is compiled), and fails
+   * when its kernel does not pass a check of exact sums at start.
    */
   simd?: 'auto' | 'relaxed' | 'simd128';
 }
@@ -75,17 +77,22 @@ function projectionModel(dim: number, hidden: number, w1: Float32Array, half: 0 
   return g.toBytes({ opset: 17 });
 }
 
+/** Why 'auto' keeps simd128 (reported in Status, as a reason relaxed SIMD is not used). */
+const AUTO_KEEPS_SIMD128 = 'auto keeps simd128: the relaxed kernel\'s 7-bit rows and int8 weights widen the bound, and rescoring the extra candidates costs more than its scan saves (set relaxed to insist)';
+
+/** How long the scan's helpers stay awake for the query being projected: longer than a projection takes. */
+const WARM_US = 3000;
+
 function int8Settings(o: Int8Options, hidden: number): Required<Omit<Int8Options, 'simd'>> & { simd: Int8Simd; relaxedProblem: string } {
   const minRows = o.minRows ?? 8192;
   if (!(Number.isInteger(minRows) && minRows >= INT8_FIT_MIN_ROWS)) throw new RangeError(`int8 minRows must be an integer of at least ${INT8_FIT_MIN_ROWS}, got ${o.minRows}`);
   const want = o.simd ?? 'auto';
   if (!['auto', 'relaxed', 'simd128'].includes(want)) throw new RangeError(`int8 simd must be auto, relaxed or simd128, got ${String(want)}`);
   if (want === 'relaxed') setFlagsFromString('--experimental-wasm-relaxed-simd');
-  // Asked for simd128, nothing is compiled or checked at start for relaxed SIMD.
-  const relaxedProblem = want === 'simd128' ? 'not asked for (simd128)' : Int8Kernel.relaxedProblem(hidden);
-  if (want === 'relaxed' && relaxedProblem) throw new RangeError(`int8 simd 'relaxed': ${relaxedProblem}`);
-  const simd: Int8Simd = want !== 'simd128' && !relaxedProblem ? 'relaxed' : 'simd128';
-  return { clip: o.clip ?? 1e-4, minRows, simd, relaxedProblem };
+  if (want !== 'relaxed') return { clip: o.clip ?? 1e-4, minRows, simd: 'simd128', relaxedProblem: want === 'auto' ? AUTO_KEEPS_SIMD128 : 'not asked for (simd128)' };
+  const relaxedProblem = Int8Kernel.relaxedProblem(hidden);
+  if (relaxedProblem) throw new RangeError(`int8 simd 'relaxed': ${relaxedProblem}`);
+  return { clip: o.clip ?? 1e-4, minRows, simd: 'relaxed', relaxedProblem };
 }
 
 type Projections = SharedSessions<{ rows: InferenceSession; query: InferenceSession }>;
@@ -246,7 +253,10 @@ export class FactorizedScorer extends BaseScorer {
 
   /** One query's logits into buffer `slot` (a batch's queries each have their own). */
   private async logitsOne(query: Float32Array, approximate: boolean, slot: number): Promise<ArrayLike<number>> {
-    const { y } = await this.projections.sessions.query.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
+    const projected = this.projections.sessions.query.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
+    // While ORT projects the query, the scan's helpers wake (waking them once it is done would cost the scan as much again).
+    if (!this.resident) (approximate && this.mirror?.fitted ? this.mirror.kernel : this.kernel).warm(WARM_US);
+    const { y } = await projected;
     // Read after the await: rows projected meanwhile are complete and can be scanned; later ones cannot.
     const n = this.scannable();
     if (approximate) {
@@ -280,7 +290,9 @@ export class FactorizedScorer extends BaseScorer {
       const x = new Float32Array(part.length * D);
       part.forEach((q, i) => x.set(q, i * D));
       // One GEMM for the batch's u vectors, then one pass over the rows for all of them.
-      const { y } = await this.projections.sessions.query.run({ x: new Tensor('float32', x, [part.length, D]) });
+      const projected = this.projections.sessions.query.run({ x: new Tensor('float32', x, [part.length, D]) });
+      this.kernel.warm(WARM_US);
+      const { y } = await projected;
       // One row count for the whole batch, fixed after the first await (rows only grow).
       if (n < 0) n = this.scannable();
       const u = y.data as Float32Array;
@@ -387,7 +399,9 @@ export class FactorizedScorer extends BaseScorer {
       const part = queries.slice(start, start + INT8_MAX_QUERIES);
       const x = new Float32Array(part.length * D);
       part.forEach((q, i) => x.set(q, i * D));
-      const { y } = await this.projections.sessions.query.run({ x: new Tensor('float32', x, [part.length, D]) });
+      const projected = this.projections.sessions.query.run({ x: new Tensor('float32', x, [part.length, D]) });
+      this.mirror!.kernel.warm(WARM_US);
+      const { y } = await projected;
       const u = y.data as Float32Array;
       const n = this.scannable();
       const us = part.map((_, i) => u.subarray(i * H, (i + 1) * H));

@@ -45,7 +45,7 @@ export const SHARD_ENV: EnvSpec<ShardConfig> = {
   grpcAddress: grpcAddressEnv('127.0.0.1:50061', 'Shard'),
   engine: { name: 'SHARD_ENGINE', default: 'factorized', parse: parse.oneOf('factorized', 'int8', 'resident', 'yoco', 'reference'), doc: 'scoring engine: factorized (float32), int8 (a quarter of the bytes per scan, rescored from float32 so answers are the same), resident (the scan in ONNX Runtime with P kept in its sessions: for ORT_PROVIDERS=cuda), yoco, reference' },
   int8MinRows: { name: 'SHARD_INT8_MIN_ROWS', default: 8192, parse: parse.int(1024, 1 << 30), doc: 'int8 engine: below this many rows a query is scanned in float32 alone (faster there)' },
-  int8Simd: { name: 'SHARD_INT8_SIMD', default: 'auto', parse: parse.oneOf('auto', 'relaxed', 'simd128'), doc: "int8 engine's kernel: auto (relaxed SIMD where the runtime has it and its sums check out exact), relaxed (insist: on Node 20 turns on V8's experimental flag), simd128" },
+  int8Simd: { name: 'SHARD_INT8_SIMD', default: 'auto', parse: parse.oneOf('auto', 'relaxed', 'simd128'), doc: "int8 engine's kernel: auto (simd128: relaxed SIMD's coarser levels cost more in rescoring than they save), relaxed (on Node 20 turns on V8's experimental flag; refused unless its sums check out exact at start), simd128" },
   kernelThreads: { name: 'KERNEL_THREADS', default: 0, parse: parse.int(0, 256), doc: 'threads scanning P per query (0 = one per core)' },
   searchMaxBatch: { name: 'SEARCH_MAX_BATCH', default: 16, parse: parse.int(1, 256), doc: 'concurrent queries scanned in one pass over the slice' },
   searchMaxDelayMs: { name: 'SEARCH_MAX_DELAY_MS', default: 0, parse: parse.int(0, 1000), doc: 'longest a query waits for others (0: batch only what queued while the last pass ran)' },

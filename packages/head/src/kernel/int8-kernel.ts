@@ -63,9 +63,9 @@ export class Int8Kernel {
   /**
    * Whether the relaxed-SIMD kernel gives exact sums at this width on this
    * runtime: '' when it does, else why not. Run before it is used: V8 11.3
-   * (Node 20) behind its experimental flag compiles relaxed dot-add code that
-   * adds stray constants to the sums (measured here), so the flag alone is
-   * not trusted.
+   * (Node 20) behind its experimental flag compiles the fused dot-add
+   * (i32x4.relaxed_dot_i8x16_i7x16_add_s) wrong (relaxed-module.ts), so a
+   * runtime that compiles relaxed SIMD is not trusted until its sums are.
    */
   static relaxedProblem(hidden: number): string {
     if (!relaxedSimd()) return `this runtime (Node ${process.versions.node}) does not compile relaxed SIMD${process.versions.node.startsWith('20.') ? ' without --experimental-wasm-relaxed-simd' : ''}`;
@@ -92,6 +92,11 @@ export class Int8Kernel {
 
   get threads(): number {
     return this.pool.size + 1;
+  }
+
+  /** Wakes the helper threads for a scan that is coming, keeping them awake up to `us` µs (ScanPool.warm). */
+  warm(us: number): void {
+    this.pool.warm(us);
   }
 
   close(): Promise<void> {

@@ -194,6 +194,11 @@ export class ReluDotKernel {
     );
   }
 
+  /** Wakes the helper threads for a scan that is coming, keeping them awake up to `us` µs (ScanPool.warm). */
+  warm(us: number): void {
+    this.pool.warm(us);
+  }
+
   close(): Promise<void> {
     return this.pool.close();
   }
