@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { GraphBuilder } from '@yoco/onnx';
-import { Tensor, type InferenceSession } from 'onnxruntime-node';
+import { Tensor, type InferenceSession, type OnnxValue } from 'onnxruntime-node';
 import { BaseScorer, type BaseScorerOptions } from './base-scorer.js';
 import type { Head } from './head.js';
 import { createSession, SharedSessions, type RuntimeOptions } from './ort-session.js';
@@ -253,10 +253,7 @@ export class FactorizedScorer extends BaseScorer {
 
   /** One query's logits into buffer `slot` (a batch's queries each have their own). */
   private async logitsOne(query: Float32Array, approximate: boolean, slot: number): Promise<ArrayLike<number>> {
-    const projected = this.projections.sessions.query.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
-    // While ORT projects the query, the scan's helpers wake (waking them once it is done would cost the scan as much again).
-    if (!this.resident) (approximate && this.mirror?.fitted ? this.mirror.kernel : this.kernel).warm(WARM_US);
-    const { y } = await projected;
+    const y = await this.project(query, 1, this.resident ? undefined : approximate && this.mirror?.fitted ? this.mirror.kernel : this.kernel);
     // Read after the await: rows projected meanwhile are complete and can be scanned; later ones cannot.
     const n = this.scannable();
     if (approximate) {
@@ -290,9 +287,7 @@ export class FactorizedScorer extends BaseScorer {
       const x = new Float32Array(part.length * D);
       part.forEach((q, i) => x.set(q, i * D));
       // One GEMM for the batch's u vectors, then one pass over the rows for all of them.
-      const projected = this.projections.sessions.query.run({ x: new Tensor('float32', x, [part.length, D]) });
-      this.kernel.warm(WARM_US);
-      const { y } = await projected;
+      const y = await this.project(x, part.length, this.kernel);
       // One row count for the whole batch, fixed after the first await (rows only grow).
       if (n < 0) n = this.scannable();
       const u = y.data as Float32Array;
@@ -306,7 +301,7 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   protected override async computeRowLogits(query: Float32Array, rows: number[]): Promise<Float64Array> {
-    const { y } = await this.projections.sessions.query.run({ x: new Tensor('float32', query, [1, this.head.dim]) });
+    const y = await this.project(query, 1, undefined);
     const u = y.data as Float32Array;
     const n = this.kernel.rows;
     return Float64Array.from(rows, (r) => (r < n ? this.kernel.rowDot(r, u, this.head.w2) + this.head.b2 : -Infinity));
@@ -399,9 +394,7 @@ export class FactorizedScorer extends BaseScorer {
       const part = queries.slice(start, start + INT8_MAX_QUERIES);
       const x = new Float32Array(part.length * D);
       part.forEach((q, i) => x.set(q, i * D));
-      const projected = this.projections.sessions.query.run({ x: new Tensor('float32', x, [part.length, D]) });
-      this.mirror!.kernel.warm(WARM_US);
-      const { y } = await projected;
+      const y = await this.project(x, part.length, this.mirror!.kernel);
       const u = y.data as Float32Array;
       const n = this.scannable();
       const us = part.map((_, i) => u.subarray(i * H, (i + 1) * H));
@@ -447,6 +440,16 @@ export class FactorizedScorer extends BaseScorer {
   private fitMirror(): void {
     if (!this.mirror || this.mirror.fitted || this.kernel.rows < INT8_FIT_MIN_ROWS) return;
     this.mirror.fit((i) => this.kernel.rowView(i), this.kernel.rows);
+  }
+
+  /**
+   * u = A q for `count` queries (count x dim floats): one ORT run. Meanwhile the helpers of the kernel that
+   * scans next wake up (waking them once u is ready would cost the scan as much again: ScanPool.warm).
+   */
+  private project(x: Float32Array, count: number, next: { warm(us: number): void } | undefined): Promise<OnnxValue> {
+    const run = this.projections.sessions.query.run({ x: new Tensor('float32', x, [count, this.head.dim]) });
+    next?.warm(WARM_US);
+    return run.then((out) => out.y);
   }
 
   /** Rows a scan may read now: the projected ones, or none at all once the row store is broken. */
