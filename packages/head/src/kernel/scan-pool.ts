@@ -12,6 +12,12 @@ const SHARED = ARGS + 6;
 const WARM = SHARED + 3;
 const WARM_US = WARM + 1;
 const WORDS = WARM_US + 1;
+/**
+ * A warm helper sleeps in slices this short (ms): its vCPU then never idles long enough to be halted, and it
+ * leaves the core to whoever else wants it. Spinning instead was as fast on a quiet machine and 1.7x slower
+ * with another process busy on one core (docs/int8.md).
+ */
+const WARM_SLICE_MS = 0.05;
 
 /**
  * A helper thread: waits on its control word, scans the rows it is handed,
@@ -31,7 +37,7 @@ for (;;) {
   if (Atomics.load(ctrl, ${WARM}) !== warmSeen) {
     warmSeen = Atomics.load(ctrl, ${WARM});
     const until = performance.now() + ctrl[${WARM_US}] / 1000;
-    while (Atomics.load(ctrl, ${SEQ}) === seen && performance.now() < until);
+    while (Atomics.load(ctrl, ${SEQ}) === seen && performance.now() < until) Atomics.wait(ctrl, ${SEQ}, seen, ${WARM_SLICE_MS});
   }
   Atomics.wait(ctrl, ${SEQ}, seen);
   // Woken by warm() (or spuriously): no job yet.
@@ -110,9 +116,10 @@ export class ScanPool {
 
   /**
    * Wakes the helpers ahead of a job that is coming (a query whose offsets
-   * are being computed): each then stays awake for up to `us` µs, so the
-   * job's post finds it running. On this VM, waking a thread that has slept
-   * costs the waker 0.1-0.2 ms and the sleeper as much again before it runs.
+   * are being computed): each then waits for it in short sleeps for up to
+   * `us` µs, so the job's post finds it quick to wake. On this VM, waking a
+   * thread that has slept a while costs the waker 0.1-0.2 ms and the sleeper
+   * as much again before it runs.
    */
   warm(us: number): void {
     for (const h of this.helpers) {
