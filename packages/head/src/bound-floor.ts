@@ -63,7 +63,7 @@ function mthLargest(values: Float64Array, n: number, m: number): number {
   }
   if (!(hi > lo)) return hi;
   if (!Number.isFinite(hi - lo)) return mthLargestByHeap(values, n, m);
-  // Bucket of v: min(BUCKETS - 1, floor((v - lo) * scale)), written out in both loops (a closure here cost 3x).
+  // Bucket of v: min(BUCKETS - 1, floor((v - lo) * scale)), written out in both loops (a closure here cost 2x).
   const scale = BUCKETS / (hi - lo);
   const counts = COUNTS.fill(0);
   for (let i = 0; i < n; i++) counts[Math.min(BUCKETS - 1, ((values[i] - lo) * scale) | 0)]++;

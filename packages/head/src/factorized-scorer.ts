@@ -253,7 +253,8 @@ export class FactorizedScorer extends BaseScorer {
 
   /** One query's logits into buffer `slot` (a batch's queries each have their own). */
   private async logitsOne(query: Float32Array, approximate: boolean, slot: number): Promise<ArrayLike<number>> {
-    const y = await this.project(query, 1, this.resident ? undefined : approximate && this.mirror?.fitted ? this.mirror.kernel : this.kernel);
+    // Which kernel scans is decided again after the await; rows only grow, so this guess is the usual answer.
+    const y = await this.project(query, this.resident ? undefined : approximate && this.int8Ready(this.kernel.rows) ? this.mirror!.kernel : this.kernel);
     // Read after the await: rows projected meanwhile are complete and can be scanned; later ones cannot.
     const n = this.scannable();
     if (approximate) {
@@ -287,7 +288,7 @@ export class FactorizedScorer extends BaseScorer {
       const x = new Float32Array(part.length * D);
       part.forEach((q, i) => x.set(q, i * D));
       // One GEMM for the batch's u vectors, then one pass over the rows for all of them.
-      const y = await this.project(x, part.length, this.kernel);
+      const y = await this.project(x, this.kernel);
       // One row count for the whole batch, fixed after the first await (rows only grow).
       if (n < 0) n = this.scannable();
       const u = y.data as Float32Array;
@@ -301,7 +302,7 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   protected override async computeRowLogits(query: Float32Array, rows: number[]): Promise<Float64Array> {
-    const y = await this.project(query, 1, undefined);
+    const y = await this.project(query, undefined);
     const u = y.data as Float32Array;
     const n = this.kernel.rows;
     return Float64Array.from(rows, (r) => (r < n ? this.kernel.rowDot(r, u, this.head.w2) + this.head.b2 : -Infinity));
@@ -394,7 +395,7 @@ export class FactorizedScorer extends BaseScorer {
       const part = queries.slice(start, start + INT8_MAX_QUERIES);
       const x = new Float32Array(part.length * D);
       part.forEach((q, i) => x.set(q, i * D));
-      const y = await this.project(x, part.length, this.mirror!.kernel);
+      const y = await this.project(x, this.mirror!.kernel);
       const u = y.data as Float32Array;
       const n = this.scannable();
       const us = part.map((_, i) => u.subarray(i * H, (i + 1) * H));
@@ -443,11 +444,12 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   /**
-   * u = A q for `count` queries (count x dim floats): one ORT run. Meanwhile the helpers of the kernel that
-   * scans next wake up (waking them once u is ready would cost the scan as much again: ScanPool.warm).
+   * u = A q for the queries in x (row-major, dim floats each): one ORT run. Meanwhile the helpers of the
+   * kernel that scans next wake up (waking them once u is ready would cost the scan as much again: ScanPool.warm).
    */
-  private project(x: Float32Array, count: number, next: { warm(us: number): void } | undefined): Promise<OnnxValue> {
-    const run = this.projections.sessions.query.run({ x: new Tensor('float32', x, [count, this.head.dim]) });
+  private project(x: Float32Array, next: { warm(us: number): void } | undefined): Promise<OnnxValue> {
+    const D = this.head.dim;
+    const run = this.projections.sessions.query.run({ x: new Tensor('float32', x, [x.length / D, D]) });
     next?.warm(WARM_US);
     return run.then((out) => out.y);
   }

@@ -34,8 +34,9 @@ const score = fns.map((f) => exports[f]);
 let seen = 0;
 let warmSeen = 0;
 for (;;) {
-  if (Atomics.load(ctrl, ${WARM}) !== warmSeen) {
-    warmSeen = Atomics.load(ctrl, ${WARM});
+  const warm = Atomics.load(ctrl, ${WARM});
+  if (warm !== warmSeen) {
+    warmSeen = warm;
     const until = performance.now() + ctrl[${WARM_US}] / 1000;
     while (Atomics.load(ctrl, ${SEQ}) === seen && performance.now() < until) Atomics.wait(ctrl, ${SEQ}, seen, ${WARM_SLICE_MS});
   }
