@@ -35,7 +35,8 @@ export type DropReason = 'deadline' | 'cancelled' | 'overload';
 /**
  * Gathers concurrent inputs into batches: a batch runs when it is full or
  * when its oldest input has waited maxDelayMs (0: at once), one batch at a
- * time (the work already uses every core), the next gathering while one runs.
+ * time (the work already uses every core), the next gathering while one runs
+ * and starting no sooner than the event loop's next turn.
  * Inputs whose caller gave up (deadline passed, cancelled) are dropped when
  * their batch forms, never run.
  */
@@ -135,8 +136,13 @@ export class Batcher<I, O> {
         (err: Error) => batch.forEach((p) => p.reject(err)),
       )
       .finally(() => {
-        this.running = false;
-        this.schedule();
+        // The next batch waits for the event loop's next turn. Otherwise a scan with no await of its own (the
+        // wasm scans) and callers that submit again as soon as they are answered keep this loop in microtasks,
+        // and no I/O runs meanwhile: no new call read or refused, no health check, no replication.
+        setImmediate(() => {
+          this.running = false;
+          this.schedule();
+        });
       });
   }
 }
