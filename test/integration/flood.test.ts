@@ -20,9 +20,14 @@ let gallery: Gallery;
 
 beforeAll(async () => {
   gallery = await writeGallery(prefix, 2000, 51);
-  // Shard 0 caps a stream at 64 calls in flight (512 by default): at D = 64 a shard keeps up with 512 at once, and
-  // the flood must have an excess to refuse. The coordinator's own stream to it has the same cap.
-  cluster = await startCluster(prefix, { shards: 2, replicas: 1, shardEnv: (index): Record<string, string> => (index === 0 ? { STREAM_MAX_INFLIGHT: '64' } : {}) });
+  // Shard 0 caps a stream at 64 calls in flight (512 by default), and each of its Searches waits 20 ms first (a
+  // fault point): the flood must have an excess to refuse, and at D = 64 a shard that scans at once keeps up with
+  // a flooding caller whatever the cap (its calls never pile up). The coordinator's own stream to it has the same cap.
+  cluster = await startCluster(prefix, {
+    shards: 2,
+    replicas: 1,
+    shardEnv: (index): Record<string, string> => (index === 0 ? { STREAM_MAX_INFLIGHT: '64', YOCO_FAILPOINTS: 'shard.search-delay-ms=20' } : {}),
+  });
 });
 afterAll(async () => {
   await cluster?.stop();
