@@ -1,11 +1,12 @@
 import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { GraphBuilder } from '@yoco/onnx';
-import { Tensor, type InferenceSession, type OnnxValue } from 'onnxruntime-node';
+import { Tensor, type InferenceSession } from 'onnxruntime-node';
 import { BaseScorer, type BaseScorerOptions } from './base-scorer.js';
 import type { Head } from './head.js';
 import { createSession, SharedSessions, type RuntimeOptions } from './ort-session.js';
 import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
+import { PROJECT_MAX_QUERIES } from './kernel/query-projection.js';
 import { INT8_FIT_MIN_ROWS, Int8Mirror, type Int8Scan, type ScanBounds } from './int8-mirror.js';
 import { INT8_MAX_QUERIES, Int8Kernel } from './kernel/int8-kernel.js';
 import { sigmoid } from './head.js';
@@ -95,7 +96,8 @@ function int8Settings(o: Int8Options, hidden: number): Required<Omit<Int8Options
   return { clip: o.clip ?? 1e-4, minRows, simd: 'relaxed', relaxedProblem };
 }
 
-type Projections = SharedSessions<{ rows: InferenceSession; query: InferenceSession }>;
+/** The rows' projection always runs in ORT; the query's only for the resident engine (the others project in their kernel). */
+type Projections = SharedSessions<{ rows: InferenceSession; query?: InferenceSession }>;
 
 interface Settings {
   projectBatch: number;
@@ -145,10 +147,11 @@ export class FactorizedScorer extends BaseScorer {
     private readonly settings: Settings,
   ) {
     super(head, settings.base);
-    this.kernel = new ReluDotKernel(head.hidden, head.w2, settings.kernelThreads);
     this.engine = settings.resident ? 'resident' : settings.int8 === undefined ? 'factorized' : 'int8';
+    // A query is projected by the kernel that scans it (the int8 one, for that engine): the same threads, woken once.
+    this.kernel = new ReluDotKernel(head.hidden, head.w2, settings.kernelThreads, this.engine === 'factorized' ? head : undefined);
     this.resident = settings.resident ? new ResidentScan(head, (i) => this.kernel.rowView(i), settings.resident.runtime, settings.resident.options) : undefined;
-    this.mirror = settings.int8 === undefined ? undefined : new Int8Mirror(head.hidden, head.w2, settings.int8.clip, settings.kernelThreads, settings.int8.simd === 'relaxed');
+    this.mirror = settings.int8 === undefined ? undefined : new Int8Mirror(head.hidden, head.w2, settings.int8.clip, settings.kernelThreads, settings.int8.simd === 'relaxed', head);
   }
 
   /** The int8 kernel's instruction set (undefined for the float32 engine). */
@@ -169,9 +172,9 @@ export class FactorizedScorer extends BaseScorer {
     const { dim, hidden, w1, b1 } = head;
     const [rows, query] = await Promise.all([
       createSession(projectionModel(dim, hidden, w1, 1, b1), options),
-      createSession(projectionModel(dim, hidden, w1, 0), options),
+      options.resident ? createSession(projectionModel(dim, hidden, w1, 0), options) : undefined,
     ]);
-    return new FactorizedScorer(head, new SharedSessions({ rows, query }), {
+    return new FactorizedScorer(head, new SharedSessions({ rows, ...(query ? { query } : {}) }), {
       projectBatch: batch,
       kernelThreads: threads,
       base: { maxRows: options.maxRows, onFault: options.onFault },
@@ -254,16 +257,16 @@ export class FactorizedScorer extends BaseScorer {
   /** One query's logits into buffer `slot` (a batch's queries each have their own). */
   private async logitsOne(query: Float32Array, approximate: boolean, slot: number): Promise<ArrayLike<number>> {
     // Which kernel scans is decided again after the await; rows only grow, so this guess is the usual answer.
-    const y = await this.project(query, this.resident ? undefined : approximate && this.int8Ready(this.kernel.rows) ? this.mirror!.kernel : this.kernel);
+    const u = await this.project(query, this.resident ? undefined : approximate && this.int8Ready(this.kernel.rows) ? this.mirror!.kernel : this.kernel);
     // Read after the await: rows projected meanwhile are complete and can be scanned; later ones cannot.
     const n = this.scannable();
     if (approximate) {
-      const approx = this.approximate(y.data as Float32Array, n, slot);
+      const approx = this.approximate(u, n, slot);
       if (approx) return approx;
     }
     const out = this.out(slot, n);
-    if (this.resident) await this.resident.run(y.data as Float32Array, out, n);
-    else this.kernel.run(y.data as Float32Array, out, n);
+    if (this.resident) await this.resident.run(u, out, n);
+    else this.kernel.run(u, out, n);
     const b2 = this.head.b2;
     for (let i = 0; i < n; i++) out[i] += b2;
     return out;
@@ -288,10 +291,9 @@ export class FactorizedScorer extends BaseScorer {
       const x = new Float32Array(part.length * D);
       part.forEach((q, i) => x.set(q, i * D));
       // One GEMM for the batch's u vectors, then one pass over the rows for all of them.
-      const y = await this.project(x, this.kernel);
+      const u = await this.project(x, this.kernel);
       // One row count for the whole batch, fixed after the first await (rows only grow).
       if (n < 0) n = this.scannable();
-      const u = y.data as Float32Array;
       const partOuts = part.map((_, j) => this.out(start + j, n));
       this.kernel.runMany(part.map((_, i) => u.subarray(i * H, (i + 1) * H)), partOuts, n);
       const b2 = this.head.b2;
@@ -302,8 +304,7 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   protected override async computeRowLogits(query: Float32Array, rows: number[]): Promise<Float64Array> {
-    const y = await this.project(query, undefined);
-    const u = y.data as Float32Array;
+    const u = await this.project(query, undefined);
     const n = this.kernel.rows;
     return Float64Array.from(rows, (r) => (r < n ? this.kernel.rowDot(r, u, this.head.w2) + this.head.b2 : -Infinity));
   }
@@ -347,8 +348,8 @@ export class FactorizedScorer extends BaseScorer {
     rescoreWithinBounds({
       wide,
       limit: wanted,
-      first: k * 4,
-      step: k,
+      first: k * 8,
+      step: k * 2,
       slack: bounds.slack,
       kth: () => kthLargest(exact.values(), exact.size, k),
       rescore,
@@ -395,8 +396,7 @@ export class FactorizedScorer extends BaseScorer {
       const part = queries.slice(start, start + INT8_MAX_QUERIES);
       const x = new Float32Array(part.length * D);
       part.forEach((q, i) => x.set(q, i * D));
-      const y = await this.project(x, this.mirror!.kernel);
-      const u = y.data as Float32Array;
+      const u = await this.project(x, this.mirror!.kernel);
       const n = this.scannable();
       const us = part.map((_, i) => u.subarray(i * H, (i + 1) * H));
       const mirror = this.mirror!;
@@ -422,14 +422,14 @@ export class FactorizedScorer extends BaseScorer {
 
   /** What a caller needs to make int8 logits exact: the bound, and the float32 engine's very arithmetic row by row. */
   private boundsFor(got: Int8Scan, u: Float32Array): ScanBounds {
-    const uCopy = Float32Array.from(u);
+    // u is this query's own (project() returns a fresh array), so the closure may keep it.
     const b2 = this.head.b2;
     return {
       slack: got.slack,
       rowSlack: got.rowSlack,
       ...(got.blocks ? { blocks: got.blocks } : {}),
       // The float32 scan's wasm function, then + b2 in float32, as run() and computeLogits do.
-      exact: (rows) => Float64Array.from(this.kernel.rowScores(rows, uCopy), (s) => Math.fround(s + b2)),
+      exact: (rows) => Float64Array.from(this.kernel.rowScores(rows, u), (s) => Math.fround(s + b2)),
     };
   }
 
@@ -444,14 +444,27 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   /**
-   * u = A q for the queries in x (row-major, dim floats each): one ORT run. Meanwhile the helpers of the
-   * kernel that scans next wake up (waking them once u is ready would cost the scan as much again: ScanPool.warm).
+   * u = A q for the queries in x (row-major, dim floats each), nq x hidden floats. The helpers of the kernel
+   * that scans next are woken first (waking them when the scan starts would cost it as much again:
+   * ScanPool.warm). Every engine but resident projects on its scanning kernel's memory and threads
+   * (QueryProjection), the same arithmetic alone or in a batch, so int8's rescoring from float32 is the
+   * float32 engine's answer bit for bit; resident projects in ORT, on its providers.
    */
-  private project(x: Float32Array, next: { warm(us: number): void } | undefined): Promise<OnnxValue> {
+  private async project(x: Float32Array, next: { warm(us: number): void } | undefined): Promise<Float32Array> {
     const D = this.head.dim;
-    const run = this.projections.sessions.query.run({ x: new Tensor('float32', x, [x.length / D, D]) });
+    const nq = x.length / D;
     next?.warm(WARM_US);
-    return run.then((out) => out.y);
+    const query = this.projections.sessions.query;
+    if (query) return (await query.run({ x: new Tensor('float32', x, [nq, D]) })).y.data as Float32Array;
+    const host = this.mirror?.kernel ?? this.kernel;
+    if (nq <= PROJECT_MAX_QUERIES) return host.project(x, nq);
+    const H = this.head.hidden;
+    const u = new Float32Array(nq * H);
+    for (let k = 0; k < nq; k += PROJECT_MAX_QUERIES) {
+      const m = Math.min(PROJECT_MAX_QUERIES, nq - k);
+      u.set(host.project(x.subarray(k * D, (k + m) * D), m), k * H);
+    }
+    return u;
   }
 
   /** Rows a scan may read now: the projected ones, or none at all once the row store is broken. */

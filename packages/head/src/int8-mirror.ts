@@ -1,4 +1,5 @@
 import { BLOCK_ROWS, Int8Kernel } from './kernel/int8-kernel.js';
+import type { ProjectionWeights } from './kernel/query-projection.js';
 
 /** Rows needed before the scale is fitted; fewer are scanned in float32 alone. */
 export const INT8_FIT_MIN_ROWS = 1024;
@@ -70,10 +71,10 @@ export class Int8Mirror {
 
   private readonly levels: Levels;
 
-  /** `relaxed`: 7-bit rows for the relaxed-SIMD kernel (the caller checks the runtime has it). */
-  constructor(readonly hidden: number, private readonly w: Float32Array, private readonly clip = 1e-4, threads = 1, relaxed = false) {
+  /** `relaxed`: 7-bit rows for the relaxed-SIMD kernel (the caller checks the runtime has it); `projection`: the kernel also projects queries. */
+  constructor(readonly hidden: number, private readonly w: Float32Array, private readonly clip = 1e-4, threads = 1, relaxed = false, projection?: ProjectionWeights) {
     if (!(clip >= 0 && clip < 0.5)) throw new RangeError(`int8 clip quantile must be in [0, 0.5), got ${clip}`);
-    this.kernel = new Int8Kernel(hidden, threads, relaxed);
+    this.kernel = new Int8Kernel(hidden, threads, relaxed, projection);
     this.levels = relaxed ? RELAXED : SIMD128;
     this.absW = Float64Array.from(w.subarray(0, hidden), Math.abs);
   }

@@ -2,12 +2,15 @@
  * int8 rows and their scan (int8-module.ts): row i is q_i, P_i quantised per
  * column, and a scan gives out_i = sum_j v_j * relu(q_ij + r_j) as an i32,
  * or for one query the logit t * out_i + base and each block's largest.
- * Memory layout: int8-layout.ts.
+ * Memory layout: int8-layout.ts, then the query projection's region (when
+ * asked for: query-projection.ts), then the rows.
  */
 import { BLOCK_ROWS, CHUNK, INT8_MAX_QUERIES, PAIR_CHUNK, SINGLE_CHUNK, int8Layout, rowStart, type Int8Layout } from './int8-layout.js';
 import { INT8_GROUP, int8Module } from './int8-module.js';
 import { relaxedModule, relaxedSimd } from './relaxed-module.js';
 import { ScanPool } from './scan-pool.js';
+import { QueryProjection, type ProjectionWeights } from './query-projection.js';
+import { align64 } from './relu-dot-kernel.js';
 import { MAX_PAGES, PAGE } from './wasm-encoding.js';
 
 export { BLOCK_ROWS, INT8_MAX_QUERIES } from './int8-layout.js';
@@ -37,27 +40,40 @@ export class Int8Kernel {
   private count = 0;
   private readonly pool: ScanPool;
   private v = new Int16Array(0);
+  private readonly projection: QueryProjection | undefined;
 
   /**
    * `relaxed`: the relaxed-SIMD kernel (relaxed-module.ts), for 7-bit rows
    * and offsets in [-64, 64] with int8 weights; the caller checks that the
    * runtime has it. Otherwise simd128 with int16 offsets and weights.
+   * `projection`: the head's W1, for project() on this kernel's threads.
    */
-  constructor(readonly hidden: number, threads = 1, readonly relaxed = false) {
+  constructor(readonly hidden: number, threads = 1, readonly relaxed = false, projection?: ProjectionWeights) {
     this.width = int8Width(hidden);
     this.layout = int8Layout(this.width);
     this.rOffset = this.layout.r;
     this.vOffset = this.layout.v;
     this.outOffset = this.layout.out;
-    this.rowsOffset = this.layout.rows;
+    const projectionOffset = align64(this.layout.rows);
+    this.rowsOffset = projectionOffset + (projection ? align64(QueryProjection.bytes(projection.dim, projection.hidden)) : 0);
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const module = relaxed ? relaxedModule(this.width) : int8Module(this.width);
-    const fns = relaxed ? ['score7', 'many7'] : ['score8', 'many8'];
+    const fns = relaxed ? ['score7', 'many7', 'dot'] : ['score8', 'many8', 'dot'];
     const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
     this.score8 = instance.exports[fns[0]] as Int8Kernel['score8'];
     this.many8 = instance.exports[fns[1]] as Int8Kernel['many8'];
     this.reserve(1024);
     this.pool = new ScanPool(this.memory, threads - 1, module, fns);
+    if (projection) {
+      const dot = instance.exports.dot as ConstructorParameters<typeof QueryProjection>[4];
+      this.projection = new QueryProjection(this.memory, projectionOffset, projection, this.pool, dot, fns.indexOf('dot'));
+    }
+  }
+
+  /** u = A q for nq queries (QueryProjection.project), on this kernel's threads; needs the projection weights. */
+  project(x: Float32Array, nq: number): Float32Array {
+    if (!this.projection) throw new Error('this kernel was built without the projection weights');
+    return this.projection.project(x, nq);
   }
 
   /**

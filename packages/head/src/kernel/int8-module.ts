@@ -27,6 +27,7 @@
 import { SIMD, V128_LOAD, leb, LOCAL_GET, LOCAL_SET } from './wasm-encoding.js';
 import { groupsFunction, perWidth, rowsFunction, type RowCode } from './int8-loops.js';
 import { PAIR_CHUNK } from './int8-layout.js';
+import { dotFunction } from './dot-function.js';
 
 export { INT8_GROUP } from './int8-loops.js';
 
@@ -71,4 +72,4 @@ function code(wb: number): RowCode {
 }
 
 /** The compiled int8 module for rows of wb bytes (once per width and process). */
-export const int8Module = perWidth((wb) => [rowsFunction('score8', wb, code(wb)), groupsFunction('many8', wb, 2 * wb, code(wb))]);
+export const int8Module = perWidth((wb) => [rowsFunction('score8', wb, code(wb)), groupsFunction('many8', wb, 2 * wb, code(wb)), dotFunction()]);

@@ -19,6 +19,7 @@
  *
  * r and v are int8 here (wb bytes each; the simd128 kernel keeps them int16).
  */
+import { dotFunction } from './dot-function.js';
 import { LOCAL_GET, LOCAL_SET, SIMD, V128_CONST_ZERO, V128_LOAD, leb, scanModuleOf } from './wasm-encoding.js';
 import { groupsFunction, perWidth, rowsFunction, type RowCode } from './int8-loops.js';
 
@@ -52,7 +53,7 @@ function code(wb: number): RowCode {
 }
 
 /** The relaxed-SIMD module for rows of wb bytes; only where relaxedSimd() says the runtime has it. */
-export const relaxedModule = perWidth((wb) => [rowsFunction('score7', wb, code(wb)), groupsFunction('many7', wb, wb, code(wb))]);
+export const relaxedModule = perWidth((wb) => [rowsFunction('score7', wb, code(wb)), groupsFunction('many7', wb, wb, code(wb)), dotFunction()]);
 
 /** Whether this runtime compiles relaxed SIMD (checked on the dot instruction itself, each call: a flag may have been turned on since). */
 export function relaxedSimd(): boolean {

@@ -6,7 +6,8 @@
  */
 
 import { ScanPool } from './scan-pool.js';
-import { MAX_PAGES, PAGE, paddedWidth, scanModule } from './wasm-module.js';
+import { MAX_PAGES, PAGE, SCAN_FUNCTIONS, paddedWidth, scanModule } from './wasm-module.js';
+import { QueryProjection, type ProjectionWeights } from './query-projection.js';
 
 const CHUNK = 32768;
 /** Below this many rows a chunk is scanned on the calling thread alone; a hand-off costs more than it saves. */
@@ -18,8 +19,8 @@ const BLOCK_ROWS = 512;
 
 /**
  * Row storage plus the scan. Memory layout (bytes): [u | w | scratch for one
- * chunk of outputs | P rows ...]; the rows sit last so the store grows in
- * place. With threads > 1 each chunk is split between the calling thread and
+ * chunk of outputs | the query projection's A, when asked for | P rows ...];
+ * the rows sit last so the store grows in place. With threads > 1 each chunk is split between the calling thread and
  * helper threads that share the memory.
  */
 export class ReluDotKernel {
@@ -33,18 +34,31 @@ export class ReluDotKernel {
   private readonly rowsOffset: number;
   private capacity = 0;
   private count = 0;
+  private readonly projection: QueryProjection | undefined;
 
-  constructor(readonly hidden: number, w: Float32Array, threads = 1) {
+  /** `projection`: the head's W1, for project() on this kernel's memory and threads. */
+  constructor(readonly hidden: number, w: Float32Array, threads = 1, projection?: ProjectionWeights) {
     this.width = paddedWidth(hidden);
     this.wOffset = this.width * 4 * MAX_QUERIES;
     this.outOffset = this.wOffset + this.width * 4;
-    this.rowsOffset = this.outOffset + CHUNK * 4;
+    const projectionOffset = this.outOffset + CHUNK * 4;
+    this.rowsOffset = projectionOffset + (projection ? align64(QueryProjection.bytes(projection.dim, projection.hidden)) : 0);
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const instance = new WebAssembly.Instance(scanModule(), { env: { memory: this.memory } });
     this.score = instance.exports.score as ReluDotKernel['score'];
     this.reserve(1024);
     new Float32Array(this.memory.buffer, this.wOffset, this.width).set(w);
-    this.pool = new ScanPool(this.memory, threads - 1);
+    this.pool = new ScanPool(this.memory, threads - 1, scanModule(), SCAN_FUNCTIONS);
+    if (projection) {
+      const dot = instance.exports.dot as ConstructorParameters<typeof QueryProjection>[4];
+      this.projection = new QueryProjection(this.memory, projectionOffset, projection, this.pool, dot, SCAN_FUNCTIONS.indexOf('dot'));
+    }
+  }
+
+  /** u = A q for nq queries (QueryProjection.project), on this kernel's threads; needs the projection weights. */
+  project(x: Float32Array, nq: number): Float32Array {
+    if (!this.projection) throw new Error('this kernel was built without the projection weights');
+    return this.projection.project(x, nq);
   }
 
   get rows(): number {
@@ -202,4 +216,9 @@ export class ReluDotKernel {
   close(): Promise<void> {
     return this.pool.close();
   }
+}
+
+/** Rounded up to a whole cache line. */
+export function align64(bytes: number): number {
+  return Math.ceil(bytes / 64) * 64;
 }

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { scanModule } from './wasm-module.js';
+import { SCAN_FUNCTIONS, scanModule } from './wasm-module.js';
 
 // Control words shared with each helper: [job seq, done seq, which function, its six arguments, then for a
 // shared job: row bytes, output bytes per row, rows per block]. seq -1 = exit.
@@ -33,13 +33,15 @@ const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const score = fns.map((f) => exports[f]);
 let seen = 0;
 let warmSeen = 0;
+// Until then the helper waits in short sleeps, for every job of the query (its projection, then its scan).
+let until = 0;
 for (;;) {
   const warm = Atomics.load(ctrl, ${WARM});
   if (warm !== warmSeen) {
     warmSeen = warm;
-    const until = performance.now() + ctrl[${WARM_US}] / 1000;
-    while (Atomics.load(ctrl, ${SEQ}) === seen && performance.now() < until) Atomics.wait(ctrl, ${SEQ}, seen, ${WARM_SLICE_MS});
+    until = performance.now() + ctrl[${WARM_US}] / 1000;
   }
+  while (Atomics.load(ctrl, ${SEQ}) === seen && performance.now() < until) Atomics.wait(ctrl, ${SEQ}, seen, ${WARM_SLICE_MS});
   Atomics.wait(ctrl, ${SEQ}, seen);
   // Woken by warm() (or spuriously): no job yet.
   if (Atomics.load(ctrl, ${SEQ}) === seen) continue;
@@ -86,7 +88,7 @@ export class ScanPool {
   private readonly next = new Int32Array(new SharedArrayBuffer(4));
 
   /** `fns`: the module's exports that helpers may run (six i32 arguments each, as score and score8 take); a job names one by its index. */
-  constructor(memory: WebAssembly.Memory, size: number, module: WebAssembly.Module = scanModule(), fns: string[] = ['score']) {
+  constructor(memory: WebAssembly.Memory, size: number, module: WebAssembly.Module = scanModule(), fns: string[] = SCAN_FUNCTIONS) {
     for (let t = 0; t < size; t++) {
       const control = new SharedArrayBuffer(4 * WORDS);
       const worker = new Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control, counter: this.next.buffer, fns } });
@@ -116,9 +118,9 @@ export class ScanPool {
   }
 
   /**
-   * Wakes the helpers ahead of a job that is coming (a query whose offsets
-   * are being computed): each then waits for it in short sleeps for up to
-   * `us` µs, so the job's post finds it quick to wake. On this VM, waking a
+   * Wakes the helpers ahead of the jobs that are coming (a query's
+   * projection, then its scan): each then waits for them in short sleeps for
+   * up to `us` µs, so each job's post finds it quick to wake. On this VM, waking a
    * thread that has slept a while costs the waker 0.1-0.2 ms and the sleeper
    * as much again before it runs.
    */

@@ -1,5 +1,6 @@
 /**
- * The scan's one WebAssembly function, emitted byte by byte:
+ * The float32 scan's WebAssembly function, emitted byte by byte (with the
+ * query projection's dot beside it):
  *   score(p, u, w, out, n, hb): for each of n rows at p (hb bytes apart),
  *     out[i] = w · relu(P_i + u)
  * in SIMD (f32x4, four accumulators so adds don't wait on each other). Plain
@@ -14,8 +15,9 @@
 
 import {
   BLOCK, BR_IF, END, I32_ADD, I32_CONST, I32_EQZ, I32_LT_U, LOCAL_GET, LOCAL_SET, LOCAL_TEE, LOOP, SIMD,
-  V128_CONST_ZERO, V128_LOAD, VOID, leb, nextRow, scanModuleBytes, sleb,
+  V128_CONST_ZERO, V128_LOAD, VOID, leb, nextRow, scanModuleOf, sleb,
 } from './wasm-encoding.js';
+import { dotFunction } from './dot-function.js';
 
 export { MAX_PAGES, PAGE } from './wasm-encoding.js';
 
@@ -59,8 +61,12 @@ function buildModule(): Uint8Array {
   for (let lane = 1; lane < 4; lane++) body.push(LOCAL_GET, ACC[0], ...F32X4_EXTRACT(lane), F32_ADD);
   body.push(F32_STORE, 2, 0);
   body.push(...nextRow(P, HB, OUT, N));
-  return scanModuleBytes('score', [2, 1, 0x7f, 4, 0x7b], body); // one i32, four v128
+  // One i32, four v128; the query projection's dot (dot-function.ts) rides along for the same threads.
+  return scanModuleOf([{ name: 'score', locals: [2, 1, 0x7f, 4, 0x7b], body }, dotFunction()]);
 }
+
+/** The functions of scanModule() a ScanPool runs, by index. */
+export const SCAN_FUNCTIONS = ['score', 'dot'];
 
 let compiled: WebAssembly.Module | undefined;
 
