@@ -290,7 +290,7 @@ export class FactorizedScorer extends BaseScorer {
       const part = queries.slice(start, start + MAX_QUERIES);
       const x = new Float32Array(part.length * D);
       part.forEach((q, i) => x.set(q, i * D));
-      // One GEMM for the batch's u vectors, then one pass over the rows for all of them.
+      // One projection for the batch's u vectors (A read once), then one pass over the rows for all of them.
       const u = await this.project(x, this.kernel);
       // One row count for the whole batch, fixed after the first await (rows only grow).
       if (n < 0) n = this.scannable();

@@ -10,8 +10,7 @@ import { INT8_GROUP, int8Module } from './int8-module.js';
 import { relaxedModule, relaxedSimd } from './relaxed-module.js';
 import { ScanPool } from './scan-pool.js';
 import { QueryProjection, type ProjectionWeights } from './query-projection.js';
-import { align64 } from './relu-dot-kernel.js';
-import { MAX_PAGES, PAGE } from './wasm-encoding.js';
+import { MAX_PAGES, PAGE, align64 } from './wasm-encoding.js';
 
 export { BLOCK_ROWS, INT8_MAX_QUERIES } from './int8-layout.js';
 /** Below this many rows a chunk is scanned on the calling thread alone; a hand-off costs more than it saves. */

@@ -7,6 +7,7 @@
 
 import { ScanPool } from './scan-pool.js';
 import { MAX_PAGES, PAGE, SCAN_FUNCTIONS, paddedWidth, scanModule } from './wasm-module.js';
+import { align64 } from './wasm-encoding.js';
 import { QueryProjection, type ProjectionWeights } from './query-projection.js';
 
 const CHUNK = 32768;
@@ -19,9 +20,10 @@ const BLOCK_ROWS = 512;
 
 /**
  * Row storage plus the scan. Memory layout (bytes): [u | w | scratch for one
- * chunk of outputs | the query projection's A, when asked for | P rows ...];
- * the rows sit last so the store grows in place. With threads > 1 each chunk is split between the calling thread and
- * helper threads that share the memory.
+ * chunk of outputs | the query projection's region, when asked for | P rows
+ * ...]; the rows sit last so the store grows in place. With threads > 1 each
+ * chunk is split between the calling thread and helper threads that share
+ * the memory.
  */
 export class ReluDotKernel {
   readonly width: number;
@@ -216,9 +218,4 @@ export class ReluDotKernel {
   close(): Promise<void> {
     return this.pool.close();
   }
-}
-
-/** Rounded up to a whole cache line. */
-export function align64(bytes: number): number {
-  return Math.ceil(bytes / 64) * 64;
 }

@@ -8,6 +8,11 @@
 export const MAX_PAGES = 65536;
 export const PAGE = 65536;
 
+/** Rounded up to a whole cache line (where a region of a kernel's memory starts). */
+export function align64(bytes: number): number {
+  return Math.ceil(bytes / 64) * 64;
+}
+
 export function leb(n: number): number[] {
   const out: number[] = [];
   do {
