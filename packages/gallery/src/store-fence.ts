@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { FenceHeldError } from './errors/index.js';
+import { loadScript } from './scripts.js';
 
-const RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
-const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+const RENEW = loadScript('fence-renew');
+const RELEASE = loadScript('fence-release');
 
 /**
  * The store's write fence (StoreKeys.fence), held by one backup or restore at

@@ -251,7 +251,7 @@ describe('a failover that lost the tail the follower had read', () => {
     f.follow();
     // The old primary's clock runs 1 s ahead of the new one's (hosts drift), so its ids are later.
     const ahead = Date.now() + 1000;
-    await redis.call('XSETID', `${prefix}changes`, `${ahead}-0`);
+    await redis.xsetid(`${prefix}changes`, `${ahead}-0`);
     const tail = await putMany(store, ['t1', 't2', 't3'], rng);
     const last = await store.put('t4', [unit(rng)]);
     await f.waitFor(last.token, 5000);

@@ -6,7 +6,7 @@ export interface FaceGate {
   minEyeDistancePx: number;
   /** Variance of the Laplacian of the aligned crop, at least. */
   minSharpness: number;
-  /** Degrees from frontal, at most (90: any). */
+  /** Degrees from frontal, at most (90: no limit). */
   maxYawDeg: number;
 }
 

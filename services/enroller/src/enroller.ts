@@ -180,7 +180,7 @@ export class Enroller {
     if (data.kind === 'remove') {
       const r = await this.store.removeLogged(data.subjectId, { seq });
       // Nothing to remove (the subject never had templates, or its enrolment was queued after this removal
-      // and will now find the barrier): the removal stands and is complete, and is logged as any other.
+      // and will now find the barrier): the removal stands and is complete, and is logged like every other.
       const result: EnrolJobResult = r.token
         ? { token: r.token, templateIds: [], removed: [], stale: false }
         : { token: (await this.store.streamInfo()).lastId, templateIds: [], removed: [], stale: r.stale, ...(r.stale ? {} : { notFound: true }) };
