@@ -6,7 +6,6 @@ import { BaseScorer, type BaseScorerOptions } from './base-scorer.js';
 import type { Head } from './head.js';
 import { createSession, SharedSessions, type RuntimeOptions } from './ort-session.js';
 import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
-import { PROJECT_MAX_QUERIES } from './kernel/query-projection.js';
 import { INT8_FIT_MIN_ROWS, Int8Mirror, type Int8Scan, type ScanBounds } from './int8-mirror.js';
 import { INT8_MAX_QUERIES, Int8Kernel } from './kernel/int8-kernel.js';
 import { sigmoid } from './head.js';
@@ -456,15 +455,8 @@ export class FactorizedScorer extends BaseScorer {
     next?.warm(WARM_US);
     const query = this.projections.sessions.query;
     if (query) return (await query.run({ x: new Tensor('float32', x, [nq, D]) })).y.data as Float32Array;
-    const host = this.mirror?.kernel ?? this.kernel;
-    if (nq <= PROJECT_MAX_QUERIES) return host.project(x, nq);
-    const H = this.head.hidden;
-    const u = new Float32Array(nq * H);
-    for (let k = 0; k < nq; k += PROJECT_MAX_QUERIES) {
-      const m = Math.min(PROJECT_MAX_QUERIES, nq - k);
-      u.set(host.project(x.subarray(k * D, (k + m) * D), m), k * H);
-    }
-    return u;
+    // Batches come in parts of at most MAX_QUERIES (INT8_MAX_QUERIES), within what one projection takes.
+    return (this.mirror?.kernel ?? this.kernel).project(x, nq);
   }
 
   /** Rows a scan may read now: the projected ones, or none at all once the row store is broken. */

@@ -12,18 +12,13 @@
  * query's u is bit for bit the same alone or in a batch, on any thread.
  */
 import {
-  BLOCK, BR, BR_IF, END, I32_ADD, I32_CONST, I32_EQZ, I32_LT_U, I32_SUB, LOCAL_GET, LOCAL_SET, LOCAL_TEE, LOOP, SIMD,
-  V128_CONST_ZERO, V128_LOAD, VOID, leb, sleb, type ScanFunction,
+  BLOCK, BR, BR_IF, END, F32X4_ADD, F32X4_MUL, I32_ADD, I32_CONST, I32_EQZ, I32_LT_U, I32_SUB, LOCAL_GET, LOCAL_SET, LOCAL_TEE, LOOP,
+  V128_CONST_ZERO, V128_LOAD, VOID, leb, sleb, storeSum, type ScanFunction,
 } from './wasm-encoding.js';
 
 const I32_MUL = 0x6c;
 const I32_SHL = 0x74;
 const SELECT = 0x1b;
-const F32_ADD = 0x92;
-const F32_STORE = 0x38;
-const F32X4_ADD = [SIMD, ...leb(0xe4)];
-const F32X4_MUL = [SIMD, ...leb(0xe6)];
-const F32X4_EXTRACT = (lane: number) => [SIMD, 0x1f, lane];
 
 /** Rows of A per block: 32 rows of 3840 floats (480 KB) stay in L2 while each query of a batch reads them. */
 const BLOCK_ROWS = 32;
@@ -49,11 +44,8 @@ export function dotFunction(name = 'dot'): ScanFunction {
   body.push(LOOP, VOID); // columns, 16 a turn
   for (let m = 0; m < 4; m++) body.push(LOCAL_GET, ACC[m], ...at(ROW, 16 * m), ...at(QK, 16 * m), ...F32X4_MUL, ...F32X4_ADD, LOCAL_SET, ACC[m]);
   body.push(LOCAL_GET, J, I32_CONST, ...sleb(64), I32_ADD, LOCAL_TEE, J, LOCAL_GET, DB, I32_LT_U, BR_IF, 0, END);
-  body.push(LOCAL_GET, O);
-  body.push(LOCAL_GET, ACC[0], LOCAL_GET, ACC[1], ...F32X4_ADD, LOCAL_GET, ACC[2], LOCAL_GET, ACC[3], ...F32X4_ADD, ...F32X4_ADD);
-  body.push(LOCAL_TEE, ACC[0], ...F32X4_EXTRACT(0));
-  for (let lane = 1; lane < 4; lane++) body.push(LOCAL_GET, ACC[0], ...F32X4_EXTRACT(lane), F32_ADD);
-  body.push(F32_STORE, 2, 0);
+  // Summed as the float32 scan sums (storeSum).
+  body.push(LOCAL_GET, O, ...storeSum(ACC));
   body.push(LOCAL_GET, ROW, LOCAL_GET, DB, I32_ADD, LOCAL_SET, ROW);
   body.push(LOCAL_GET, O, LOCAL_GET, NQ, I32_CONST, 2, I32_SHL, I32_ADD, LOCAL_SET, O);
   body.push(LOCAL_GET, I, I32_CONST, 1, I32_SUB, LOCAL_TEE, I, BR_IF, 0, END);

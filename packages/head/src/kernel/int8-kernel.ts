@@ -54,7 +54,7 @@ export class Int8Kernel {
     this.vOffset = this.layout.v;
     this.outOffset = this.layout.out;
     const projectionOffset = align64(this.layout.rows);
-    this.rowsOffset = projectionOffset + (projection ? align64(QueryProjection.bytes(projection.dim, projection.hidden)) : 0);
+    this.rowsOffset = projectionOffset + QueryProjection.bytes(projection);
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const module = relaxed ? relaxedModule(this.width) : int8Module(this.width);
     const fns = relaxed ? ['score7', 'many7', 'dot'] : ['score8', 'many8', 'dot'];
@@ -63,10 +63,7 @@ export class Int8Kernel {
     this.many8 = instance.exports[fns[1]] as Int8Kernel['many8'];
     this.reserve(1024);
     this.pool = new ScanPool(this.memory, threads - 1, module, fns);
-    if (projection) {
-      const dot = instance.exports.dot as ConstructorParameters<typeof QueryProjection>[4];
-      this.projection = new QueryProjection(this.memory, projectionOffset, projection, this.pool, dot, fns.indexOf('dot'));
-    }
+    this.projection = QueryProjection.inKernel(this.memory, projectionOffset, projection, this.pool, instance, fns);
   }
 
   /** u = A q for nq queries (QueryProjection.project), on this kernel's threads; needs the projection weights. */

@@ -11,6 +11,7 @@
  * zero in A and in the queries).
  */
 import type { ScanPool } from './scan-pool.js';
+import { align64 } from './wasm-encoding.js';
 
 /** Queries one project() call takes. */
 export const PROJECT_MAX_QUERIES = 32;
@@ -33,10 +34,21 @@ export class QueryProjection {
   private readonly qOffset: number;
   private readonly outOffset: number;
 
-  /** Bytes the region takes for this head. */
-  static bytes(dim: number, hidden: number): number {
-    const db = rowBytes(dim);
-    return hidden * db + PROJECT_MAX_QUERIES * db + hidden * PROJECT_MAX_QUERIES * 4;
+  /** Bytes the region takes in a kernel's memory (whole cache lines); 0 without weights. */
+  static bytes(weights: ProjectionWeights | undefined): number {
+    if (!weights) return 0;
+    const db = rowBytes(weights.dim);
+    return align64(weights.hidden * db + PROJECT_MAX_QUERIES * db + weights.hidden * PROJECT_MAX_QUERIES * 4);
+  }
+
+  /**
+   * The projection in a scan kernel's memory at `offset` (bytes(weights) of
+   * room there), run by the calling thread's instance of the kernel's module
+   * and by its pool, whose functions `fns` name; undefined without weights.
+   */
+  static inKernel(memory: WebAssembly.Memory, offset: number, weights: ProjectionWeights | undefined, pool: ScanPool, instance: WebAssembly.Instance, fns: string[]): QueryProjection | undefined {
+    if (!weights) return undefined;
+    return new QueryProjection(memory, offset, weights, pool, instance.exports.dot as DotFunction, fns.indexOf('dot'));
   }
 
   /**

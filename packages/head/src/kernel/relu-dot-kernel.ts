@@ -7,7 +7,6 @@
 
 import { ScanPool } from './scan-pool.js';
 import { MAX_PAGES, PAGE, SCAN_FUNCTIONS, paddedWidth, scanModule } from './wasm-module.js';
-import { align64 } from './wasm-encoding.js';
 import { QueryProjection, type ProjectionWeights } from './query-projection.js';
 
 const CHUNK = 32768;
@@ -44,17 +43,14 @@ export class ReluDotKernel {
     this.wOffset = this.width * 4 * MAX_QUERIES;
     this.outOffset = this.wOffset + this.width * 4;
     const projectionOffset = this.outOffset + CHUNK * 4;
-    this.rowsOffset = projectionOffset + (projection ? align64(QueryProjection.bytes(projection.dim, projection.hidden)) : 0);
+    this.rowsOffset = projectionOffset + QueryProjection.bytes(projection);
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const instance = new WebAssembly.Instance(scanModule(), { env: { memory: this.memory } });
     this.score = instance.exports.score as ReluDotKernel['score'];
     this.reserve(1024);
     new Float32Array(this.memory.buffer, this.wOffset, this.width).set(w);
     this.pool = new ScanPool(this.memory, threads - 1, scanModule(), SCAN_FUNCTIONS);
-    if (projection) {
-      const dot = instance.exports.dot as ConstructorParameters<typeof QueryProjection>[4];
-      this.projection = new QueryProjection(this.memory, projectionOffset, projection, this.pool, dot, SCAN_FUNCTIONS.indexOf('dot'));
-    }
+    this.projection = QueryProjection.inKernel(this.memory, projectionOffset, projection, this.pool, instance, SCAN_FUNCTIONS);
   }
 
   /** u = A q for nq queries (QueryProjection.project), on this kernel's threads; needs the projection weights. */

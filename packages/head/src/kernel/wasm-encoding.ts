@@ -63,6 +63,25 @@ export const VOID = 0x40;
 export const SIMD = 0xfd;
 export const V128_LOAD = [SIMD, 0x00];
 export const V128_CONST_ZERO = [SIMD, 0x0c, ...new Array(16).fill(0)];
+export const F32_ADD = 0x92;
+export const F32_STORE = 0x38;
+export const F32X4_ADD = [SIMD, ...leb(0xe4)];
+export const F32X4_MUL = [SIMD, ...leb(0xe6)];
+const F32X4_EXTRACT = (lane: number) => [SIMD, 0x1f, lane];
+
+/**
+ * Stores at the address on the stack the f32 sum of four f32x4 chains,
+ * (acc0 + acc1) + (acc2 + acc3), then its lanes in order: the one order the
+ * float32 scan and the query projection both sum in, so their results are
+ * reproducible bit for bit. Leaves acc[0] holding the combined vector.
+ */
+export function storeSum(acc: number[]): number[] {
+  const out = [LOCAL_GET, acc[0], LOCAL_GET, acc[1], ...F32X4_ADD, LOCAL_GET, acc[2], LOCAL_GET, acc[3], ...F32X4_ADD, ...F32X4_ADD];
+  out.push(LOCAL_TEE, acc[0], ...F32X4_EXTRACT(0));
+  for (let lane = 1; lane < 4; lane++) out.push(LOCAL_GET, acc[0], ...F32X4_EXTRACT(lane), F32_ADD);
+  out.push(F32_STORE, 2, 0);
+  return out;
+}
 
 /** The steps after a row's sum is stored: the next row, the next output, one row fewer; then around again. */
 export function nextRow(rowPtr: number, rowBytes: number, out: number, n: number): number[] {

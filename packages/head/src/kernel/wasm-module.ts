@@ -15,18 +15,13 @@
 
 import {
   BLOCK, BR_IF, END, I32_ADD, I32_CONST, I32_EQZ, I32_LT_U, LOCAL_GET, LOCAL_SET, LOCAL_TEE, LOOP, SIMD,
-  V128_CONST_ZERO, V128_LOAD, VOID, leb, nextRow, scanModuleOf, sleb,
+  V128_CONST_ZERO, V128_LOAD, VOID, F32X4_ADD, F32X4_MUL, leb, nextRow, scanModuleOf, sleb, storeSum,
 } from './wasm-encoding.js';
 import { dotFunction } from './dot-function.js';
 
 export { MAX_PAGES, PAGE } from './wasm-encoding.js';
 
-const F32_ADD = 0x92;
-const F32_STORE = 0x38;
-const F32X4_ADD = [SIMD, ...leb(0xe4)];
-const F32X4_MUL = [SIMD, ...leb(0xe6)];
 const F32X4_PMAX = [SIMD, ...leb(0xeb)];
-const F32X4_EXTRACT = (lane: number) => [SIMD, 0x1f, lane];
 
 // Parameters and locals.
 const P = 0;
@@ -55,11 +50,7 @@ function buildModule(): Uint8Array {
     body.push(...load(W, 16 * k), ...F32X4_MUL, ...F32X4_ADD, LOCAL_SET, ACC[k]);
   }
   body.push(LOCAL_GET, J, I32_CONST, ...sleb(64), I32_ADD, LOCAL_TEE, J, LOCAL_GET, HB, I32_LT_U, BR_IF, 0, END);
-  body.push(LOCAL_GET, OUT);
-  body.push(LOCAL_GET, ACC[0], LOCAL_GET, ACC[1], ...F32X4_ADD, LOCAL_GET, ACC[2], LOCAL_GET, ACC[3], ...F32X4_ADD, ...F32X4_ADD);
-  body.push(LOCAL_TEE, ACC[0], ...F32X4_EXTRACT(0));
-  for (let lane = 1; lane < 4; lane++) body.push(LOCAL_GET, ACC[0], ...F32X4_EXTRACT(lane), F32_ADD);
-  body.push(F32_STORE, 2, 0);
+  body.push(LOCAL_GET, OUT, ...storeSum(ACC));
   body.push(...nextRow(P, HB, OUT, N));
   // One i32, four v128; the query projection's dot (dot-function.ts) rides along for the same threads.
   return scanModuleOf([{ name: 'score', locals: [2, 1, 0x7f, 4, 0x7b], body }, dotFunction()]);
