@@ -2,12 +2,11 @@ import type { ScanBlocks } from './int8-mirror.js';
 
 /**
  * Floors under the bounds (logits[r] + rowSlack[r]) of int8 logits, read off
- * the scan's block maxima: floor(m) is the m-th largest of them, so at least
- * m rows (one per block) have a logit, and so a bound, that reaches it. A
- * search looks at the rows reaching a floor instead of at every row; only
- * the blocks that can hold one are read (their largest logit plus their
- * largest rowSlack reaches it). null where the blocks are too few for this to
- * save anything.
+ * the scan's block maxima (each block's largest bound): floor(m) is the m-th
+ * largest of them, so at least m rows (one per block) have a bound that
+ * reaches it. A search looks at the rows reaching a floor instead of at
+ * every row; only the blocks that hold one are read (their largest bound
+ * reaches it). null where the blocks are too few for this to save anything.
  */
 export class BoundFloors {
   private constructor(private readonly blocks: ScanBlocks, private readonly nBlocks: number) {}
@@ -24,12 +23,13 @@ export class BoundFloors {
 
   /** The live rows whose bound reaches floor, in row order, into `into` (grown when short); how many there are. */
   rowsReaching(logits: Float64Array, rowSlack: Float32Array, alive: Uint8Array, count: number, floor: number, into: { rows: Int32Array }): number {
-    const { rows: per, max, slack } = this.blocks;
+    const { rows: per, max } = this.blocks;
     const nBlocks = this.nBlocks;
     // The blocks first: then room for all their rows at once, and a row loop with no checks but its own.
-    const passing = new Int32Array(nBlocks);
+    if (passingScratch.length < nBlocks) passingScratch = new Int32Array(Math.max(nBlocks, 2 * passingScratch.length));
+    const passing = passingScratch;
     let nPassing = 0;
-    for (let b = 0; b < nBlocks; b++) if (max[b] + slack[b] >= floor) passing[nPassing++] = b;
+    for (let b = 0; b < nBlocks; b++) if (max[b] >= floor) passing[nPassing++] = b;
     if (into.rows.length < nPassing * per) into.rows = new Int32Array(Math.max(nPassing * per, into.rows.length * 2));
     const rows = into.rows;
     let n = 0;
@@ -41,6 +41,9 @@ export class BoundFloors {
     return n;
   }
 }
+
+/** The blocks rowsReaching passes (it runs synchronously, one call at a time; kept from call to call). */
+let passingScratch = new Int32Array(0);
 
 /** Buckets of the first pass of mthLargest. */
 const BUCKETS = 1024;

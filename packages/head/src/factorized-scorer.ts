@@ -8,8 +8,8 @@ import { createSession, SharedSessions, type RuntimeOptions } from './ort-sessio
 import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
 import { INT8_FIT_MIN_ROWS, Int8Mirror, type Int8Scan, type ScanBounds } from './int8-mirror.js';
 import { INT8_MAX_QUERIES, Int8Kernel } from './kernel/int8-kernel.js';
-import { sigmoid } from './head.js';
-import { kthLargest, rankedOf, topK, type Match, type Ranked } from './top-k.js';
+import { rankedOf, topK, type Match, type Ranked } from './top-k.js';
+import { RescoredTopK } from './rescored-top-k.js';
 import { ResidentScan, type ResidentOptions } from './resident-scan.js';
 import { rescoreWithinBounds } from './bounded-rescore.js';
 import { BoundFloors } from './bound-floor.js';
@@ -320,10 +320,10 @@ export class FactorizedScorer extends BaseScorer {
     if (!Number.isInteger(k) || k < 1) throw new RangeError(`k must be a positive integer, got ${k}`);
     const { logits, alive, count, bounds } = await this.scan(query);
     if (!bounds) return topK(logits, alive, count, k);
-    const exact = new Map<number, number>();
+    const exact = new RescoredTopK(k);
     const rescore = (rows: number[]) => {
       const got = bounds.exact(rows);
-      rows.forEach((r, i) => exact.set(r, got[i]));
+      for (let i = 0; i < rows.length; i++) exact.add(rows[i], got[i]);
     };
     // Each row's most its exact logit can be (its approximate logit plus its own bound), best first:
     // from the rows whose bound reaches the floor the scan's blocks give when they are enough (every row outside them is
@@ -350,18 +350,16 @@ export class FactorizedScorer extends BaseScorer {
       first: k * 8,
       step: k * 2,
       slack: bounds.slack,
-      kth: () => kthLargest(exact.values(), exact.size, k),
+      kth: () => exact.kth(),
       rescore,
       beyond: (floor) => {
+        const done = exact.rowSet();
         const more: number[] = [];
-        for (let r = 0; r < count; r++) if (approx[r] + rowSlack[r] >= floor && alive[r] === 1 && !exact.has(r)) more.push(r);
+        for (let r = 0; r < count; r++) if (approx[r] + rowSlack[r] >= floor && alive[r] === 1 && !done.has(r)) more.push(r);
         return more;
       },
     });
-    return [...exact.entries()]
-      .sort(([ra, a], [rb, b]) => b - a || ra - rb)
-      .slice(0, k)
-      .map(([index, logit]) => ({ index, logit, score: sigmoid(logit) }));
+    return exact.top();
   }
 
   protected override boundsOf(logits: ArrayLike<number>): ScanBounds | undefined {
@@ -423,13 +421,19 @@ export class FactorizedScorer extends BaseScorer {
   private boundsFor(got: Int8Scan, u: Float32Array): ScanBounds {
     // u is this query's own (project() returns a fresh array), so the closure may keep it.
     const b2 = this.head.b2;
-    return {
+    const bounds: ScanBounds = {
       slack: got.slack,
       rowSlack: got.rowSlack,
-      ...(got.blocks ? { blocks: got.blocks } : {}),
       // The float32 scan's wasm function, then + b2 in float32, as run() and computeLogits do.
-      exact: (rows) => Float64Array.from(this.kernel.rowScores(rows, u), (s) => Math.fround(s + b2)),
+      exact: (rows) => {
+        const scores = this.kernel.rowScores(rows, u);
+        const out = new Float64Array(scores.length);
+        for (let i = 0; i < scores.length; i++) out[i] = Math.fround(scores[i] + b2);
+        return out;
+      },
     };
+    if (got.blocks) bounds.blocks = got.blocks;
+    return bounds;
   }
 
   /**

@@ -30,15 +30,14 @@ export interface ScanBounds {
   slack: number;
   rowSlack: Float32Array;
   exact(rows: ArrayLike<number>): Float64Array;
-  /** A single query's scan also gives, per block of BLOCK_ROWS rows, the largest logit and the largest rowSlack. */
+  /** A single query's scan also gives, per block of BLOCK_ROWS rows, the largest bound logits[r] + rowSlack[r]. */
   blocks?: ScanBlocks;
 }
 
-/** Per block of `rows` rows: block b holds rows b rows .. (b + 1) rows - 1. */
+/** Per block of `rows` rows (block b holds rows b rows .. (b + 1) rows - 1), the largest logits[r] + rowSlack[r] among them. */
 export interface ScanBlocks {
   rows: number;
   max: Float64Array;
-  slack: Float32Array;
 }
 
 /** One query's int8 scan: its approximate logits and the bound's two parts. */
@@ -64,9 +63,6 @@ export class Int8Mirror {
   private offset: Float32Array | undefined;
   private t = 1;
   private v: Int16Array | undefined;
-  private rowSlack = new Float32Array(1024);
-  /** The largest rowSlack of each block of BLOCK_ROWS rows. */
-  private blockSlack = new Float32Array(1024 / BLOCK_ROWS);
   private readonly absW: Float64Array;
 
   private readonly levels: Levels;
@@ -93,7 +89,7 @@ export class Int8Mirror {
 
   /** Bytes the int8 copy takes (rows, scratch, per-row bounds). */
   get memoryBytes(): number {
-    return this.kernel.memoryBytes + this.rowSlack.byteLength + this.blockSlack.byteLength;
+    return this.kernel.memoryBytes;
   }
 
   /** Fits the scale to these rows (n x hidden, row-major, any stride) and quantises them all. */
@@ -128,7 +124,6 @@ export class Int8Mirror {
     this.scale = scale;
     this.offset = offset;
     this.kernel.reset();
-    this.blockSlack.fill(0);
     this.kernel.setWeights(this.v);
     const batch = new Float32Array(Math.min(n, 1024) * H);
     for (let start = 0; start < n; start += 1024) {
@@ -145,8 +140,7 @@ export class Int8Mirror {
     const H = this.hidden;
     const q = new Int8Array(n * H);
     const { qMin, qMax } = this.levels;
-    const first = this.kernel.rows;
-    this.growSlack(first + n);
+    const slack = new Float32Array(n);
     for (let i = 0; i < n; i++) {
       let err = 0;
       for (let j = 0; j < H; j++) {
@@ -155,11 +149,9 @@ export class Int8Mirror {
         q[i * H + j] = k;
         err += this.absW[j] * Math.abs(p - (offset[j] + scale[j] * k));
       }
-      this.rowSlack[first + i] = err;
-      const b = Math.floor((first + i) / BLOCK_ROWS);
-      if (err > this.blockSlack[b]) this.blockSlack[b] = err;
+      slack[i] = err;
     }
-    this.kernel.append(q, n);
+    this.kernel.append(q, n, slack);
   }
 
   clear(index: number): void {
@@ -181,21 +173,26 @@ export class Int8Mirror {
     if (!scale || !offset || !v) return undefined;
     const { qMax, rMax } = this.levels;
     const H = this.hidden;
+    // Locals, not fields, in the loop: it runs once per query, before the scan can start.
+    const { absW, w, t } = this;
     const r = new Int16Array(H);
     let slack = 0;
     let sum = 0;
     let constant = 0;
     let scaleSum = 0;
     for (let j = 0; j < H; j++) {
-      const c = (offset[j] + u[j]) / scale[j];
+      const s = scale[j];
+      const c = (offset[j] + u[j]) / s;
       const rj = Math.round(c);
-      const clamped = Math.max(-rMax, Math.min(rMax, rj));
+      const clamped = rj > rMax ? rMax : rj < -rMax ? -rMax : rj;
       r[j] = clamped;
-      if (rj > rMax) constant += v[j] * (rj - rMax);
-      const m = Math.max(0, qMax + rj);
-      sum += Math.abs(v[j]) * Math.max(0, qMax + clamped);
-      slack += this.absW[j] * scale[j] * Math.abs(c - rj) + Math.abs(this.w[j] * scale[j] - this.t * v[j]) * m;
-      scaleSum += this.absW[j] * scale[j] * m;
+      const vj = v[j];
+      if (rj > rMax) constant += vj * (rj - rMax);
+      const m = qMax + rj > 0 ? qMax + rj : 0;
+      sum += Math.abs(vj) * (qMax + clamped > 0 ? qMax + clamped : 0);
+      const aws = absW[j] * s;
+      slack += aws * Math.abs(c - rj) + Math.abs(w[j] * s - t * vj) * m;
+      scaleSum += aws * m;
     }
     if (sum >= 2 ** 31 - 1) return undefined;
     // The float32 engine's own rounding, against which the result is exact: a margin well above it.
@@ -223,20 +220,11 @@ export class Int8Mirror {
       logits = live.map((i) => intos[i].subarray(0, count));
       this.kernel.runMany(rs, logits, count, affine);
     }
+    const rowSlack = this.kernel.rowSlack();
     live.forEach((i, k) => {
-      const blocks = { rows: BLOCK_ROWS, max: live.length === 1 ? this.kernel.blocks() : this.kernel.blocksOf(k), slack: this.blockSlack };
-      result[i] = { logits: logits[k], slack: prepared[i]!.slack, rowSlack: this.rowSlack, blocks };
+      const blocks = { rows: BLOCK_ROWS, max: live.length === 1 ? this.kernel.blocks() : this.kernel.blocksOf(k) };
+      result[i] = { logits: logits[k], slack: prepared[i]!.slack, rowSlack, blocks };
     });
     return result;
-  }
-
-  private growSlack(rows: number): void {
-    if (rows <= this.rowSlack.length) return;
-    const next = new Float32Array(Math.max(rows, this.rowSlack.length * 2));
-    next.set(this.rowSlack);
-    this.rowSlack = next;
-    const blocks = new Float32Array(Math.ceil(next.length / BLOCK_ROWS));
-    blocks.set(this.blockSlack);
-    this.blockSlack = blocks;
   }
 }

@@ -16,14 +16,14 @@ describe('BoundFloors', () => {
     ];
     for (const [name, value] of cases) {
       const max = Float64Array.from({ length: n }, (_, i) => value(i));
-      const floors = BoundFloors.of({ rows: 16, max, slack: new Float32Array(n) }, n * 16, 160)!;
+      const floors = BoundFloors.of({ rows: 16, max }, n * 16, 160)!;
       const sorted = [...max].sort((a, b) => b - a);
       for (const m of [1, 2, 10, 160, 161, 391, n - 1, n]) expect(floors.floor(m), `${name}, m = ${m}`).toBe(sorted[m - 1]);
       expect(floors.floor(n + 1)).toBe(-Infinity);
     }
   });
 
-  it('rowsReaching gives the live rows whose bound reaches the floor, in row order, in a buffer it grows', () => {
+  it('rowsReaching gives the live rows whose bound reaches the floor, in row order, in a buffer it grows, reading only the blocks whose largest bound reaches it', () => {
     const rng = new Rng(9);
     const count = 16 * 400 - 5;
     const logits = Float64Array.from({ length: count }, () => rng.normal());
@@ -31,12 +31,8 @@ describe('BoundFloors', () => {
     const alive = Uint8Array.from({ length: count }, (_, i) => (i % 13 === 0 ? 0 : 1));
     const nBlocks = Math.ceil(count / 16);
     const max = new Float64Array(nBlocks).fill(-Infinity);
-    const slack = new Float32Array(nBlocks);
-    for (let r = 0; r < count; r++) {
-      max[r >> 4] = Math.max(max[r >> 4], logits[r]);
-      slack[r >> 4] = Math.max(slack[r >> 4], rowSlack[r]);
-    }
-    const floors = BoundFloors.of({ rows: 16, max, slack }, count, 40)!;
+    for (let r = 0; r < count; r++) max[r >> 4] = Math.max(max[r >> 4], logits[r] + rowSlack[r]);
+    const floors = BoundFloors.of({ rows: 16, max }, count, 40)!;
     const into = { rows: new Int32Array(1) };
     for (const m of [1, 40, 300]) {
       const floor = floors.floor(m);
@@ -45,5 +41,15 @@ describe('BoundFloors', () => {
       expect(Array.from(into.rows.subarray(0, n)), `m = ${m}`).toEqual(want);
       expect(n).toBeGreaterThanOrEqual(Math.min(m, want.length));
     }
+    // A block whose largest bound is below the floor is not read: rows there that would pass are not found.
+    const best = max.indexOf(Math.max(...max));
+    const planted = new Float64Array(max);
+    planted[best] = -Infinity;
+    const lying = BoundFloors.of({ rows: 16, max: planted }, count, 40)!;
+    const floor = lying.floor(40);
+    const n = lying.rowsReaching(logits, rowSlack, alive, count, floor, into);
+    const reach = (r: number) => alive[r] === 1 && logits[r] + rowSlack[r] >= floor;
+    expect([...logits.keys()].some((r) => r >> 4 === best && reach(r))).toBe(true);
+    expect(Array.from(into.rows.subarray(0, n))).toEqual([...logits.keys()].filter((r) => r >> 4 !== best && reach(r)));
   });
 });

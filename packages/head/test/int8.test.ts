@@ -41,34 +41,43 @@ describe('the int8 kernel', () => {
       }
     }
   });
-  it('a single-query scan past one chunk of rows (524288) gives every row its logit and every block its largest, shared by two threads, with a last block short', async () => {
+  it('a single-query scan past one chunk of rows (524288) gives every row its logit and every block its largest bound (logit + the row\'s slack), shared by two threads, with a last block short, scan after scan', async () => {
     const rng = new Rng(6);
     const hidden = 16;
     const n = 600_003;
     const k = new Int8Kernel(hidden, 2);
     const v = Int16Array.from({ length: hidden }, () => Math.floor(rng.next() * 4095) - 2047);
     const q = Int8Array.from({ length: n * hidden }, () => Math.floor(rng.next() * 256) - 128);
-    const r = Int16Array.from({ length: hidden }, () => Math.floor(rng.next() * 300) - 150);
+    // Slack large enough to move a block's largest off its largest logit: every chunk's own slack must be the one added.
+    const slack = Float32Array.from({ length: n }, () => rng.next() * 2000);
     k.setWeights(v);
-    k.append(q, n);
-    const affine = { t: 0.003, bases: [-1.5] };
-    const logits = k.logitsOf(r, n, affine, new Float64Array(n));
-    const blocks = k.blocks();
-    const wrong: string[] = [];
-    let max = -Infinity;
-    for (let i = 0; i < n; i++) {
-      let sum = 0;
-      for (let j = 0; j < hidden; j++) sum += v[j] * Math.max(0, q[i * hidden + j] + r[j]);
-      const want = affine.t * sum + affine.bases[0];
-      if (logits[i] !== want && wrong.length < 5) wrong.push(`row ${i}: ${logits[i]}, want ${want}`);
-      max = Math.max(max, want);
-      if ((i + 1) % 16 === 0 || i === n - 1) {
-        if (blocks[i >> 4] !== max && wrong.length < 5) wrong.push(`block ${i >> 4}: ${blocks[i >> 4]}, want ${max}`);
-        max = -Infinity;
+    // In two appends, the second after a scan has moved past the first chunk: its slack still lands where it is read.
+    const first = 550_001;
+    k.append(q.subarray(0, first * hidden), first, slack.subarray(0, first));
+    k.logitsOf(new Int16Array(hidden), first, { t: 1, bases: [0] }, new Float64Array(first));
+    k.append(q.subarray(first * hidden), n - first, slack.subarray(first));
+    expect(Array.from(k.rowSlack())).toEqual(Array.from(slack));
+    for (let scan = 0; scan < 2; scan++) {
+      const r = Int16Array.from({ length: hidden }, () => Math.floor(rng.next() * 300) - 150);
+      const affine = { t: 0.003, bases: [-1.5] };
+      const logits = k.logitsOf(r, n, affine, new Float64Array(n));
+      const blocks = k.blocks();
+      const wrong: string[] = [];
+      let max = -Infinity;
+      for (let i = 0; i < n; i++) {
+        let sum = 0;
+        for (let j = 0; j < hidden; j++) sum += v[j] * Math.max(0, q[i * hidden + j] + r[j]);
+        const want = affine.t * sum + affine.bases[0];
+        if (logits[i] !== want && wrong.length < 5) wrong.push(`scan ${scan}, row ${i}: ${logits[i]}, want ${want}`);
+        max = Math.max(max, want + slack[i]);
+        if ((i + 1) % 16 === 0 || i === n - 1) {
+          if (blocks[i >> 4] !== max && wrong.length < 5) wrong.push(`scan ${scan}, block ${i >> 4}: ${blocks[i >> 4]}, want ${max}`);
+          max = -Infinity;
+        }
       }
+      expect(logits.length).toBe(n);
+      expect(wrong).toEqual([]);
     }
-    expect(logits.length).toBe(n);
-    expect(wrong).toEqual([]);
     await k.close();
   });
 
@@ -201,19 +210,17 @@ describe('the int8 engine', () => {
       }
       const want = await exact.search(query, 10);
       expect(await int8.search(query, 10)).toEqual(want);
-      // The scan's blocks: each one's largest approximate logit, and a slack no row of it exceeds.
+      // The scan's blocks: each one's largest bound, approximate logit plus the row's own slack, as a search adds them.
       const { logits, bounds, count } = await int8.scan(query);
       const blocks = bounds!.blocks!;
       const wrong: string[] = [];
       for (let b = 0; b * blocks.rows < count; b++) {
         const end = Math.min(count, (b + 1) * blocks.rows);
         let max = -Infinity;
-        for (let r = b * blocks.rows; r < end; r++) {
-          max = Math.max(max, logits[r]);
-          if (bounds!.rowSlack[r] > blocks.slack[b]) wrong.push(`row ${r}: slack ${bounds!.rowSlack[r]} above its block's ${blocks.slack[b]}`);
-        }
+        for (let r = b * blocks.rows; r < end; r++) max = Math.max(max, logits[r] + bounds!.rowSlack[r]);
         if (blocks.max[b] !== max) wrong.push(`block ${b}: max ${blocks.max[b]}, its rows' ${max}`);
       }
+      expect(bounds!.rowSlack.some((x) => x > 0)).toBe(true);
       expect(wrong).toEqual([]);
     }
     // A batch's queries get the same blocks from one pass over the rows, and the float32 answers.

@@ -1,7 +1,8 @@
 /**
  * int8 rows and their scan (int8-module.ts): row i is q_i, P_i quantised per
  * column, and a scan gives out_i = sum_j v_j * relu(q_ij + r_j) as an i32,
- * or for one query the logit t * out_i + base and each block's largest.
+ * or for one query the logit t * out_i + base and each block's largest bound
+ * (logit plus the row's own slack, given with the row).
  * Memory layout: int8-layout.ts, then the query projection's region (when
  * asked for: query-projection.ts), then the rows.
  */
@@ -33,8 +34,12 @@ export class Int8Kernel {
   private readonly vOffset: number;
   private readonly outOffset: number;
   private readonly rowsOffset: number;
-  /** The last single-query scan's largest logit per block of BLOCK_ROWS rows. */
+  /** The last single-query scan's largest bound (logit + rowSlack) per block of BLOCK_ROWS rows. */
   private blockMax = new Float64Array(1024);
+  /** Each row's own slack (append's), the source of the layout's slack area. */
+  private slack = new Float32Array(1024);
+  /** Which chunk of rows the layout's slack area holds (a scan of more than one chunk copies each in turn). */
+  private slackChunk = 0;
   private capacity = 0;
   private count = 0;
   private readonly pool: ScanPool;
@@ -124,8 +129,9 @@ export class Int8Kernel {
     return 2 * Math.floor((MAX_PAGES * PAGE - this.rowsOffset) / (2 * this.width));
   }
 
+  /** The wasm memory and the rows' slack kept beside it. */
   get memoryBytes(): number {
-    return this.memory.buffer.byteLength;
+    return this.memory.buffer.byteLength + this.slack.byteLength;
   }
 
   private reserve(rows: number): void {
@@ -184,10 +190,23 @@ export class Int8Kernel {
     return this.rOffset + q * this.width * (this.relaxed ? 1 : 2);
   }
 
-  /** Appends n rows of `hidden` int8 values (row-major), each into its place in its pair (int8-layout.ts). */
-  append(rows: Int8Array, n: number): number {
+  /**
+   * Appends n rows of `hidden` int8 values (row-major), each into its place
+   * in its pair (int8-layout.ts), with each row's own slack (the bound on its
+   * quantisation error; zeros when not given), which a single-query scan adds
+   * to its logit for the block maxima.
+   */
+  append(rows: Int8Array, n: number, slack?: Float32Array): number {
     const first = this.count;
     this.reserve(first + n);
+    if (this.slack.length < first + n) {
+      const grown = new Float32Array(Math.max(first + n, this.slack.length * 2));
+      grown.set(this.slack.subarray(0, first));
+      this.slack = grown;
+    }
+    if (slack) this.slack.set(slack.subarray(0, n), first);
+    else this.slack.fill(0, first, first + n);
+    this.placeSlack(first, n);
     const H = this.hidden;
     const wb = this.width;
     const memory = new Int8Array(this.memory.buffer, this.rowsOffset);
@@ -213,6 +232,19 @@ export class Int8Kernel {
   /** Drops every row (before the rows are quantised again on another scale). */
   reset(): void {
     this.count = 0;
+  }
+
+  /** Each row's own slack, as append() was given it (a view: valid until the next append). */
+  rowSlack(): Float32Array {
+    return this.slack.subarray(0, this.count);
+  }
+
+  /** Copies rows first .. first + n - 1's slack into the layout's slack area, where it holds their chunk. */
+  private placeSlack(first: number, n: number): void {
+    const start = this.slackChunk * SINGLE_CHUNK;
+    const from = Math.max(first, start);
+    const to = Math.min(first + n, start + SINGLE_CHUNK);
+    if (to > from) new Float32Array(this.memory.buffer, this.layout.slack, SINGLE_CHUNK).set(this.slack.subarray(from, to), from - start);
   }
 
   /**
@@ -246,7 +278,7 @@ export class Int8Kernel {
           const base = slot * groups * INT8_GROUP;
           for (let q = 0; q < nq; q++) {
             const from = base + Math.floor(q / INT8_GROUP) * m * INT8_GROUP + (q % INT8_GROUP);
-            if (affine) copyAffine(outs[q] as Float64Array, start + slot, scratch, from, INT8_GROUP, m, ds[q], affine.t, affine.bases[q], this.manyBlocks(q, count));
+            if (affine) copyAffine(outs[q] as Float64Array, start + slot, scratch, from, INT8_GROUP, m, ds[q], affine.t, affine.bases[q], this.manyBlocks(q, count), this.slack);
             else copySums(outs[q] as Int32Array, start + slot, scratch, from, INT8_GROUP, m, ds[q]);
           }
         }
@@ -274,7 +306,7 @@ export class Int8Kernel {
 
   /**
    * out[i] = sum_j v_j relu(q_ij + r_j) for the first `rows` rows; with
-   * `affine`, out is logits: t * sum + bases[0], and blocks() their largest
+   * `affine`, out is logits: t * sum + bases[0], and blocks() their largest bound
    * per block of BLOCK_ROWS rows, until the next scan.
    */
   run(r: Int16Array, out: Int32Array | Float64Array, rows = this.count, affine?: Affine): void {
@@ -312,6 +344,10 @@ export class Int8Kernel {
     const wb = this.width;
     for (let start = 0; start < count; start += SINGLE_CHUNK) {
       const n = Math.min(SINGLE_CHUNK, count - start);
+      if (this.slackChunk !== start / SINGLE_CHUNK) {
+        this.slackChunk = start / SINGLE_CHUNK;
+        this.placeSlack(start, SINGLE_CHUNK);
+      }
       const job = { p: this.rowsOffset + start * wb, u: this.rOffset, w: this.vOffset, out: this.outOffset, n, hb: d };
       const scan = (j: typeof job) => this.score8(j.p, j.u, j.w, j.out, j.n, j.hb);
       if (this.pool.size === 0 || n < 2 * MIN_ROWS_PER_THREAD) scan(job);
@@ -321,7 +357,7 @@ export class Int8Kernel {
     }
   }
 
-  /** The last single-query scan's largest logit per block of BLOCK_ROWS rows (valid until the next scan). */
+  /** The last single-query scan's largest bound (logit + the row's slack) per block of BLOCK_ROWS rows (valid until the next scan). */
   blocks(): Float64Array {
     return this.blockMax;
   }
@@ -338,12 +374,13 @@ function copySums(o: Int32Array, at: number, src: Int32Array, from: number, stri
   for (let i = 0; i < n; i++) o[at + i] = (src[from + i * stride] + d) | 0;
 }
 
-/** Also each block's largest into blockMax, as the single-query kernel writes them (`at` starts a block; 16 = BLOCK_ROWS). */
-function copyAffine(o: Float64Array, at: number, src: Int32Array, from: number, stride: number, n: number, d: number, t: number, base: number, blockMax: Float64Array): void {
+/** Also each block's largest bound (logit + the row's slack) into blockMax, as the single-query kernel writes them (`at` starts a block; 16 = BLOCK_ROWS). */
+function copyAffine(o: Float64Array, at: number, src: Int32Array, from: number, stride: number, n: number, d: number, t: number, base: number, blockMax: Float64Array, slack: Float32Array): void {
   for (let i = 0; i < n; i++) {
     const l = t * ((src[from + i * stride] + d) | 0) + base;
     o[at + i] = l;
+    const u = l + slack[at + i];
     const b = (at + i) >> 4;
-    if (((at + i) & 15) === 0 || l > blockMax[b]) blockMax[b] = l;
+    if (((at + i) & 15) === 0 || u > blockMax[b]) blockMax[b] = u;
   }
 }

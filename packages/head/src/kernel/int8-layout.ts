@@ -3,7 +3,8 @@
  * (the same for both kernels, and fixed by wb alone, so the modules compiled
  * per width can bake the addresses in):
  *   [r (int16) x INT8_MAX_QUERIES | v (int16) | t, base (f64) | scratch for
- *    one chunk of outputs | the chunk's block maxima | rows ...]
+ *    one chunk of outputs | the chunk's block maxima | the chunk's rows'
+ *    own bounds (f32) | rows ...]
  * The rows sit last so the store grows in place.
  *
  * Rows are stored in pairs, 16 bytes of the even row, then 16 of the odd
@@ -20,7 +21,7 @@ export const INT8_MAX_QUERIES = 32;
 export const CHUNK = 32768;
 /** A single-query scan writes one f64 logit per row into the same scratch: this many rows per chunk. */
 export const SINGLE_CHUNK = (CHUNK * 4 * INT8_MAX_QUERIES) / 8;
-/** Rows per block: a single-query scan also writes each block's largest logit, so a search can pass over blocks, not rows. */
+/** Rows per block: a single-query scan also writes each block's largest bound (logit + the row's own slack), so a search can pass over blocks, not rows. */
 export const BLOCK_ROWS = 16;
 
 export interface Int8Layout {
@@ -30,6 +31,8 @@ export interface Int8Layout {
   affine: number;
   out: number;
   blocks: number;
+  /** Each row's own slack (f32), for one chunk of rows: the single-query scan adds it to the logit for its block maxima. */
+  slack: number;
   rows: number;
 }
 
@@ -38,7 +41,8 @@ export function int8Layout(wb: number): Int8Layout {
   const affine = v + wb * 2;
   const out = affine + 16;
   const blocks = out + CHUNK * 4 * INT8_MAX_QUERIES;
-  return { r: 0, v, affine, out, blocks, rows: blocks + (SINGLE_CHUNK / BLOCK_ROWS) * 8 };
+  const slack = blocks + (SINGLE_CHUNK / BLOCK_ROWS) * 8;
+  return { r: 0, v, affine, out, blocks, slack, rows: slack + SINGLE_CHUNK * 4 };
 }
 
 /** Bytes of one row before the other row of its pair takes over. */
