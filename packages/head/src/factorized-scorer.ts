@@ -11,7 +11,7 @@ import { INT8_MAX_QUERIES, Int8Kernel } from './kernel/int8-kernel.js';
 import { rankedOf, topK, type Match, type Ranked } from './top-k.js';
 import { RescoredTopK } from './rescored-top-k.js';
 import { ResidentScan, type ResidentOptions } from './resident-scan.js';
-import { rescoreWithinBounds } from './bounded-rescore.js';
+import { rescoreReaching, rescoreWithinBounds } from './bounded-rescore.js';
 import { BoundFloors } from './bound-floor.js';
 
 export interface FactorizedOptions extends RuntimeOptions, BaseScorerOptions {
@@ -309,11 +309,13 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   /**
-   * The int8 engine's row-level top-k, made exact as the slice's is: rows in
-   * order of the most their exact logit can be (approximate logit plus the
-   * row's bound); the first k x 4 are rescored from float32, then further
-   * rows down that order while their bound still reaches the k-th best exact
-   * logit. The float32 engine's answer, bit for bit.
+   * The int8 engine's row-level top-k, made exact as the slice's is: by the
+   * most each row's exact logit can be (approximate logit plus the row's
+   * bound), the best k x 8 are rescored from float32, then the next k x 2 at
+   * a time while their bound still reaches the k-th best exact logit. The
+   * candidates are the rows whose bound reaches the floor the scan's blocks
+   * give, when they are enough (every row outside them is below the floor),
+   * else every row. The float32 engine's answer, bit for bit.
    */
   override async search(query: Float32Array, k: number): Promise<Match[]> {
     if (!this.mirror) return super.search(query, k);
@@ -325,40 +327,29 @@ export class FactorizedScorer extends BaseScorer {
       const got = bounds.exact(rows);
       for (let i = 0; i < rows.length; i++) exact.add(rows[i], got[i]);
     };
-    // Each row's most its exact logit can be (its approximate logit plus its own bound), best first:
-    // from the rows whose bound reaches the floor the scan's blocks give when they are enough (every row outside them is
-    // below the floor, so below all of them), else from every row.
     const approx = logits as Float64Array;
     const { rowSlack } = bounds;
     const wanted = k * 16;
+    const beyond = (floor: number) => {
+      const done = exact.rowSet();
+      const more: number[] = [];
+      for (let r = 0; r < count; r++) if (approx[r] + rowSlack[r] >= floor && alive[r] === 1 && !done.has(r)) more.push(r);
+      return more;
+    };
     const floors = BoundFloors.of(bounds.blocks, count, wanted);
-    const reaching = floors ? floors.rowsReaching(approx, rowSlack, alive, count, floors.floor(wanted), this.reaching) : 0;
-    let wide: Ranked;
+    const floor = floors ? floors.floor(wanted) : -Infinity;
+    const reaching = floors ? floors.rowsReaching(approx, rowSlack, alive, count, floor, this.reaching) : 0;
     if (reaching >= wanted) {
+      // Every row outside them is below the floor: they are the candidates, as they come.
       const rows = this.reaching.rows;
       const upper = this.upperScratch(reaching);
       for (let i = 0; i < reaching; i++) upper[i] = approx[rows[i]] + rowSlack[rows[i]];
-      wide = rankedOf(upper, reaching, wanted, rows);
-    } else {
-      const upper = this.upperScratch(count);
-      upperBounds(approx, rowSlack, count, upper);
-      wide = rankedOf(upper, count, wanted, undefined, alive);
+      rescoreReaching({ rows, upper, n: reaching, floor, first: k * 8, step: k * 2, slack: bounds.slack, kth: () => exact.kth(), rescore, beyond });
+      return exact.top();
     }
-    rescoreWithinBounds({
-      wide,
-      limit: wanted,
-      first: k * 8,
-      step: k * 2,
-      slack: bounds.slack,
-      kth: () => exact.kth(),
-      rescore,
-      beyond: (floor) => {
-        const done = exact.rowSet();
-        const more: number[] = [];
-        for (let r = 0; r < count; r++) if (approx[r] + rowSlack[r] >= floor && alive[r] === 1 && !done.has(r)) more.push(r);
-        return more;
-      },
-    });
+    const upper = this.upperScratch(count);
+    upperBounds(approx, rowSlack, count, upper);
+    rescoreWithinBounds({ wide: rankedOf(upper, count, wanted, undefined, alive), limit: wanted, first: k * 8, step: k * 2, slack: bounds.slack, kth: () => exact.kth(), rescore, beyond });
     return exact.top();
   }
 
