@@ -45,6 +45,10 @@ export function rescoreWithinBounds(o: BoundedRescore): void {
   }
 }
 
+/** rescoreReaching's scratch (it runs synchronously, one call at a time; typed arrays are costly to allocate per call). */
+let sortedScratch = new Float64Array(0);
+let doneScratch = new Uint8Array(0);
+
 /** rescoreWithinBounds for the rows whose bound reaches a floor, as they come (unranked). */
 export interface ReachingRescore {
   /** Candidates 0 .. n - 1: rows[i] with bound upper[i]; every row whose bound reaches `floor` is one, every other row's is below it. */
@@ -72,10 +76,16 @@ export interface ReachingRescore {
  */
 export function rescoreReaching(o: ReachingRescore): void {
   const { rows, upper, n } = o;
-  const sorted = upper.slice(0, n).sort();
+  if (sortedScratch.length < n) {
+    sortedScratch = new Float64Array(Math.max(n, 2 * sortedScratch.length));
+    doneScratch = new Uint8Array(sortedScratch.length);
+  }
+  const sorted = sortedScratch.subarray(0, n);
+  sorted.set(upper.subarray(0, n));
+  sorted.sort();
   /** The bound at rank r (1 the best; past the last, the last). */
   const boundAt = (r: number) => sorted[n - Math.min(r, n)];
-  const done = new Uint8Array(n);
+  const done = doneScratch.fill(0, 0, n);
   let left = n;
   const take = (least: number): number[] => {
     const batch: number[] = [];

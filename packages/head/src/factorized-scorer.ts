@@ -322,7 +322,7 @@ export class FactorizedScorer extends BaseScorer {
     if (!Number.isInteger(k) || k < 1) throw new RangeError(`k must be a positive integer, got ${k}`);
     const { logits, alive, count, bounds } = await this.scan(query);
     if (!bounds) return topK(logits, alive, count, k);
-    const exact = new RescoredTopK(k);
+    const exact = this.rescored.reset(k);
     const rescore = (rows: number[]) => {
       const got = bounds.exact(rows);
       for (let i = 0; i < rows.length; i++) exact.add(rows[i], got[i]);
@@ -469,6 +469,8 @@ export class FactorizedScorer extends BaseScorer {
   }
 
   private upper = new Float64Array(0);
+  /** The rows a row-level int8 search rescored (one search at a time, as upper). */
+  private readonly rescored = new RescoredTopK(10);
   /** The rows a row-level int8 search found reaching its floor. */
   private readonly reaching = { rows: new Int32Array(1024) };
 

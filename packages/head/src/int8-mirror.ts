@@ -1,4 +1,4 @@
-import { BLOCK_ROWS, Int8Kernel } from './kernel/int8-kernel.js';
+import { BLOCK_ROWS, INT8_MAX_QUERIES, Int8Kernel } from './kernel/int8-kernel.js';
 import type { ProjectionWeights } from './kernel/query-projection.js';
 
 /** Rows needed before the scale is fitted; fewer are scanned in float32 alone. */
@@ -66,6 +66,8 @@ export class Int8Mirror {
   private readonly absW: Float64Array;
 
   private readonly levels: Levels;
+  /** Each query slot's offsets r, written over by every prepare() (the kernel copies them into its memory). */
+  private readonly offsets: Int16Array[] = [];
 
   /** `relaxed`: 7-bit rows for the relaxed-SIMD kernel (the caller checks the runtime has it); `projection`: the kernel also projects queries. */
   constructor(readonly hidden: number, private readonly w: Float32Array, private readonly clip = 1e-4, threads = 1, relaxed = false, projection?: ProjectionWeights) {
@@ -168,14 +170,14 @@ export class Int8Mirror {
    * v_j (r_j - rMax), is the same for every row and added exactly. Where r_j
    * is below -rMax, every row's relu is 0 either way.
    */
-  private prepare(u: Float32Array): { r: Int16Array; constant: number; slack: number } | undefined {
+  private prepare(u: Float32Array, slot: number): { r: Int16Array; constant: number; slack: number } | undefined {
     const { scale, offset, v } = this;
     if (!scale || !offset || !v) return undefined;
     const { qMax, rMax } = this.levels;
     const H = this.hidden;
     // Locals, not fields, in the loop: it runs once per query, before the scan can start.
     const { absW, w, t } = this;
-    const r = new Int16Array(H);
+    const r = this.offsets[slot] ??= new Int16Array(H);
     let slack = 0;
     let sum = 0;
     let constant = 0;
@@ -206,7 +208,8 @@ export class Int8Mirror {
 
   /** scan() for several queries in one pass over the int8 rows (those that could overflow get undefined). */
   scanMany(us: Float32Array[], count: number, b2: number, intos: Float64Array[]): (Int8Scan | undefined)[] {
-    const prepared = us.map((u) => this.prepare(u));
+    if (us.length > INT8_MAX_QUERIES) throw new RangeError(`scanMany takes at most ${INT8_MAX_QUERIES} queries, got ${us.length}`);
+    const prepared = us.map((u, i) => this.prepare(u, i));
     const live = prepared.flatMap((p, i) => (p ? [i] : []));
     const result: (Int8Scan | undefined)[] = prepared.map(() => undefined);
     if (live.length === 0) return result;
