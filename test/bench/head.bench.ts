@@ -35,6 +35,9 @@ const BLOCK = 1024;
 const LOOP_SAMPLE = 400;
 /** Queries (untimed) over which int8's slice answers are compared with float32's. */
 const AGREEMENT_QUERIES = 1000;
+/** Side-by-side rounds of the row-level and slice searches: each method, in turn, ROUND queries in a row. */
+const SIDE_ROUNDS = 24;
+const ROUND = 10;
 /** Concurrent queries in a batch row (a shard's SEARCH_MAX_BATCH default). */
 const BATCH_QUERIES = 16;
 const BATCH_ROUNDS = 6;
@@ -202,11 +205,14 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
     await scorer.close();
   }
 
-  // float32 and int8 side by side, taking turns query by query (this machine's speed drifts by up to 2x
-  // within minutes, so each engine timed in a block of its own would see other conditions): a scorer's
+  // float32 and int8 side by side, taking turns in rounds of ROUND queries (this machine's speed drifts by up
+  // to 2x within minutes, so each engine timed in a block of its own would see other conditions): a scorer's
   // row-level search() (factorized, int8) and a slice's subject-level search over the same rows, where a
   // shard uses it (one subject per row: *-slice), alone and as batches of BATCH_QUERIES (*-batch16, per
-  // query). int8's answers are compared with float32's on every timed query and AGREEMENT_QUERIES more.
+  // query). A round's queries follow one another on one engine, as a shard's do; its first is not timed, since
+  // it follows another engine's scan, which has just pushed everything of this one's out of the caches (turns
+  // query by query timed only such queries, and gave the first and last methods in the order two queries in a
+  // row). int8's answers are compared with float32's on every query of the rounds and AGREEMENT_QUERIES more.
   const more = Array.from({ length: AGREEMENT_QUERIES }, () => noisyCopy(rows, rng, n, d));
   const templates = Array.from({ length: n }, (_, i) => ({ subjectId: `s${i}`, templateId: `t${i}`, vector: rows.subarray(i * d, (i + 1) * d) }));
   const engines: { engine: 'factorized' | 'int8'; scorer: Scorer; slice: GallerySlice }[] = [];
@@ -226,15 +232,19 @@ async function benchSize(head: Head, n: number): Promise<Row[]> {
     ['factorized-slice', sub(engines[0])],
     ['int8-slice', sub(engines[1])],
   ];
-  log('row-level and slice searches, taking turns');
+  log(`row-level and slice searches, taking turns in rounds of ${ROUND}`);
   for (let i = 0; i < 10; i++) for (const [, run] of methods) await run(queries[i % queries.length]);
   const times = new Map<Method, number[]>(methods.map(([m]) => [m, []]));
   const seen = new Map<Method, string[]>(methods.map(([m]) => [m, []]));
-  for (const [i, q] of queries.entries()) {
-    for (const [m, run] of i % 2 === 0 ? methods : [...methods].reverse()) {
-      const t = performance.now();
-      seen.get(m)!.push(await run(q));
-      times.get(m)!.push(performance.now() - t);
+  const side = Array.from({ length: SIDE_ROUNDS * ROUND }, () => noisyCopy(rows, rng, n, d));
+  for (let r = 0; r < SIDE_ROUNDS; r++) {
+    // Each round starts the order one method on, so no method runs twice in a row across rounds.
+    for (const [m, run] of [...methods.slice(r % methods.length), ...methods.slice(0, r % methods.length)]) {
+      for (let j = 0; j < ROUND; j++) {
+        const t = performance.now();
+        seen.get(m)!.push(await run(side[r * ROUND + j]));
+        if (j > 0) times.get(m)!.push(performance.now() - t);
+      }
     }
   }
   log(`${AGREEMENT_QUERIES} more queries for the agreement (untimed)`);
