@@ -1,4 +1,4 @@
-import { BoundFloors, kthLargest, rankedOf, rescoreWithinBounds, sigmoid, topK, type Ranked, type ScanBounds, type Scorer } from '@yoco/head';
+import { BoundFloors, RescoredTopK, rankedOf, rescoreWithinBounds, sigmoid, topK, type Ranked, type ScanBounds, type Scorer } from '@yoco/head';
 import { SLOT_COUNT, slotOf } from './slots.js';
 import type { Template } from './template-record.js';
 
@@ -177,6 +177,9 @@ export class GallerySlice {
     const slotOfOrd = this.subjectSlot;
     const rowSubject = this.rowSubject;
     const exact = new Map<number, { logit: number; row: number }>();
+    // Each subject's exact logit is final once its rows are rescored (a subject is rescored once): the k-th best
+    // of them kept at hand, not sorted out of the map at every step.
+    const best = this.rescoredBest.reset(k);
     const rescore = (ords: number[]) => {
       const rows: number[] = [];
       const owner: number[] = [];
@@ -192,8 +195,12 @@ export class GallerySlice {
         const prev = exact.get(owner[i]);
         if (!prev || got[i] > prev.logit || (got[i] === prev.logit && rows[i] < prev.row)) exact.set(owner[i], { logit: got[i], row: rows[i] });
       }
+      for (const o of ords) {
+        const e = exact.get(o);
+        if (e) best.add(o, e.logit);
+      }
     };
-    const kth = () => kthLargest(Array.from(exact.values(), (e) => e.logit), exact.size, k);
+    const kth = () => best.kth();
     // The subjects by the most their exact logit can be (best[ord] is each one's largest approximate logit
     // plus its row's bound here), best first, well past the k x OVERSAMPLE rescored at once.
     rescoreWithinBounds({
@@ -253,6 +260,9 @@ export class GallerySlice {
     const { best, alive } = this.bestOfEach(logits, rowAlive, count, mask, bounds.rowSlack);
     return rankedOf(best, this.subjectIds.length, wanted, undefined, alive);
   }
+
+  /** The rescored subjects' best logits of an exact int8 search (one at a time: it is synchronous). */
+  private readonly rescoredBest = new RescoredTopK(10);
 
   /** How int8 searches found their candidates: from the blocks at the first floor, at the wider one, or from every row. */
   readonly widened = { blocks: 0, wider: 0, everyRow: 0 };

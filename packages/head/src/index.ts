@@ -13,7 +13,8 @@ export type { ResidentOptions } from './resident-scan.js';
 export type { RuntimeOptions } from './ort-session.js';
 export type { Match } from './top-k.js';
 export { kthLargest, rankedOf, topK, type Ranked } from './top-k.js';
-export { rescoreWithinBounds, type BoundedRescore } from './bounded-rescore.js';
+export { rescoreReaching, rescoreWithinBounds, type BoundedRescore, type ReachingRescore } from './bounded-rescore.js';
+export { RescoredTopK } from './rescored-top-k.js';
 export { BoundFloors } from './bound-floor.js';
 export { HeadFormatError, RowIndexError, CapacityError, ProviderError } from './errors/index.js';
 // The ONNX writer lives in @yoco/onnx; re-exported so model code needs one import.
