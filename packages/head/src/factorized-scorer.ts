@@ -8,7 +8,7 @@ import { createSession, SharedSessions, type RuntimeOptions } from './ort-sessio
 import { MAX_QUERIES, ReluDotKernel } from './kernel/relu-dot-kernel.js';
 import { INT8_FIT_MIN_ROWS, Int8Mirror, type Int8Scan, type ScanBounds } from './int8-mirror.js';
 import { INT8_MAX_QUERIES, Int8Kernel } from './kernel/int8-kernel.js';
-import { rankedOf, topK, type Match, type Ranked } from './top-k.js';
+import { rankedOf, topK, type Match } from './top-k.js';
 import { RescoredTopK } from './rescored-top-k.js';
 import { ResidentScan, type ResidentOptions } from './resident-scan.js';
 import { rescoreReaching, rescoreWithinBounds } from './bounded-rescore.js';
