@@ -1,4 +1,4 @@
-import { BoundFloors, RescoredTopK, rankedOf, rescoreWithinBounds, sigmoid, topK, type Ranked, type ScanBounds, type Scorer } from '@yoco/head';
+import { BoundFloors, RescoredTopK, rankedOf, rescoreReaching, rescoreWithinBounds, sigmoid, topK, type Ranked, type ScanBounds, type Scorer } from '@yoco/head';
 import { SLOT_COUNT, slotOf } from './slots.js';
 import type { Template } from './template-record.js';
 
@@ -201,29 +201,23 @@ export class GallerySlice {
       }
     };
     const kth = () => best.kth();
-    // The subjects by the most their exact logit can be (best[ord] is each one's largest approximate logit
-    // plus its row's bound here), best first, well past the k x OVERSAMPLE rescored at once.
-    rescoreWithinBounds({
-      wide,
-      limit: wanted,
-      first: k * EXACT_OVERSAMPLE,
-      step: k,
-      slack: bounds.slack,
-      kth,
-      rescore,
-      // One pass over the rows, each against its own bound.
-      beyond: (floor) => {
-        const more = new Set<number>();
-        for (let row = 0; row < count; row++) {
-          if (logits[row] + bounds.rowSlack[row] < floor) continue;
-          const ord = rowSubject[row];
-          if (ord < 0 || rowAlive[row] === 0 || exact.has(ord)) continue;
-          if (mask !== undefined && mask[slotOfOrd[ord]] === 0) continue;
-          more.add(ord);
-        }
-        return [...more];
-      },
-    });
+    // One pass over the rows, each against its own bound.
+    const beyond = (floor: number) => {
+      const more = new Set<number>();
+      for (let row = 0; row < count; row++) {
+        if (logits[row] + bounds.rowSlack[row] < floor) continue;
+        const ord = rowSubject[row];
+        if (ord < 0 || rowAlive[row] === 0 || exact.has(ord)) continue;
+        if (mask !== undefined && mask[slotOfOrd[ord]] === 0) continue;
+        more.add(ord);
+      }
+      return [...more];
+    };
+    const step = { first: k * EXACT_OVERSAMPLE, step: k, slack: bounds.slack, kth, rescore, beyond };
+    // The subjects by the most their exact logit can be (each one's largest approximate logit plus its row's
+    // bound): those reaching the floor as they come, or the widest of all ranked, well past the first step.
+    if ('floor' in wide) rescoreReaching({ ...wide, ...step });
+    else rescoreWithinBounds({ wide, limit: wanted, ...step });
     this.rescored += exact.size;
     return [...exact.entries()]
       .sort(([oa, a], [ob, b]) => b.logit - a.logit || oa - ob)
@@ -238,22 +232,23 @@ export class GallerySlice {
   }
 
   /**
-   * The `wanted` subjects with the highest bounds (each one's best row's
-   * approximate logit plus that row's bound), best first: from the rows whose
-   * bound reaches a floor from the scan's blocks when their subjects are enough (a subject
-   * outside them has every row below the floor, so below all of them), else
-   * from every row.
+   * The candidate subjects by their bounds (each one's best row's
+   * approximate logit plus that row's bound): the subjects of the rows whose
+   * bound reaches a floor from the scan's blocks, unranked, when they are at
+   * least `wanted` (a subject outside them has every row below the floor);
+   * else the `wanted` highest of every subject, best first.
    */
-  private widestSubjects(logits: Float64Array, rowAlive: Uint8Array, count: number, wanted: number, bounds: ScanBounds, mask?: SlotMask): Ranked {
+  private widestSubjects(logits: Float64Array, rowAlive: Uint8Array, count: number, wanted: number, bounds: ScanBounds, mask?: SlotMask): Ranked | { rows: Int32Array; upper: Float64Array; n: number; floor: number } {
     const floors = BoundFloors.of(bounds.blocks, count, wanted);
     // A subject may own several of the rows a floor promises: a floor for more rows when the first falls short.
     for (const rank of floors ? [wanted, 4 * wanted] : []) {
-      const n = floors!.rowsReaching(logits, bounds.rowSlack, rowAlive, count, floors!.floor(rank), this.reaching);
+      const floor = floors!.floor(rank);
+      const n = floors!.rowsReaching(logits, bounds.rowSlack, rowAlive, count, floor, this.reaching);
       const ords = this.subjectsOf(this.reaching.rows, n, logits, bounds.rowSlack, mask);
       if (ords.length >= wanted) {
         this.widened[rank === wanted ? 'blocks' : 'wider']++;
         const best = this.reachBest;
-        return rankedOf(Float64Array.from(ords, (o) => best[o]), ords.length, wanted, ords);
+        return { rows: Int32Array.from(ords), upper: Float64Array.from(ords, (o) => best[o]), n: ords.length, floor };
       }
     }
     this.widened.everyRow++;
