@@ -32,6 +32,14 @@ export class BoundFloors {
     for (let b = 0; b < nBlocks; b++) if (max[b] >= floor) passing[nPassing++] = b;
     if (into.rows.length < nPassing * per) into.rows = new Int32Array(Math.max(nPassing * per, into.rows.length * 2));
     const rows = into.rows;
+    // The passing blocks' lines first, loads nothing waits on: the row loop's compares and branches kept few
+    // misses in flight, and its lines came in one at a time (0.05 ms for 160 blocks, 0.013 with them cached).
+    let touch = 0;
+    for (let p = 0; p < nPassing; p++) {
+      const r = passing[p] * per;
+      touch += logits[r] + logits[Math.min(r + 8, count - 1)] + rowSlack[r] + alive[r];
+    }
+    touched = touch;
     let n = 0;
     for (let p = 0; p < nPassing; p++) {
       const b = passing[p];
@@ -41,6 +49,9 @@ export class BoundFloors {
     return n;
   }
 }
+
+/** Where rowsReaching's touches go, so they are not dropped as dead. */
+let touched = 0;
 
 /** The blocks rowsReaching passes (it runs synchronously, one call at a time; kept from call to call). */
 let passingScratch = new Int32Array(0);
